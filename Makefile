@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine (see README.md):
+#   make demo   build .venv, fetch the real SmolLM2-135M-Instruct, run `evalsuite run` on the sample data
+#   make test   run the whole test suite (real model, real lm-eval, real rows)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+GGUF := .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
+# The cache of dequantized GGUF models; kept inside the checkout so a fresh clone starts clean.
+export EVALSUITE_CACHE_DIR ?= $(CURDIR)/.cache/evalsuite
+
+.PHONY: setup demo test lint clean
+
+$(BIN)/evalsuite: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU wheel of torch (on disk here); an unpinned torch would pull GBs of CUDA.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+$(GGUF): | $(BIN)/evalsuite
+	$(BIN)/python tools/fetch_model.py .cache/models
+
+setup: $(BIN)/evalsuite $(GGUF)
+
+demo: setup
+	$(BIN)/evalsuite run $(GGUF) --data-dir evalsuite/sample_data/h6 --limit 4 --batch-size 8
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check evalsuite tests tools
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,75 @@
+"""Logging set-up (called once from cli.main) and the tables `evalsuite` prints."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from evalsuite.data import Finding
+from evalsuite.results import SuiteResults
+from evalsuite.suite import SuiteSpec
+
+
+def setup_logging() -> None:
+    """Logs go to stderr; EVALSUITE_LOG_LEVEL=INFO shows more (default WARNING, as lm-eval's own)."""
+    level = os.environ.get("EVALSUITE_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(stream=sys.stderr, level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
+    """A plain Markdown-style table, aligned for terminals and pasteable into a README."""
+    right = right or set()
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if i in right else "-" * (w + 2) for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def format_scores(results: SuiteResults) -> str:
+    rows = []
+    for t in results.tasks:
+        rows.append([
+            t.display_name,
+            str(t.metric),
+            str(t.num_fewshot),
+            f"{100 * t.value:.2f}",
+            f"{100 * t.stderr:.2f}" if t.stderr is not None else "-",
+            f"{t.documents}/{t.full_documents}",
+            "" if t.leaderboard_comparable else "no",
+        ])
+    average = f"{100 * results.h6_average:.2f}" if results.h6_average is not None else "-"
+    rows.append(["Average (H6)", "", "", average, "", "", "" if results.leaderboard_comparable else "no"])
+    table = _table(["Task", "Metric", "Shots", "Value", "Stderr", "Docs", "Comparable"], rows, right={2, 3, 4, 5})
+    lines = [table]
+    if results.status == "partial":
+        lines.append(f"partial run, no H6 average: {'; '.join(results.partial_reasons)}")
+    for t in results.tasks:
+        if t.fewshot.fallback:
+            lines.append(f"{t.key}: {t.fewshot.note}")
+    return "\n".join(lines)
+
+
+def format_suite(suite: SuiteSpec) -> str:
+    rows = [
+        [
+            t.key,
+            t.display_name,
+            t.lm_eval_group,
+            str(t.num_fewshot),
+            f"{t.fewshot_split or '-'} ({t.fewshot_sampler})" if t.num_fewshot else "-",
+            str(t.metric),
+            t.aggregation,
+            " / ".join(x for x in (t.data.hub_dataset, t.data.hub_config, t.data.eval_split) if x),
+        ]
+        for t in suite.tasks
+    ]
+    headers = ["Key", "Display name", "lm-eval task", "Shots", "Few-shot from", "Metric", "Aggregation", "Hub dataset"]
+    return f"{suite.title} (suite {suite.name} v{suite.version})\n" + _table(headers, rows, right={3})
+
+
+def format_findings(findings: list[Finding]) -> str:
+    return _table(["Status", "File", "Detail"], [[f.level.value, f.file, f.message] for f in findings])

@@ -1,0 +1,225 @@
+"""Where each task's rows come from: the Hub (as lm-eval loads them) or an offline snapshot folder.
+
+A snapshot is laid out like ../shared/data/h6: `<dataset dir>/<split>.jsonl`, one row per line in the Hub's
+schema. This module plans which files a run reads (with their sha256), decides the documented few-shot
+fallback, and verifies snapshots; it knows nothing of lm-eval (runner.py turns a plan into task overrides).
+
+Few-shot fallback: when a snapshot lacks a task's few-shot split (HellaSwag's train split is not in
+../shared/data/h6), exemplars are drawn from the eval split instead, excluding the document being scored
+(lm-eval drops the scored doc when the few-shot split is the split it evaluates). The task is then marked
+not leaderboard-comparable, since the leaderboard drew its exemplars from train.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from evalsuite.errors import DataDirError
+from evalsuite.suite import ColumnType, SuiteSpec, TaskSpec
+
+
+@dataclass(frozen=True)
+class SplitFile:
+    split: str
+    path: Path
+    sha256: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class FewshotSource:
+    """Where a task's few-shot exemplars come from."""
+
+    split: str | None
+    sampler: str | None
+    fallback: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """How one task's rows are read. `files` is empty when lm-eval loads the Hub dataset."""
+
+    spec: TaskSpec
+    files: tuple[SplitFile, ...]
+    fewshot: FewshotSource
+
+    @property
+    def is_local(self) -> bool:
+        return bool(self.files)
+
+    def file(self, split: str) -> SplitFile | None:
+        return next((f for f in self.files if f.split == split), None)
+
+    @property
+    def fewshot_pool_is_full(self) -> bool:
+        """True when exemplars come from the complete split the leaderboard used."""
+        if self.spec.num_fewshot == 0:
+            return True
+        if self.fewshot.fallback:
+            return False
+        pool = self.file(self.fewshot.split) if self.fewshot.split else None
+        return pool is None or pool.rows == self.spec.data.rows[pool.split]
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """The data of one run: `root` is the snapshot folder, or None for the Hub."""
+
+    root: Path | None
+    tasks: tuple[TaskData, ...]
+
+    def for_task(self, key: str) -> TaskData:
+        return next(t for t in self.tasks if t.spec.key == key)
+
+
+def split_path(root: Path, spec: TaskSpec, split: str) -> Path:
+    return root / spec.data.dir / f"{split}.jsonl"
+
+
+def sha256_and_rows(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    rows = 0
+    with path.open("rb") as f:
+        for line in f:
+            digest.update(line)
+            if line.strip():
+                rows += 1
+    return digest.hexdigest(), rows
+
+
+def plan_hub(specs: Iterable[TaskSpec]) -> DataPlan:
+    return DataPlan(
+        root=None,
+        tasks=tuple(
+            TaskData(spec=s, files=(), fewshot=FewshotSource(s.fewshot_split, s.fewshot_sampler)) for s in specs
+        ),
+    )
+
+
+def plan_local(root: Path, specs: Iterable[TaskSpec]) -> DataPlan:
+    """Plan a run over a snapshot folder; raise DataDirError if an eval split is missing or empty."""
+    if not root.is_dir():
+        raise DataDirError(f"--data-dir {root}: no such directory")
+    planned = []
+    for spec in specs:
+        eval_path = split_path(root, spec, spec.data.eval_split)
+        if not eval_path.is_file():
+            raise DataDirError(
+                f"--data-dir {root}: missing {eval_path.relative_to(root)} (the {spec.data.eval_split} split "
+                f"{spec.key} is scored on); add it or leave {spec.key} out with --tasks"
+            )
+        files = [_split_file(eval_path, spec.data.eval_split)]
+        fewshot = FewshotSource(spec.fewshot_split, spec.fewshot_sampler)
+        if spec.num_fewshot > 0 and spec.fewshot_split and spec.fewshot_split != spec.data.eval_split:
+            pool_path = split_path(root, spec, spec.fewshot_split)
+            if pool_path.is_file():
+                files.append(_split_file(pool_path, spec.fewshot_split))
+            else:
+                fewshot = FewshotSource(
+                    split=spec.data.eval_split,
+                    sampler=spec.fewshot_sampler,
+                    fallback=True,
+                    note=(
+                        f"{spec.fewshot_split} split missing from the data dir; exemplars drawn from "
+                        f"{spec.data.eval_split}, excluding the scored document (not leaderboard-comparable)"
+                    ),
+                )
+        planned.append(TaskData(spec=spec, files=tuple(files), fewshot=fewshot))
+    return DataPlan(root=root, tasks=tuple(planned))
+
+
+def _split_file(path: Path, split: str) -> SplitFile:
+    digest, rows = sha256_and_rows(path)
+    if rows == 0:
+        raise DataDirError(f"{path}: the file is empty; a split needs at least one row")
+    return SplitFile(split=split, path=path.resolve(), sha256=digest, rows=rows)
+
+
+# --------------------------------------------------------------------------------------------- verify
+
+
+class Level(str, Enum):
+    OK = "ok"
+    WARN = "warn"  # usable, but the run is partial or not leaderboard-comparable
+    ERROR = "error"  # a run needing this split fails
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    file: str
+    message: str
+
+
+_JSON_TYPES: dict[ColumnType, type | tuple[type, ...]] = {
+    "string": str,
+    "integer": int,
+    "array": list,
+    "object": dict,
+}
+
+
+def verify_snapshot(root: Path, suite: SuiteSpec) -> list[Finding]:
+    """Check every split the suite reads: present, full row count, every row parses and has the schema."""
+    if not root.is_dir():
+        raise DataDirError(f"{root}: no such directory")
+    findings: list[Finding] = []
+    for spec in suite.tasks:
+        for split in spec.needed_splits:
+            path = split_path(root, spec, split)
+            rel = str(path.relative_to(root))
+            is_eval = split == spec.data.eval_split
+            if not path.is_file():
+                if is_eval:
+                    findings.append(Finding(Level.ERROR, rel, f"missing: {spec.key} is scored on this split"))
+                else:
+                    findings.append(
+                        Finding(
+                            Level.WARN,
+                            rel,
+                            f"missing: few-shot exemplars fall back to {spec.data.eval_split} "
+                            "(runs are marked not leaderboard-comparable)",
+                        )
+                    )
+                continue
+            findings.append(_check_file(path, rel, spec, spec.data.rows[split]))
+    return findings
+
+
+def _check_file(path: Path, rel: str, spec: TaskSpec, full_rows: int) -> Finding:
+    rows = 0
+    with path.open("r", encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            rows += 1
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                return Finding(Level.ERROR, rel, f"line {line_no}: not JSON ({e.msg})")
+            if problem := _schema_problem(row, spec.data.columns):
+                return Finding(Level.ERROR, rel, f"line {line_no}: {problem}")
+    if rows == 0:
+        return Finding(Level.ERROR, rel, "empty file")
+    if rows != full_rows:
+        return Finding(Level.WARN, rel, f"{rows} of {full_rows} rows: runs over it are partial")
+    return Finding(Level.OK, rel, f"{rows} rows")
+
+
+def _schema_problem(row: object, columns: dict[str, ColumnType]) -> str | None:
+    if not isinstance(row, dict):
+        return "a row must be a JSON object"
+    for name, kind in columns.items():
+        if name not in row:
+            return f"column {name!r} missing"
+        value = row[name]
+        expected = _JSON_TYPES[kind]
+        if not isinstance(value, expected) or (kind == "integer" and isinstance(value, bool)):
+            return f"column {name!r} should be {kind}, found {type(value).__name__}"
+    return None

@@ -1,0 +1,227 @@
+"""`run_suite`: one H6 run from a MODEL string to a results folder.
+
+Everything that can be checked cheaply (task keys, limit, model path, data dir, output dir) is checked
+before the model is loaded, so bad input fails in a second and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from evalsuite import __version__
+from evalsuite.data import DataPlan, TaskData, plan_hub, plan_local
+from evalsuite.errors import SuiteConfigError
+from evalsuite.model_ref import ModelRef, ModelSource, check_gguf_header, parse_model_ref, prepare_model
+from evalsuite.results import (
+    DataFileInfo,
+    FewshotInfo,
+    ModelInfo,
+    RunSettings,
+    Seeds,
+    SuiteResults,
+    TaskResult,
+    Timing,
+    Versions,
+    check_output_dir,
+    completeness,
+    h6_average,
+    task_result,
+    write_run,
+)
+from evalsuite.suite import SuiteSpec, default_tasks_dir, load_suite
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """`evalsuite run` options, already parsed from strings."""
+
+    model: str
+    tasks: Sequence[str] | None = None
+    limit: int | None = None
+    batch_size: int | str = 8
+    dtype: str | None = None  # None: float32 on CPU, bfloat16 on CUDA
+    device: str | None = None  # None: cuda when available, else cpu
+    data_dir: Path | None = None
+    output_dir: Path = Path("results")
+    seeds: tuple[int, int, int, int] = (0, 1234, 1234, 1234)
+    log_samples: bool = False
+    model_args: str | None = None
+    add_bos_token: bool = False
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    results: SuiteResults
+    run_dir: Path
+
+
+def parse_seed(text: str) -> tuple[int, int, int, int]:
+    """lm-eval's --seed: one int for all four seeds, or `random,numpy,torch,fewshot`."""
+    try:
+        parts = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise SuiteConfigError(f"--seed {text!r}: give an int or four comma-separated ints") from None
+    if len(parts) == 1:
+        return (parts[0],) * 4  # type: ignore[return-value]
+    if len(parts) == 4:
+        return parts[0], parts[1], parts[2], parts[3]
+    raise SuiteConfigError(f"--seed {text!r}: give an int or four comma-separated ints")
+
+
+def parse_batch_size(text: str) -> int | str:
+    if text == "auto" or text.startswith("auto:"):
+        return text
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise SuiteConfigError(f"--batch-size {text!r}: give a positive int or 'auto'")
+    return size
+
+
+def new_run_id(now: datetime) -> str:
+    """UTC start time, sortable, plus a random tag so two runs started in the same second differ."""
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(2)}"
+
+
+def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Progress | None = None) -> RunOutcome:
+    say = progress or (lambda message: log.info("%s", message))
+    suite = suite or load_suite()
+    tasks_dir = default_tasks_dir()
+
+    # --- cheap checks first: nothing is loaded or written until all pass
+    specs = suite.select(request.tasks)
+    if request.limit is not None and request.limit < 1:
+        raise SuiteConfigError(f"--limit {request.limit}: give a positive number of documents per task")
+    ref = parse_model_ref(request.model)
+    if ref.source is ModelSource.GGUF:
+        check_gguf_header(Path(ref.location))
+    plan = plan_local(request.data_dir, specs) if request.data_dir else plan_hub(specs)
+    check_output_dir(request.output_dir)
+    for task in plan.tasks:
+        if task.fewshot.fallback:
+            say(f"warning: {task.spec.key}: {task.fewshot.note}")
+
+    if ref.source is not ModelSource.HUB and plan.root is not None:
+        # Nothing needs the Hub; don't let libraries probe it (lm-eval looks up a model sha).
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+    from evalsuite import runner  # heavy: torch, transformers, lm_eval
+
+    started = time.perf_counter()
+    created_at = datetime.now(UTC)
+    loadable = prepare_model(ref)
+    device = request.device or runner.default_device()
+    dtype = request.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
+    model_settings = runner.ModelSettings(
+        dtype=dtype,
+        device=device,
+        batch_size=request.batch_size,
+        add_bos_token=request.add_bos_token,
+        extra_model_args=runner.parse_model_args(request.model_args),
+    )
+    eval_settings = runner.EvalSettings(
+        limit=request.limit, seeds=runner.Seeds(*request.seeds), log_samples=request.log_samples
+    )
+    say(f"loading {ref.model_id} ({dtype}, {device})")
+    model = runner.load_model(loadable, model_settings)
+    task_manager = runner.build_task_manager(tasks_dir)
+
+    task_results: list[TaskResult] = []
+    lm_eval_files: dict[str, str] = {}
+    model_sha: str | None = loadable.file_sha256
+    batch_sizes: list[int] = []
+    for index, data in enumerate(plan.tasks, start=1):
+        spec = data.spec
+        say(f"[{index}/{len(plan.tasks)}] {spec.key}: {spec.num_fewshot}-shot, {spec.metric}")
+        raw = runner.run_task(model, data, eval_settings, task_manager, tasks_dir)
+        result = task_result(
+            spec,
+            dict(raw.output),
+            fewshot=_fewshot_info(data),
+            data_files=[DataFileInfo(split=f.split, path=str(f.path), sha256=f.sha256, rows=f.rows) for f in data.files],
+            fewshot_pool_is_full=data.fewshot_pool_is_full,
+            seconds=raw.seconds,
+        )
+        task_results.append(result)
+        say(f"[{index}/{len(plan.tasks)}] {spec.key}: {100 * result.value:.2f} ({result.documents} docs, {raw.seconds:.0f}s)")
+        lm_eval_files[f"{spec.key}.json"] = runner.to_json(raw.output)
+        if raw.samples:
+            lm_eval_files[f"{spec.key}.samples.jsonl"] = "".join(
+                runner.to_json(sample).replace("\n", "") + "\n" for samples in raw.samples.values() for sample in samples
+            )
+        config = raw.output.get("config", {})
+        model_sha = model_sha or config.get("model_sha") or None
+        batch_sizes += [int(b) for b in config.get("batch_sizes", []) if int(b) not in batch_sizes]
+
+    reasons = completeness(suite.keys, task_results, request.limit)
+    versions = runner.library_versions()
+    results = SuiteResults(
+        run_id=new_run_id(created_at),
+        created_at=created_at,
+        suite=suite.name,
+        suite_version=suite.version,
+        model=ModelInfo(
+            id=ref.model_id,
+            source=ref.source.value,
+            location=loadable.pretrained if ref.source is ModelSource.HUB else ref.location,
+            revision=ref.revision,
+            sha=model_sha,
+            dtype=model.dtype,
+            parameters=model.parameters,
+        ),
+        tasks=task_results,
+        status="partial" if reasons else "complete",
+        partial_reasons=reasons,
+        h6_average=None if reasons else h6_average(task_results),
+        leaderboard_comparable=not reasons and all(t.leaderboard_comparable for t in task_results),
+        settings=RunSettings(
+            limit=request.limit,
+            batch_size=request.batch_size,
+            batch_sizes_used=batch_sizes,
+            add_bos_token=request.add_bos_token,
+            chat_template=False,
+            seeds=Seeds(**vars(eval_settings.seeds)),
+            model_args={k: v for k, v in model.model_args.items()},
+            data_source="local" if plan.root else "hub",
+            data_dir=str(plan.root.resolve()) if plan.root else None,
+            device=runner.describe_device(device),
+        ),
+        versions=Versions(
+            evalsuite=__version__,
+            lm_eval=versions["lm_eval"],
+            transformers=versions["transformers"],
+            torch=versions["torch"],
+            datasets=versions["datasets"],
+            python=platform.python_version(),
+        ),
+        timing=Timing(model_load_seconds=round(model.load_seconds, 3), total_seconds=round(time.perf_counter() - started, 3)),
+    )
+    run_dir = write_run(results, lm_eval_files, request.output_dir, ref.results_dir_name)
+    return RunOutcome(results=results, run_dir=run_dir)
+
+
+def _fewshot_info(data: TaskData) -> FewshotInfo:
+    return FewshotInfo(
+        split=data.fewshot.split if data.spec.num_fewshot else None,
+        sampler=data.fewshot.sampler if data.spec.num_fewshot else None,
+        fallback=data.fewshot.fallback,
+        note=data.fewshot.note,
+    )
+
+
+__all__ = ["DataPlan", "ModelRef", "RunOutcome", "RunRequest", "parse_batch_size", "parse_seed", "run_suite"]

@@ -1,0 +1,140 @@
+"""The MODEL argument: a Hub id with optional @revision, a local HF model folder, or a .gguf file.
+
+A .gguf file is dequantized once into a safetensors folder in evalsuite's cache, keyed by the file's
+sha256, so later runs load it like any local model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from evalsuite.errors import ModelRefError
+from evalsuite.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+# Hub ids are `name` or `org/name` (letters, digits, `-`, `_`, `.`); an optional `@revision` follows.
+_HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*(?:/[\w.-]+)?)(?:@(?P<rev>[\w./-]+))?$")
+_GGUF_MAGIC = b"GGUF"
+
+
+class ModelSource(str, Enum):
+    HUB = "hub"
+    LOCAL = "local"
+    GGUF = "gguf"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What the user named. `location` is the Hub repo id or an absolute path."""
+
+    source: ModelSource
+    location: str
+    revision: str | None = None
+
+    @property
+    def model_id(self) -> str:
+        """The id results are filed under: the Hub id, or the folder/file name of a local model."""
+        if self.source is ModelSource.HUB:
+            return self.location
+        path = Path(self.location)
+        return path.stem if self.source is ModelSource.GGUF else path.name
+
+    @property
+    def results_dir_name(self) -> str:
+        """`<org>__<name>`, as the leaderboard's details datasets name models; `local__<name>` off the Hub."""
+        if self.source is ModelSource.HUB:
+            org, _, name = self.location.rpartition("/")
+            return f"{org or 'hub'}__{name}"
+        return f"local__{self.model_id}"
+
+
+@dataclass(frozen=True)
+class LoadableModel:
+    """What lm-eval's HF backend loads: `pretrained` (Hub id or folder) at `revision`."""
+
+    ref: ModelRef
+    pretrained: str
+    revision: str | None
+    # sha256 of the .gguf file for GGUF models; Hub commit shas are resolved by lm-eval after loading.
+    file_sha256: str | None = None
+
+
+def parse_model_ref(text: str) -> ModelRef:
+    """Classify MODEL; raise ModelRefError for paths that do not exist and strings that are no Hub id."""
+    text = text.strip()
+    if not text:
+        raise ModelRefError("MODEL is empty: give a Hub id (org/name[@revision]), a model folder or a .gguf file")
+    path = Path(text).expanduser()
+    looks_like_path = text.startswith((".", "/", "~")) or text.endswith(".gguf") or text.count("/") > 1
+    if path.exists():
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise ModelRefError(f"{text}: folder has no config.json; point MODEL at a Hugging Face model folder")
+            return ModelRef(ModelSource.LOCAL, str(path.resolve()))
+        if path.suffix == ".gguf":
+            return ModelRef(ModelSource.GGUF, str(path.resolve()))
+        raise ModelRefError(f"{text}: not a model folder or a .gguf file")
+    if looks_like_path:
+        raise ModelRefError(f"{text}: no such file or directory")
+    match = _HUB_ID.match(text)
+    if not match:
+        raise ModelRefError(f"{text!r} is not a Hub id (org/name[@revision]) nor an existing path")
+    return ModelRef(ModelSource.HUB, match["repo"], match["rev"])
+
+
+def check_gguf_header(path: Path) -> None:
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != _GGUF_MAGIC:
+        raise ModelRefError(f"{path}: not a GGUF file (bad header); re-download it or pass a model folder")
+
+
+def prepare_model(ref: ModelRef) -> LoadableModel:
+    """Make `ref` loadable by HF transformers, dequantizing a GGUF file into the cache on first use."""
+    if ref.source is not ModelSource.GGUF:
+        return LoadableModel(ref=ref, pretrained=ref.location, revision=ref.revision)
+    gguf = Path(ref.location)
+    check_gguf_header(gguf)
+    digest = _sha256(gguf)
+    folder = cache_dir() / "gguf" / f"{gguf.stem}-{digest[:16]}"
+    if not (folder / "config.json").is_file():
+        _dequantize_gguf(gguf, folder)
+    return LoadableModel(ref=ref, pretrained=str(folder), revision=None, file_sha256=digest)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _dequantize_gguf(gguf: Path, folder: Path) -> None:
+    """Write a float32 safetensors copy of `gguf` (and its tokenizer) to `folder`, atomically."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    log.info("dequantizing %s into %s (once)", gguf.name, folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
+    try:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True)
+            )
+        except Exception as e:  # transformers raises many kinds for a damaged file
+            raise ModelRefError(f"{gguf}: cannot read this GGUF file ({type(e).__name__}: {e})") from e
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,340 @@
+"""The results file: schema, building it from lm-eval's output, aggregation, and atomic read/write.
+
+lm-eval's result keys ("acc_norm,none", "acc_norm_stderr,none") are parsed here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from evalsuite.errors import OutputDirError, ResultsSchemaError, RunError
+from evalsuite.suite import MetricKey, TaskSpec
+
+# Do not change the meaning of a field without incrementing this (and adding a migration).
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"
+LM_EVAL_DIR = "lm_eval"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelInfo(_Model):
+    id: str = Field(description="Hub id, or the folder/file name of a local model")
+    source: Literal["hub", "local", "gguf"]
+    location: str = Field(description="Hub id or absolute path as loaded")
+    revision: str | None = Field(description="revision asked for (MODEL@revision)")
+    sha: str | None = Field(description="Hub commit sha resolved by lm-eval, or sha256 of a .gguf file")
+    dtype: str
+    parameters: int | None
+
+
+class DataFileInfo(_Model):
+    split: str
+    path: str
+    sha256: str
+    rows: int
+
+
+class FewshotInfo(_Model):
+    split: str | None
+    sampler: str | None
+    fallback: bool = Field(description="the suite's few-shot split was missing; see note")
+    note: str = ""
+
+
+class SubtaskScore(_Model):
+    lm_eval_task: str
+    value: float
+    stderr: float | None
+    documents: int
+
+
+class TaskResult(_Model):
+    key: str
+    display_name: str
+    lm_eval_group: str
+    lm_eval_tasks: list[str]
+    num_fewshot: int = Field(description="as lm-eval actually ran it (checked against the suite)")
+    metric: MetricKey
+    aggregation: Literal["single", "macro_mean"]
+    value: float = Field(description="fraction in [0, 1]; macro mean over subtasks for MMLU")
+    stderr: float | None
+    weighted_value: float | None = Field(
+        None, description="size-weighted mean over subtasks (lm-eval's own group number), when aggregated"
+    )
+    documents: int = Field(description="documents scored")
+    full_documents: int = Field(description="documents in the full eval split")
+    fewshot: FewshotInfo
+    data_files: list[DataFileInfo] = Field(description="empty when lm-eval loaded the Hub dataset")
+    leaderboard_comparable: bool
+    seconds: float
+    subtasks: list[SubtaskScore] = Field(default_factory=list)
+
+    @property
+    def is_full(self) -> bool:
+        return self.documents == self.full_documents
+
+
+class Seeds(_Model):
+    random: int
+    numpy: int
+    torch: int
+    fewshot: int
+
+
+class RunSettings(_Model):
+    limit: int | None
+    batch_size: int | str
+    batch_sizes_used: list[int] = Field(default_factory=list, description="what --batch-size auto found")
+    add_bos_token: bool
+    chat_template: bool = False
+    seeds: Seeds
+    model_args: dict[str, Any]
+    data_source: Literal["hub", "local"]
+    data_dir: str | None
+    device: str
+
+
+class Versions(_Model):
+    evalsuite: str
+    lm_eval: str
+    transformers: str
+    torch: str
+    datasets: str
+    python: str
+
+
+class Timing(_Model):
+    model_load_seconds: float
+    total_seconds: float
+
+
+class SuiteResults(_Model):
+    schema_version: int = Field(SCHEMA_VERSION, description="do not change fields' meaning without bumping")
+    run_id: str
+    created_at: datetime
+    suite: str
+    suite_version: int
+    model: ModelInfo
+    tasks: list[TaskResult]
+    status: Literal["complete", "partial"]
+    partial_reasons: list[str] = Field(default_factory=list)
+    h6_average: float | None = Field(description="mean of the six values; only when the run is complete")
+    leaderboard_comparable: bool
+    settings: RunSettings
+    versions: Versions
+    timing: Timing
+
+    def task(self, key: str) -> TaskResult | None:
+        return next((t for t in self.tasks if t.key == key), None)
+
+
+# ----------------------------------------------------------------------------------- from lm-eval
+
+
+def _float(value: Any) -> float | None:
+    """lm-eval reports numpy floats, and "N/A" for a stderr it could not compute."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _leaf_scores(spec: TaskSpec, output: dict[str, Any]) -> list[SubtaskScore]:
+    leaves = output.get("group_subtasks", {}).get(spec.lm_eval_group)
+    if not leaves:
+        raise RunError(f"lm-eval output has no subtasks for group {spec.lm_eval_group!r}")
+    scores = []
+    for leaf in leaves:
+        shots = output.get("n-shot", {}).get(leaf)
+        if shots != spec.num_fewshot:
+            raise RunError(f"{leaf} ran {shots}-shot but the suite says {spec.num_fewshot}-shot")
+        row = output["results"].get(leaf, {})
+        value = _float(row.get(spec.metric.lm_eval_key))
+        if value is None:
+            found = ", ".join(k for k in row if "," in k and "_stderr" not in k)
+            raise RunError(f"{leaf}: lm-eval reported no {spec.metric} (found: {found or 'nothing'})")
+        scores.append(
+            SubtaskScore(
+                lm_eval_task=leaf,
+                value=value,
+                stderr=_float(row.get(spec.metric.lm_eval_stderr_key)),
+                documents=int(output["n-samples"][leaf]["effective"]),
+            )
+        )
+    return scores
+
+
+def aggregate(spec: TaskSpec, scores: list[SubtaskScore]) -> tuple[float, float | None, float | None]:
+    """(value, stderr, weighted value) of a task from its leaves.
+
+    macro_mean is the leaderboard's MMLU number: the plain mean of the subjects. Its stderr treats the
+    subjects as independent: sqrt(sum se_i^2) / k. The weighted value is lm-eval's doc-weighted mean.
+    """
+    if spec.aggregation == "single":
+        if len(scores) != 1:
+            raise RunError(f"{spec.key}: expected one lm-eval task, got {len(scores)}")
+        return scores[0].value, scores[0].stderr, None
+    k = len(scores)
+    value = sum(s.value for s in scores) / k
+    stderrs = [s.stderr for s in scores]
+    stderr = math.sqrt(sum(se * se for se in stderrs)) / k if all(se is not None for se in stderrs) else None
+    total = sum(s.documents for s in scores)
+    weighted = sum(s.value * s.documents for s in scores) / total
+    return value, stderr, weighted
+
+
+def task_result(
+    spec: TaskSpec,
+    output: dict[str, Any],
+    *,
+    fewshot: FewshotInfo,
+    data_files: list[DataFileInfo],
+    fewshot_pool_is_full: bool,
+    seconds: float,
+) -> TaskResult:
+    scores = _leaf_scores(spec, output)
+    value, stderr, weighted = aggregate(spec, scores)
+    documents = sum(s.documents for s in scores)
+    return TaskResult(
+        key=spec.key,
+        display_name=spec.display_name,
+        lm_eval_group=spec.lm_eval_group,
+        lm_eval_tasks=[s.lm_eval_task for s in scores],
+        num_fewshot=spec.num_fewshot,
+        metric=spec.metric,
+        aggregation=spec.aggregation,
+        value=value,
+        stderr=stderr,
+        weighted_value=weighted,
+        documents=documents,
+        full_documents=spec.full_eval_rows,
+        fewshot=fewshot,
+        data_files=data_files,
+        leaderboard_comparable=fewshot_pool_is_full and not fewshot.fallback,
+        seconds=round(seconds, 3),
+        subtasks=scores if spec.aggregation != "single" else [],
+    )
+
+
+def completeness(suite_keys: tuple[str, ...], tasks: list[TaskResult], limit: int | None) -> list[str]:
+    """Why a run is partial (empty when complete): the H6 average needs all six tasks on full data."""
+    reasons = []
+    ran = {t.key for t in tasks}
+    if missing := [k for k in suite_keys if k not in ran]:
+        reasons.append(f"tasks not run: {', '.join(missing)}")
+    if limit is not None:
+        reasons.append(f"--limit {limit}")
+    reasons += [f"{t.key}: {t.documents} of {t.full_documents} documents" for t in tasks if not t.is_full]
+    return reasons
+
+
+def h6_average(tasks: list[TaskResult]) -> float:
+    return sum(t.value for t in tasks) / len(tasks)
+
+
+# ------------------------------------------------------------------------------------- read / write
+
+
+def write_run(
+    results: SuiteResults,
+    lm_eval_outputs: dict[str, str],
+    output_dir: Path,
+    model_dir_name: str,
+) -> Path:
+    """Write `<output_dir>/<model_dir_name>/<run_id>/` all at once: staged, then renamed into place.
+
+    `lm_eval_outputs` maps file names (relative to the run's lm_eval/ folder) to their text. On failure
+    nothing is left behind, not even the folders this call created.
+    """
+    created = _missing_parents(output_dir / model_dir_name)
+    final = output_dir / model_dir_name / results.run_id
+    staging: Path | None = None
+    written = False
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            raise OutputDirError(f"{final} already exists; results are never overwritten")
+        staging = Path(tempfile.mkdtemp(prefix=f".{results.run_id}.", suffix=".partial", dir=final.parent))
+        (staging / LM_EVAL_DIR).mkdir()
+        for name, text in lm_eval_outputs.items():
+            (staging / LM_EVAL_DIR / name).write_text(text, encoding="utf-8")
+        (staging / RESULTS_FILE).write_text(results.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        os.replace(staging, final)
+        written = True
+        return final
+    except OSError as e:
+        raise OutputDirError(f"cannot write results under {output_dir}: {e.strerror or e}") from e
+    finally:
+        if not written:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            for folder in reversed(created):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """`path` and its ancestors that do not exist yet, outermost first."""
+    missing = []
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            break
+        missing.append(folder)
+    return list(reversed(missing))
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """Fail early, before hours of compute, if results could not be written under `output_dir`."""
+    existing = next((p for p in [output_dir, *output_dir.parents] if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise OutputDirError(f"--output-dir {output_dir}: {existing} is not a directory")
+    try:
+        probe = tempfile.NamedTemporaryFile(dir=existing, prefix=".evalsuite-write-probe-")
+    except OSError as e:
+        raise OutputDirError(f"--output-dir {output_dir}: {existing} is not writable ({e.strerror})") from e
+    probe.close()
+
+
+def read_results(path: Path) -> SuiteResults:
+    """Read a results.json (or a run folder holding one)."""
+    if path.is_dir():
+        path = path / RESULTS_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ResultsSchemaError(f"{path}: cannot read ({e.strerror})") from e
+    except json.JSONDecodeError as e:
+        raise ResultsSchemaError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from e
+    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if not isinstance(version, int):
+        raise ResultsSchemaError(f"{path}: not an evalsuite results file (no schema_version)")
+    if version > SCHEMA_VERSION:
+        raise ResultsSchemaError(
+            f"{path}: schema_version {version} was written by a newer evalsuite (this one reads "
+            f"{SCHEMA_VERSION}); upgrade evalsuite"
+        )
+    try:
+        return SuiteResults.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ResultsSchemaError(f"{path}: invalid results file at {where}: {err['msg']}") from e
+
+
+def results_json_schema() -> dict[str, Any]:
+    return SuiteResults.model_json_schema()

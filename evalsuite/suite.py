@@ -1,0 +1,145 @@
+"""The suite spec: which tasks H6 has and how each is run, scored and shown (tasks/suite.yaml)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from evalsuite.errors import SuiteConfigError
+from evalsuite.paths import bundled_dir
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MetricKey(_Frozen):
+    """An lm-eval metric: its name and the filter it was computed after ("none" for most tasks)."""
+
+    name: str
+    filter: str = "none"
+
+    @property
+    def lm_eval_key(self) -> str:
+        return f"{self.name},{self.filter}"
+
+    @property
+    def lm_eval_stderr_key(self) -> str:
+        return f"{self.name}_stderr,{self.filter}"
+
+    def __str__(self) -> str:
+        return self.lm_eval_key
+
+
+class CardFields(_Frozen):
+    """model-index fields as the leaderboard bot wrote them (PROTOCOL.md 5.2)."""
+
+    dataset_type: str
+    dataset_config: str | None = None
+    dataset_split: str
+    metric_type: str
+    metric_name: str | None = None
+
+
+ColumnType = Literal["string", "integer", "array", "object"]
+
+
+class DataLayout(_Frozen):
+    """Where a task's rows live: on the Hub, and in an offline snapshot as <dir>/<split>.jsonl."""
+
+    hub_dataset: str
+    hub_config: str | None = None
+    dir: str
+    eval_split: str
+    subset_column: str | None = None
+    rows: dict[str, int] = Field(description="full row count of every split the suite reads")
+    columns: dict[str, ColumnType]
+
+
+class TaskSpec(_Frozen):
+    key: str
+    column: str
+    display_name: str
+    lm_eval_group: str
+    num_fewshot: int = Field(ge=0)
+    fewshot_split: str | None = None
+    fewshot_sampler: Literal["random", "first_n"] | None = None
+    metric: MetricKey
+    aggregation: Literal["single", "macro_mean"]
+    card: CardFields
+    data: DataLayout
+
+    @model_validator(mode="after")
+    def _fewshot_is_consistent(self) -> TaskSpec:
+        if self.num_fewshot > 0 and (self.fewshot_split is None or self.fewshot_sampler is None):
+            raise ValueError(f"task {self.key!r}: num_fewshot > 0 needs fewshot_split and fewshot_sampler")
+        for split in self.needed_splits:
+            if split not in self.data.rows:
+                raise ValueError(f"task {self.key!r}: data.rows has no count for split {split!r}")
+        return self
+
+    @property
+    def needed_splits(self) -> tuple[str, ...]:
+        """Eval split first, then the few-shot split when the task uses one."""
+        if self.num_fewshot > 0 and self.fewshot_split and self.fewshot_split != self.data.eval_split:
+            return (self.data.eval_split, self.fewshot_split)
+        return (self.data.eval_split,)
+
+    @property
+    def full_eval_rows(self) -> int:
+        return self.data.rows[self.data.eval_split]
+
+
+class SuiteSpec(_Frozen):
+    name: str
+    version: int
+    title: str
+    tasks: tuple[TaskSpec, ...]
+
+    @model_validator(mode="after")
+    def _keys_are_unique(self) -> SuiteSpec:
+        keys = [t.key for t in self.tasks]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"duplicate task keys in {keys}")
+        return self
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(t.key for t in self.tasks)
+
+    def task(self, key: str) -> TaskSpec:
+        for spec in self.tasks:
+            if spec.key == key:
+                return spec
+        raise SuiteConfigError(f"unknown task {key!r}; choose from: {', '.join(self.keys)}")
+
+    def select(self, keys: Sequence[str] | None) -> tuple[TaskSpec, ...]:
+        """The tasks named (in suite order), or all of them when `keys` is empty or None."""
+        if not keys:
+            return self.tasks
+        wanted = [self.task(k) for k in keys]  # raises on an unknown key
+        return tuple(t for t in self.tasks if t in wanted)
+
+
+def default_tasks_dir() -> Path:
+    return bundled_dir("tasks")
+
+
+def load_suite(path: Path | None = None) -> SuiteSpec:
+    """Read and validate a suite spec (default: the bundled tasks/suite.yaml)."""
+    path = path or default_tasks_dir() / "suite.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return SuiteSpec.model_validate(raw)
+    except OSError as e:
+        raise SuiteConfigError(f"{path}: cannot read the suite spec ({e.strerror})") from e
+    except yaml.YAMLError as e:
+        raise SuiteConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from e
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise SuiteConfigError(f"{path}: invalid suite spec at {where}: {err['msg']}") from e
