@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from evalsuite import __version__
+from evalsuite import __version__, runner  # runner imports torch/lm_eval only inside its functions
 from evalsuite.data import DataPlan, TaskData, plan_hub, plan_local
 from evalsuite.errors import SuiteConfigError
 from evalsuite.model_ref import ModelRef, ModelSource, check_gguf_header, parse_model_ref, prepare_model
@@ -109,6 +109,7 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
     ref = parse_model_ref(request.model)
     if ref.source is ModelSource.GGUF:
         check_gguf_header(Path(ref.location))
+    extra_model_args = runner.parse_model_args(request.model_args)
     plan = plan_local(request.data_dir, specs) if request.data_dir else plan_hub(specs)
     check_output_dir(request.output_dir)
     for task in plan.tasks:
@@ -120,8 +121,6 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-    from evalsuite import runner  # heavy: torch, transformers, lm_eval
-
     started = time.perf_counter()
     created_at = datetime.now(UTC)
     loadable = prepare_model(ref)
@@ -132,7 +131,7 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
         device=device,
         batch_size=request.batch_size,
         add_bos_token=request.add_bos_token,
-        extra_model_args=runner.parse_model_args(request.model_args),
+        extra_model_args=extra_model_args,
     )
     eval_settings = runner.EvalSettings(
         limit=request.limit, seeds=runner.Seeds(*request.seeds), log_samples=request.log_samples

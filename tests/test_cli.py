@@ -1,0 +1,117 @@
+"""The command line: bad input gets one line saying what to fix, exit code 1, and nothing written."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_DATA
+from typer.testing import CliRunner
+
+from evalsuite.cli import app
+
+runner = CliRunner()
+
+
+def _bad_run(args: list[str], out: Path, expected: str) -> None:
+    result = runner.invoke(app, ["run", *args, "--output-dir", str(out)])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert result.stdout == ""
+    assert not out.exists(), "nothing may be written under the output dir"
+
+
+@pytest.fixture
+def gguf_stub(tmp_path: Path) -> Path:
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF" + b"\x00" * 32)
+    return path
+
+
+def test_unknown_task_key(tmp_path: Path, gguf_stub: Path):
+    _bad_run([str(gguf_stub), "--tasks", "arc,mmmlu"], tmp_path / "out", "unknown task 'mmmlu'; choose from: arc")
+
+
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_limit_must_be_positive(tmp_path: Path, gguf_stub: Path, limit: str):
+    _bad_run([str(gguf_stub), "--limit", limit], tmp_path / "out", f"--limit {limit}: give a positive number")
+
+
+def test_model_path_that_does_not_exist(tmp_path: Path):
+    _bad_run([str(tmp_path / "missing.gguf")], tmp_path / "out", "missing.gguf: no such file or directory")
+
+
+def test_data_dir_missing_a_split(tmp_path: Path, gguf_stub: Path):
+    data = tmp_path / "h6"
+    shutil.copytree(SAMPLE_DATA, data)
+    (data / "mmlu" / "test.jsonl").unlink()
+    _bad_run([str(gguf_stub), "--data-dir", str(data)], tmp_path / "out", "missing mmlu/test.jsonl")
+
+
+def test_unwritable_output_dir(tmp_path: Path, gguf_stub: Path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = runner.invoke(app, ["run", str(gguf_stub), "--output-dir", str(blocker / "results")])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: --output-dir {blocker / 'results'}: {blocker} is not a directory"
+    assert blocker.read_text() == ""
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file permissions")
+def test_read_only_output_dir(tmp_path: Path, gguf_stub: Path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    _bad_run([str(gguf_stub)], locked / "results", "is not writable")
+
+
+def test_bad_options(tmp_path: Path, gguf_stub: Path):
+    _bad_run([str(gguf_stub), "--batch-size", "0"], tmp_path / "out", "--batch-size '0': give a positive int or 'auto'")
+    _bad_run([str(gguf_stub), "--seed", "1,2"], tmp_path / "out", "--seed '1,2'")
+    _bad_run([str(gguf_stub), "--model-args", "dtype=float16"], tmp_path / "out", "use --dtype instead")
+
+
+def test_corrupt_gguf_through_the_real_loader(tmp_path: Path):
+    """A file with a GGUF header but garbage after it reaches transformers' GGUF reader and fails cleanly."""
+    corrupt = tmp_path / "broken.gguf"
+    corrupt.write_bytes(b"GGUF" + os.urandom(4096))
+    cache = tmp_path / "cache"
+    out = tmp_path / "out"
+    env = {**os.environ, "EVALSUITE_CACHE_DIR": str(cache)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "evalsuite", "run", str(corrupt), "--data-dir", str(SAMPLE_DATA), "--tasks", "arc",
+         "--output-dir", str(out)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {corrupt}: cannot read this GGUF file"), proc.stderr
+    assert not out.exists()
+    assert list((cache / "gguf").iterdir()) == [], "no half-converted model may stay in the cache"
+
+
+def test_tasks_command_prints_the_spec():
+    result = runner.invoke(app, ["tasks"])
+    assert result.exit_code == 0
+    assert "| arc " in result.stdout and "exact_match,strict-match" in result.stdout
+    as_json = runner.invoke(app, ["tasks", "--json"])
+    assert '"lm_eval_group": "h6_mmlu"' in as_json.stdout
+
+
+def test_data_verify_exit_codes(tmp_path: Path, shared_data: Path):
+    ok = runner.invoke(app, ["data", "verify", str(shared_data)])
+    assert ok.exit_code == 0, ok.output
+    assert "warn   | hellaswag/train.jsonl" in ok.stdout
+    assert ok.stderr.strip() == "0 error(s), 1 warning(s)"
+    assert runner.invoke(app, ["data", "verify", "--strict", str(shared_data)]).exit_code == 1
+    broken = tmp_path / "h6"
+    shutil.copytree(SAMPLE_DATA, broken)
+    (broken / "arc_challenge" / "test.jsonl").unlink()
+    bad = runner.invoke(app, ["data", "verify", str(broken)])
+    assert bad.exit_code == 1 and "error  | arc_challenge/test.jsonl" in bad.stdout
+    missing = runner.invoke(app, ["data", "verify", str(tmp_path / "nope")])
+    assert missing.exit_code == 1 and missing.stderr.strip().endswith("nope: no such directory")

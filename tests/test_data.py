@@ -1,0 +1,84 @@
+"""Offline snapshots: planning a run's files and `data verify`, on the real rows."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_DATA
+
+from evalsuite.data import Level, plan_local, sha256_and_rows, verify_snapshot
+from evalsuite.errors import DataDirError
+from evalsuite.suite import load_suite
+
+SUITE = load_suite()
+
+
+def test_full_snapshot_verifies_with_only_the_hellaswag_train_warning(shared_data: Path):
+    findings = verify_snapshot(shared_data, SUITE)
+    not_ok = [(f.level, f.file) for f in findings if f.level is not Level.OK]
+    assert not_ok == [(Level.WARN, "hellaswag/train.jsonl")]
+    by_file = {f.file: f.message for f in findings}
+    assert by_file["mmlu/test.jsonl"] == "14042 rows"
+    assert by_file["arc_challenge/test.jsonl"] == "1172 rows"
+
+
+def test_sample_snapshot_is_usable_but_partial():
+    findings = verify_snapshot(SAMPLE_DATA, SUITE)
+    assert not [f for f in findings if f.level is Level.ERROR]
+    assert any(f.file == "arc_challenge/test.jsonl" and "12 of 1172 rows" in f.message for f in findings)
+
+
+def _copy_sample(tmp_path: Path) -> Path:
+    root = tmp_path / "h6"
+    shutil.copytree(SAMPLE_DATA, root)
+    return root
+
+
+def test_schema_errors_are_reported_with_their_line(tmp_path: Path):
+    root = _copy_sample(tmp_path)
+    path = root / "winogrande" / "validation.jsonl"
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace('"option1"', '"optionA"')
+    path.write_text("\n".join(lines) + "\n")
+    (root / "gsm8k" / "test.jsonl").write_text('{"question": "q", "answer": 3}\n')
+    (root / "mmlu" / "dev.jsonl").write_text("not json\n")
+    (root / "truthful_qa" / "validation.jsonl").unlink()
+    errors = {f.file: f.message for f in verify_snapshot(root, SUITE) if f.level is Level.ERROR}
+    assert errors == {
+        "winogrande/validation.jsonl": "line 3: column 'option1' missing",
+        "gsm8k/test.jsonl": "line 1: column 'answer' should be string, found int",
+        "mmlu/dev.jsonl": "line 1: not JSON (Expecting value)",
+        "truthful_qa/validation.jsonl": "missing: truthfulqa is scored on this split",
+    }
+
+
+def test_plan_records_hashes_and_the_fewshot_fallback():
+    plan = plan_local(SAMPLE_DATA, SUITE.tasks)
+    arc = plan.for_task("arc")
+    assert [f.split for f in arc.files] == ["test", "train"]
+    assert arc.files[0].sha256 == sha256_and_rows(SAMPLE_DATA / "arc_challenge" / "test.jsonl")[0]
+    assert not arc.fewshot.fallback and not arc.fewshot_pool_is_full  # 50 of 1119 train rows
+    hellaswag = plan.for_task("hellaswag")
+    assert hellaswag.fewshot.fallback and hellaswag.fewshot.split == "validation"
+    assert "train split missing" in hellaswag.fewshot.note
+    assert plan.for_task("truthfulqa").fewshot_pool_is_full  # 0-shot
+
+
+def test_full_pools_are_leaderboard_comparable(shared_data: Path):
+    plan = plan_local(shared_data, SUITE.select(["arc", "mmlu"]))
+    assert all(t.fewshot_pool_is_full for t in plan.tasks)
+
+
+def test_missing_eval_split_is_an_error(tmp_path: Path):
+    root = _copy_sample(tmp_path)
+    (root / "gsm8k" / "test.jsonl").unlink()
+    with pytest.raises(DataDirError, match=r"missing gsm8k/test.jsonl .*leave gsm8k out with --tasks"):
+        plan_local(root, SUITE.tasks)
+    plan_local(root, SUITE.select(["arc"]))  # fine without gsm8k
+
+
+def test_data_dir_must_exist(tmp_path: Path):
+    with pytest.raises(DataDirError, match="no such directory"):
+        plan_local(tmp_path / "nope", SUITE.tasks)

@@ -1,0 +1,86 @@
+"""End to end on the real stack: the real SmolLM2-135M-Instruct, real lm-eval, real rows (sample slice)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+from conftest import REAL_RUN_LIMIT, SAMPLE_DATA
+
+from evalsuite.data import sha256_and_rows
+from evalsuite.results import read_results
+
+SHOTS = {"arc": 25, "hellaswag": 10, "mmlu": 5, "truthfulqa": 0, "winogrande": 5, "gsm8k": 5}
+METRICS = {"arc": "acc_norm,none", "hellaswag": "acc_norm,none", "mmlu": "acc,none", "truthfulqa": "acc,none",
+           "winogrande": "acc,none", "gsm8k": "exact_match,strict-match"}
+
+
+def test_results_file_validates_and_follows_the_protocol(real_run):
+    outcome, _ = real_run
+    results = read_results(outcome.run_dir)  # validates against the pydantic schema
+    assert results == outcome.results
+    assert [t.key for t in results.tasks] == list(SHOTS)
+    for task in results.tasks:
+        raw = json.loads((outcome.run_dir / "lm_eval" / f"{task.key}.json").read_text())
+        for leaf in task.lm_eval_tasks:
+            assert raw["n-shot"][leaf] == SHOTS[task.key]  # what lm-eval actually ran
+            assert METRICS[task.key] in raw["results"][leaf]
+        assert task.metric.lm_eval_key == METRICS[task.key]
+        assert 0.0 <= task.value <= 1.0
+        assert task.seconds > 0
+    # The model: the real one, dequantized from its GGUF.
+    assert results.model.source == "gguf" and results.model.parameters == 134_515_008
+    assert results.model.dtype == "float32" and len(results.model.sha or "") == 64
+    assert results.settings.add_bos_token is False and results.settings.chat_template is False
+
+
+def test_mmlu_is_the_macro_mean_of_57_subjects(real_run):
+    outcome, _ = real_run
+    mmlu = outcome.results.task("mmlu")
+    raw = json.loads((outcome.run_dir / "lm_eval" / "mmlu.json").read_text())
+    subjects = raw["group_subtasks"]["h6_mmlu"]
+    assert len(subjects) == 57
+    values = [raw["results"][s]["acc,none"] for s in subjects]
+    assert mmlu.value == statistics.fmean(values)
+    docs = [raw["n-samples"][s]["effective"] for s in subjects]
+    assert mmlu.weighted_value == sum(v * n for v, n in zip(values, docs)) / sum(docs)
+    assert mmlu.documents == 57  # the sample holds one test row per subject
+
+
+def test_partial_run_has_no_average_and_says_why(real_run):
+    outcome, messages = real_run
+    results = outcome.results
+    assert results.status == "partial" and results.h6_average is None
+    assert f"--limit {REAL_RUN_LIMIT}" in results.partial_reasons
+    assert "arc: 2 of 1172 documents" in results.partial_reasons
+    assert results.leaderboard_comparable is False
+    # Progress, one line per task before and after.
+    assert [m for m in messages if m.startswith("[1/6] arc")][0] == "[1/6] arc: 25-shot, acc_norm,none"
+
+
+def test_hellaswag_fallback_is_recorded(real_run):
+    outcome, messages = real_run
+    hellaswag = outcome.results.task("hellaswag")
+    assert hellaswag.fewshot.fallback and hellaswag.fewshot.split == "validation"
+    assert hellaswag.leaderboard_comparable is False
+    assert any("hellaswag: train split missing" in m for m in messages)
+    raw = json.loads((outcome.run_dir / "lm_eval" / "hellaswag.json").read_text())
+    assert raw["configs"]["hellaswag"]["fewshot_split"] == "validation"
+    assert raw["configs"]["hellaswag"]["test_split"] == "validation"
+    # the scored document is never among its own exemplars
+    for line in (outcome.run_dir / "lm_eval" / "hellaswag.samples.jsonl").read_text().splitlines():
+        sample = json.loads(line)
+        context = sample["arguments"]["gen_args_0"]["arg_0"] if isinstance(sample["arguments"], dict) else sample["arguments"][0][0]
+        ending = sample["doc"]["endings"][int(sample["doc"]["label"])]
+        assert context.count(sample["doc"]["ctx_a"]) == 1 or ending not in context
+
+
+def test_data_files_are_hashed(real_run):
+    outcome, _ = real_run
+    arc = outcome.results.task("arc")
+    recorded = {f.split: f.sha256 for f in arc.data_files}
+    assert recorded == {
+        "test": sha256_and_rows(SAMPLE_DATA / "arc_challenge" / "test.jsonl")[0],
+        "train": sha256_and_rows(SAMPLE_DATA / "arc_challenge" / "train.jsonl")[0],
+    }
+    assert outcome.results.settings.data_source == "local"
