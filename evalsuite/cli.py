@@ -93,19 +93,26 @@ def run(
     ] = None,
     batch_size: Annotated[str, typer.Option(help="Requests per forward pass: an int, or 'auto'.")] = "8",
     dtype: Annotated[
-        str | None, typer.Option(help="Model dtype (float32, bfloat16, float16, auto). Default: float32 on CPU, bfloat16 on CUDA.")
+        str | None,
+        typer.Option(help="Model dtype (float32, bfloat16, float16, auto). Default: float32 on CPU, bfloat16 on CUDA."),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="Torch device (cpu, cuda, cuda:1). Default: cuda if available.")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="Torch device (cpu, cuda, cuda:1). Default: cuda if available.")
+    ] = None,
     data_dir: Annotated[
         Path | None,
-        typer.Option(help="Offline snapshot laid out as <dataset>/<split>.jsonl (see `evalsuite data verify`). "
-                     "Default: the Hub datasets, as lm-eval loads them."),
+        typer.Option(
+            help="Offline snapshot laid out as <dataset>/<split>.jsonl (see `evalsuite data verify`). "
+            "Default: the Hub datasets, as lm-eval loads them."
+        ),
     ] = None,
     output_dir: Annotated[Path, typer.Option(help="Where <org>__<name>/<run-id>/ is written.")] = Path("results"),
     seed: Annotated[
         str, typer.Option(help="lm-eval seeds: one int for all, or random,numpy,torch,fewshot.")
     ] = "0,1234,1234,1234",
-    log_samples: Annotated[bool, typer.Option(help="Also write every scored sample (lm_eval/<task>.samples.jsonl).")] = False,
+    log_samples: Annotated[
+        bool, typer.Option(help="Also write every scored sample (lm_eval/samples_<lm-eval task>.jsonl).")
+    ] = False,
     model_args: Annotated[
         str | None, typer.Option(help="Extra lm-eval HF model args, k=v,k2=v2 (e.g. trust_remote_code=True).")
     ] = None,

@@ -11,10 +11,29 @@ from evalsuite.results import SuiteResults
 from evalsuite.suite import SuiteSpec
 
 
+class _OncePerMessage(logging.Filter):
+    """lm-eval repeats some warnings for every task evalsuite runs (the chat-template hint): show each once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("lm_eval"):
+            return True
+        key = (record.name, record.getMessage())
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
 def setup_logging() -> None:
     """Logs go to stderr; EVALSUITE_LOG_LEVEL=INFO shows more (default WARNING, as lm-eval's own)."""
     level = os.environ.get("EVALSUITE_LOG_LEVEL", "WARNING").upper()
     logging.basicConfig(stream=sys.stderr, level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_OncePerMessage())
 
 
 def _table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
@@ -23,7 +42,13 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int] | None = N
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+        return (
+            "| "
+            + " | ".join(
+                c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " |"
+        )
 
     rule = "|" + "|".join(("-" * (w + 1) + ":") if i in right else "-" * (w + 2) for i, w in enumerate(widths)) + "|"
     return "\n".join([line(headers), rule, *(line(r) for r in rows)])
@@ -32,15 +57,17 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int] | None = N
 def format_scores(results: SuiteResults) -> str:
     rows = []
     for t in results.tasks:
-        rows.append([
-            t.display_name,
-            str(t.metric),
-            str(t.num_fewshot),
-            f"{100 * t.value:.2f}",
-            f"{100 * t.stderr:.2f}" if t.stderr is not None else "-",
-            f"{t.documents}/{t.full_documents}",
-            "" if t.leaderboard_comparable else "no",
-        ])
+        rows.append(
+            [
+                t.display_name,
+                str(t.metric),
+                str(t.num_fewshot),
+                f"{100 * t.value:.2f}",
+                f"{100 * t.stderr:.2f}" if t.stderr is not None else "-",
+                f"{t.documents}/{t.full_documents}",
+                "" if t.leaderboard_comparable else "no",
+            ]
+        )
     average = f"{100 * results.h6_average:.2f}" if results.h6_average is not None else "-"
     rows.append(["Average (H6)", "", "", average, "", "", "" if results.leaderboard_comparable else "no"])
     table = _table(["Task", "Metric", "Shots", "Value", "Stderr", "Docs", "Comparable"], rows, right={2, 3, 4, 5})

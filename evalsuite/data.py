@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from evalsuite.errors import DataDirError
@@ -144,7 +144,7 @@ def _split_file(path: Path, split: str) -> SplitFile:
 # --------------------------------------------------------------------------------------------- verify
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     OK = "ok"
     WARN = "warn"  # usable, but the run is partial or not leaderboard-comparable
     ERROR = "error"  # a run needing this split fails

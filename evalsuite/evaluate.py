@@ -152,17 +152,18 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
             spec,
             dict(raw.output),
             fewshot=_fewshot_info(data),
-            data_files=[DataFileInfo(split=f.split, path=str(f.path), sha256=f.sha256, rows=f.rows) for f in data.files],
+            data_files=[
+                DataFileInfo(split=f.split, path=str(f.path), sha256=f.sha256, rows=f.rows) for f in data.files
+            ],
             fewshot_pool_is_full=data.fewshot_pool_is_full,
             seconds=raw.seconds,
         )
         task_results.append(result)
-        say(f"[{index}/{len(plan.tasks)}] {spec.key}: {100 * result.value:.2f} ({result.documents} docs, {raw.seconds:.0f}s)")
+        docs = f"{result.documents} docs, {raw.seconds:.0f}s"
+        say(f"[{index}/{len(plan.tasks)}] {spec.key}: {100 * result.value:.2f} ({docs})")
         lm_eval_files[f"{spec.key}.json"] = runner.to_json(raw.output)
-        if raw.samples:
-            lm_eval_files[f"{spec.key}.samples.jsonl"] = "".join(
-                runner.to_json(sample).replace("\n", "") + "\n" for samples in raw.samples.values() for sample in samples
-            )
+        for leaf, samples in raw.samples.items():  # named as lm-eval names its own, less the timestamp
+            lm_eval_files[f"samples_{leaf}.jsonl"] = "".join(runner.to_json(x, indent=None) + "\n" for x in samples)
         config = raw.output.get("config", {})
         model_sha = model_sha or config.get("model_sha") or None
         batch_sizes += [int(b) for b in config.get("batch_sizes", []) if int(b) not in batch_sizes]
@@ -208,7 +209,9 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
             datasets=versions["datasets"],
             python=platform.python_version(),
         ),
-        timing=Timing(model_load_seconds=round(model.load_seconds, 3), total_seconds=round(time.perf_counter() - started, 3)),
+        timing=Timing(
+            model_load_seconds=round(model.load_seconds, 3), total_seconds=round(time.perf_counter() - started, 3)
+        ),
     )
     run_dir = write_run(results, lm_eval_files, request.output_dir, ref.results_dir_name)
     return RunOutcome(results=results, run_dir=run_dir)

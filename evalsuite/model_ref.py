@@ -12,7 +12,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from evalsuite.errors import ModelRefError
@@ -25,7 +25,7 @@ _HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*(?:/[\w.-]+)?)(?:@(?P<rev>[\w
 _GGUF_MAGIC = b"GGUF"
 
 
-class ModelSource(str, Enum):
+class ModelSource(StrEnum):
     HUB = "hub"
     LOCAL = "local"
     GGUF = "gguf"

@@ -77,7 +77,10 @@ class TaskResult(_Model):
     full_documents: int = Field(description="documents in the full eval split")
     fewshot: FewshotInfo
     data_files: list[DataFileInfo] = Field(description="empty when lm-eval loaded the Hub dataset")
-    leaderboard_comparable: bool
+    leaderboard_comparable: bool = Field(
+        description="exemplars drawn as the leaderboard drew them (its full few-shot split, no fallback); "
+        "how many documents were scored is `documents`, and the run's status"
+    )
     seconds: float
     subtasks: list[SubtaskScore] = Field(default_factory=list)
 
@@ -131,7 +134,7 @@ class SuiteResults(_Model):
     status: Literal["complete", "partial"]
     partial_reasons: list[str] = Field(default_factory=list)
     h6_average: float | None = Field(description="mean of the six values; only when the run is complete")
-    leaderboard_comparable: bool
+    leaderboard_comparable: bool = Field(description="complete, and every task leaderboard-comparable")
     settings: RunSettings
     versions: Versions
     timing: Timing

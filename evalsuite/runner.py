@@ -122,8 +122,15 @@ def describe_device(device: str) -> str:
 def library_versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {name: version(dist) for name, dist in (("lm_eval", "lm_eval"), ("transformers", "transformers"),
-                                                   ("torch", "torch"), ("datasets", "datasets"))}
+    return {
+        name: version(dist)
+        for name, dist in (
+            ("lm_eval", "lm_eval"),
+            ("transformers", "transformers"),
+            ("torch", "torch"),
+            ("datasets", "datasets"),
+        )
+    }
 
 
 def build_task_manager(tasks_dir: Path) -> TaskManager:
@@ -191,11 +198,11 @@ def run_task(
     return RawTaskRun(data=data, output=output, samples=samples, seconds=seconds)
 
 
-def to_json(document: object) -> str:
+def to_json(document: object, indent: int | None = 2) -> str:
     """Serialize lm-eval output as lm-eval writes it (numpy floats and callables made plain)."""
     from lm_eval.utils import handle_non_serializable
 
-    return json.dumps(document, indent=2, default=handle_non_serializable, ensure_ascii=False)
+    return json.dumps(document, indent=indent, default=handle_non_serializable, ensure_ascii=False)
 
 
 # ------------------------------------------------------------------------------- offline snapshot

@@ -9,7 +9,9 @@ import numpy as np
 from evalsuite.suite import TaskSpec
 
 
-def lm_eval_output(spec: TaskSpec, leaves: dict[str, tuple[float, float | str, int]], shots: int | None = None) -> dict[str, Any]:
+def lm_eval_output(
+    spec: TaskSpec, leaves: dict[str, tuple[float, float | str, int]], shots: int | None = None
+) -> dict[str, Any]:
     """`leaves`: lm-eval task -> (value, stderr or "N/A", documents). Values are numpy floats, as lm-eval's."""
     metric = spec.metric
     return {

@@ -83,9 +83,23 @@ def test_corrupt_gguf_through_the_real_loader(tmp_path: Path):
     out = tmp_path / "out"
     env = {**os.environ, "EVALSUITE_CACHE_DIR": str(cache)}
     proc = subprocess.run(
-        [sys.executable, "-m", "evalsuite", "run", str(corrupt), "--data-dir", str(SAMPLE_DATA), "--tasks", "arc",
-         "--output-dir", str(out)],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "evalsuite",
+            "run",
+            str(corrupt),
+            "--data-dir",
+            str(SAMPLE_DATA),
+            "--tasks",
+            "arc",
+            "--output-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]

@@ -32,8 +32,12 @@ def _member(task: str, shots: int, fewshot_split: str | None, folder: str, eval_
         files[fewshot_split] = str(pool)
         member["fewshot_split"] = fewshot_split
     elif fewshot_split:  # no train split in the snapshot: exemplars from the eval split, scored doc excluded
-        member |= {"fewshot_split": eval_split, "test_split": eval_split, "training_split": None,
-                   "validation_split": None}
+        member |= {
+            "fewshot_split": eval_split,
+            "test_split": eval_split,
+            "training_split": None,
+            "validation_split": None,
+        }
     return member
 
 
@@ -62,12 +66,28 @@ def _plain_lm_eval(model_folder: str) -> dict[str, float]:
     values: dict[str, float] = {}
     for key, (task, shots, fewshot_split, metric, folder, eval_split) in PROTOCOL.items():
         group = {"group": f"parity_{key}", "task": [_member(task, shots, fewshot_split, folder, eval_split)]}
-        out = simple_evaluate(model="hf", model_args=model_args, tasks=[group], batch_size=REAL_RUN_BATCH_SIZE,
-                              device="cpu", limit=REAL_RUN_LIMIT, task_manager=tm, log_samples=False)
+        out = simple_evaluate(
+            model="hf",
+            model_args=model_args,
+            tasks=[group],
+            batch_size=REAL_RUN_BATCH_SIZE,
+            device="cpu",
+            limit=REAL_RUN_LIMIT,
+            task_manager=tm,
+            log_samples=False,
+        )
         assert out["n-shot"][task] == shots
         values[key] = out["results"][task][metric]
-    out = simple_evaluate(model="hf", model_args=model_args, tasks=[_mmlu_group()], batch_size=REAL_RUN_BATCH_SIZE,
-                          device="cpu", limit=REAL_RUN_LIMIT, task_manager=tm, log_samples=False)
+    out = simple_evaluate(
+        model="hf",
+        model_args=model_args,
+        tasks=[_mmlu_group()],
+        batch_size=REAL_RUN_BATCH_SIZE,
+        device="cpu",
+        limit=REAL_RUN_LIMIT,
+        task_manager=tm,
+        log_samples=False,
+    )
     subjects = [k for k in out["results"] if k.startswith("mmlu_")]
     assert len(subjects) == 57
     values["mmlu"] = statistics.fmean(out["results"][s]["acc,none"] for s in subjects)
@@ -77,7 +97,11 @@ def _plain_lm_eval(model_folder: str) -> dict[str, float]:
 def test_evalsuite_equals_plain_lm_eval(real_run):
     outcome, _ = real_run
     model_folder = outcome.results.settings.model_args["pretrained"]
-    plain = _plain_lm_eval(model_folder)
+    plain, plain_responses = _plain_lm_eval(model_folder)
     ours = {t.key: t.value for t in outcome.results.tasks}
     print("\nparity (evalsuite vs plain lm-eval):\n" + json.dumps({k: [ours[k], float(plain[k])] for k in ours}))
     assert ours == {k: float(v) for k, v in plain.items()}
+    # Beyond the six numbers: every log-likelihood and every generation, request by request.
+    our_responses = _evalsuite_responses(outcome.run_dir)
+    assert len(our_responses) == 5 + 57
+    assert our_responses == plain_responses

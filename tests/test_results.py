@@ -79,8 +79,14 @@ def test_missing_metric_names_what_was_found():
     out = lm_eval_output(spec, {"arc_challenge": (0.5, 0.1, 10)})
     out["results"]["arc_challenge"] = {"acc,none": 0.5, "acc_stderr,none": 0.1}
     with pytest.raises(RunError, match=r"no acc_norm,none \(found: acc,none\)"):
-        task_result(spec, out, fewshot=FewshotInfo(split="train", sampler="random", fallback=False),
-                    data_files=[], fewshot_pool_is_full=True, seconds=0)
+        task_result(
+            spec,
+            out,
+            fewshot=FewshotInfo(split="train", sampler="random", fallback=False),
+            data_files=[],
+            fewshot_pool_is_full=True,
+            seconds=0,
+        )
 
 
 def test_partial_reasons():
@@ -94,8 +100,14 @@ def test_partial_reasons():
 
 def test_h6_average_of_published_sakura_solar_numbers():
     # kyujinpy/Sakura-SOLAR-Instruct on the v1 leaderboard: average 74.40 (PROTOCOL.md 1.4).
-    published = {"arc": 0.7099, "hellaswag": 0.8842, "mmlu": 0.6633, "truthfulqa": 0.7179, "winogrande": 0.8366,
-                 "gsm8k": 0.6520}
+    published = {
+        "arc": 0.7099,
+        "hellaswag": 0.8842,
+        "mmlu": 0.6633,
+        "truthfulqa": 0.7179,
+        "winogrande": 0.8366,
+        "gsm8k": 0.6520,
+    }
     tasks = [_result(k, {"x": (v, 0.01, 100)}) for k, v in published.items()]
     assert round(100 * h6_average(tasks), 2) == 74.40
 
@@ -114,8 +126,16 @@ def _results(tasks=None) -> SuiteResults:
         partial_reasons=["x"],
         h6_average=None,
         leaderboard_comparable=False,
-        settings=RunSettings(limit=None, batch_size=8, add_bos_token=False, seeds=Seeds(random=0, numpy=1, torch=1, fewshot=1),
-                             model_args={}, data_source="local", data_dir="/d", device="cpu"),
+        settings=RunSettings(
+            limit=None,
+            batch_size=8,
+            add_bos_token=False,
+            seeds=Seeds(random=0, numpy=1, torch=1, fewshot=1),
+            model_args={},
+            data_source="local",
+            data_dir="/d",
+            device="cpu",
+        ),
         versions=Versions(evalsuite="0", lm_eval="0", transformers="0", torch="0", datasets="0", python="3"),
         timing=Timing(model_load_seconds=1, total_seconds=2),
     )

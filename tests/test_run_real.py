@@ -11,8 +11,14 @@ from evalsuite.data import sha256_and_rows
 from evalsuite.results import read_results
 
 SHOTS = {"arc": 25, "hellaswag": 10, "mmlu": 5, "truthfulqa": 0, "winogrande": 5, "gsm8k": 5}
-METRICS = {"arc": "acc_norm,none", "hellaswag": "acc_norm,none", "mmlu": "acc,none", "truthfulqa": "acc,none",
-           "winogrande": "acc,none", "gsm8k": "exact_match,strict-match"}
+METRICS = {
+    "arc": "acc_norm,none",
+    "hellaswag": "acc_norm,none",
+    "mmlu": "acc,none",
+    "truthfulqa": "acc,none",
+    "winogrande": "acc,none",
+    "gsm8k": "exact_match,strict-match",
+}
 
 
 def test_results_file_validates_and_follows_the_protocol(real_run):
@@ -43,7 +49,7 @@ def test_mmlu_is_the_macro_mean_of_57_subjects(real_run):
     values = [raw["results"][s]["acc,none"] for s in subjects]
     assert mmlu.value == statistics.fmean(values)
     docs = [raw["n-samples"][s]["effective"] for s in subjects]
-    assert mmlu.weighted_value == sum(v * n for v, n in zip(values, docs)) / sum(docs)
+    assert mmlu.weighted_value == sum(v * n for v, n in zip(values, docs, strict=True)) / sum(docs)
     assert mmlu.documents == 57  # the sample holds one test row per subject
 
 
@@ -67,12 +73,14 @@ def test_hellaswag_fallback_is_recorded(real_run):
     raw = json.loads((outcome.run_dir / "lm_eval" / "hellaswag.json").read_text())
     assert raw["configs"]["hellaswag"]["fewshot_split"] == "validation"
     assert raw["configs"]["hellaswag"]["test_split"] == "validation"
-    # the scored document is never among its own exemplars
-    for line in (outcome.run_dir / "lm_eval" / "hellaswag.samples.jsonl").read_text().splitlines():
+    # the scored document is never among its own exemplars: its query appears once, at the end
+    lines = (outcome.run_dir / "lm_eval" / "samples_hellaswag.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # --limit 2
+    for line in lines:
         sample = json.loads(line)
-        context = sample["arguments"]["gen_args_0"]["arg_0"] if isinstance(sample["arguments"], dict) else sample["arguments"][0][0]
-        ending = sample["doc"]["endings"][int(sample["doc"]["label"])]
-        assert context.count(sample["doc"]["ctx_a"]) == 1 or ending not in context
+        query = sample["doc"]["query"]
+        for context, _ending in sample["arguments"]:
+            assert context.endswith(query) and context.count(query) == 1
 
 
 def test_data_files_are_hashed(real_run):
