@@ -82,3 +82,18 @@ def test_missing_eval_split_is_an_error(tmp_path: Path):
 def test_data_dir_must_exist(tmp_path: Path):
     with pytest.raises(DataDirError, match="no such directory"):
         plan_local(tmp_path / "nope", SUITE.tasks)
+
+
+def test_mmlu_subject_filter_on_the_full_file(shared_data: Path, tmp_path: Path):
+    """The json loader gets each subject task's config name; the filter keeps exactly that subject's rows."""
+    import datasets
+
+    from evalsuite.runner import _keep_rows_of_subset
+
+    files = {"test": str(shared_data / "mmlu" / "test.jsonl"), "dev": str(shared_data / "mmlu" / "dev.jsonl")}
+    keep = _keep_rows_of_subset("subject")
+    for subject, test_rows in [("anatomy", 135), ("abstract_algebra", 100)]:
+        ds = datasets.load_dataset("json", name=subject, data_files=files, cache_dir=str(tmp_path))
+        assert len(keep(ds["test"])) == test_rows
+        assert len(keep(ds["dev"])) == 5
+        assert set(keep(ds["test"])["subject"]) == {subject}

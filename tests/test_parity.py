@@ -57,41 +57,54 @@ def _mmlu_group() -> dict:
     return {"group": "parity_mmlu", "task": members}
 
 
-def _plain_lm_eval(model_folder: str) -> dict[str, float]:
+Responses = dict[str, dict[int, object]]  # lm-eval task -> doc_id -> filtered responses
+
+
+def _responses(out: dict) -> Responses:
+    from lm_eval.utils import handle_non_serializable
+
+    # through JSON, as evalsuite's samples files went: tuples become lists, floats stay exact
+    return {
+        task: {x["doc_id"]: json.loads(json.dumps(x["filtered_resps"], default=handle_non_serializable)) for x in xs}
+        for task, xs in out["samples"].items()
+    }
+
+
+def _plain_lm_eval(model_folder: str) -> tuple[dict[str, float], Responses]:
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     tm = TaskManager()  # lm-eval's full default index
     model_args = {"pretrained": model_folder, "dtype": "float32", "add_bos_token": False}
+    common = {
+        "batch_size": REAL_RUN_BATCH_SIZE,
+        "device": "cpu",
+        "limit": REAL_RUN_LIMIT,
+        "task_manager": tm,
+        "log_samples": True,
+    }
     values: dict[str, float] = {}
+    responses: Responses = {}
     for key, (task, shots, fewshot_split, metric, folder, eval_split) in PROTOCOL.items():
         group = {"group": f"parity_{key}", "task": [_member(task, shots, fewshot_split, folder, eval_split)]}
-        out = simple_evaluate(
-            model="hf",
-            model_args=model_args,
-            tasks=[group],
-            batch_size=REAL_RUN_BATCH_SIZE,
-            device="cpu",
-            limit=REAL_RUN_LIMIT,
-            task_manager=tm,
-            log_samples=False,
-        )
+        out = simple_evaluate(model="hf", model_args=model_args, tasks=[group], **common)
         assert out["n-shot"][task] == shots
         values[key] = out["results"][task][metric]
-    out = simple_evaluate(
-        model="hf",
-        model_args=model_args,
-        tasks=[_mmlu_group()],
-        batch_size=REAL_RUN_BATCH_SIZE,
-        device="cpu",
-        limit=REAL_RUN_LIMIT,
-        task_manager=tm,
-        log_samples=False,
-    )
+        responses |= _responses(out)
+    out = simple_evaluate(model="hf", model_args=model_args, tasks=[_mmlu_group()], **common)
     subjects = [k for k in out["results"] if k.startswith("mmlu_")]
     assert len(subjects) == 57
     values["mmlu"] = statistics.fmean(out["results"][s]["acc,none"] for s in subjects)
-    return values
+    responses |= _responses(out)
+    return values, responses
+
+
+def _evalsuite_responses(run_dir: Path) -> Responses:
+    found: Responses = {}
+    for path in (run_dir / "lm_eval").glob("samples_*.jsonl"):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        found[path.stem.removeprefix("samples_")] = {x["doc_id"]: x["filtered_resps"] for x in rows}
+    return found
 
 
 def test_evalsuite_equals_plain_lm_eval(real_run):

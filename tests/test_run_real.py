@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 from conftest import REAL_RUN_LIMIT, SAMPLE_DATA
 
@@ -51,6 +54,7 @@ def test_mmlu_is_the_macro_mean_of_57_subjects(real_run):
     docs = [raw["n-samples"][s]["effective"] for s in subjects]
     assert mmlu.weighted_value == sum(v * n for v, n in zip(values, docs, strict=True)) / sum(docs)
     assert mmlu.documents == 57  # the sample holds one test row per subject
+    assert {raw["n-samples"][s]["original"] for s in subjects} == {1}  # the subject filter kept one row each
 
 
 def test_partial_run_has_no_average_and_says_why(real_run):
@@ -92,3 +96,25 @@ def test_data_files_are_hashed(real_run):
         "train": sha256_and_rows(SAMPLE_DATA / "arc_challenge" / "train.jsonl")[0],
     }
     assert outcome.results.settings.data_source == "local"
+
+
+def test_cli_run_over_the_full_snapshot(gguf_path, shared_data, tmp_path):
+    """The command itself, on the full real rows (two quick tasks): progress on stderr, table on stdout."""
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "evalsuite", "run", str(gguf_path), "--data-dir", str(shared_data),
+         "--tasks", "winogrande,truthfulqa", "--limit", "3", "--output-dir", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "[1/2] truthfulqa: 0-shot, acc,none" in proc.stderr
+    assert "[2/2] winogrande: 5-shot, acc,none" in proc.stderr
+    assert "| TruthfulQA (0-shot)" in proc.stdout and "| Winogrande (5-shot)" in proc.stdout
+    assert "partial run, no H6 average: tasks not run: arc, hellaswag, mmlu, gsm8k; --limit 3" in proc.stdout
+    written = Path(proc.stdout.strip().splitlines()[-1].removeprefix("results: "))
+    results = read_results(written)
+    assert written.parent.parent == out / "local__SmolLM2-135M-Instruct.Q4_1"
+    # Full few-shot pool, no fallback: the tasks themselves are run as the leaderboard ran them.
+    assert all(t.leaderboard_comparable for t in results.tasks)
+    assert results.task("winogrande").data_files[1].rows == 40398
+    assert results.task("winogrande").documents == 3
