@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from evalsuite import __version__, runner  # runner imports torch/lm_eval only inside its functions
-from evalsuite.data import DataPlan, TaskData, plan_hub, plan_local
+from evalsuite.data import TaskData, plan_hub, plan_local
 from evalsuite.errors import SuiteConfigError
-from evalsuite.model_ref import ModelRef, ModelSource, check_gguf_header, parse_model_ref, prepare_model
+from evalsuite.model_ref import ModelSource, parse_model_ref, prepare_model
 from evalsuite.results import (
     DataFileInfo,
     FewshotInfo,
@@ -107,8 +107,6 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
     if request.limit is not None and request.limit < 1:
         raise SuiteConfigError(f"--limit {request.limit}: give a positive number of documents per task")
     ref = parse_model_ref(request.model)
-    if ref.source is ModelSource.GGUF:
-        check_gguf_header(Path(ref.location))
     extra_model_args = runner.parse_model_args(request.model_args)
     plan = plan_local(request.data_dir, specs) if request.data_dir else plan_hub(specs)
     check_output_dir(request.output_dir)
@@ -121,6 +119,7 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+    # --- the run
     started = time.perf_counter()
     created_at = datetime.now(UTC)
     loadable = prepare_model(ref)
@@ -140,16 +139,14 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
     model = runner.load_model(loadable, model_settings)
     task_manager = runner.build_task_manager(tasks_dir)
 
+    raw_runs: list[runner.RawTaskRun] = []
     task_results: list[TaskResult] = []
-    lm_eval_files: dict[str, str] = {}
-    model_sha: str | None = loadable.file_sha256
-    batch_sizes: list[int] = []
     for index, data in enumerate(plan.tasks, start=1):
-        spec = data.spec
-        say(f"[{index}/{len(plan.tasks)}] {spec.key}: {spec.num_fewshot}-shot, {spec.metric}")
+        step = f"[{index}/{len(plan.tasks)}] {data.spec.key}"
+        say(f"{step}: {data.spec.num_fewshot}-shot, {data.spec.metric}")
         raw = runner.run_task(model, data, eval_settings, task_manager, tasks_dir)
         result = task_result(
-            spec,
+            data.spec,
             dict(raw.output),
             fewshot=_fewshot_info(data),
             data_files=[
@@ -158,18 +155,11 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
             fewshot_pool_is_full=data.fewshot_pool_is_full,
             seconds=raw.seconds,
         )
+        say(f"{step}: {100 * result.value:.2f} ({result.documents} docs, {raw.seconds:.0f}s)")
+        raw_runs.append(raw)
         task_results.append(result)
-        docs = f"{result.documents} docs, {raw.seconds:.0f}s"
-        say(f"[{index}/{len(plan.tasks)}] {spec.key}: {100 * result.value:.2f} ({docs})")
-        lm_eval_files[f"{spec.key}.json"] = runner.to_json(raw.output)
-        for leaf, samples in raw.samples.items():  # named as lm-eval names its own, less the timestamp
-            lm_eval_files[f"samples_{leaf}.jsonl"] = "".join(runner.to_json(x, indent=None) + "\n" for x in samples)
-        config = raw.output.get("config", {})
-        model_sha = model_sha or config.get("model_sha") or None
-        batch_sizes += [int(b) for b in config.get("batch_sizes", []) if int(b) not in batch_sizes]
 
     reasons = completeness(suite.keys, task_results, request.limit)
-    versions = runner.library_versions()
     results = SuiteResults(
         run_id=new_run_id(created_at),
         created_at=created_at,
@@ -178,9 +168,9 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
         model=ModelInfo(
             id=ref.model_id,
             source=ref.source.value,
-            location=loadable.pretrained if ref.source is ModelSource.HUB else ref.location,
+            location=ref.location,
             revision=ref.revision,
-            sha=model_sha,
+            sha=loadable.file_sha256 or next((r.model_sha for r in raw_runs if r.model_sha), None),
             dtype=model.dtype,
             parameters=model.parameters,
         ),
@@ -192,29 +182,45 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
         settings=RunSettings(
             limit=request.limit,
             batch_size=request.batch_size,
-            batch_sizes_used=batch_sizes,
+            batch_sizes_used=sorted({b for r in raw_runs for b in r.batch_sizes}),
             add_bos_token=request.add_bos_token,
             chat_template=False,
             seeds=Seeds(**vars(eval_settings.seeds)),
-            model_args={k: v for k, v in model.model_args.items()},
+            model_args=dict(model.model_args),
             data_source="local" if plan.root else "hub",
             data_dir=str(plan.root.resolve()) if plan.root else None,
             device=runner.describe_device(device),
         ),
-        versions=Versions(
-            evalsuite=__version__,
-            lm_eval=versions["lm_eval"],
-            transformers=versions["transformers"],
-            torch=versions["torch"],
-            datasets=versions["datasets"],
-            python=platform.python_version(),
-        ),
+        versions=_versions(),
         timing=Timing(
             model_load_seconds=round(model.load_seconds, 3), total_seconds=round(time.perf_counter() - started, 3)
         ),
     )
-    run_dir = write_run(results, lm_eval_files, request.output_dir, ref.results_dir_name)
+    run_dir = write_run(results, _lm_eval_files(raw_runs), request.output_dir, ref.results_dir_name)
     return RunOutcome(results=results, run_dir=run_dir)
+
+
+def _lm_eval_files(raw_runs: list[runner.RawTaskRun]) -> dict[str, str]:
+    """lm-eval's own output per suite task, and its samples per lm-eval task (named as lm-eval names them)."""
+    files = {}
+    for raw in raw_runs:
+        files[f"{raw.data.spec.key}.json"] = runner.to_json(raw.output)
+        for leaf, samples in raw.samples.items():
+            files[f"samples_{leaf}.jsonl"] = "".join(runner.to_json(x, indent=None) + "\n" for x in samples)
+    return files
+
+
+def _versions() -> Versions:
+    from importlib.metadata import version
+
+    return Versions(
+        evalsuite=__version__,
+        lm_eval=version("lm_eval"),
+        transformers=version("transformers"),
+        torch=version("torch"),
+        datasets=version("datasets"),
+        python=platform.python_version(),
+    )
 
 
 def _fewshot_info(data: TaskData) -> FewshotInfo:
@@ -224,6 +230,3 @@ def _fewshot_info(data: TaskData) -> FewshotInfo:
         fallback=data.fewshot.fallback,
         note=data.fewshot.note,
     )
-
-
-__all__ = ["DataPlan", "ModelRef", "RunOutcome", "RunRequest", "parse_batch_size", "parse_seed", "run_suite"]

@@ -80,6 +80,7 @@ def parse_model_ref(text: str) -> ModelRef:
                 raise ModelRefError(f"{text}: folder has no config.json; point MODEL at a Hugging Face model folder")
             return ModelRef(ModelSource.LOCAL, str(path.resolve()))
         if path.suffix == ".gguf":
+            check_gguf_header(path)
             return ModelRef(ModelSource.GGUF, str(path.resolve()))
         raise ModelRefError(f"{text}: not a model folder or a .gguf file")
     if looks_like_path:
@@ -102,7 +103,6 @@ def prepare_model(ref: ModelRef) -> LoadableModel:
     if ref.source is not ModelSource.GGUF:
         return LoadableModel(ref=ref, pretrained=ref.location, revision=ref.revision)
     gguf = Path(ref.location)
-    check_gguf_header(gguf)
     digest = _sha256(gguf)
     folder = cache_dir() / "gguf" / f"{gguf.stem}-{digest[:16]}"
     if not (folder / "config.json").is_file():

@@ -88,6 +88,16 @@ class RawTaskRun:
     samples: dict[str, list[dict[str, Any]]]
     seconds: float
 
+    @property
+    def model_sha(self) -> str | None:
+        """The Hub commit lm-eval resolved for the model ("" off the Hub)."""
+        return self.output.get("config", {}).get("model_sha") or None
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """Batch sizes lm-eval used (what `auto` detected)."""
+        return [int(b) for b in self.output.get("config", {}).get("batch_sizes", [])]
+
 
 def parse_model_args(text: str | None) -> dict[str, str]:
     """Parse --model-args `k=v,k2=v2` as lm-eval does, refusing keys evalsuite sets itself."""
@@ -117,20 +127,6 @@ def describe_device(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return device
-
-
-def library_versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    return {
-        name: version(dist)
-        for name, dist in (
-            ("lm_eval", "lm_eval"),
-            ("transformers", "transformers"),
-            ("torch", "torch"),
-            ("datasets", "datasets"),
-        )
-    }
 
 
 def build_task_manager(tasks_dir: Path) -> TaskManager:
