@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine (see README.md):
 #   make demo   build .venv, fetch the real SmolLM2-135M-Instruct, run `evalsuite run` on the sample data
-#   make test   run the whole test suite (real model, real lm-eval, real rows)
+#   make test   run the whole test suite (real model, real lm-eval, real rows; installs Debian's chromium)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ GGUF := .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
 # The cache of dequantized GGUF models; kept inside the checkout so a fresh clone starts clean.
 export EVALSUITE_CACHE_DIR ?= $(CURDIR)/.cache/evalsuite
 
-.PHONY: setup demo test lint clean
+.PHONY: setup browser demo test lint clean
 
 $(BIN)/evalsuite: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,12 @@ setup: $(BIN)/evalsuite $(GGUF)
 demo: setup
 	$(BIN)/evalsuite run $(GGUF) --data-dir evalsuite/sample_data/h6 --limit 4 --batch-size 8
 
-test: setup
+# Debian's Chromium and its driver, for the test that opens the HTML leaderboard (needs root, as in CI).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+test: setup browser
 	$(BIN)/python -m pytest
 
 lint: setup

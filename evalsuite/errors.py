@@ -30,3 +30,7 @@ class ResultsSchemaError(EvalsuiteError):
 
 class RunError(EvalsuiteError):
     """lm-eval failed, or produced something that breaks the protocol."""
+
+
+class CardError(EvalsuiteError):
+    """A model card cannot be rendered or updated as asked (partial run, broken front matter, ...)."""

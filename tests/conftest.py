@@ -53,3 +53,16 @@ def real_run(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory):
     messages: list[str] = []
     outcome = run_suite(request, progress=messages.append)
     return outcome, messages
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/* from the current output")
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
+FIXTURES = REPO / "tests" / "fixtures"
+SAKURA = FIXTURES / "results" / "kyujinpy__Sakura-SOLAR-Instruct" / "20240101T000000Z-0000"

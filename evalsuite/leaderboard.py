@@ -1,0 +1,121 @@
+"""Leaderboards across runs: the latest run per (model, revision, dtype), sorted by H6 average.
+
+pandas lives here; renderers get plain rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from evalsuite.errors import EvalsuiteError
+from evalsuite.render import model_size, render
+from evalsuite.results import RESULTS_FILE, SuiteResults, read_results
+from evalsuite.suite import SuiteSpec
+
+
+class LeaderboardError(EvalsuiteError):
+    """Nothing to rank, or results that cannot be read."""
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str
+    revision: str
+    dtype: str
+    average: float | None
+    scores: dict[str, float | None] = field(default_factory=dict)  # column -> fraction
+    size: str = "-"
+    partial: bool = False
+    run_id: str = ""
+
+
+def find_results(dirs: Iterable[Path]) -> list[SuiteResults]:
+    found = []
+    for root in dirs:
+        if root.is_file():
+            found.append(read_results(root))
+            continue
+        if not root.is_dir():
+            raise LeaderboardError(f"{root}: no such directory")
+        found += [read_results(p) for p in sorted(root.rglob(RESULTS_FILE))]
+    if not found:
+        raise LeaderboardError(f"no {RESULTS_FILE} under {', '.join(map(str, dirs))}; run `evalsuite run` first")
+    return found
+
+
+def latest_runs(runs: list[SuiteResults], include_partial: bool = True) -> list[SuiteResults]:
+    """Per (model, revision, dtype): the latest complete run, else (if allowed) the latest partial one."""
+    chosen: dict[tuple[str, str, str], SuiteResults] = {}
+    for run in sorted(runs, key=lambda r: r.created_at):
+        if run.status != "complete" and not include_partial:
+            continue
+        key = (run.model.id, run.model.revision or run.model.sha or "", run.model.dtype)
+        current = chosen.get(key)
+        if current is None or run.status == "complete" or current.status != "complete":
+            chosen[key] = run
+    return list(chosen.values())
+
+
+def leaderboard_rows(runs: list[SuiteResults], suite: SuiteSpec) -> list[Row]:
+    rows = []
+    for run in runs:
+        rows.append(
+            Row(
+                model=run.model.id,
+                revision=run.model.revision or (run.model.sha or "")[:12],
+                dtype=run.model.dtype,
+                average=run.h6_average,
+                scores={s.column: (t.value if (t := run.task(s.key)) else None) for s in suite.tasks},
+                size=model_size(run.model.parameters),
+                partial=run.status != "complete",
+                run_id=run.run_id,
+            )
+        )
+    # complete runs by average (desc), then partial ones by the mean of what they have
+    return sorted(rows, key=lambda r: (r.partial, -(r.average if r.average is not None else _mean(r.scores))))
+
+
+def _mean(scores: dict[str, float | None]) -> float:
+    values = [v for v in scores.values() if v is not None]
+    return sum(values) / len(values) if values else 0.0
+
+
+def to_frame(rows: list[Row], suite: SuiteSpec, with_size: bool) -> pd.DataFrame:
+    records = []
+    for row in rows:
+        record: dict[str, object] = {"Model": row.model + (" (partial)" if row.partial else ""),
+                                     "Average": _pct(row.average)}  # fmt: skip
+        record |= {c: _pct(row.scores[c]) for c in (s.column for s in suite.tasks)}
+        if with_size:
+            record["Model Size"] = row.size
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 2)
+
+
+def render_leaderboard(rows: list[Row], suite: SuiteSpec, fmt: str, with_size: bool = False) -> str:
+    columns = [s.column for s in suite.tasks]
+    if fmt == "markdown":
+        return render("leaderboard.md.j2", rows=rows, columns=columns, with_size=with_size)
+    if fmt == "csv":
+        return to_frame(rows, suite, with_size).to_csv(index=False, float_format="%.2f")
+    if fmt == "html":
+        return render(
+            "leaderboard.html.j2",
+            rows=[
+                {"model": r.model, "partial": r.partial, "revision": r.revision, "dtype": r.dtype, "size": r.size,
+                 "average": _pct(r.average), "scores": [_pct(r.scores[c]) for c in columns]}
+                for r in rows
+            ],
+            columns=columns,
+            with_size=with_size,
+            title=suite.title,
+        )  # fmt: skip
+    raise LeaderboardError(f"--format {fmt!r}: choose markdown, csv or html")

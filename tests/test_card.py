@@ -1,0 +1,252 @@
+"""Model cards: rendering (golden files), round trips through huggingface_hub, in-place README updates."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import FIXTURES, SAKURA
+from golden import check_golden
+from huggingface_hub import ModelCard
+from huggingface_hub.repocard_data import model_index_to_eval_results
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from evalsuite.card import END_MARKER, START_MARKER, CardSource, read_readme, render_model_index, update_readme
+from evalsuite.cli import app
+from evalsuite.errors import CardError
+from evalsuite.results import read_results
+from evalsuite.suite import load_suite
+
+SUITE = load_suite()
+RESULTS = read_results(SAKURA)
+LEADERBOARD_SOURCE = CardSource.open_llm_leaderboard("kyujinpy/Sakura-SOLAR-Instruct")
+runner = CliRunner()
+
+
+def test_sakura_solar_renders_its_published_average():
+    result = runner.invoke(app, ["card", "render", str(SAKURA), "--format", "markdown"])
+    assert result.exit_code == 0
+    assert "|Avg.|74.40|" in result.stdout
+    assert "|GSM8k (5-shot)|65.20|" in result.stdout
+
+
+def test_golden_markdown(update_golden):
+    result = runner.invoke(app, ["card", "render", str(SAKURA), "--format", "markdown"])
+    check_golden("sakura.card.md", result.stdout, update_golden)
+
+
+def test_golden_model_index_in_the_bots_form(update_golden):
+    args = ["--source-name", LEADERBOARD_SOURCE.name, "--source-url", LEADERBOARD_SOURCE.url]
+    result = runner.invoke(app, ["card", "render", str(SAKURA), "--format", "model-index", *args])
+    assert result.exit_code == 0, result.output
+    check_golden("sakura.model-index.yaml", result.stdout, update_golden)
+
+
+def test_model_index_round_trips_through_huggingface_hub():
+    text = render_model_index(RESULTS, SUITE, source=LEADERBOARD_SOURCE)
+    name, parsed = model_index_to_eval_results(yaml.safe_load(text)["model-index"])
+    assert name == "kyujinpy/Sakura-SOLAR-Instruct"
+    got = {(r.dataset_type, r.metric_type): (r.metric_value, r.dataset_args) for r in parsed}
+    assert got == {
+        ("ai2_arc", "acc_norm"): (70.99, {"num_few_shot": 25}),
+        ("hellaswag", "acc_norm"): (88.42, {"num_few_shot": 10}),
+        ("cais/mmlu", "acc"): (66.33, {"num_few_shot": 5}),
+        ("truthful_qa", "mc2"): (71.79, {"num_few_shot": 0}),
+        ("winogrande", "acc"): (83.66, {"num_few_shot": 5}),
+        ("gsm8k", "acc"): (65.2, {"num_few_shot": 5}),
+    }
+    assert all(r.source_name == "Open LLM Leaderboard" for r in parsed)
+    # six datasets, six model-index results: none collapsed by huggingface_hub's grouping rule
+    assert len(yaml.safe_load(text)["model-index"][0]["results"]) == 6
+
+
+@pytest.mark.parametrize("fixture", ["existing_model_index.md", "no_front_matter.md", "crlf.md", None])
+def test_golden_readme_updates(fixture, update_golden):
+    old = read_readme(FIXTURES / "cards" / fixture) if fixture else ""
+    new = update_readme(old, RESULTS, SUITE)
+    check_golden(f"cards/{fixture or 'new_readme.md'}", new, update_golden)
+    assert update_readme(new, RESULTS, SUITE) == new, "a second update must change nothing"
+    card = ModelCard(new)
+    values = {r.dataset_type: r.metric_value for r in card.data.eval_results}
+    assert values["ai2_arc"] == 70.99 and values["gsm8k"] == 65.2
+
+
+def test_existing_card_keeps_what_it_owns():
+    old = read_readme(FIXTURES / "cards" / "existing_model_index.md")
+    new = update_readme(old, RESULTS, SUITE)
+    assert "# a comment the card keeps\ntags: [solar, merge]\n" in new
+    assert new.endswith("<!-- evalsuite:end -->\n\nMore prose after the section.\n")
+    assert "old table" not in new
+    results = ModelCard(new).data.eval_results
+    assert [(r.dataset_type, r.metric_value) for r in results if r.dataset_type == "my/bench"] == [("my/bench", 12.5)]
+    assert [r.metric_value for r in results if r.dataset_type == "ai2_arc"] == [70.99]  # replaced, not duplicated
+
+
+def test_crlf_stays_crlf():
+    new = update_readme(read_readme(FIXTURES / "cards" / "crlf.md"), RESULTS, SUITE)
+    assert "\n" not in new.replace("\r\n", "")
+
+
+# --- property: whatever else a README holds survives an update byte for byte
+
+_text = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\x00\x85\u2028\u2029"), max_size=200
+)
+_safe_key = st.from_regex(r"[a-z][a-z_]{0,10}", fullmatch=True).filter(lambda k: k != "model")
+_front = st.dictionaries(
+    _safe_key,
+    st.one_of(st.integers(), st.text(st.characters(whitelist_categories=("L", "N")), max_size=20)),
+    max_size=5,
+)
+
+
+def _body_without_markers(text: str) -> str:
+    return text.replace(START_MARKER, "").replace(END_MARKER, "").replace("<!--", "")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(before=_text, after=_text, front=_front, crlf=st.booleans(), has_front=st.booleans(), other=st.booleans())
+def test_update_preserves_everything_it_does_not_own(before, after, front, crlf, has_front, other):
+    before, after = _body_without_markers(before), _body_without_markers(after)
+    body = f"{before}\n{START_MARKER}\nstale\n{END_MARKER}\n{after}"
+    metadata = dict(front) if has_front else {}
+    if other and has_front:
+        metadata["model-index"] = [{"name": "someone/else", "results": [
+            {"task": {"type": "text-generation"}, "dataset": {"name": "X", "type": "x/y"},
+             "metrics": [{"type": "acc", "value": 1.5}]}]}]  # fmt: skip
+    front_text = yaml.safe_dump(metadata, sort_keys=False) if metadata else ""
+    text = (f"---\n{front_text}---\n" if has_front else "") + body
+    if crlf:
+        text = text.replace("\n", "\r\n")
+    nl = "\r\n" if crlf else "\n"
+    new = update_readme(text, RESULTS, SUITE)
+    # body outside the markers: unchanged bytes
+    assert new.endswith(f"{END_MARKER}\n{after}".replace("\n", nl))
+    assert (before + "\n").replace("\n", nl) + START_MARKER in new
+    # front matter: every other key unchanged, other model-index entries kept
+    parsed = yaml.safe_load(new.split(f"{nl}---{nl}", 1)[0].removeprefix(f"---{nl}"))
+    assert {k: v for k, v in parsed.items() if k != "model-index"} == {
+        k: v for k, v in metadata.items() if k != "model-index"
+    }
+    names = [e["name"] for e in parsed["model-index"]]
+    assert names == (["someone/else"] if other and has_front else []) + ["kyujinpy/Sakura-SOLAR-Instruct"]
+    if crlf:
+        assert "\n" not in new.replace("\r\n", "")
+    assert update_readme(new, RESULTS, SUITE) == new
+
+
+# --- the command
+
+
+def test_update_check_and_dry_run(tmp_path: Path):
+    readme = tmp_path / "README.md"
+    shutil.copy(FIXTURES / "cards" / "existing_model_index.md", readme)
+    before = readme.read_bytes()
+    check = runner.invoke(app, ["card", "update", str(readme), "--results", str(SAKURA), "--check"])
+    assert check.exit_code == 1 and "is out of date" in check.stderr
+    dry = runner.invoke(app, ["card", "update", str(readme), "--results", str(SAKURA), "--dry-run"])
+    assert dry.exit_code == 0 and "+|Avg.|74.40|" in dry.stdout and "-old table" in dry.stdout
+    assert readme.read_bytes() == before
+    first = runner.invoke(app, ["card", "update", str(readme), "--results", str(SAKURA)])
+    assert first.exit_code == 0 and readme.read_bytes() != before
+    after_first = readme.read_bytes()
+    second = runner.invoke(app, ["card", "update", str(readme), "--results", str(SAKURA)])
+    assert second.exit_code == 0 and "already up to date" in second.stderr
+    assert readme.read_bytes() == after_first
+    assert runner.invoke(app, ["card", "update", str(readme), "--results", str(SAKURA), "--check"]).exit_code == 0
+
+
+def test_push_goes_through_huggingface_hub_without_printing_the_token(tmp_path: Path, monkeypatch):
+    calls = []
+
+    def fake_push(self, repo_id, create_pr=False, **kwargs):
+        calls.append((repo_id, create_pr, self.content))
+        return f"https://huggingface.co/{repo_id}/discussions/1"
+
+    monkeypatch.setattr(ModelCard, "push_to_hub", fake_push)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
+    readme = tmp_path / "README.md"
+    args = ["card", "update", str(readme), "--results", str(SAKURA), "--push", "me/model", "--create-pr"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert [(c[0], c[1]) for c in calls] == [("me/model", True)]
+    assert calls[0][2] == readme.read_text()
+    assert "hf_secret_token_value" not in result.output
+
+
+def test_push_failure_is_one_line(tmp_path: Path, monkeypatch):
+    def failing_push(self, repo_id, create_pr=False, **kwargs):
+        raise ConnectionError("offline\nwith details")
+
+    monkeypatch.setattr(ModelCard, "push_to_hub", failing_push)
+    result = runner.invoke(app, ["card", "update", str(tmp_path / "R.md"), "--results", str(SAKURA), "--push", "me/m"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == "error: push to me/m failed: ConnectionError: offline"
+
+
+# --- bad input: one line, exit 1, nothing written
+
+
+def _refused(args: list[str], expected: str, readme: Path | None = None) -> None:
+    before = readme.read_bytes() if readme and readme.exists() else None
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    if readme is not None:
+        assert (readme.read_bytes() if readme.exists() else None) == before
+
+
+def test_newer_schema_is_refused(tmp_path: Path):
+    raw = json.loads((SAKURA / "results.json").read_text())
+    raw["schema_version"] = 99
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(raw))
+    _refused(
+        ["card", "render", str(path), "--format", "markdown"],
+        "was written by a newer evalsuite (this one reads 1); upgrade evalsuite",
+    )
+
+
+def test_broken_front_matter_is_refused(tmp_path: Path):
+    readme = tmp_path / "README.md"
+    readme.write_text("---\nlicense: [unclosed\n---\n\nbody\n")
+    _refused(["card", "update", str(readme), "--results", str(SAKURA)], "front matter is not valid YAML", readme)
+
+
+def test_non_utf8_readme_is_refused(tmp_path: Path):
+    readme = tmp_path / "README.md"
+    readme.write_bytes("# caf\xe9\n".encode("latin-1"))
+    _refused(["card", "update", str(readme), "--results", str(SAKURA)], "not UTF-8", readme)
+
+
+def test_partial_run_is_refused_unless_allowed(tmp_path: Path):
+    partial = FIXTURES / "results" / "other-models" / "local__tiny" / "20240105T000000Z-0000"
+    readme = tmp_path / "README.md"
+    _refused(["card", "update", str(readme), "--results", str(partial)], "--allow-partial", readme)
+    assert not readme.exists()
+    ok = runner.invoke(app, ["card", "update", str(readme), "--results", str(partial), "--allow-partial"])
+    assert ok.exit_code == 0 and "**Partial run**" in readme.read_text()
+
+
+def test_half_markers_are_refused():
+    with pytest.raises(CardError, match="without the other"):
+        update_readme(f"text\n{START_MARKER}\n", RESULTS, SUITE)
+
+
+def test_card_from_a_real_run(real_run, tmp_path: Path):
+    """End to end: the SmolLM2 run's results file becomes a README whose metadata carries its numbers."""
+    outcome, _ = real_run
+    readme = tmp_path / "README.md"
+    result = runner.invoke(app, ["card", "update", str(readme), "--results", str(outcome.run_dir), "--allow-partial"])
+    assert result.exit_code == 0, result.output
+    card = ModelCard.load(readme)
+    by_type = {r.dataset_type: r.metric_value for r in card.data.eval_results}
+    for spec in SUITE.tasks:
+        assert by_type[spec.card.dataset_type] == round(100 * outcome.results.task(spec.key).value, 2)
+    assert card.data.model_name == "SmolLM2-135M-Instruct.Q4_1"

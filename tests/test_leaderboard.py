@@ -1,0 +1,112 @@
+"""Leaderboards: latest run per model, sorting, the three formats, and the HTML page in a real browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES
+from golden import check_golden
+from typer.testing import CliRunner
+
+from evalsuite.cli import app
+from evalsuite.leaderboard import find_results, latest_runs, leaderboard_rows
+from evalsuite.suite import load_suite
+
+RESULTS = FIXTURES / "results"
+SUITE = load_suite()
+runner = CliRunner()
+
+
+def test_latest_complete_run_per_model_sorted_by_average():
+    runs = latest_runs(find_results([RESULTS]))
+    rows = leaderboard_rows(runs, SUITE)
+    assert [(r.model, r.partial) for r in rows] == [
+        ("kyujinpy/Sakura-SOLAR-Instruct", False),
+        ("upstage/SOLAR-10.7B-Instruct-v1.0", False),
+        ("openai-community/gpt2", False),  # its later partial run does not replace the complete one
+        ("tiny", True),
+    ]
+    assert [r.size for r in rows] == ["~ 11B", "~ 11B", "~ 124M", "~ 135M"]
+
+
+def test_complete_only_leaves_partial_runs_out():
+    runs = latest_runs(find_results([RESULTS]), include_partial=False)
+    assert sorted(r.model.id for r in runs) == sorted(
+        ["kyujinpy/Sakura-SOLAR-Instruct", "upstage/SOLAR-10.7B-Instruct-v1.0", "openai-community/gpt2"]
+    )
+
+
+@pytest.mark.parametrize("fmt,suffix", [("markdown", "md"), ("csv", "csv"), ("html", "html")])
+def test_golden_formats(fmt, suffix, update_golden):
+    result = runner.invoke(app, ["leaderboard", str(RESULTS), "--format", fmt, "--model-size"])
+    assert result.exit_code == 0, result.output
+    check_golden(f"leaderboard.{suffix}", result.stdout, update_golden)
+
+
+def test_out_file_and_bad_input(tmp_path: Path):
+    out = tmp_path / "board.md"
+    ok = runner.invoke(app, ["leaderboard", str(RESULTS), "--out", str(out)])
+    assert ok.exit_code == 0 and out.read_text().startswith("|Model|Average|ARC|")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["leaderboard", str(empty)])
+    assert result.exit_code == 1 and result.stderr.strip().startswith("error: no results.json under")
+    missing_folder = runner.invoke(app, ["leaderboard", str(RESULTS), "--out", str(tmp_path / "nope" / "x.md")])
+    assert missing_folder.exit_code == 1 and "does not exist" in missing_folder.stderr
+    assert not (tmp_path / "nope").exists()
+
+
+def _browser(tmp_path: Path):
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        if os.environ.get("CI"):
+            pytest.fail("CI must have Debian's chromium and chromium-driver (make test installs them)")
+        pytest.skip("chromium / chromedriver not installed (make test installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = chromium
+    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,900"]:  # fmt: skip
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_html_page_in_headless_chromium(tmp_path: Path):
+    from selenium.webdriver.common.by import By
+
+    page = tmp_path / "leaderboard.html"
+    result = runner.invoke(app, ["leaderboard", str(RESULTS), "--format", "html", "--model-size", "--out", str(page)])
+    assert result.exit_code == 0, result.output
+    browser = _browser(tmp_path)
+    try:
+        browser.get(page.as_uri())
+
+        def models() -> list[str]:
+            cells = browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr td:first-child")
+            return [c.text.splitlines()[0] for c in cells]
+
+        assert models() == ["kyujinpy/Sakura-SOLAR-Instruct", "upstage/SOLAR-10.7B-Instruct-v1.0",
+                            "openai-community/gpt2", "tiny (partial)"]  # fmt: skip
+        first_row = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr:first-child td")]
+        assert first_row[1:] == ["74.40", "70.99", "88.42", "66.33", "71.79", "83.66", "65.20", "~ 11B"]
+        browser.find_element(By.XPATH, "//th[text()='TruthfulQA']").click()  # descending by TruthfulQA
+        assert models() == ["kyujinpy/Sakura-SOLAR-Instruct", "upstage/SOLAR-10.7B-Instruct-v1.0",
+                            "openai-community/gpt2", "tiny (partial)"]  # fmt: skip
+        browser.find_element(By.XPATH, "//th[text()='TruthfulQA']").click()  # again: ascending
+        assert models()[:3] == ["openai-community/gpt2", "upstage/SOLAR-10.7B-Instruct-v1.0",
+                                "kyujinpy/Sakura-SOLAR-Instruct"]  # fmt: skip
+        browser.find_element(By.XPATH, "//th[text()='Winogrande']").click()
+        assert models()[0] == "kyujinpy/Sakura-SOLAR-Instruct"
+        bars = browser.find_elements(By.CSS_SELECTOR, "#averages .fill")
+        assert len(bars) == 4 and bars[0].size["width"] > bars[2].size["width"] > 0
+        if shot := os.environ.get("EVALSUITE_SCREENSHOT"):
+            browser.save_screenshot(shot)
+    finally:
+        browser.quit()
