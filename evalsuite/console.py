@@ -6,7 +6,9 @@ import logging
 import os
 import sys
 
+from evalsuite.compare import Comparison
 from evalsuite.data import Finding
+from evalsuite.history import HistoryPoint
 from evalsuite.results import SuiteResults
 from evalsuite.suite import SuiteSpec
 
@@ -65,13 +67,16 @@ def format_scores(results: SuiteResults) -> str:
                 f"{100 * t.value:.2f}",
                 f"{100 * t.stderr:.2f}" if t.stderr is not None else "-",
                 f"{t.documents}/{t.full_documents}",
-                "" if t.leaderboard_comparable else "no",
+                "yes" if t.leaderboard_comparable else "no",
             ]
         )
     average = f"{100 * results.h6_average:.2f}" if results.h6_average is not None else "-"
-    rows.append(["Average (H6)", "", "", average, "", "", "" if results.leaderboard_comparable else "no"])
+    rows.append(["Average (H6)", "", "", average, "", "", "yes" if results.leaderboard_comparable else "no"])
     table = _table(["Task", "Metric", "Shots", "Value", "Stderr", "Docs", "Comparable"], rows, right={2, 3, 4, 5})
-    lines = [table]
+    lines = [
+        table,
+        "Comparable: few-shot exemplars drawn as the leaderboard drew them (full few-shot split, no fallback).",
+    ]
     if results.status == "partial":
         lines.append(f"partial run, no H6 average: {'; '.join(results.partial_reasons)}")
     for t in results.tasks:
@@ -100,3 +105,49 @@ def format_suite(suite: SuiteSpec) -> str:
 
 def format_findings(findings: list[Finding]) -> str:
     return _table(["Status", "File", "Detail"], [[f.level.value, f.file, f.message] for f in findings])
+
+
+def format_comparison(comparison: Comparison, markdown: bool = False) -> str:
+    rows = [
+        [
+            t.display_name,
+            f"{100 * t.baseline:.2f}",
+            f"{100 * t.candidate:.2f}",
+            f"{t.delta_points:+.2f}",
+            t.test,
+            "-" if t.p_value is None else f"{t.p_value:.3g}",
+            str(t.documents),
+            t.verdict.value.upper() if t.verdict.value == "regressed" else t.verdict.value,
+        ]
+        for t in comparison.tasks
+    ]
+    if comparison.baseline_average is not None and comparison.candidate_average is not None:
+        delta = 100 * (comparison.candidate_average - comparison.baseline_average)
+        rows.append(["Average (H6)", f"{100 * comparison.baseline_average:.2f}",
+                     f"{100 * comparison.candidate_average:.2f}", f"{delta:+.2f}", "", "", "", ""])  # fmt: skip
+    headers = ["Task", "Baseline", "Candidate", "Δ points", "Test", "p", "Docs", "Verdict"]
+    table = _table(headers, rows, right={1, 2, 3, 5, 6})
+    regressed = comparison.regressed
+    summary = (
+        f"REGRESSION in {', '.join(regressed)}" if regressed else "no regression"
+    ) + f" (alpha {comparison.alpha}, max drop {comparison.max_drop} points)"
+    lines = [f"### evalsuite compare: {summary}", "", table] if markdown else [table, summary]
+    lines += [f"warning: {w}" for w in comparison.warnings]
+    return "\n".join(lines)
+
+
+def format_history(points: list[HistoryPoint]) -> str:
+    columns = list(points[0].scores)
+
+    def cell(score: tuple[float, float | None] | None) -> str:
+        if score is None:
+            return "-"
+        value, stderr = score
+        return f"{100 * value:.2f}" + (f" ± {100 * stderr:.2f}" if stderr is not None else "")
+
+    rows = [
+        [p.label, p.run_id, p.status, "-" if p.average is None else f"{100 * p.average:.2f}",
+         *(cell(p.scores[c]) for c in columns)]
+        for p in points
+    ]  # fmt: skip
+    return _table(["Run (UTC)", "Run id", "Status", "Average", *columns], rows, right=set(range(3, 4 + len(columns))))

@@ -34,3 +34,7 @@ class RunError(EvalsuiteError):
 
 class CardError(EvalsuiteError):
     """A model card cannot be rendered or updated as asked (partial run, broken front matter, ...)."""
+
+
+class OptionError(EvalsuiteError):
+    """A command-line option has a value the command cannot use."""

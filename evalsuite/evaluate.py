@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from evalsuite import __version__, runner  # runner imports torch/lm_eval only inside its functions
-from evalsuite.data import TaskData, plan_hub, plan_local
+from evalsuite.checkpoint import Checkpoint, run_key
+from evalsuite.data import DataPlan, TaskData, plan_hub, plan_local
 from evalsuite.errors import SuiteConfigError
-from evalsuite.model_ref import ModelSource, parse_model_ref, prepare_model
+from evalsuite.model_ref import LoadableModel, ModelRef, ModelSource, parse_model_ref, prepare_model
 from evalsuite.results import (
     DataFileInfo,
     FewshotInfo,
@@ -59,6 +60,7 @@ class RunRequest:
     log_samples: bool = False
     model_args: str | None = None
     add_bos_token: bool = False
+    preset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,9 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
     specs = suite.select(request.tasks)
     if request.limit is not None and request.limit < 1:
         raise SuiteConfigError(f"--limit {request.limit}: give a positive number of documents per task")
+    preset = suite.preset(request.preset) if request.preset else None
+    if preset is not None and request.limit is not None:
+        raise SuiteConfigError(f"--preset {request.preset} fixes the documents itself; drop --limit")
     ref = parse_model_ref(request.model)
     extra_model_args = runner.parse_model_args(request.model_args)
     plan = plan_local(request.data_dir, specs) if request.data_dir else plan_hub(specs)
@@ -121,7 +126,6 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
 
     # --- the run
     started = time.perf_counter()
-    created_at = datetime.now(UTC)
     loadable = prepare_model(ref)
     device = request.device or runner.default_device()
     dtype = request.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
@@ -133,36 +137,72 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
         extra_model_args=extra_model_args,
     )
     eval_settings = runner.EvalSettings(
-        limit=request.limit, seeds=runner.Seeds(*request.seeds), log_samples=request.log_samples
+        limit=request.limit, seeds=runner.Seeds(*request.seeds), log_samples=request.log_samples, preset=preset
     )
     say(f"loading {ref.model_id} ({dtype}, {device})")
     model = runner.load_model(loadable, model_settings)
     task_manager = runner.build_task_manager(tasks_dir)
 
-    raw_runs: list[runner.RawTaskRun] = []
-    task_results: list[TaskResult] = []
-    for index, data in enumerate(plan.tasks, start=1):
-        step = f"[{index}/{len(plan.tasks)}] {data.spec.key}"
-        say(f"{step}: {data.spec.num_fewshot}-shot, {data.spec.metric}")
-        raw = runner.run_task(model, data, eval_settings, task_manager, tasks_dir)
-        result = task_result(
-            data.spec,
-            dict(raw.output),
-            fewshot=_fewshot_info(data),
-            data_files=[
-                DataFileInfo(split=f.split, path=str(f.path), sha256=f.sha256, rows=f.rows) for f in data.files
-            ],
-            fewshot_pool_is_full=data.fewshot_pool_is_full,
-            seconds=raw.seconds,
-        )
-        say(f"{step}: {100 * result.value:.2f} ({result.documents} docs, {raw.seconds:.0f}s)")
-        raw_runs.append(raw)
-        task_results.append(result)
+    now = datetime.now(UTC)
+    key = run_key(_fingerprint(request, loadable, model_settings, plan))
+    checkpoint = Checkpoint.open(request.output_dir / ref.results_dir_name, key, new_run_id(now), now)
+    try:
+        if checkpoint.resumed:
+            say(f"resuming run {checkpoint.run_id} from {checkpoint.folder}")
+        raw_runs: list[runner.RawTaskRun] = []
+        task_results: list[TaskResult] = []
+        for index, data in enumerate(plan.tasks, start=1):
+            step = f"[{index}/{len(plan.tasks)}] {data.spec.key}"
+            if finished := checkpoint.finished(data.spec.key):
+                raw = runner.RawTaskRun(
+                    data, finished.output, finished.samples, finished.seconds, finished.document_ids
+                )  # type: ignore[arg-type]
+                say(f"{step}: finished before the interruption, not rerun")
+            else:
+                say(f"{step}: {data.spec.num_fewshot}-shot, {data.spec.metric}")
+                if checkpoint.resumed and (cached := checkpoint.cached_requests()):
+                    say(f"{step}: {cached} answered requests in the request cache are reused")
+                raw = runner.run_task(model, data, eval_settings, task_manager, tasks_dir, checkpoint.request_cache)
+                checkpoint.save(data.spec.key, runner.checkpoint_json(raw))
+            result = task_result(
+                data.spec,
+                dict(raw.output),
+                fewshot=_fewshot_info(data),
+                data_files=[
+                    DataFileInfo(split=f.split, path=str(f.path), sha256=f.sha256, rows=f.rows) for f in data.files
+                ],
+                fewshot_pool_is_full=data.fewshot_pool_is_full,
+                seconds=raw.seconds,
+                document_ids=raw.document_ids,
+            )
+            say(f"{step}: {100 * result.value:.2f} ({result.documents} docs, {raw.seconds:.0f}s)")
+            raw_runs.append(raw)
+            task_results.append(result)
+        outcome = _finish(request, suite, ref, loadable, model, plan, checkpoint, raw_runs, task_results, started)
+    except BaseException:
+        checkpoint.release()
+        raise
+    checkpoint.finish()
+    return outcome
 
-    reasons = completeness(suite.keys, task_results, request.limit)
+
+def _finish(
+    request: RunRequest,
+    suite: SuiteSpec,
+    ref: ModelRef,
+    loadable: LoadableModel,
+    model: runner.LoadedModel,
+    plan: DataPlan,
+    checkpoint: Checkpoint,
+    raw_runs: list[runner.RawTaskRun],
+    task_results: list[TaskResult],
+    started: float,
+) -> RunOutcome:
+    """Assemble the results file from the finished tasks and write the run folder."""
+    reasons = completeness(suite.keys, task_results, request.limit, request.preset)
     results = SuiteResults(
-        run_id=new_run_id(created_at),
-        created_at=created_at,
+        run_id=checkpoint.run_id,
+        created_at=checkpoint.created_at,
         suite=suite.name,
         suite_version=suite.version,
         model=ModelInfo(
@@ -185,11 +225,12 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
             batch_sizes_used=sorted({b for r in raw_runs for b in r.batch_sizes}),
             add_bos_token=request.add_bos_token,
             chat_template=False,
-            seeds=Seeds(**vars(eval_settings.seeds)),
+            seeds=Seeds(**dict(zip(("random", "numpy", "torch", "fewshot"), request.seeds, strict=True))),
+            preset=request.preset,
             model_args=dict(model.model_args),
             data_source="local" if plan.root else "hub",
             data_dir=str(plan.root.resolve()) if plan.root else None,
-            device=runner.describe_device(device),
+            device=runner.describe_device(model.device),
         ),
         versions=_versions(),
         timing=Timing(
@@ -221,6 +262,24 @@ def _versions() -> Versions:
         datasets=version("datasets"),
         python=platform.python_version(),
     )
+
+
+def _fingerprint(
+    request: RunRequest, model: LoadableModel, settings: runner.ModelSettings, plan: DataPlan
+) -> dict[str, object]:
+    """Everything that moves scores: the same command over the same data resumes the same run."""
+    return {
+        "evalsuite": __version__,
+        "model": [model.ref.source.value, model.ref.location, model.ref.revision, model.file_sha256],
+        "settings": [settings.dtype, settings.device, str(settings.batch_size), settings.add_bos_token,
+                     sorted(settings.extra_model_args.items())],
+        "tasks": [t.spec.key for t in plan.tasks],
+        "data": [[f.split, f.sha256] for t in plan.tasks for f in t.files],
+        "limit": request.limit,
+        "preset": request.preset,
+        "seeds": list(request.seeds),
+        "log_samples": request.log_samples,
+    }  # fmt: skip
 
 
 def _fewshot_info(data: TaskData) -> FewshotInfo:

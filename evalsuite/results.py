@@ -5,6 +5,7 @@ lm-eval's result keys ("acc_norm,none", "acc_norm_stderr,none") are parsed here 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -83,6 +84,9 @@ class TaskResult(_Model):
     )
     seconds: float
     subtasks: list[SubtaskScore] = Field(default_factory=list)
+    subset_sha256: str | None = Field(
+        None, description="sha256 of the scored document indices when a preset chose them (compare checks it)"
+    )
 
     @property
     def is_full(self) -> bool:
@@ -103,6 +107,7 @@ class RunSettings(_Model):
     add_bos_token: bool
     chat_template: bool = False
     seeds: Seeds
+    preset: str | None = Field(None, description="the document-subset preset (e.g. nightly), if any")
     model_args: dict[str, Any]
     data_source: Literal["hub", "local"]
     data_dir: str | None
@@ -207,6 +212,7 @@ def task_result(
     data_files: list[DataFileInfo],
     fewshot_pool_is_full: bool,
     seconds: float,
+    document_ids: dict[str, list[int]] | None = None,
 ) -> TaskResult:
     scores = _leaf_scores(spec, output)
     value, stderr, weighted = aggregate(spec, scores)
@@ -229,12 +235,21 @@ def task_result(
         leaderboard_comparable=fewshot_pool_is_full and not fewshot.fallback,
         seconds=round(seconds, 3),
         subtasks=scores if spec.aggregation != "single" else [],
+        subset_sha256=_subset_digest(document_ids),
     )
 
 
-def completeness(suite_keys: tuple[str, ...], tasks: list[TaskResult], limit: int | None) -> list[str]:
+def _subset_digest(document_ids: dict[str, list[int]] | None) -> str | None:
+    if document_ids is None:
+        return None
+    return hashlib.sha256(json.dumps(document_ids, sort_keys=True).encode()).hexdigest()
+
+
+def completeness(
+    suite_keys: tuple[str, ...], tasks: list[TaskResult], limit: int | None, preset: str | None = None
+) -> list[str]:
     """Why a run is partial (empty when complete): the H6 average needs all six tasks on full data."""
-    reasons = []
+    reasons = [f"--preset {preset} (a fixed subset of documents)"] if preset else []
     ran = {t.key for t in tasks}
     if missing := [k for k in suite_keys if k not in ran]:
         reasons.append(f"tasks not run: {', '.join(missing)}")

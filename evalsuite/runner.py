@@ -21,6 +21,7 @@ import yaml
 from evalsuite.data import TaskData
 from evalsuite.errors import RunError, SuiteConfigError
 from evalsuite.model_ref import LoadableModel
+from evalsuite.suite import Preset
 
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
@@ -68,12 +69,14 @@ class EvalSettings:
     limit: int | None
     seeds: Seeds
     log_samples: bool
+    preset: Preset | None = None  # a fixed document subset instead of `limit`
 
 
 @dataclass
 class LoadedModel:
     lm: LM
     model_args: dict[str, Any]
+    device: str
     parameters: int | None
     dtype: str
     load_seconds: float
@@ -87,6 +90,7 @@ class RawTaskRun:
     output: EvalResults
     samples: dict[str, list[dict[str, Any]]]
     seconds: float
+    document_ids: dict[str, list[int]] | None = None  # lm-eval task -> scored eval-document indices (presets)
 
     @property
     def model_sha(self) -> str | None:
@@ -159,7 +163,9 @@ def load_model(model: LoadableModel, settings: ModelSettings) -> LoadedModel:
     inner = getattr(lm, "model", None)
     parameters = int(inner.num_parameters()) if inner is not None and hasattr(inner, "num_parameters") else None
     dtype = str(getattr(inner, "dtype", settings.dtype)).removeprefix("torch.")
-    return LoadedModel(lm=lm, model_args=model_args, parameters=parameters, dtype=dtype, load_seconds=seconds)
+    return LoadedModel(
+        lm=lm, model_args=model_args, device=settings.device, parameters=parameters, dtype=dtype, load_seconds=seconds
+    )
 
 
 def run_task(
@@ -168,20 +174,33 @@ def run_task(
     settings: EvalSettings,
     task_manager: TaskManager,
     tasks_dir: Path,
+    request_cache: str | None = None,
 ) -> RawTaskRun:
+    """Run one suite task; `request_cache` is lm-eval's `use_cache` path (answers persist as they come)."""
     from lm_eval import simple_evaluate
 
-    spec: str | dict[str, Any] = data.spec.lm_eval_group
+    spec: Any = data.spec.lm_eval_group
     if data.is_local:
         spec = _local_group_config(tasks_dir, data)
+    document_ids = None
+    if settings.preset is not None:
+        # Build the tasks first: the subset depends on how many eval documents each lm-eval task has.
+        loaded = task_manager.load([spec])
+        document_ids = {
+            name: settings.preset.document_ids(name, data.spec.key, len(task.eval_docs))
+            for name, task in loaded["tasks"].items()
+        }
+        spec = next(iter(loaded["groups"].values()))
     started = time.perf_counter()
     output = simple_evaluate(
         model=model.lm,
         model_args=model.model_args,
         tasks=[spec],
         limit=settings.limit,
+        samples=document_ids,
         log_samples=settings.log_samples,
         task_manager=task_manager,
+        use_cache=request_cache,
         random_seed=settings.seeds.random,
         numpy_random_seed=settings.seeds.numpy,
         torch_random_seed=settings.seeds.torch,
@@ -191,7 +210,17 @@ def run_task(
     if output is None:
         raise RunError(f"lm-eval returned no results for {data.spec.key}")
     samples = output.pop("samples", None) or {}
-    return RawTaskRun(data=data, output=output, samples=samples, seconds=seconds)
+    return RawTaskRun(data=data, output=output, samples=samples, seconds=seconds, document_ids=document_ids)
+
+
+def checkpoint_json(raw: RawTaskRun) -> str:
+    checkpoint = {
+        "output": raw.output,
+        "samples": raw.samples,
+        "seconds": raw.seconds,
+        "document_ids": raw.document_ids,
+    }
+    return to_json(checkpoint, indent=None)
 
 
 def to_json(document: object, indent: int | None = 2) -> str:

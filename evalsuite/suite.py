@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -94,11 +95,24 @@ class TaskSpec(_Frozen):
         return self.data.rows[self.data.eval_split]
 
 
+class Preset(_Frozen):
+    """A fixed subset of documents: `documents[key]` per lm-eval task (per subject for MMLU)."""
+
+    seed: int
+    documents: dict[str, int]
+
+    def document_ids(self, lm_eval_task: str, task_key: str, available: int) -> list[int]:
+        """The eval-document indices this preset scores for one lm-eval task holding `available` documents."""
+        wanted = min(self.documents[task_key], available)
+        return sorted(random.Random(f"{self.seed}:{lm_eval_task}").sample(range(available), wanted))
+
+
 class SuiteSpec(_Frozen):
     name: str
     version: int
     title: str
     tasks: tuple[TaskSpec, ...]
+    presets: dict[str, Preset] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _keys_are_unique(self) -> SuiteSpec:
@@ -106,6 +120,18 @@ class SuiteSpec(_Frozen):
         if len(set(keys)) != len(keys):
             raise ValueError(f"duplicate task keys in {keys}")
         return self
+
+    @model_validator(mode="after")
+    def _presets_cover_every_task(self) -> SuiteSpec:
+        for name, preset in self.presets.items():
+            if sorted(preset.documents) != sorted(self.keys):
+                raise ValueError(f"preset {name!r} must give a document count for each task: {', '.join(self.keys)}")
+        return self
+
+    def preset(self, name: str) -> Preset:
+        if name not in self.presets:
+            raise SuiteConfigError(f"unknown preset {name!r}; choose from: {', '.join(self.presets) or 'none'}")
+        return self.presets[name]
 
     @property
     def keys(self) -> tuple[str, ...]:

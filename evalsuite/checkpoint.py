@@ -1,0 +1,132 @@
+"""Crash-safe, resumable runs.
+
+A run in progress lives in `<output_dir>/<org>__<name>/.inprogress-<key>/`, where `key` hashes every
+setting that moves scores, so running the same command again finds it:
+
+    lock            flock'ed by the process that owns the run (released by the OS even on kill -9)
+    state.json      run id and start time, so the resumed run keeps them
+    tasks/<key>.json  one finished suite task: lm-eval's output, its samples, its wall time
+    requests_rank0.db lm-eval's request cache (`use_cache`): every answered request of the task in flight
+
+Each file is written atomically (temp file + rename), so a kill at any instant leaves a usable state.
+When the run completes, the results folder is written and this folder removed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from evalsuite.errors import OutputDirError
+
+STATE_FILE = "state.json"
+LOCK_FILE = "lock"
+REQUEST_CACHE = "requests"  # lm-eval appends `_rank<N>.db`
+
+
+def run_key(settings: dict[str, Any]) -> str:
+    """A stable id of everything that moves scores (same command, same data -> same key)."""
+    canonical = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class FinishedTask:
+    output: dict[str, Any]
+    samples: dict[str, list[dict[str, Any]]]
+    seconds: float
+    document_ids: dict[str, list[int]] | None
+
+
+class Checkpoint:
+    """The in-progress folder of one run, held under an exclusive lock while this process works on it."""
+
+    def __init__(self, folder: Path, lock: IO[str], run_id: str, created_at: datetime, resumed: bool) -> None:
+        self.folder = folder
+        self._lock = lock
+        self.run_id = run_id
+        self.created_at = created_at
+        self.resumed = resumed
+
+    @classmethod
+    def open(cls, model_dir: Path, key: str, run_id: str, created_at: datetime) -> Checkpoint:
+        folder = model_dir / f".inprogress-{key}"
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = (folder / LOCK_FILE).open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            owner = lock.read().strip() or "another process"
+            lock.close()
+            raise OutputDirError(
+                f"{folder} is in use by another evalsuite run ({owner}); wait for it to finish, "
+                "or use another --output-dir"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}")
+        lock.flush()
+        state_path = folder / STATE_FILE
+        if state_path.is_file():
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+            return cls(folder, lock, state["run_id"], datetime.fromisoformat(state["created_at"]), resumed=True)
+        _write_atomic(state_path, json.dumps({"run_id": run_id, "created_at": created_at.isoformat()}))
+        return cls(folder, lock, run_id, created_at, resumed=False)
+
+    @property
+    def request_cache(self) -> str:
+        return str(self.folder / REQUEST_CACHE)
+
+    def cached_requests(self) -> int:
+        """How many answered requests the request cache holds (0 when there is none yet)."""
+        import sqlite3
+
+        total = 0
+        for db in self.folder.glob(f"{REQUEST_CACHE}_rank*.db"):
+            with sqlite3.connect(db) as conn:
+                total += conn.execute("SELECT COUNT(*) FROM unnamed").fetchone()[0]
+        return total
+
+    def finished(self, task_key: str) -> FinishedTask | None:
+        path = self.folder / "tasks" / f"{task_key}.json"
+        if not path.is_file():
+            return None
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return FinishedTask(raw["output"], raw["samples"], raw["seconds"], raw.get("document_ids"))
+
+    def save(self, task_key: str, serialized: str) -> None:
+        """Store a finished task; `serialized` holds FinishedTask's fields as JSON text."""
+        (self.folder / "tasks").mkdir(exist_ok=True)
+        _write_atomic(self.folder / "tasks" / f"{task_key}.json", serialized)
+
+    def finish(self) -> None:
+        """The run is written: drop the in-progress folder and the lock."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.release()
+
+    def release(self) -> None:
+        if not self._lock.closed:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,66 @@
+"""The typer app, its sub-apps and the one place known errors become a one-line message and an exit code."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+
+from evalsuite import __version__
+from evalsuite.console import setup_logging
+from evalsuite.errors import EvalsuiteError
+
+# Locals can hold HF tokens: never print them in tracebacks.
+app = typer.Typer(
+    pretty_exceptions_show_locals=False,
+    no_args_is_help=True,
+    help="Open LLM Leaderboard (v1) H6 evaluations on lm-evaluation-harness.",
+)
+data_app = typer.Typer(pretty_exceptions_show_locals=False, no_args_is_help=True, help="Offline data snapshots.")
+app.add_typer(data_app, name="data")
+card_app = typer.Typer(pretty_exceptions_show_locals=False, no_args_is_help=True, help="Model cards (README.md).")
+app.add_typer(card_app, name="card")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def errors_exit_with(code: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Turn EvalsuiteError into `error: <message>` on stderr and exit `code`."""
+
+    def decorate(command: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(command)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return command(*args, **kwargs)
+            except EvalsuiteError as e:
+                if os.environ.get("EVALSUITE_DEBUG") == "1":
+                    raise
+                message = " ".join(str(e).split())  # one line, whatever a library put in it
+                typer.echo(f"error: {message}", err=True)
+                raise typer.Exit(code) from None
+
+        return wrapper
+
+    return decorate
+
+
+one_line_errors = errors_exit_with(1)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"evalsuite {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    setup_logging()

@@ -1,0 +1,138 @@
+"""`evalsuite card render|update` and `evalsuite leaderboard`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evalsuite.card import (
+    CardSource,
+    check_publishable,
+    push_readme,
+    read_readme,
+    render_markdown,
+    render_model_index,
+    update_readme,
+    write_readme,
+)
+from evalsuite.card import diff as card_diff
+from evalsuite.cli._app import app, card_app, one_line_errors
+from evalsuite.errors import CardError
+from evalsuite.leaderboard import find_results, latest_runs, leaderboard_rows, render_leaderboard
+from evalsuite.results import read_results
+from evalsuite.suite import load_suite
+
+ResultsArg = Annotated[Path, typer.Argument(help="A results.json or a run folder.", show_default=False)]
+AllowPartialOpt = Annotated[bool, typer.Option(help="Publish a partial run (limit, subset, sample data) anyway.")]
+ModelNameOpt = Annotated[str | None, typer.Option(help="model-index entry name. Default: the results' model id.")]
+SourceNameOpt = Annotated[
+    str | None, typer.Option(help="`source.name` of each result (needs --source-url). Default: no source.")
+]
+SourceUrlOpt = Annotated[str | None, typer.Option(help="`source.url` of each result.")]
+
+
+def _source(name: str | None, url: str | None) -> CardSource | None:
+    if (name is None) != (url is None):
+        raise CardError("--source-name and --source-url go together")
+    return CardSource(name=name, url=url) if name and url else None
+
+
+class CardFormat(StrEnum):
+    MODEL_INDEX = "model-index"
+    MARKDOWN = "markdown"
+
+
+@card_app.command("render")
+@one_line_errors
+def card_render(
+    results_path: ResultsArg,
+    format: Annotated[CardFormat, typer.Option("--format", help="model-index YAML or the Markdown section.")],
+    allow_partial: AllowPartialOpt = False,
+    model_name: ModelNameOpt = None,
+    source_name: SourceNameOpt = None,
+    source_url: SourceUrlOpt = None,
+) -> None:
+    """Print a run's model-index YAML or its Markdown results table."""
+    results = read_results(results_path)
+    check_publishable(results, allow_partial)
+    suite = load_suite()
+    if format is CardFormat.MODEL_INDEX:
+        typer.echo(render_model_index(results, suite, model_name, _source(source_name, source_url)), nl=False)
+    else:
+        typer.echo(render_markdown(results, suite), nl=False)
+
+
+@card_app.command("update")
+@one_line_errors
+def card_update(
+    readme: Annotated[Path, typer.Argument(help="The README.md to update (created if missing).", show_default=False)],
+    results_path: Annotated[Path, typer.Option("--results", help="A results.json or a run folder.")],
+    check: Annotated[bool, typer.Option(help="Change nothing; exit 1 if the README is out of date.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Change nothing; print the diff.")] = False,
+    push: Annotated[str | None, typer.Option(help="Also upload the README to this Hub model repo.")] = None,
+    create_pr: Annotated[bool, typer.Option(help="With --push: open a pull request instead of committing.")] = False,
+    allow_partial: AllowPartialOpt = False,
+    model_name: ModelNameOpt = None,
+    source_name: SourceNameOpt = None,
+    source_url: SourceUrlOpt = None,
+) -> None:
+    """Write the run's model-index results and results section into README.md, leaving the rest as it was."""
+    results = read_results(results_path)
+    check_publishable(results, allow_partial)
+    if create_pr and not push:
+        raise CardError("--create-pr needs --push REPO_ID")
+    old = read_readme(readme)
+    new = update_readme(old, results, load_suite(), model_name, _source(source_name, source_url))
+    if check:
+        if new != old:
+            typer.echo(
+                f"{readme} is out of date; run `evalsuite card update {readme} --results {results_path}`", err=True
+            )
+            raise typer.Exit(1)
+        typer.echo(f"{readme} is up to date", err=True)
+        return
+    if dry_run:
+        typer.echo(card_diff(old, new, readme), nl=False)
+        return
+    if new != old:
+        write_readme(readme, new)
+        typer.echo(f"updated {readme}", err=True)
+    else:
+        typer.echo(f"{readme} already up to date", err=True)
+    if push:
+        typer.echo(f"pushed: {push_readme(new, push, create_pr)}", err=True)
+
+
+class BoardFormat(StrEnum):
+    MARKDOWN = "markdown"
+    CSV = "csv"
+    HTML = "html"
+
+
+@app.command("leaderboard")
+@one_line_errors
+def leaderboard(
+    results_dirs: Annotated[
+        list[Path] | None, typer.Argument(help="Results folders or files (default: results/).", show_default=False)
+    ] = None,
+    format: Annotated[BoardFormat, typer.Option("--format")] = BoardFormat.MARKDOWN,
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    complete_only: Annotated[bool, typer.Option(help="Leave partial runs out (else they are marked).")] = False,
+    model_size: Annotated[bool, typer.Option(help="Add a Model Size column from the parameter count.")] = False,
+) -> None:
+    """Rank the latest run of each (model, revision, dtype) by H6 average."""
+    suite = load_suite()
+    runs = latest_runs(find_results(results_dirs or [Path("results")]), include_partial=not complete_only)
+    if not runs:
+        raise CardError("no complete runs to rank; drop --complete-only to show partial ones")
+    text = render_leaderboard(leaderboard_rows(runs, suite), suite, format.value, with_size=model_size)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    if not out.parent.is_dir():
+        raise CardError(f"--out {out}: folder {out.parent} does not exist")
+    write_readme(out, text)
+    typer.echo(f"wrote {out}", err=True)

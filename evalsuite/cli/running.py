@@ -1,0 +1,140 @@
+"""`evalsuite run`, `evalsuite tasks`, `evalsuite data verify`."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evalsuite.cli._app import app, data_app, one_line_errors
+from evalsuite.console import format_findings, format_scores, format_suite
+from evalsuite.data import Level, verify_snapshot
+from evalsuite.errors import SuiteConfigError
+from evalsuite.evaluate import RunRequest, parse_batch_size, parse_seed, run_suite
+from evalsuite.suite import load_suite
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops a run the way Ctrl-C does
+
+
+def _progress(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+ModelArg = Annotated[
+    str,
+    typer.Argument(
+        help="Hub id (org/name, optionally @revision), a local Hugging Face model folder, or a .gguf file "
+        "(dequantized once into the cache).",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+@one_line_errors
+def run(
+    model: ModelArg,
+    tasks: Annotated[
+        str | None, typer.Option(help="Comma-separated task keys (see `evalsuite tasks`); default: all six.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Score only the first N documents of each task (of each subject for MMLU).")
+    ] = None,
+    batch_size: Annotated[str, typer.Option(help="Requests per forward pass: an int, or 'auto'.")] = "8",
+    dtype: Annotated[
+        str | None,
+        typer.Option(help="Model dtype (float32, bfloat16, float16, auto). Default: float32 on CPU, bfloat16 on CUDA."),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="Torch device (cpu, cuda, cuda:1). Default: cuda if available.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Offline snapshot laid out as <dataset>/<split>.jsonl (see `evalsuite data verify`). "
+            "Default: the Hub datasets, as lm-eval loads them."
+        ),
+    ] = None,
+    output_dir: Annotated[Path, typer.Option(help="Where <org>__<name>/<run-id>/ is written.")] = Path("results"),
+    seed: Annotated[
+        str, typer.Option(help="lm-eval seeds: one int for all, or random,numpy,torch,fewshot.")
+    ] = "0,1234,1234,1234",
+    log_samples: Annotated[
+        bool, typer.Option(help="Also write every scored sample (lm_eval/samples_<lm-eval task>.jsonl).")
+    ] = False,
+    model_args: Annotated[
+        str | None, typer.Option(help="Extra lm-eval HF model args, k=v,k2=v2 (e.g. trust_remote_code=True).")
+    ] = None,
+    add_bos_token: Annotated[
+        bool, typer.Option(help="Prepend BOS. Off by default: the leaderboard's harness never added it.")
+    ] = False,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="A fixed, recorded subset of documents per task (nightly: see tasks/suite.yaml)."),
+    ] = None,
+) -> None:
+    """Run the H6 suite on MODEL and write a results folder; print the six scores and the average."""
+    request = RunRequest(
+        model=model,
+        tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None,
+        limit=limit,
+        batch_size=parse_batch_size(batch_size),
+        dtype=dtype,
+        device=device,
+        data_dir=data_dir,
+        output_dir=output_dir,
+        seeds=parse_seed(seed),
+        log_samples=log_samples,
+        model_args=model_args,
+        add_bos_token=add_bos_token,
+        preset=preset,
+    )
+    if tasks is not None and not request.tasks:
+        raise SuiteConfigError("--tasks is empty; name task keys (see `evalsuite tasks`) or leave it out")
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        outcome = run_suite(request, progress=_progress)
+    except KeyboardInterrupt:
+        typer.echo(
+            "interrupted: finished tasks and answered requests are saved; run the same command again to resume",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    typer.echo(format_scores(outcome.results))
+    typer.echo(f"results: {outcome.run_dir / 'results.json'}")
+
+
+@app.command("tasks")
+@one_line_errors
+def list_tasks(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the suite spec as JSON.")] = False,
+) -> None:
+    """Print the suite: each task's lm-eval task, shots, metric and dataset."""
+    suite = load_suite()
+    if as_json:
+        typer.echo(json.dumps(suite.model_dump(mode="json"), indent=2))
+    else:
+        typer.echo(format_suite(suite))
+
+
+@data_app.command("verify")
+@one_line_errors
+def verify(
+    directory: Annotated[Path, typer.Argument(help="Snapshot folder, e.g. ../shared/data/h6.", show_default=False)],
+    strict: Annotated[bool, typer.Option(help="Also fail on warnings (partial splits, few-shot fallbacks).")] = False,
+) -> None:
+    """Check an offline snapshot: every split the suite needs, row counts, schema. Exit 1 on errors."""
+    findings = verify_snapshot(directory, load_suite())
+    typer.echo(format_findings(findings))
+    errors = sum(f.level is Level.ERROR for f in findings)
+    warnings = sum(f.level is Level.WARN for f in findings)
+    typer.echo(f"{errors} error(s), {warnings} warning(s)", err=True)
+    if errors or (strict and warnings):
+        raise typer.Exit(1)

@@ -1,0 +1,71 @@
+"""`evalsuite compare` and `evalsuite history`: regressions across runs. Errors exit 2 here (1 means regression)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evalsuite.cli._app import app, errors_exit_with
+from evalsuite.compare import compare_runs
+from evalsuite.console import format_comparison, format_history
+from evalsuite.errors import OptionError
+from evalsuite.history import model_history, plot_history
+from evalsuite.leaderboard import find_results
+from evalsuite.results import read_results
+from evalsuite.suite import load_suite
+
+
+class CompareFormat(StrEnum):
+    TABLE = "table"
+    MARKDOWN = "markdown"
+    JSON = "json"
+
+
+def _run_dir(path: Path) -> Path:
+    return path.parent if path.is_file() else path
+
+
+@app.command("compare")
+@errors_exit_with(2)
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="Baseline results.json or run folder.", show_default=False)],
+    candidate: Annotated[Path, typer.Argument(help="Candidate results.json or run folder.", show_default=False)],
+    alpha: Annotated[float, typer.Option(help="Significance level of the per-task tests.")] = 0.05,
+    max_drop: Annotated[float, typer.Option(help="Significant drops up to this many points still pass.")] = 0.0,
+    format: Annotated[CompareFormat, typer.Option("--format")] = CompareFormat.TABLE,
+) -> None:
+    """Compare two runs task by task. Exit 0: no regression; 1: regression; 2: error or not comparable."""
+    if not 0 < alpha < 1:
+        raise OptionError(f"--alpha {alpha}: give a level between 0 and 1")
+    if max_drop < 0:
+        raise OptionError(f"--max-drop {max_drop}: give a number of points >= 0")
+    result = compare_runs(
+        read_results(baseline), _run_dir(baseline), read_results(candidate), _run_dir(candidate), alpha, max_drop
+    )
+    if format is CompareFormat.JSON:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        typer.echo(format_comparison(result, markdown=format is CompareFormat.MARKDOWN))
+    if result.regressed:
+        raise typer.Exit(1)
+
+
+@app.command("history")
+@errors_exit_with(2)
+def history(
+    results_dirs: Annotated[
+        list[Path] | None, typer.Argument(help="Results folders (default: results/).", show_default=False)
+    ] = None,
+    model: Annotated[str, typer.Option(help="Model id (org/name) or its results folder name (org__name).")] = ...,
+    plot: Annotated[Path | None, typer.Option(help="Also write a PNG line chart with stderr error bars.")] = None,
+) -> None:
+    """A model's H6 and per-task scores over its runs, oldest first."""
+    points = model_history(find_results(results_dirs or [Path("results")]), model, load_suite())
+    if plot is not None:
+        plot_history(points, model, plot)
+    typer.echo(format_history(points))
+    if plot is not None:
+        typer.echo(f"wrote {plot}", err=True)

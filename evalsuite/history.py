@@ -1,0 +1,94 @@
+"""A model's scores over runs: a table and a PNG line chart with stderr error bars."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalsuite.errors import EvalsuiteError
+from evalsuite.results import SuiteResults
+from evalsuite.suite import SuiteSpec
+
+
+class HistoryError(EvalsuiteError):
+    """No runs to show, or a plot that cannot be written."""
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    run_id: str
+    label: str  # the run's UTC start, to the minute
+    status: str
+    average: float | None
+    scores: dict[str, tuple[float, float | None] | None]  # column -> (value, stderr) as fractions
+
+
+def model_history(runs: list[SuiteResults], model: str, suite: SuiteSpec) -> list[HistoryPoint]:
+    """Runs of `model` (its id, or its results folder name `org__name`), oldest first."""
+    mine = [r for r in runs if model in (r.model.id, r.model.id.replace("/", "__"))]
+    if not mine:
+        known = sorted({r.model.id for r in runs})
+        raise HistoryError(f"no runs of {model!r}; models with runs: {', '.join(known) or 'none'}")
+    points = []
+    for run in sorted(mine, key=lambda r: r.created_at):
+        scores: dict[str, tuple[float, float | None] | None] = {}
+        for spec in suite.tasks:
+            task = run.task(spec.key)
+            scores[spec.column] = (task.value, task.stderr) if task else None
+        points.append(
+            HistoryPoint(
+                run_id=run.run_id,
+                label=run.created_at.strftime("%Y-%m-%d %H:%M"),
+                status=run.status,
+                average=run.h6_average,
+                scores=scores,
+            )
+        )
+    return points
+
+
+def plot_history(points: list[HistoryPoint], model: str, path: Path) -> None:
+    """Write a PNG: one line per task and the H6 average, stderr as error bars, runs on the x axis."""
+    if path.suffix.lower() != ".png":
+        raise HistoryError(f"--plot {path}: give a .png file name")
+    if not path.parent.is_dir():
+        raise HistoryError(f"--plot {path}: folder {path.parent} does not exist")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=110)
+    xs = list(range(len(points)))
+    columns = list(points[0].scores)
+    for column in columns:
+        series = [p.scores[column] for p in points]
+        at = [x for x, s in zip(xs, series, strict=True) if s is not None]
+        if not at:
+            continue
+        values = [100 * s[0] for s in series if s is not None]
+        errors = [100 * (s[1] or 0.0) for s in series if s is not None]
+        ax.errorbar(at, values, yerr=errors, marker="o", capsize=3, linewidth=1.2, label=column)
+    averages = [(x, 100 * p.average) for x, p in zip(xs, points, strict=True) if p.average is not None]
+    if averages:
+        ax.plot([a[0] for a in averages], [a[1] for a in averages], "k--", marker="s", linewidth=2, label="Average")
+    ax.set_xticks(xs, [p.label + ("\n(partial)" if p.status != "complete" else "") for p in points],
+                  rotation=30, ha="right", fontsize=8)  # fmt: skip
+    ax.set_ylabel("score (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"{model}: H6 over runs")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)

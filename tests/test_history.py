@@ -1,0 +1,56 @@
+"""`evalsuite history`: a model's runs as a table and a PNG chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import FIXTURES
+from typer.testing import CliRunner
+
+from evalsuite.cli import app
+
+RESULTS = FIXTURES / "results"
+runner = CliRunner()
+
+
+def test_table_lists_runs_oldest_first_with_stderr():
+    result = runner.invoke(app, ["history", str(RESULTS), "--model", "openai-community/gpt2"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("| Run (UTC)") and "| GSM8K |" in lines[0].replace(" ", "").replace(
+        "|GSM8K|", "| GSM8K |"
+    )
+    assert "20240103T000000Z-0000 | complete |   28.45 | 22.01 ± 1.00" in lines[2]
+    assert "20240104T000000Z-0000 | partial  |       - | 50.00 ± 1.00" in lines[3]
+
+
+def test_folder_name_works_as_model(tmp_path: Path):
+    result = runner.invoke(app, ["history", str(RESULTS), "--model", "openai-community__gpt2"])
+    assert result.exit_code == 0 and result.stdout.count("openai") == 0 and len(result.stdout.splitlines()) == 4
+
+
+def test_plot_is_a_png(tmp_path: Path):
+    plot = tmp_path / "gpt2.png"
+    result = runner.invoke(app, ["history", str(RESULTS), "--model", "openai-community/gpt2", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    data = plot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert [p.name for p in tmp_path.iterdir()] == ["gpt2.png"]  # no temporary file left
+
+
+def _refused(args: list[str], expected: str) -> None:
+    result = runner.invoke(app, ["history", *args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+
+
+def test_empty_history(tmp_path: Path):
+    _refused([str(tmp_path), "--model", "x"], "no results.json under")
+    _refused([str(RESULTS), "--model", "nobody/model"], "no runs of 'nobody/model'; models with runs:")
+
+
+def test_plot_in_a_missing_folder_writes_nothing(tmp_path: Path):
+    target = tmp_path / "missing" / "plot.png"
+    _refused([str(RESULTS), "--model", "tiny", "--plot", str(target)], "does not exist")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,122 @@
+"""Crash-safe runs: a real `evalsuite run` killed with SIGKILL mid-task resumes where it stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_DATA
+
+from evalsuite.checkpoint import Checkpoint
+from evalsuite.errors import OutputDirError
+from evalsuite.results import read_results
+
+
+def _command(gguf: Path, out: Path) -> list[str]:
+    # batch size 2: hellaswag's 8 requests take 4 forward passes, so a kill can land between two of them
+    return [sys.executable, "-m", "evalsuite", "run", str(gguf), "--data-dir", str(SAMPLE_DATA), "--tasks",
+            "arc,hellaswag", "--limit", "2", "--batch-size", "2", "--output-dir", str(out)]  # fmt: skip
+
+
+def _cached(folder: Path) -> int:
+    total = 0
+    for db in folder.glob("requests_rank*.db"):
+        try:
+            with sqlite3.connect(db) as conn:
+                total += conn.execute("SELECT COUNT(*) FROM unnamed").fetchone()[0]
+        except sqlite3.OperationalError:  # table not created yet
+            pass
+    return total
+
+
+def test_kill_9_mid_task_then_resume(gguf_path: Path, tmp_path: Path):
+    started = time.perf_counter()
+    reference = subprocess.run(_command(gguf_path, tmp_path / "ref"), capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr
+    reference_seconds = time.perf_counter() - started
+    expected = read_results(Path(reference.stdout.strip().splitlines()[-1].removeprefix("results: ")))
+
+    out = tmp_path / "out"
+    started = time.perf_counter()
+    proc = subprocess.Popen(_command(gguf_path, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    model_dir = out / "local__SmolLM2-135M-Instruct.Q4_1"
+    deadline = time.monotonic() + 600
+    killed_with = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        folders = list(model_dir.glob(".inprogress-*"))
+        # arc (task 1 of 2, 8 requests) is finished; hellaswag has answered some of its requests, not all
+        tasks = folders[0] / "tasks" if folders else None
+        if (
+            tasks
+            and (tasks / "arc.json").exists()
+            and _cached(folders[0]) > 8
+            and not (tasks / "hellaswag.json").exists()
+        ):
+            killed_with = _cached(folders[0])
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    killed_seconds = time.perf_counter() - started
+    assert killed_with is not None, "the run finished before it could be killed mid-task"
+    assert proc.returncode == -signal.SIGKILL
+    assert not [p for p in model_dir.iterdir() if not p.name.startswith(".inprogress-")], "no results folder yet"
+
+    started = time.perf_counter()
+    resumed = subprocess.run(_command(gguf_path, out), capture_output=True, text=True, timeout=600)
+    resumed_seconds = time.perf_counter() - started
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming run" in resumed.stderr
+    # the finished task is not rerun; the interrupted one reuses its answered requests
+    assert "[1/2] arc: finished before the interruption, not rerun" in resumed.stderr
+    assert "[1/2] arc: 25-shot" not in resumed.stderr
+    reused = [
+        line for line in resumed.stderr.splitlines() if "answered requests in the request cache are reused" in line
+    ]
+    assert reused and int(reused[0].split(": ")[1].split()[0]) >= killed_with
+    results = read_results(Path(resumed.stdout.strip().splitlines()[-1].removeprefix("results: ")))
+    assert {t.key: t.value for t in results.tasks} == {t.key: t.value for t in expected.tasks}
+    assert [t.documents for t in results.tasks] == [t.documents for t in expected.tasks]
+    assert not list(model_dir.glob(".inprogress-*")), "the in-progress folder is removed once the run is written"
+    values = json.dumps({t.key: t.value for t in results.tasks})
+    print(
+        f"\nresume: uninterrupted {reference_seconds:.1f}s; killed after {killed_seconds:.1f}s with {killed_with} "
+        f"requests cached; resumed in {resumed_seconds:.1f}s; values {values}"
+    )
+
+
+def test_sigterm_says_how_to_resume(gguf_path: Path, tmp_path: Path):
+    proc = subprocess.Popen(_command(gguf_path, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if list(tmp_path.glob("*/.inprogress-*")):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines()[-1] == (
+        "interrupted: finished tasks and answered requests are saved; run the same command again to resume"
+    )
+
+
+def test_two_runs_cannot_share_an_in_progress_folder(tmp_path: Path):
+    now = datetime.now(UTC)
+    first = Checkpoint.open(tmp_path, "abc", "run-1", now)
+    try:
+        with pytest.raises(OutputDirError, match=r"is in use by another evalsuite run \(pid \d+\)"):
+            Checkpoint.open(tmp_path, "abc", "run-2", now)
+    finally:
+        first.release()
+    again = Checkpoint.open(tmp_path, "abc", "run-3", now)  # free once released (or its process died)
+    assert again.resumed and again.run_id == "run-1"
+    again.finish()
+    assert not (tmp_path / ".inprogress-abc").exists()
