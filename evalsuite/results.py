@@ -170,10 +170,12 @@ def _leaf_scores(spec: TaskSpec, output: dict[str, Any]) -> list[SubtaskScore]:
         if shots != spec.num_fewshot:
             raise RunError(f"{leaf} ran {shots}-shot but the suite says {spec.num_fewshot}-shot")
         row = output["results"].get(leaf, {})
-        value = _float(row.get(spec.metric.lm_eval_key))
-        if value is None:
+        if spec.metric.lm_eval_key not in row:
             found = ", ".join(k for k in row if "," in k and "_stderr" not in k)
             raise RunError(f"{leaf}: lm-eval reported no {spec.metric} (found: {found or 'nothing'})")
+        value = _float(row[spec.metric.lm_eval_key])
+        if value is None:
+            raise RunError(f"{leaf}: lm-eval reported {spec.metric} = {row[spec.metric.lm_eval_key]} (not a number)")
         scores.append(
             SubtaskScore(
                 lm_eval_task=leaf,

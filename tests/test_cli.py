@@ -129,3 +129,8 @@ def test_data_verify_exit_codes(tmp_path: Path, shared_data: Path):
     assert bad.exit_code == 1 and "error  | arc_challenge/test.jsonl" in bad.stdout
     missing = runner.invoke(app, ["data", "verify", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and missing.stderr.strip().endswith("nope: no such directory")
+
+
+def test_preset_and_limit_do_not_mix(tmp_path: Path, gguf_stub: Path):
+    _bad_run([str(gguf_stub), "--preset", "nightly", "--limit", "5"], tmp_path / "out", "drop --limit")
+    _bad_run([str(gguf_stub), "--preset", "weekly"], tmp_path / "out", "unknown preset 'weekly'")

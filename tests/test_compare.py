@@ -149,3 +149,17 @@ def test_results_json_path_or_folder(tmp_path: Path):
     copy = tmp_path / "copy"
     shutil.copytree(SAKURA, copy)
     assert runner.invoke(app, ["compare", str(SAKURA / "results.json"), str(copy)]).exit_code == 0
+
+
+def test_different_presets_or_subsets_are_refused(tmp_path: Path):
+    raw = json.loads((SAKURA / "results.json").read_text())
+    raw["settings"]["preset"] = "nightly"
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "results.json").write_text(json.dumps(raw))
+    _refused([str(SAKURA), str(a)], "presets differ (None vs nightly)")
+    raw["tasks"][2]["subset_sha256"] = "0" * 64
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "results.json").write_text(json.dumps(raw))
+    _refused([str(a), str(b)], "mmlu: document subsets differ")

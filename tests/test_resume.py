@@ -22,8 +22,9 @@ from evalsuite.results import read_results
 
 def _command(gguf: Path, out: Path) -> list[str]:
     # batch size 2: hellaswag's 8 requests take 4 forward passes, so a kill can land between two of them
-    return [sys.executable, "-m", "evalsuite", "run", str(gguf), "--data-dir", str(SAMPLE_DATA), "--tasks",
-            "arc,hellaswag", "--limit", "2", "--batch-size", "2", "--output-dir", str(out)]  # fmt: skip
+    return [sys.executable, "-m", "evalsuite", "run", str(gguf), "--data-dir", str(SAMPLE_DATA),
+            "--tasks", "arc,hellaswag", "--limit", "2", "--batch-size", "2", "--log-samples",
+            "--output-dir", str(out)]  # fmt: skip
 
 
 def _cached(folder: Path) -> int:
@@ -42,7 +43,8 @@ def test_kill_9_mid_task_then_resume(gguf_path: Path, tmp_path: Path):
     reference = subprocess.run(_command(gguf_path, tmp_path / "ref"), capture_output=True, text=True, timeout=600)
     assert reference.returncode == 0, reference.stderr
     reference_seconds = time.perf_counter() - started
-    expected = read_results(Path(reference.stdout.strip().splitlines()[-1].removeprefix("results: ")))
+    expected_dir = Path(reference.stdout.strip().splitlines()[-1].removeprefix("results: ")).parent
+    expected = read_results(expected_dir)
 
     out = tmp_path / "out"
     started = time.perf_counter()
@@ -82,10 +84,18 @@ def test_kill_9_mid_task_then_resume(gguf_path: Path, tmp_path: Path):
         line for line in resumed.stderr.splitlines() if "answered requests in the request cache are reused" in line
     ]
     assert reused and int(reused[0].split(": ")[1].split()[0]) >= killed_with
-    results = read_results(Path(resumed.stdout.strip().splitlines()[-1].removeprefix("results: ")))
+    resumed_dir = Path(resumed.stdout.strip().splitlines()[-1].removeprefix("results: ")).parent
+    results = read_results(resumed_dir)
     assert {t.key: t.value for t in results.tasks} == {t.key: t.value for t in expected.tasks}
     assert [t.documents for t in results.tasks] == [t.documents for t in expected.tasks]
     assert not list(model_dir.glob(".inprogress-*")), "the in-progress folder is removed once the run is written"
+    # and `compare`, paired on the logged samples, sees no regression between the two real runs
+    compared = subprocess.run(
+        [sys.executable, "-m", "evalsuite", "compare", str(expected_dir), str(resumed_dir), "--format", "json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert [(t["test"], t["verdict"]) for t in json.loads(compared.stdout)["tasks"]] == [("mcnemar", "unchanged")] * 2
     values = json.dumps({t.key: t.value for t in results.tasks})
     print(
         f"\nresume: uninterrupted {reference_seconds:.1f}s; killed after {killed_seconds:.1f}s with {killed_with} "

@@ -84,3 +84,15 @@ def test_invalid_suite_file_names_the_field(tmp_path):
     path.write_text(yaml.safe_dump(bad))
     with pytest.raises(SuiteConfigError, match=r"at tasks\.0\.metric: Field required"):
         load_suite(path)
+
+
+def test_nightly_preset_is_fixed_and_covers_every_task():
+    nightly = SUITE.preset("nightly")
+    assert sorted(nightly.documents) == sorted(SUITE.keys)
+    first = nightly.document_ids("arc_challenge", "arc", 1172)
+    assert first == nightly.document_ids("arc_challenge", "arc", 1172)  # same every night
+    assert len(first) == 100 and first == sorted(set(first)) and max(first) < 1172
+    assert nightly.document_ids("mmlu_anatomy", "mmlu", 135) != nightly.document_ids("mmlu_virology", "mmlu", 135)
+    assert nightly.document_ids("arc_challenge", "arc", 12) == list(range(12))  # a small split: all of it
+    with pytest.raises(SuiteConfigError, match="unknown preset 'weekly'; choose from: nightly"):
+        SUITE.preset("weekly")
