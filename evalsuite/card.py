@@ -11,8 +11,6 @@ Every other byte stays as it was; the README keeps its line endings.
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from huggingface_hub.repocard_data import eval_results_to_model_index, model_ind
 from huggingface_hub.utils import yaml_dump
 
 from evalsuite.errors import CardError
+from evalsuite.files import write_text_atomic
 from evalsuite.render import render
 from evalsuite.results import SuiteResults
 from evalsuite.suite import SuiteSpec
@@ -234,16 +233,7 @@ def read_readme(path: Path) -> str:
 
 def write_readme(path: Path, text: str) -> None:
     """Replace the README atomically, keeping its permissions."""
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def diff(old: str, new: str, path: Path) -> str:

@@ -19,13 +19,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from evalsuite.errors import OutputDirError
+from evalsuite.files import write_text_atomic
 
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
@@ -79,7 +79,7 @@ class Checkpoint:
         if state_path.is_file():
             state = json.loads(state_path.read_text(encoding="utf-8"))
             return cls(folder, lock, state["run_id"], datetime.fromisoformat(state["created_at"]), resumed=True)
-        _write_atomic(state_path, json.dumps({"run_id": run_id, "created_at": created_at.isoformat()}))
+        write_text_atomic(state_path, json.dumps({"run_id": run_id, "created_at": created_at.isoformat()}))
         return cls(folder, lock, run_id, created_at, resumed=False)
 
     @property
@@ -106,7 +106,7 @@ class Checkpoint:
     def save(self, task_key: str, serialized: str) -> None:
         """Store a finished task; `serialized` holds FinishedTask's fields as JSON text."""
         (self.folder / "tasks").mkdir(exist_ok=True)
-        _write_atomic(self.folder / "tasks" / f"{task_key}.json", serialized)
+        write_text_atomic(self.folder / "tasks" / f"{task_key}.json", serialized)
 
     def finish(self) -> None:
         """The run is written: drop the in-progress folder and the lock."""
@@ -117,16 +117,3 @@ class Checkpoint:
         if not self._lock.closed:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

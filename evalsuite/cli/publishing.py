@@ -21,6 +21,7 @@ from evalsuite.card import (
 from evalsuite.card import diff as card_diff
 from evalsuite.cli._app import app, card_app, one_line_errors
 from evalsuite.errors import CardError
+from evalsuite.files import write_text_atomic
 from evalsuite.leaderboard import find_results, latest_runs, leaderboard_rows, render_leaderboard
 from evalsuite.results import read_results
 from evalsuite.suite import load_suite
@@ -134,5 +135,5 @@ def leaderboard(
         return
     if not out.parent.is_dir():
         raise CardError(f"--out {out}: folder {out.parent} does not exist")
-    write_readme(out, text)
+    write_text_atomic(out, text)
     typer.echo(f"wrote {out}", err=True)
