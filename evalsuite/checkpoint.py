@@ -6,7 +6,7 @@ setting that moves scores, so running the same command again finds it:
     lock            flock'ed by the process that owns the run (released by the OS even on kill -9)
     state.json      run id and start time, so the resumed run keeps them
     tasks/<key>.json  one finished suite task: lm-eval's output, its samples, its wall time
-    requests_rank0.db lm-eval's request cache (`use_cache`): every answered request of the task in flight
+    requests-<key>_rank0.db  lm-eval's request cache (`use_cache`) of one task: each request as answered
 
 Each file is written atomically (temp file + rename), so a kill at any instant leaves a usable state.
 When the run completes, the results folder is written and this folder removed.
@@ -29,7 +29,7 @@ from evalsuite.files import write_text_atomic
 
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
-REQUEST_CACHE = "requests"  # lm-eval appends `_rank<N>.db`
+REQUEST_CACHE = "requests"  # + `-<task key>`; lm-eval appends `_rank<N>.db`
 
 
 def run_key(settings: dict[str, Any]) -> str:
@@ -82,16 +82,16 @@ class Checkpoint:
         write_text_atomic(state_path, json.dumps({"run_id": run_id, "created_at": created_at.isoformat()}))
         return cls(folder, lock, run_id, created_at, resumed=False)
 
-    @property
-    def request_cache(self) -> str:
-        return str(self.folder / REQUEST_CACHE)
+    def request_cache(self, task_key: str) -> str:
+        """lm-eval's `use_cache` path for one suite task (one file each, so counts are per task)."""
+        return str(self.folder / f"{REQUEST_CACHE}-{task_key}")
 
-    def cached_requests(self) -> int:
-        """How many answered requests the request cache holds (0 when there is none yet)."""
+    def cached_requests(self, task_key: str) -> int:
+        """How many of the task's requests were answered before an interruption (0 when none)."""
         import sqlite3
 
         total = 0
-        for db in self.folder.glob(f"{REQUEST_CACHE}_rank*.db"):
+        for db in self.folder.glob(f"{REQUEST_CACHE}-{task_key}_rank*.db"):
             with sqlite3.connect(db) as conn:
                 total += conn.execute("SELECT COUNT(*) FROM unnamed").fetchone()[0]
         return total

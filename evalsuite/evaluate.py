@@ -160,9 +160,10 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
                 say(f"{step}: finished before the interruption, not rerun")
             else:
                 say(f"{step}: {data.spec.num_fewshot}-shot, {data.spec.metric}")
-                if checkpoint.resumed and (cached := checkpoint.cached_requests()):
-                    say(f"{step}: {cached} answered requests in the request cache are reused")
-                raw = runner.run_task(model, data, eval_settings, task_manager, tasks_dir, checkpoint.request_cache)
+                if checkpoint.resumed and (cached := checkpoint.cached_requests(data.spec.key)):
+                    say(f"{step}: {cached} requests answered before the interruption are reused")
+                cache = checkpoint.request_cache(data.spec.key)
+                raw = runner.run_task(model, data, eval_settings, task_manager, tasks_dir, cache)
                 checkpoint.save(data.spec.key, runner.checkpoint_json(raw))
             result = task_result(
                 data.spec,
