@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import gc
 import json
-import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -14,11 +14,8 @@ from evalsuite.console import format_findings, format_scores, format_suite
 from evalsuite.data import Level, verify_snapshot
 from evalsuite.errors import SuiteConfigError
 from evalsuite.evaluate import RunRequest, parse_batch_size, parse_seed, run_suite
+from evalsuite.interrupts import stop_on_signals
 from evalsuite.suite import load_suite
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops a run the way Ctrl-C does
 
 
 def _progress(message: str) -> None:
@@ -96,17 +93,20 @@ def run(
     )
     if tasks is not None and not request.tasks:
         raise SuiteConfigError("--tasks is empty; name task keys (see `evalsuite tasks`) or leave it out")
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        outcome = run_suite(request, progress=_progress)
+        with stop_on_signals():  # Ctrl-C and SIGTERM alike
+            outcome = run_suite(request, progress=_progress)
     except KeyboardInterrupt:
+        interrupted = True
+    else:
+        interrupted = False
+    if interrupted:
+        gc.collect()  # lm-eval's progress bars, freed with the traceback, print their last line now, not after ours
         typer.echo(
             "interrupted: finished tasks and answered requests are saved; run the same command again to resume",
             err=True,
         )
-        raise typer.Exit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        raise typer.Exit(130)
     typer.echo(format_scores(outcome.results))
     typer.echo(f"results: {outcome.run_dir / 'results.json'}")
 
