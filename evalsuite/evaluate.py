@@ -61,6 +61,7 @@ class RunRequest:
     model_args: str | None = None
     add_bos_token: bool = False
     preset: str | None = None
+    backend: runner.Backend = runner.Backend.SHARED_PREFIX
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
         batch_size=request.batch_size,
         add_bos_token=request.add_bos_token,
         extra_model_args=extra_model_args,
+        backend=request.backend,
     )
     eval_settings = runner.EvalSettings(
         limit=request.limit, seeds=runner.Seeds(*request.seeds), log_samples=request.log_samples, preset=preset
@@ -232,6 +234,7 @@ def _finish(
             data_source="local" if plan.root else "hub",
             data_dir=str(plan.root.resolve()) if plan.root else None,
             device=runner.describe_device(model.device),
+            backend=model.backend.value,
         ),
         versions=_versions(),
         timing=Timing(
@@ -273,7 +276,7 @@ def _fingerprint(
         "evalsuite": __version__,
         "model": [model.ref.source.value, model.ref.location, model.ref.revision, model.file_sha256],
         "settings": [settings.dtype, settings.device, str(settings.batch_size), settings.add_bos_token,
-                     sorted(settings.extra_model_args.items())],
+                     sorted(settings.extra_model_args.items()), settings.backend.value],
         "tasks": [t.spec.key for t in plan.tasks],
         "data": [[f.split, f.sha256] for t in plan.tasks for f in t.files],
         "limit": request.limit,

@@ -112,6 +112,11 @@ class RunSettings(_Model):
     data_source: Literal["hub", "local"]
     data_dir: str | None
     device: str
+    backend: str = Field(
+        "lm-eval-hf",
+        description="how log-likelihoods were computed: shared-prefix (evalsuite) or lm-eval-hf; "
+        "same choices, values equal to float rounding",
+    )
 
 
 class Versions(_Model):

@@ -1,4 +1,5 @@
-"""The only module that imports lm_eval: loads the model once and runs one suite task at a time.
+"""The one module that drives lm_eval (backend.py only subclasses its HF model): loads the model once and
+runs one suite task at a time.
 
 Each suite task is an lm-eval group in tasks/ (h6_arc, ..., h6_mmlu) that references lm-eval's built-in
 task definitions by name, so prompts and metrics stay lm-eval's. For an offline snapshot the group is
@@ -13,6 +14,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,12 +57,20 @@ class Seeds:
     fewshot: int = 1234
 
 
+class Backend(StrEnum):
+    """How log-likelihood requests reach the model. Both give the same choices and values (to float rounding)."""
+
+    SHARED_PREFIX = "shared-prefix"  # evalsuite.backend: each shared prefix forwarded once
+    LM_EVAL_HF = "lm-eval-hf"  # lm-eval's own HFLM, request by request
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     dtype: str
     device: str
-    batch_size: int | str  # an int, or "auto" (lm-eval probes the largest size that fits)
+    batch_size: int | str  # an int, or "auto" (the largest size that fits; shared-prefix backs off on OOM)
     add_bos_token: bool
+    backend: Backend = Backend.SHARED_PREFIX
     extra_model_args: dict[str, str] = field(default_factory=dict)
 
 
@@ -80,6 +90,7 @@ class LoadedModel:
     parameters: int | None
     dtype: str
     load_seconds: float
+    backend: Backend = Backend.SHARED_PREFIX
 
 
 @dataclass
@@ -152,9 +163,15 @@ def load_model(model: LoadableModel, settings: ModelSettings) -> LoadedModel:
     }
     if model.revision:
         model_args["revision"] = model.revision
+    if settings.backend is Backend.SHARED_PREFIX:
+        from evalsuite import backend  # registers the model class with lm-eval
+
+        name = backend.MODEL_NAME
+    else:
+        name = "hf"
     started = time.perf_counter()
     try:
-        lm = get_model("hf").create_from_arg_obj(
+        lm = get_model(name).create_from_arg_obj(
             model_args, {"batch_size": settings.batch_size, "device": settings.device}
         )
     except OSError as e:
@@ -164,7 +181,13 @@ def load_model(model: LoadableModel, settings: ModelSettings) -> LoadedModel:
     parameters = int(inner.num_parameters()) if inner is not None and hasattr(inner, "num_parameters") else None
     dtype = str(getattr(inner, "dtype", settings.dtype)).removeprefix("torch.")
     return LoadedModel(
-        lm=lm, model_args=model_args, device=settings.device, parameters=parameters, dtype=dtype, load_seconds=seconds
+        lm=lm,
+        model_args=model_args,
+        device=settings.device,
+        parameters=parameters,
+        dtype=dtype,
+        load_seconds=seconds,
+        backend=settings.backend,
     )
 
 

@@ -15,6 +15,7 @@ from evalsuite.data import Level, verify_snapshot
 from evalsuite.errors import SuiteConfigError
 from evalsuite.evaluate import RunRequest, parse_batch_size, parse_seed, run_suite
 from evalsuite.interrupts import stop_on_signals
+from evalsuite.runner import Backend
 from evalsuite.suite import load_suite
 
 
@@ -74,6 +75,13 @@ def run(
         str | None,
         typer.Option(help="A fixed, recorded subset of documents per task (nightly: see tasks/suite.yaml)."),
     ] = None,
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            help="shared-prefix: each shared few-shot prefix is forwarded once (same choices as lm-eval, "
+            "log-likelihoods equal to float rounding); lm-eval-hf: lm-eval's HF model, request by request."
+        ),
+    ] = Backend.SHARED_PREFIX,
 ) -> None:
     """Run the H6 suite on MODEL and write a results folder; print the six scores and the average."""
     request = RunRequest(
@@ -90,6 +98,7 @@ def run(
         model_args=model_args,
         add_bos_token=add_bos_token,
         preset=preset,
+        backend=backend,
     )
     if tasks is not None and not request.tasks:
         raise SuiteConfigError("--tasks is empty; name task keys (see `evalsuite tasks`) or leave it out")

@@ -1,0 +1,280 @@
+"""Shared-prefix scoring: an lm-eval HF model that forwards each shared prefix once.
+
+lm-eval's HFLM forwards every (context, continuation) request on its own, so the few-shot context of a
+multiple-choice document goes through the model once per choice (only one-token continuations, MMLU's,
+are shared). Here requests whose inputs start with the same tokens are packed into one row:
+
+    row        P P P P P | a a | b b b | c        P: shared prefix, once; a, b, c: each request's own rest
+    positions  0 1 2 3 4 | 5 6 | 5 6 7 | 5        each request sees the positions it would have alone
+    attention  causal over P; each rest attends to P and to itself, never to another request's rest
+
+so every request's tokens see exactly the keys and positions they would see in HFLM, and its
+log-likelihood is the same up to float rounding. Requests of one document (ARC, HellaSwag, TruthfulQA
+choices; Winogrande's two options, which share the few-shot prefix up to the blank) and documents with a
+common preamble (MMLU's per-subject 5-shot prefix, TruthfulQA's fixed QA primer) pack together. Only the
+positions that score a continuation go through the LM head.
+
+Everything else (tokenization, truncation, generation for GSM8K, the request cache) is HFLM's.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "evalsuite-hf"  # lm-eval registry name
+
+# A pack grows while its row stays within this many tokens (or within the longest member, if longer);
+# beyond that the dense attention mask costs more than the shared tokens save on small models.
+DEFAULT_PACK_TOKENS = 2048
+# Requests join a pack only if they share at least this many leading tokens with it.
+MIN_SHARED_TOKENS = 16
+AUTO_BATCH_START = 64  # rows per forward that `--batch-size auto` tries first, halving on out-of-memory
+
+
+@dataclass
+class ForwardStats:
+    """What the backend sent through the model since the last reset (read by bench/)."""
+
+    requests: int = 0
+    forward_calls: int = 0
+    tokens: int = 0  # real tokens through the transformer
+    padded_tokens: int = 0  # batch x row length, padding included
+    oom_backoffs: int = 0
+
+
+@dataclass
+class _Request:
+    index: int  # position in the caller's list
+    tokens: list[int]  # model input: (context + continuation)[-(max_length + 1):][:-1]
+    continuation: list[int]
+
+    @property
+    def scored_positions(self) -> range:
+        # the logits at these input positions predict the continuation tokens
+        return range(len(self.tokens) - len(self.continuation), len(self.tokens))
+
+
+@dataclass
+class _Pack:
+    shared: int  # leading tokens common to all members, forwarded once
+    members: list[_Request] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return self.shared + sum(len(m.tokens) - self.shared for m in self.members)
+
+    def row_index(self, member: int, position: int) -> int:
+        """Where a member's input position lies in the packed row."""
+        if position < self.shared:
+            return position
+        offset = self.shared + sum(len(m.tokens) - self.shared for m in self.members[:member])
+        return offset + position - self.shared
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def pack_requests(requests: list[_Request], max_tokens: int, min_shared: int = MIN_SHARED_TOKENS) -> list[_Pack]:
+    """Group requests that share a prefix; sorted order puts the longest common prefixes side by side."""
+    packs: list[_Pack] = []
+    for request in sorted(requests, key=lambda r: r.tokens):
+        if packs:
+            last = packs[-1]
+            # the pack's prefix is common to all members, so sharing with the first is sharing with all
+            shared = min(last.shared, _common_prefix(last.members[0].tokens, request.tokens))
+            grown = shared + sum(len(m.tokens) - shared for m in last.members) + len(request.tokens) - shared
+            # join only if that keeps most of the pack's sharing: a short common opening (two documents
+            # whose first exemplar happens to match) would buy a long dense-attention row for little
+            worth_it = shared >= min_shared and 2 * shared >= last.shared
+            if worth_it and grown <= max(max_tokens, len(request.tokens)):
+                last.shared = shared
+                last.members.append(request)
+                continue
+        packs.append(_Pack(shared=len(request.tokens), members=[request]))
+    return packs
+
+
+@dataclass
+class _Batch:
+    input_ids: torch.Tensor  # [rows, length]
+    position_ids: torch.Tensor  # [rows, length]
+    attention_mask: torch.Tensor  # [rows, 1, length, length], additive
+    real_tokens: int
+
+
+def _build_batch(
+    packs: list[_Pack], device: torch.device, additive: bool = False, dtype: torch.dtype = torch.float32
+) -> _Batch:
+    length = max(p.length for p in packs)
+    ids = torch.zeros((len(packs), length), dtype=torch.long)  # pads: token 0, never attended to
+    positions = torch.zeros((len(packs), length), dtype=torch.long)
+    segment = torch.full((len(packs), length), -1, dtype=torch.long)  # 0 shared, k+1 member k's rest, -1 pad
+    for row, pack in enumerate(packs):
+        first = pack.members[0].tokens
+        ids[row, : pack.shared] = torch.tensor(first[: pack.shared])
+        positions[row, : pack.shared] = torch.arange(pack.shared)
+        segment[row, : pack.shared] = 0
+        start = pack.shared
+        for k, member in enumerate(pack.members):
+            rest = member.tokens[pack.shared :]
+            end = start + len(rest)
+            ids[row, start:end] = torch.tensor(rest, dtype=torch.long)
+            positions[row, start:end] = torch.arange(pack.shared, pack.shared + len(rest))
+            segment[row, start:end] = k + 1
+            start = end
+    segment = segment.to(device)  # the [rows, length, length] mask is built where it is used
+    index = torch.arange(length, device=device)
+    causal = index[None, :] <= index[:, None]  # [query, key]
+    seg_q, seg_k = segment[:, :, None], segment[:, None, :]
+    # pads only see earlier pads (never an empty row, so no NaN); real tokens never see pads
+    allowed = causal[None] & ((seg_k == 0) & (seg_q >= 0) | (seg_k == seg_q))
+    if additive:  # eager attention adds the mask to the scores; sdpa takes True = attend (and runs faster so)
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
+    else:
+        mask = allowed
+    return _Batch(
+        input_ids=ids.to(device),
+        position_ids=positions.to(device),
+        attention_mask=mask[:, None],
+        real_tokens=sum(p.length for p in packs),
+    )
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+@register_model(MODEL_NAME)
+class SharedPrefixLM(HFLM):
+    """HFLM whose log-likelihood requests share the forward pass of their common prefix.
+
+    Extra model arg: `pack_tokens` (int), the row budget of a pack.
+    """
+
+    def __init__(self, *args, pack_tokens: int | str = DEFAULT_PACK_TOKENS, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.pack_tokens = int(pack_tokens)
+        self.stats = ForwardStats()
+        self._keeps_selected_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    @property
+    def _attention(self) -> str:
+        return getattr(self.model.config, "_attn_implementation", None) or "eager"
+
+    def _can_pack(self) -> bool:
+        # flash-attention kernels take no arbitrary masks; those models run as plain HFLM
+        return self.backend == "causal" and self._attention in ("sdpa", "eager")
+
+    def _loglikelihood_tokens(
+        self,
+        requests: list[tuple[tuple[str, str], list[int], list[int]]],
+        disable_tqdm: bool = False,
+        override_bs: int | None = None,
+    ) -> list[tuple[float, bool]]:
+        if not self._can_pack():
+            return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+
+        scored = []
+        for i, (_, context, continuation) in enumerate(requests):
+            assert context and continuation and len(continuation) <= self.max_length
+            scored.append(_Request(i, (context + continuation)[-(self.max_length + 1) :][:-1], continuation))
+        packs = sorted(pack_requests(scored, self.pack_tokens), key=lambda p: -p.length)  # OOM shows up first
+        self.stats.requests += len(scored)
+        log.debug(
+            "%d requests in %d packs: %s", len(scored), len(packs),
+            ", ".join(f"{p.shared}+{p.length - p.shared}/{len(p.members)}" for p in packs),
+        )  # fmt: skip
+
+        answers: list[tuple[float, bool] | None] = [None] * len(requests)
+        rows = self._rows_per_forward(override_bs)
+        progress = tqdm(
+            total=len(requests), disable=disable_tqdm or self.rank != 0, desc="Running loglikelihood requests"
+        )
+        start = 0
+        while start < len(packs):
+            chunk = packs[start : start + rows]
+            try:
+                results = self._score(chunk)
+            except (torch.OutOfMemoryError, RuntimeError) as e:
+                if not (_is_out_of_memory(e) and self.batch_size == "auto" and rows > 1):
+                    raise
+                rows //= 2  # back off and keep the smaller size for the (shorter) packs that follow
+                self.stats.oom_backoffs += 1
+                log.warning("out of memory at %d rows per forward; retrying with %d", rows * 2, rows)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            for index, answer in results:
+                answers[index] = answer
+                request_str = requests[index][0]
+                if request_str is not None:
+                    self.cache_hook.add_partial("loglikelihood", request_str, answer)
+            progress.update(len(results))
+            start += len(chunk)
+        progress.close()
+        assert all(a is not None for a in answers)
+        return answers  # type: ignore[return-value]
+
+    def _rows_per_forward(self, override_bs: int | None) -> int:
+        if self.batch_size != "auto":
+            return int(self.batch_size)
+        return int(override_bs) if override_bs else AUTO_BATCH_START
+
+    def _score(self, packs: list[_Pack]) -> list[tuple[int, tuple[float, bool]]]:
+        dtype = self.mixed_precision_dtype or self.model.dtype
+        batch = _build_batch(packs, self.device, additive=self._attention == "eager", dtype=dtype)
+        # row positions any pack scores: only these go through the LM head
+        wanted = sorted(
+            {p.row_index(k, pos) for p in packs for k, m in enumerate(p.members) for pos in m.scored_positions}
+        )
+        column = {row_index: j for j, row_index in enumerate(wanted)}
+        with (
+            torch.no_grad(),
+            torch.autocast(
+                device_type=self.device.type,
+                dtype=self.mixed_precision_dtype,
+                enabled=self.mixed_precision_dtype is not None,
+            ),
+        ):
+            kwargs = {}
+            if self._keeps_selected_logits:
+                kwargs["logits_to_keep"] = torch.tensor(wanted, device=self.device)
+            logits = self.model(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids,
+                **kwargs,
+            ).logits
+        if not self._keeps_selected_logits:
+            logits = logits[:, wanted]
+        log_probs = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
+        self.stats.forward_calls += 1
+        self.stats.tokens += batch.real_tokens
+        self.stats.padded_tokens += batch.input_ids.numel()
+
+        results = []
+        for row, pack in enumerate(packs):
+            for k, member in enumerate(pack.members):
+                columns = [column[pack.row_index(k, pos)] for pos in member.scored_positions]
+                rows_log_probs = log_probs[row, columns]  # [continuation, vocab]
+                target = torch.tensor(member.continuation, device=rows_log_probs.device)
+                is_greedy = bool((rows_log_probs.argmax(dim=-1) == target).all())
+                log_prob = float(rows_log_probs.gather(1, target[:, None]).sum())
+                results.append((member.index, (log_prob, is_greedy)))
+        return results
