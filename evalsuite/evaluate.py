@@ -109,6 +109,11 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
     specs = suite.select(request.tasks)
     if request.limit is not None and request.limit < 1:
         raise SuiteConfigError(f"--limit {request.limit}: give a positive number of documents per task")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Each process would open, lock and write the same run folder; lm-eval gathers results on rank 0 only.
+        raise SuiteConfigError(
+            "multi-process runs (accelerate launch, torchrun) are not supported yet; run one process"
+        )
     preset = suite.preset(request.preset) if request.preset else None
     if preset is not None and request.limit is not None:
         raise SuiteConfigError(f"--preset {request.preset} fixes the documents itself; drop --limit")

@@ -134,3 +134,14 @@ def test_data_verify_exit_codes(tmp_path: Path, shared_data: Path):
 def test_preset_and_limit_do_not_mix(tmp_path: Path, gguf_stub: Path):
     _bad_run([str(gguf_stub), "--preset", "nightly", "--limit", "5"], tmp_path / "out", "drop --limit")
     _bad_run([str(gguf_stub), "--preset", "weekly"], tmp_path / "out", "unknown preset 'weekly'")
+
+
+def test_multi_process_launch_is_refused(tmp_path: Path, gguf_stub: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as accelerate launch / torchrun set it
+    _bad_run([str(gguf_stub)], tmp_path / "out", "multi-process runs (accelerate launch, torchrun) are not supported")
+
+
+def test_unknown_backend(tmp_path: Path, gguf_stub: Path):
+    result = runner.invoke(app, ["run", str(gguf_stub), "--backend", "vllm", "--output-dir", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "vllm" in result.output
+    assert not (tmp_path / "out").exists()
