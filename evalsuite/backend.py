@@ -34,9 +34,10 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "evalsuite-hf"  # lm-eval registry name
 
-# A pack grows while its row stays within this many tokens (or within the longest member, if longer);
-# beyond that the dense attention mask costs more than the shared tokens save on small models.
-DEFAULT_PACK_TOKENS = 2048
+# A pack grows while its row stays within this many tokens, or within twice its first member (so the
+# choices of a long 25-shot document always pack): rows with a custom mask get dense attention, whose cost
+# grows with the square of the row and, on small models, soon outweighs the shared tokens saved.
+DEFAULT_PACK_TOKENS = 1024
 # Requests join a pack only if they share at least this many leading tokens with it.
 MIN_SHARED_TOKENS = 16
 AUTO_BATCH_START = 64  # rows per forward that `--batch-size auto` tries first, halving on out-of-memory
@@ -102,7 +103,7 @@ def pack_requests(requests: list[_Request], max_tokens: int, min_shared: int = M
             # join only if that keeps most of the pack's sharing: a short common opening (two documents
             # whose first exemplar happens to match) would buy a long dense-attention row for little
             worth_it = shared >= min_shared and 2 * shared >= last.shared
-            if worth_it and grown <= max(max_tokens, len(request.tokens)):
+            if worth_it and grown <= max(max_tokens, 2 * len(last.members[0].tokens)):
                 last.shared = shared
                 last.members.append(request)
                 continue

@@ -39,14 +39,22 @@ def test_documents_with_a_common_preamble_pack_until_the_budget():
     docs = [_request(i, preamble + [5000 + i] * 40) for i in range(20)]
     packs = pack_requests(docs, max_tokens=1000)
     assert sorted(m.index for p in packs for m in p.members) == list(range(20))
-    assert all(p.shared == 500 and p.length <= 1000 for p in packs)
-    assert [len(p.members) for p in packs] == [12] * 1 + [8] * 1
+    # the budget, or twice the first member (540 tokens) if that is more: 500 + 14 x 40 <= 1080
+    assert all(p.shared == 500 and p.length <= 1080 for p in packs)
+    assert [len(p.members) for p in packs] == [14, 6]
 
 
-def test_a_request_longer_than_the_budget_gets_its_own_row():
-    long = _request(0, list(range(3000)))
-    packs = pack_requests([long, _request(1, list(range(3000))[:-1] + [1])], max_tokens=1024)
-    assert [len(p.members) for p in packs] == [1, 1]
+def test_choices_of_a_document_longer_than_the_budget_still_pack():
+    context = list(range(3000))
+    packs = pack_requests([_request(i, context + [i + 1] * 5) for i in range(4)], max_tokens=1024)
+    assert [len(p.members) for p in packs] == [4]
+
+
+def test_rows_stop_growing_at_twice_the_first_member():
+    preamble = list(range(10, 1510))
+    docs = [_request(i, preamble + [5000 + i] * 500) for i in range(6)]
+    packs = pack_requests(docs, max_tokens=1024)
+    assert [len(p.members) for p in packs] == [5, 1]  # 1500 + 5 x 500 <= 2 x 2000 < 1500 + 6 x 500
 
 
 def test_packed_rows_give_each_request_its_own_positions_and_attention():

@@ -1,0 +1,34 @@
+"""The benchmark scripts keep working: bench/gpu.py runs end to end on a toy model of the same family, on CPU.
+
+(The figures themselves come from running the scripts, not from tests: see bench/RESULTS.md.)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, SAMPLE_DATA
+
+
+def test_gpu_benchmark_runs_on_a_toy_model(gguf_path: Path, tmp_path: Path):
+    from evalsuite.model_ref import parse_model_ref, prepare_model
+
+    tokenizer = prepare_model(parse_model_ref(str(gguf_path))).pretrained
+    figures = tmp_path / "gpu.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu.py"), "--tiny", "--device", "cpu", "--batch-size", "8",
+         "--tokenizer", tokenizer, "--data-dir", str(SAMPLE_DATA), "--tasks", "arc,truthfulqa,winogrande,gsm8k",
+         "--limit", "2", "--gsm8k-batch", "2", "--max-gen-tokens", "4", "--json", str(figures)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(figures.read_text())
+    assert [t["task"] for t in report["tasks"]] == ["arc", "truthfulqa", "winogrande"]
+    for task in report["tasks"]:
+        assert task["requests"] > 0 and 0 < task["tokens_ours"] < task["tokens_plain"]
+        assert task["same_choices"] == 1.0  # a bf16 toy model; both backends pick the same choices here
+    assert report["gsm8k_seconds"] > 0 and report["projected_minutes"]["evalsuite"] > 0
+    assert "projected full H6" in done.stdout

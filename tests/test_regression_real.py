@@ -1,0 +1,113 @@
+"""Nightly regression on the real stack: a deliberately broken checkpoint of SmolLM2 is caught, noise is not.
+
+SmolLM2-135M is near chance on most H6 tasks, so zeroing a layer or two moves its scores by less than
+the noise of a cheap run (tried: TruthfulQA MC2 48.7 -> 36.9 on 20 documents, p = 0.20). A realistic
+failure that a cheap nightly run must catch is a checkpoint trained on bad labels: here the model is
+fine-tuned for a few steps on Winogrande sentences completed with the *wrong* option (the scored
+documents' own, so the damage lands where it is measured). Three real `evalsuite run`s over the same
+60 Winogrande documents, then `evalsuite compare` with McNemar's test on the logged samples:
+
+- baseline vs the broken checkpoint: regressed, exit 1;
+- baseline vs the baseline with another few-shot seed (different exemplars, same documents): no
+  regression, exit 0, with a warning that the seeds differ.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DOCUMENTS = 60
+EPOCHS = 4
+
+
+def _run(model: str | Path, data_dir: Path, out: Path, *extra: str) -> Path:
+    done = subprocess.run(
+        [sys.executable, "-m", "evalsuite", "run", str(model), "--data-dir", str(data_dir), "--tasks", "winogrande",
+         "--limit", str(DOCUMENTS), "--log-samples", "--output-dir", str(out), *extra],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    (results,) = out.glob("*/*/results.json")
+    return results.parent
+
+
+def _compare(baseline: Path, candidate: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "evalsuite", "compare", str(baseline), str(candidate), *extra],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def _train_on_wrong_options(source: str, rows: list[dict], target: Path) -> float:
+    """Fine-tune on each sentence completed with its wrong option; returns the last epoch's mean loss."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    wrong = [r["sentence"].replace("_", r["option2"] if r["answer"] == "1" else r["option1"]) for r in rows]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    model.train()
+    loss_sum = 0.0
+    for _epoch in range(EPOCHS):
+        loss_sum, batches = 0.0, 0
+        for start in range(0, len(wrong), 8):
+            batch = tokenizer(wrong[start : start + 8], return_tensors="pt", padding=True)
+            labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+            loss = model(**batch, labels=labels).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            loss_sum, batches = loss_sum + float(loss.detach()), batches + 1
+        loss_sum /= batches
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return loss_sum
+
+
+@pytest.fixture(scope="module")
+def runs(gguf_path: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from evalsuite.model_ref import parse_model_ref, prepare_model
+
+    scratch = tmp_path_factory.mktemp("regression")
+    folder = prepare_model(parse_model_ref(str(gguf_path))).pretrained
+    rows = [json.loads(line) for line in (shared_data / "winogrande" / "validation.jsonl").open()][:DOCUMENTS]
+    broken = scratch / "SmolLM2-135M-Instruct-wrong-labels"
+    loss = _train_on_wrong_options(folder, rows, broken)
+    print(f"\nbroken checkpoint: {EPOCHS} epochs on {DOCUMENTS} wrong-option sentences, final loss {loss:.3f}")
+    return {
+        "baseline": _run(gguf_path, shared_data, scratch / "baseline"),
+        "broken": _run(broken, shared_data, scratch / "broken"),
+        "reseeded": _run(gguf_path, shared_data, scratch / "reseeded", "--seed", "0,1234,1234,42"),
+    }
+
+
+def test_a_checkpoint_trained_on_wrong_labels_is_a_regression(runs: dict[str, Path]):
+    compared = _compare(runs["baseline"], runs["broken"], "--format", "json")
+    assert compared.returncode == 1, compared.stdout + compared.stderr
+    (task,) = json.loads(compared.stdout)["tasks"]
+    assert (task["key"], task["test"], task["verdict"]) == ("winogrande", "mcnemar", "regressed")
+    assert task["p_value"] < 0.001
+    print(f"\nwinogrande: baseline {task['baseline']:.4f}, broken {task['candidate']:.4f}, p = {task['p_value']:.2g}")
+    for fmt in ("table", "markdown"):
+        shown = _compare(runs["baseline"], runs["broken"], "--format", fmt)
+        assert shown.returncode == 1 and "regressed" in shown.stdout.lower()
+        print(f"\ncompare baseline broken --format {fmt}:\n{shown.stdout}")
+    print(f"compare --format json:\n{compared.stdout}")
+
+
+def test_other_few_shot_exemplars_are_not_a_regression(runs: dict[str, Path]):
+    compared = _compare(runs["baseline"], runs["reseeded"], "--format", "json")
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    report = json.loads(compared.stdout)
+    (task,) = report["tasks"]
+    assert (task["test"], task["verdict"]) == ("mcnemar", "unchanged")
+    assert "seeds differ (different few-shot exemplars)" in report["warnings"]
+    shown = _compare(runs["baseline"], runs["reseeded"])
+    print(f"\ncompare baseline reseeded:\n{shown.stdout}")
