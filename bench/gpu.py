@@ -143,9 +143,7 @@ def _choices_agree(requests: list[Request], plain, ours) -> float:
     by_doc: dict[str, list[int]] = {}
     for i, ((doc, _), _, _) in enumerate(requests):
         by_doc.setdefault(doc, []).append(i)
-    agree = sum(
-        max(idx, key=lambda i: plain[i][0]) == max(idx, key=lambda i: ours[i][0]) for idx in by_doc.values()
-    )
+    agree = sum(max(idx, key=lambda i: plain[i][0]) == max(idx, key=lambda i: ours[i][0]) for idx in by_doc.values())
     return agree / max(len(by_doc), 1)
 
 
@@ -160,6 +158,7 @@ def main() -> None:
     parser.add_argument("--max-gen-tokens", type=int, default=256, help="lm-eval's GSM8K generation budget")
     parser.add_argument("--batch-size", default="auto", help="both backends: an int, or auto")
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
     parser.add_argument("--tiny", action="store_true", help="a toy model of the same family (smoke test)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -170,7 +169,7 @@ def main() -> None:
 
     from evalsuite.backend import SharedPrefixLM
 
-    dtype = torch.bfloat16
+    dtype = getattr(torch, args.dtype)
     config = TINY if args.tiny else SOLAR_10_7B
     keys = [k.strip() for k in args.tasks.split(",") if k.strip()]
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
@@ -180,7 +179,7 @@ def main() -> None:
     parameters = sum(p.numel() for p in model.parameters())
     print(f"model: {parameters / 1e9:.2f}B parameters, built in {time.perf_counter() - started:.0f}s", flush=True)
     peak = matmul_peak_tflops(args.device, dtype)
-    print(f"bf16 matmul peak measured: {peak:.0f} TFLOP/s", flush=True)
+    print(f"{args.dtype} matmul peak measured: {peak:.0f} TFLOP/s", flush=True)
 
     lm_args = {"pretrained": model, "tokenizer": tokenizer, "batch_size": args.batch_size, "device": args.device}
     plain, ours = HFLM(**lm_args), SharedPrefixLM(**lm_args)
@@ -188,7 +187,18 @@ def main() -> None:
         args.data_dir, keys, args.limit, args.mmlu_limit, plain._encode_pair, config["vocab_size"]
     )
 
+    # warm-up (kernel selection, allocator, autotuning), so the first task timed does not pay for it
+    warm = [r for key in keys if key in MULTIPLE_CHOICE for r in collected[key][2][:16]]
+    for lm in (plain, ours):
+        lm._loglikelihood_tokens(warm, disable_tqdm=True)
+    ours.stats.tokens = 0
+    _sync(args.device)
+
     figures: list[TaskFigures] = []
+
+    def mfu(tokens: int, seconds: float) -> float:
+        return tokens * 2 * parameters / seconds / (peak * 1e12)  # 2 FLOPs per parameter per token
+
     for key in [k for k in keys if k in MULTIPLE_CHOICE]:
         documents, full_documents, requests, _ = collected[key]
         plain_tokens = sum(len((c + x)[-(plain.max_length + 1) :]) - 1 for _, c, x in requests)
@@ -202,11 +212,6 @@ def main() -> None:
             timings[name] = time.perf_counter() - t0
         ours_tokens = ours.stats.tokens
         ours.stats.tokens = 0
-        flops_per_token = 2 * parameters
-
-        def mfu(tokens: int, seconds: float) -> float:
-            return tokens * flops_per_token / seconds / (peak * 1e12)
-
         figures.append(
             TaskFigures(
                 task=key,
@@ -230,7 +235,7 @@ def main() -> None:
             f"{key}: {f.documents} docs, {f.requests} requests; tokens {f.tokens_plain} -> {f.tokens_ours} "
             f"({f.tokens_ours / f.tokens_plain:.2f}); {f.seconds_plain:.1f}s -> {f.seconds_ours:.1f}s "
             f"({f.seconds_ours / f.seconds_plain:.2f}); MFU {f.mfu_plain:.2f} / {f.mfu_ours:.2f}; "
-            f"same choice on {100 * f.same_choices:.1f}% of documents (bf16; max |d| {f.max_abs_diff:.3f})",
+            f"same choice on {100 * f.same_choices:.1f}% of documents ({args.dtype}; max |d| {f.max_abs_diff:.2g})",
             flush=True,
         )
 

@@ -12,7 +12,8 @@ so every request's tokens see exactly the keys and positions they would see in H
 log-likelihood is the same up to float rounding. Requests of one document (ARC, HellaSwag, TruthfulQA
 choices; Winogrande's two options, which share the few-shot prefix up to the blank) and documents with a
 common preamble (MMLU's per-subject 5-shot prefix, TruthfulQA's fixed QA primer) pack together. Only the
-positions that score a continuation go through the LM head.
+positions that score a continuation go through the LM head. Requests with identical inputs (MMLU's one-token
+choices) are forwarded once, as HFLM does.
 
 Everything else (tokenization, truncation, generation for GSM8K, the request cache) is HFLM's.
 """
@@ -67,9 +68,18 @@ class _Request:
 
 
 @dataclass
+class _Segment:
+    """One model input and the requests that score it: several when inputs are identical (MMLU's
+    one-token choices " A".." D" all read the same context), forwarded once, as HFLM does too."""
+
+    tokens: list[int]
+    requests: list[_Request]
+
+
+@dataclass
 class _Pack:
     shared: int  # leading tokens common to all members, forwarded once
-    members: list[_Request] = field(default_factory=list)
+    members: list[_Segment] = field(default_factory=list)
 
     @property
     def length(self) -> int:
@@ -93,22 +103,36 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 def pack_requests(requests: list[_Request], max_tokens: int, min_shared: int = MIN_SHARED_TOKENS) -> list[_Pack]:
     """Group requests that share a prefix; sorted order puts the longest common prefixes side by side."""
+    segments: dict[tuple[int, ...], _Segment] = {}
+    for request in requests:
+        key = tuple(request.tokens)
+        if key in segments:
+            segments[key].requests.append(request)
+        else:
+            segments[key] = _Segment(request.tokens, [request])
     packs: list[_Pack] = []
-    for request in sorted(requests, key=lambda r: r.tokens):
+    for segment in sorted(segments.values(), key=lambda s: s.tokens):
         if packs:
             last = packs[-1]
             # the pack's prefix is common to all members, so sharing with the first is sharing with all
-            shared = min(last.shared, _common_prefix(last.members[0].tokens, request.tokens))
-            grown = shared + sum(len(m.tokens) - shared for m in last.members) + len(request.tokens) - shared
+            shared = min(last.shared, _common_prefix(last.members[0].tokens, segment.tokens))
+            grown = shared + sum(len(m.tokens) - shared for m in last.members) + len(segment.tokens) - shared
             # join only if that keeps most of the pack's sharing: a short common opening (two documents
             # whose first exemplar happens to match) would buy a long dense-attention row for little
             worth_it = shared >= min_shared and 2 * shared >= last.shared
             if worth_it and grown <= max(max_tokens, 2 * len(last.members[0].tokens)):
                 last.shared = shared
-                last.members.append(request)
+                last.members.append(segment)
                 continue
-        packs.append(_Pack(shared=len(request.tokens), members=[request]))
+        packs.append(_Pack(shared=len(segment.tokens), members=[segment]))
     return packs
+
+
+def rows_in_next_forward(lengths: Sequence[int], rows: int, tokens: int) -> int:
+    """How many of the packs ahead (lengths, longest first) go into the next forward: at most `rows`, and
+    at most `tokens` once padded to the first (longest) one, but always one. Pack lengths vary tenfold
+    (MMLU's subjects), so a fixed row count would mostly forward padding next to the longest packs."""
+    return max(1, min(rows, len(lengths), tokens // max(lengths[0], 1)))
 
 
 @dataclass
@@ -203,21 +227,26 @@ class SharedPrefixLM(HFLM):
         )  # fmt: skip
 
         answers: list[tuple[float, bool] | None] = [None] * len(requests)
+        # a batch size of N means N rows of the pack budget: at most N packs, at most N x pack_tokens padded
         rows = self._rows_per_forward(override_bs)
+        tokens = rows * self.pack_tokens
         progress = tqdm(
             total=len(requests), disable=disable_tqdm or self.rank != 0, desc="Running loglikelihood requests"
         )
+        lengths = [p.length for p in packs]
         start = 0
         while start < len(packs):
-            chunk = packs[start : start + rows]
+            chunk = packs[start : start + rows_in_next_forward(lengths[start : start + rows], rows, tokens)]
             try:
                 results = self._score(chunk)
             except (torch.OutOfMemoryError, RuntimeError) as e:
-                if not (_is_out_of_memory(e) and self.batch_size == "auto" and rows > 1):
+                if not (_is_out_of_memory(e) and self.batch_size == "auto" and len(chunk) > 1):
                     raise
-                rows //= 2  # back off and keep the smaller size for the (shorter) packs that follow
+                # back off and keep the smaller size for the (shorter) packs that follow
+                rows = len(chunk) // 2
+                tokens = rows * lengths[start]
                 self.stats.oom_backoffs += 1
-                log.warning("out of memory at %d rows per forward; retrying with %d", rows * 2, rows)
+                log.warning("out of memory at %d rows per forward; retrying with %d", len(chunk), rows)
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 continue
@@ -242,7 +271,13 @@ class SharedPrefixLM(HFLM):
         batch = _build_batch(packs, self.device, additive=self._attention == "eager", dtype=dtype)
         # row positions any pack scores: only these go through the LM head
         wanted = sorted(
-            {p.row_index(k, pos) for p in packs for k, m in enumerate(p.members) for pos in m.scored_positions}
+            {
+                p.row_index(k, pos)
+                for p in packs
+                for k, segment in enumerate(p.members)
+                for request in segment.requests
+                for pos in request.scored_positions
+            }
         )
         column = {row_index: j for j, row_index in enumerate(wanted)}
         with (
@@ -271,11 +306,12 @@ class SharedPrefixLM(HFLM):
 
         results = []
         for row, pack in enumerate(packs):
-            for k, member in enumerate(pack.members):
-                columns = [column[pack.row_index(k, pos)] for pos in member.scored_positions]
-                rows_log_probs = log_probs[row, columns]  # [continuation, vocab]
-                target = torch.tensor(member.continuation, device=rows_log_probs.device)
-                is_greedy = bool((rows_log_probs.argmax(dim=-1) == target).all())
-                log_prob = float(rows_log_probs.gather(1, target[:, None]).sum())
-                results.append((member.index, (log_prob, is_greedy)))
+            for k, segment in enumerate(pack.members):
+                for request in segment.requests:
+                    columns = [column[pack.row_index(k, pos)] for pos in request.scored_positions]
+                    rows_log_probs = log_probs[row, columns]  # [continuation, vocab]
+                    target = torch.tensor(request.continuation, device=rows_log_probs.device)
+                    is_greedy = bool((rows_log_probs.argmax(dim=-1) == target).all())
+                    log_prob = float(rows_log_probs.gather(1, target[:, None]).sum())
+                    results.append((request.index, (log_prob, is_greedy)))
         return results

@@ -8,7 +8,14 @@ import random
 import pytest
 import torch
 
-from evalsuite.backend import MIN_SHARED_TOKENS, SharedPrefixLM, _build_batch, _Request, pack_requests
+from evalsuite.backend import (
+    MIN_SHARED_TOKENS,
+    SharedPrefixLM,
+    _build_batch,
+    _Request,
+    pack_requests,
+    rows_in_next_forward,
+)
 
 
 def _request(index: int, tokens: list[int], continuation: int = 1) -> _Request:
@@ -31,17 +38,31 @@ def test_a_short_common_opening_does_not_merge_documents():
     a = [_request(i, opening + list(range(1000, 1400)) + [i + 1]) for i in range(2)]
     b = [_request(2 + i, opening + list(range(2000, 2400)) + [i + 1]) for i in range(2)]
     packs = pack_requests([*a, *b], max_tokens=4096)
-    assert [sorted(m.index for m in p.members) for p in packs] == [[0, 1], [2, 3]]
+    assert [sorted(r.index for m in p.members for r in m.requests) for p in packs] == [[0, 1], [2, 3]]
 
 
 def test_documents_with_a_common_preamble_pack_until_the_budget():
     preamble = list(range(10, 510))  # e.g. MMLU's 5-shot dev prefix, the same for a whole subject
     docs = [_request(i, preamble + [5000 + i] * 40) for i in range(20)]
     packs = pack_requests(docs, max_tokens=1000)
-    assert sorted(m.index for p in packs for m in p.members) == list(range(20))
+    assert sorted(r.index for p in packs for m in p.members for r in m.requests) == list(range(20))
     # the budget, or twice the first member (540 tokens) if that is more: 500 + 14 x 40 <= 1080
     assert all(p.shared == 500 and p.length <= 1080 for p in packs)
     assert [len(p.members) for p in packs] == [14, 6]
+
+
+def test_identical_inputs_are_forwarded_once():
+    # MMLU: the choices " A".." D" are one token each, so all four requests of a document read the same
+    # input; the documents of a subject share the 5-shot preamble
+    preamble = list(range(10, 510))
+    requests = [
+        _Request(4 * doc + choice, preamble + [5000 + doc] * 30, [90 + choice])
+        for doc in range(3)
+        for choice in range(4)
+    ]
+    (pack,) = pack_requests(requests, max_tokens=1024)
+    assert [len(m.requests) for m in pack.members] == [4, 4, 4]
+    assert pack.shared == 500 and pack.length == 500 + 3 * 30
 
 
 def test_choices_of_a_document_longer_than_the_budget_still_pack():
@@ -55,6 +76,17 @@ def test_rows_stop_growing_at_twice_the_first_member():
     docs = [_request(i, preamble + [5000 + i] * 500) for i in range(6)]
     packs = pack_requests(docs, max_tokens=1024)
     assert [len(p.members) for p in packs] == [5, 1]  # 1500 + 5 x 500 <= 2 x 2000 < 1500 + 6 x 500
+
+
+def test_a_forward_holds_at_most_the_rows_and_the_padded_tokens_asked_for():
+    lengths = [7000, 3000, 1200, 1000, 1000, 1000, 1000, 1000, 1000, 900]  # longest first, as scored
+    taken, start = [], 0
+    while start < len(lengths):
+        n = rows_in_next_forward(lengths[start:], rows=8, tokens=8 * 1024)
+        taken.append(n)
+        start += n
+    assert taken == [1, 2, 7]  # 7000 alone (over budget, still one); 3000 + 1200 padded to 2 x 3000; 7 x 1000
+    assert rows_in_next_forward([100] * 20, rows=8, tokens=8 * 1024) == 8
 
 
 def test_packed_rows_give_each_request_its_own_positions_and_attention():
@@ -96,6 +128,9 @@ def _synthetic_requests(rng: random.Random, vocab: int) -> list[tuple[tuple[str,
         for choice in range(rng.randrange(2, 6)):
             continuation = [rng.randrange(vocab) for _ in range(rng.randrange(1, 9))]
             requests.append(((f"doc{doc}", f"choice{choice}"), context, continuation))
+    mmlu_context = preamble + [rng.randrange(vocab) for _ in range(30)]
+    for letter in range(4):  # one-token choices on one context: identical inputs, different targets
+        requests.append((("mmlu", f"letter{letter}"), mmlu_context, [rng.randrange(vocab)]))
     rng.shuffle(requests)
     return requests
 
