@@ -139,6 +139,13 @@ def collect_requests(data_dir: Path, keys: list[str], limit: int, mmlu_limit: in
     return collected
 
 
+def hflm_tokens(requests: list[Request], max_length: int) -> int:
+    """Tokens HFLM forwards: each request's truncated input, once per distinct input (lm-eval groups
+    requests whose inputs are identical, e.g. MMLU's one-token choices, into one forward row)."""
+    inputs = {tuple((c + x)[-(max_length + 1) :][:-1]) for _, c, x in requests}
+    return sum(len(i) for i in inputs)
+
+
 def _choices_agree(requests: list[Request], plain, ours) -> float:
     by_doc: dict[str, list[int]] = {}
     for i, ((doc, _), _, _) in enumerate(requests):
@@ -201,7 +208,7 @@ def main() -> None:
 
     for key in [k for k in keys if k in MULTIPLE_CHOICE]:
         documents, full_documents, requests, _ = collected[key]
-        plain_tokens = sum(len((c + x)[-(plain.max_length + 1) :]) - 1 for _, c, x in requests)
+        plain_tokens = hflm_tokens(requests, plain.max_length)
         timings = {}
         answers = {}
         for name, lm in (("plain", plain), ("ours", ours)):
