@@ -1,8 +1,10 @@
 """Where GSM8K's generation time goes on a GPU: prefill vs decode steps, per cache and batch size.
 
 GSM8K is H6's only generation task and, once the multiple-choice tasks share their prefixes, most of a
-10.7B model's H6 wall time (bench/gpu.py). This times, on the SOLAR-10.7B-shaped random model and the
-real GSM8K prompts, one prefill and N decode steps through `model.generate` for each configuration.
+10.7B model's H6 wall time (bench/gpu.py). This times, on the SOLAR-10.7B-shaped random model, one
+prefill and N decode steps through `model.generate` for each configuration. The prompts are 5-shot
+"Question: / Answer:" prompts built from the real GSM8K rows, the shape of lm-eval's (not its exact text:
+only their lengths matter here).
 
     python bench/gpu_generation.py --data-dir ../shared/data/h6 --tokenizer TOKENIZER_FOLDER
 """

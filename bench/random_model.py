@@ -1,7 +1,8 @@
 """Write a randomly initialised Llama model folder that `evalsuite run` can load, for machines no real
-weights can reach (the GPU box of bench/README: only the repo travels there, and SmolLM2's weights are
-too large to carry). Scores of such a model mean nothing; what it is for is running the real code path
-(CUDA, dtypes, --batch-size auto, both backends) and checking that the backends agree.
+weights can reach (a lent GPU machine: only the repo and a few carried folders travel there, and
+SmolLM2's weights are too large to carry). Scores of such a model mean nothing; what it is for is
+running the real code path (CUDA, dtypes, --batch-size auto, both backends) and checking that the
+backends agree.
 
     python bench/random_model.py OUT_DIR --tokenizer TOKENIZER_FOLDER [--shape smollm2]
 """

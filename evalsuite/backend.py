@@ -105,11 +105,7 @@ def pack_requests(requests: list[_Request], max_tokens: int, min_shared: int = M
     """Group requests that share a prefix; sorted order puts the longest common prefixes side by side."""
     segments: dict[tuple[int, ...], _Segment] = {}
     for request in requests:
-        key = tuple(request.tokens)
-        if key in segments:
-            segments[key].requests.append(request)
-        else:
-            segments[key] = _Segment(request.tokens, [request])
+        segments.setdefault(tuple(request.tokens), _Segment(request.tokens, [])).requests.append(request)
     packs: list[_Pack] = []
     for segment in sorted(segments.values(), key=lambda s: s.tokens):
         if packs:
