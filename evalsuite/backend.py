@@ -31,6 +31,8 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
+from evalsuite.processes import Processes
+
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "evalsuite-hf"  # lm-eval registry name
@@ -190,6 +192,13 @@ class SharedPrefixLM(HFLM):
 
     def __init__(self, *args, pack_tokens: int | str = DEFAULT_PACK_TOKENS, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        accelerator = getattr(self, "accelerator", None)  # set by HFLM under a multi-process launcher
+        self.processes = Processes.of_accelerator(accelerator)
+        # lm-eval splits documents across ranks, and each rank then draws its few-shot exemplars from its own
+        # random stream, so scores change with the number of processes (lm-eval issue #1719). Here lm-eval
+        # sees one process everywhere: every rank builds every request, exactly as a single process does,
+        # and this class splits the forwards across ranks and gathers the answers.
+        self._rank, self._world_size = 0, 1
         self.pack_tokens = int(pack_tokens)
         self.stats = ForwardStats()
         self._keeps_selected_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
@@ -209,14 +218,19 @@ class SharedPrefixLM(HFLM):
         override_bs: int | None = None,
     ) -> list[tuple[float, bool]]:
         if not self._can_pack():
-            return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+            share = self.processes.my_share(list(range(len(requests))), cost=lambda i: len(requests[i][1]))
+            mine = super()._loglikelihood_tokens([requests[i] for i in share], disable_tqdm, override_bs)
+            answers = dict(self.processes.gather_everywhere(list(zip(share, mine, strict=True))))
+            return [answers[i] for i in range(len(requests))]
 
         scored = []
         for i, (_, context, continuation) in enumerate(requests):
             assert context and continuation and len(continuation) <= self.max_length
             scored.append(_Request(i, (context + continuation)[-(self.max_length + 1) :][:-1], continuation))
         packs = sorted(pack_requests(scored, self.pack_tokens), key=lambda p: -p.length)  # OOM shows up first
-        self.stats.requests += len(scored)
+        packs = self.processes.my_share(packs, cost=lambda p: p.length)
+        mine = sum(len(s.requests) for p in packs for s in p.members)
+        self.stats.requests += mine
         log.debug(
             "%d requests in %d packs: %s", len(scored), len(packs),
             ", ".join(f"{p.shared}+{p.length - p.shared}/{len(p.members)}" for p in packs),
@@ -227,7 +241,7 @@ class SharedPrefixLM(HFLM):
         rows = self._rows_per_forward(override_bs)
         tokens = rows * self.pack_tokens
         progress = tqdm(
-            total=len(requests), disable=disable_tqdm or self.rank != 0, desc="Running loglikelihood requests"
+            total=mine, disable=disable_tqdm or not self.processes.is_main, desc="Running loglikelihood requests"
         )
         lengths = [p.length for p in packs]
         start = 0
@@ -254,6 +268,23 @@ class SharedPrefixLM(HFLM):
             progress.update(len(results))
             start += len(chunk)
         progress.close()
+        if self.processes.count > 1:
+            computed = [(i, a) for i, a in enumerate(answers) if a is not None]
+            for index, answer in self.processes.gather_everywhere(computed):
+                answers[index] = answer
+        assert all(a is not None for a in answers)
+        return answers  # type: ignore[return-value]
+
+    def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
+        """HFLM's generation, each rank generating for its share of the requests (GSM8K)."""
+        if self.processes.count == 1:
+            return super().generate_until(requests, disable_tqdm)
+        # HFLM batches by prompt length; the longest share sets the wall time, so balance on length
+        share = self.processes.my_share(list(enumerate(requests)), cost=lambda item: len(item[1].args[0]))
+        texts = super().generate_until([request for _, request in share], disable_tqdm or not self.processes.is_main)
+        answers: list[str | None] = [None] * len(requests)
+        for index, text in self.processes.gather_everywhere(list(zip([i for i, _ in share], texts, strict=True))):
+            answers[index] = text
         assert all(a is not None for a in answers)
         return answers  # type: ignore[return-value]
 

@@ -46,15 +46,52 @@ class FinishedTask:
     document_ids: dict[str, list[int]] | None
 
 
-class Checkpoint:
-    """The in-progress folder of one run, held under an exclusive lock while this process works on it."""
+@dataclass(frozen=True)
+class CheckpointState:
+    """What the other processes of a data-parallel run need to know of rank 0's checkpoint."""
 
-    def __init__(self, folder: Path, lock: IO[str], run_id: str, created_at: datetime, resumed: bool) -> None:
-        self.folder = folder
+    folder: Path
+    run_id: str
+    created_at: datetime
+    resumed: bool
+    finished_at_open: frozenset[str]
+
+
+class Checkpoint:
+    """The in-progress folder of one run, held under an exclusive lock while this process works on it.
+
+    In a data-parallel run only rank 0 opens (and writes) it; the other ranks `follow` it: they keep their
+    request caches in it and skip the tasks rank 0 found finished, and write nothing else.
+    """
+
+    def __init__(self, state: CheckpointState, lock: IO[str] | None) -> None:
+        self.state = state
         self._lock = lock
-        self.run_id = run_id
-        self.created_at = created_at
-        self.resumed = resumed
+
+    @property
+    def folder(self) -> Path:
+        return self.state.folder
+
+    @property
+    def run_id(self) -> str:
+        return self.state.run_id
+
+    @property
+    def created_at(self) -> datetime:
+        return self.state.created_at
+
+    @property
+    def resumed(self) -> bool:
+        return self.state.resumed
+
+    @property
+    def finished_at_open(self) -> frozenset[str]:
+        """Suite tasks finished before this run started (an interrupted run's), which it does not rerun."""
+        return self.state.finished_at_open
+
+    @classmethod
+    def follow(cls, state: CheckpointState) -> Checkpoint:
+        return cls(state, lock=None)
 
     @classmethod
     def open(cls, model_dir: Path, key: str, run_id: str, created_at: datetime) -> Checkpoint:
@@ -76,11 +113,13 @@ class Checkpoint:
         lock.write(f"pid {os.getpid()}")
         lock.flush()
         state_path = folder / STATE_FILE
+        finished = frozenset(path.stem for path in (folder / "tasks").glob("*.json"))
         if state_path.is_file():
             state = json.loads(state_path.read_text(encoding="utf-8"))
-            return cls(folder, lock, state["run_id"], datetime.fromisoformat(state["created_at"]), resumed=True)
+            run_id, created_at = state["run_id"], datetime.fromisoformat(state["created_at"])
+            return cls(CheckpointState(folder, run_id, created_at, True, finished), lock)
         write_text_atomic(state_path, json.dumps({"run_id": run_id, "created_at": created_at.isoformat()}))
-        return cls(folder, lock, run_id, created_at, resumed=False)
+        return cls(CheckpointState(folder, run_id, created_at, False, finished), lock)
 
     def request_cache(self, task_key: str) -> str:
         """lm-eval's `use_cache` path for one suite task (one file each, so counts are per task)."""
@@ -105,15 +144,17 @@ class Checkpoint:
 
     def save(self, task_key: str, serialized: str) -> None:
         """Store a finished task; `serialized` holds FinishedTask's fields as JSON text."""
+        assert self._lock is not None, "only the process that opened the checkpoint writes it"
         (self.folder / "tasks").mkdir(exist_ok=True)
         write_text_atomic(self.folder / "tasks" / f"{task_key}.json", serialized)
 
     def finish(self) -> None:
         """The run is written: drop the in-progress folder and the lock."""
+        assert self._lock is not None, "only the process that opened the checkpoint removes it"
         shutil.rmtree(self.folder, ignore_errors=True)
         self.release()
 
     def release(self) -> None:
-        if not self._lock.closed:
+        if self._lock is not None and not self._lock.closed:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()

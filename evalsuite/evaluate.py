@@ -19,8 +19,9 @@ from pathlib import Path
 from evalsuite import __version__, runner  # runner imports torch/lm_eval only inside its functions
 from evalsuite.checkpoint import Checkpoint, run_key
 from evalsuite.data import DataPlan, TaskData, plan_hub, plan_local
-from evalsuite.errors import SuiteConfigError
+from evalsuite.errors import RunError, SuiteConfigError
 from evalsuite.model_ref import LoadableModel, ModelRef, ModelSource, parse_model_ref, prepare_model
+from evalsuite.processes import Processes, launched_processes, launched_rank
 from evalsuite.results import (
     DataFileInfo,
     FewshotInfo,
@@ -100,8 +101,14 @@ def new_run_id(now: datetime) -> str:
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(2)}"
 
 
-def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Progress | None = None) -> RunOutcome:
+def run_suite(
+    request: RunRequest, suite: SuiteSpec | None = None, progress: Progress | None = None
+) -> RunOutcome | None:
+    """Run the suite and write the run folder. Under a data-parallel launch (accelerate launch, torchrun)
+    every process calls this; rank 0 writes and returns the outcome, the others return None."""
     say = progress or (lambda message: log.info("%s", message))
+    if launched_rank() != 0:
+        say = _silent  # one voice: rank 0 reports progress for all
     suite = suite or load_suite()
     tasks_dir = default_tasks_dir()
 
@@ -109,10 +116,10 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
     specs = suite.select(request.tasks)
     if request.limit is not None and request.limit < 1:
         raise SuiteConfigError(f"--limit {request.limit}: give a positive number of documents per task")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # Each process would open, lock and write the same run folder; lm-eval gathers results on rank 0 only.
+    if launched_processes() > 1 and request.backend is not runner.Backend.SHARED_PREFIX:
         raise SuiteConfigError(
-            "multi-process runs (accelerate launch, torchrun) are not supported yet; run one process"
+            f"--backend {request.backend.value} cannot run data-parallel: lm-eval's split draws other few-shot "
+            "exemplars for each number of processes; use the default backend (shared-prefix)"
         )
     preset = suite.preset(request.preset) if request.preset else None
     if preset is not None and request.limit is not None:
@@ -148,11 +155,21 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
     )
     say(f"loading {ref.model_id} ({dtype}, {device})")
     model = runner.load_model(loadable, model_settings)
+    processes = model.processes
+    if processes.count != launched_processes() or processes.rank != launched_rank():
+        raise RunError(
+            f"launched as rank {launched_rank()} of {launched_processes()} processes, but the model runs as rank "
+            f"{processes.rank} of {processes.count}: data-parallel runs need one machine (accelerate launch, torchrun)"
+        )
+    if processes.count > 1:
+        say(
+            f"data-parallel over {processes.count} processes, each forwarding a share of every task's requests; "
+            "an interrupted task restarts from its beginning (finished tasks are kept)"
+        )
     task_manager = runner.build_task_manager(tasks_dir)
 
-    now = datetime.now(UTC)
-    key = run_key(_fingerprint(request, loadable, model_settings, plan))
-    checkpoint = Checkpoint.open(request.output_dir / ref.results_dir_name, key, new_run_id(now), now)
+    key = run_key(_fingerprint(request, loadable, model_settings, plan, processes))
+    checkpoint = _open_checkpoint(processes, request.output_dir / ref.results_dir_name, key)
     try:
         if checkpoint.resumed:
             say(f"resuming run {checkpoint.run_id} from {checkpoint.folder}")
@@ -160,18 +177,27 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
         task_results: list[TaskResult] = []
         for index, data in enumerate(plan.tasks, start=1):
             step = f"[{index}/{len(plan.tasks)}] {data.spec.key}"
-            if finished := checkpoint.finished(data.spec.key):
-                raw = runner.RawTaskRun(
-                    data, finished.output, finished.samples, finished.seconds, finished.document_ids
-                )  # type: ignore[arg-type]
+            raw: runner.RawTaskRun | None = None
+            if data.spec.key in checkpoint.finished_at_open:
                 say(f"{step}: finished before the interruption, not rerun")
+                if processes.is_main:
+                    finished = checkpoint.finished(data.spec.key)
+                    assert finished is not None
+                    raw = runner.RawTaskRun(
+                        data, finished.output, finished.samples, finished.seconds, finished.document_ids
+                    )  # type: ignore[arg-type]
             else:
                 say(f"{step}: {data.spec.num_fewshot}-shot, {data.spec.metric}")
                 if checkpoint.resumed and (cached := checkpoint.cached_requests(data.spec.key)):
                     say(f"{step}: {cached} requests answered before the interruption are reused")
-                cache = checkpoint.request_cache(data.spec.key)
+                # lm-eval's request cache hands each rank the requests its own cache lacks; ranks must agree on
+                # the requests they split, so data-parallel runs keep no request cache
+                cache = checkpoint.request_cache(data.spec.key) if processes.count == 1 else None
                 raw = runner.run_task(model, data, eval_settings, task_manager, tasks_dir, cache)
-                checkpoint.save(data.spec.key, runner.checkpoint_json(raw))
+                if raw is not None:
+                    checkpoint.save(data.spec.key, runner.checkpoint_json(raw))
+            if raw is None:
+                continue  # another rank's share: rank 0 holds the task's results
             result = task_result(
                 data.spec,
                 dict(raw.output),
@@ -186,12 +212,35 @@ def run_suite(request: RunRequest, suite: SuiteSpec | None = None, progress: Pro
             say(f"{step}: {100 * result.value:.2f} ({result.documents} docs, {raw.seconds:.0f}s)")
             raw_runs.append(raw)
             task_results.append(result)
-        outcome = _finish(request, suite, ref, loadable, model, plan, checkpoint, raw_runs, task_results, started)
+        if not processes.is_main:
+            checkpoint.release()
+            return None
+        outcome = _finish(
+            request, suite, ref, loadable, model, plan, checkpoint, processes, raw_runs, task_results, started
+        )
     except BaseException:
         checkpoint.release()
         raise
     checkpoint.finish()
     return outcome
+
+
+def _silent(message: str) -> None:
+    pass
+
+
+def _open_checkpoint(processes: Processes, model_dir: Path, key: str) -> Checkpoint:
+    """Rank 0 opens (or resumes) the run's checkpoint; the other ranks follow the state it shares."""
+    if not processes.is_main:
+        return Checkpoint.follow(processes.share(None))
+    now = datetime.now(UTC)
+    try:
+        checkpoint = Checkpoint.open(model_dir, key, new_run_id(now), now)
+    except BaseException as e:
+        processes.share(e)  # every rank raises it
+        raise
+    processes.share(checkpoint.state)
+    return checkpoint
 
 
 def _finish(
@@ -202,6 +251,7 @@ def _finish(
     model: runner.LoadedModel,
     plan: DataPlan,
     checkpoint: Checkpoint,
+    processes: Processes,
     raw_runs: list[runner.RawTaskRun],
     task_results: list[TaskResult],
     started: float,
@@ -240,6 +290,7 @@ def _finish(
             data_dir=str(plan.root.resolve()) if plan.root else None,
             device=runner.describe_device(model.device),
             backend=model.backend.value,
+            processes=processes.count,
         ),
         versions=_versions(),
         timing=Timing(
@@ -274,7 +325,7 @@ def _versions() -> Versions:
 
 
 def _fingerprint(
-    request: RunRequest, model: LoadableModel, settings: runner.ModelSettings, plan: DataPlan
+    request: RunRequest, model: LoadableModel, settings: runner.ModelSettings, plan: DataPlan, processes: Processes
 ) -> dict[str, object]:
     """Everything that moves scores: the same command over the same data resumes the same run."""
     return {
@@ -288,6 +339,9 @@ def _fingerprint(
         "preset": request.preset,
         "seeds": list(request.seeds),
         "log_samples": request.log_samples,
+        # each rank's request cache holds its own share of the documents (absent for one process, so
+        # runs interrupted before this key existed still resume)
+        **({"processes": processes.count} if processes.count > 1 else {}),
     }  # fmt: skip
 
 

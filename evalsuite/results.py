@@ -117,6 +117,9 @@ class RunSettings(_Model):
         description="how log-likelihoods were computed: shared-prefix (evalsuite) or lm-eval-hf; "
         "same choices, values equal to float rounding",
     )
+    processes: int = Field(
+        1, description="data-parallel processes (accelerate launch, torchrun), each scoring a share of documents"
+    )
 
 
 class Versions(_Model):

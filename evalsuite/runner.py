@@ -23,6 +23,7 @@ import yaml
 from evalsuite.data import TaskData
 from evalsuite.errors import RunError, SuiteConfigError
 from evalsuite.model_ref import LoadableModel
+from evalsuite.processes import Processes
 from evalsuite.suite import Preset
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class LoadedModel:
     dtype: str
     load_seconds: float
     backend: Backend = Backend.SHARED_PREFIX
+    processes: Processes = field(default_factory=Processes)  # data-parallel ranks (shared-prefix backend only)
 
 
 @dataclass
@@ -188,6 +190,7 @@ def load_model(model: LoadableModel, settings: ModelSettings) -> LoadedModel:
         dtype=dtype,
         load_seconds=seconds,
         backend=settings.backend,
+        processes=getattr(lm, "processes", Processes()),
     )
 
 
@@ -198,8 +201,11 @@ def run_task(
     task_manager: TaskManager,
     tasks_dir: Path,
     request_cache: str | None = None,
-) -> RawTaskRun:
-    """Run one suite task; `request_cache` is lm-eval's `use_cache` path (answers persist as they come)."""
+) -> RawTaskRun | None:
+    """Run one suite task; `request_cache` is lm-eval's `use_cache` path (answers persist as they come).
+
+    In a data-parallel run lm-eval returns results on rank 0 only: the other ranks get None.
+    """
     from lm_eval import simple_evaluate
 
     spec: Any = data.spec.lm_eval_group
@@ -231,6 +237,8 @@ def run_task(
     )
     seconds = time.perf_counter() - started
     if output is None:
+        if not model.processes.is_main:
+            return None
         raise RunError(f"lm-eval returned no results for {data.spec.key}")
     samples = output.pop("samples", None) or {}
     return RawTaskRun(data=data, output=output, samples=samples, seconds=seconds, document_ids=document_ids)

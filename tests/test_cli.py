@@ -136,9 +136,15 @@ def test_preset_and_limit_do_not_mix(tmp_path: Path, gguf_stub: Path):
     _bad_run([str(gguf_stub), "--preset", "weekly"], tmp_path / "out", "unknown preset 'weekly'")
 
 
-def test_multi_process_launch_is_refused(tmp_path: Path, gguf_stub: Path, monkeypatch: pytest.MonkeyPatch):
+def test_lm_eval_hf_backend_refuses_a_data_parallel_launch(
+    tmp_path: Path, gguf_stub: Path, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.setenv("WORLD_SIZE", "2")  # as accelerate launch / torchrun set it
-    _bad_run([str(gguf_stub)], tmp_path / "out", "multi-process runs (accelerate launch, torchrun) are not supported")
+    _bad_run(
+        [str(gguf_stub), "--backend", "lm-eval-hf"],
+        tmp_path / "out",
+        "--backend lm-eval-hf cannot run data-parallel: lm-eval's split draws other few-shot exemplars",
+    )
 
 
 def test_unknown_backend(tmp_path: Path, gguf_stub: Path):

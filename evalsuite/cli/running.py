@@ -116,6 +116,8 @@ def run(
             err=True,
         )
         raise typer.Exit(130)
+    if outcome is None:
+        return  # a data-parallel rank other than 0: rank 0 prints the results
     typer.echo(format_scores(outcome.results))
     typer.echo(f"results: {outcome.run_dir / 'results.json'}")
 

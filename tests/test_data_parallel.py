@@ -1,0 +1,91 @@
+"""Data-parallel runs: two real processes (torchrun, CPU) give the single-process run's scores and samples.
+
+lm-eval's own data parallelism changes few-shot exemplars with the number of processes (issue #1719);
+evalsuite's must not, so the two-process run is compared sample by sample with the session's real
+single-process run (`real_run`: same model, rows, limit, batch size).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REAL_RUN_BATCH_SIZE, REAL_RUN_LIMIT, SAMPLE_DATA
+
+from evalsuite.processes import Processes
+from evalsuite.results import read_results
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 8])
+def test_shares_cover_every_item_once_and_balance_cost(count: int):
+    items = list(enumerate([5, 900, 40, 40, 7, 300, 300, 12, 1, 650, 80]))  # (position, cost)
+    shares = [Processes(rank, count).my_share(items, cost=lambda item: item[1]) for rank in range(count)]
+    assert sorted(item for share in shares for item in share) == items
+    total, largest = sum(c for _, c in items), max(c for _, c in items)
+    # greedy, costliest first: no rank carries more than the fair share plus the largest item
+    assert max(sum(c for _, c in share) for share in shares) <= total / count + largest
+    for share in shares:
+        assert share == sorted(share)  # a rank keeps the input's order (packs stay longest first)
+
+
+def test_shares_are_the_same_on_every_call():
+    items = list(range(100))
+    first = Processes(1, 4).my_share(items, cost=lambda i: (i * 37) % 11)
+    assert first == Processes(1, 4).my_share(items, cost=lambda i: (i * 37) % 11)
+
+
+def _samples(run_dir: Path) -> dict[tuple[str, int, str], dict]:
+    rows = {}
+    for path in sorted((run_dir / "lm_eval").glob("samples_*.jsonl")):
+        for line in path.read_text().splitlines():
+            sample = json.loads(line)
+            rows[(path.stem, sample["doc_id"], sample["filter"])] = sample
+    return rows
+
+
+def test_two_processes_give_the_single_process_results(real_run, gguf_path: Path, tmp_path: Path):
+    single, _ = real_run
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "evalsuite", "run", str(gguf_path), "--data-dir", str(SAMPLE_DATA), "--limit", str(REAL_RUN_LIMIT),
+        "--batch-size", str(REAL_RUN_BATCH_SIZE), "--log-samples", "--output-dir", str(out),
+    ]  # fmt: skip
+    env = os.environ | {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}  # accelerate: gloo on CPU
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    print(proc.stdout)
+
+    # one voice, one run folder: rank 0 writes and prints, rank 1 only computes
+    assert proc.stdout.count("results: ") == 1 and proc.stdout.count("| Average (H6)") == 1
+    assert proc.stderr.count("[1/6] arc: 25-shot") == 1
+    assert "data-parallel over 2 processes" in proc.stderr
+    (run_dir,) = [p for p in (out / "local__SmolLM2-135M-Instruct.Q4_1").iterdir()]
+    assert not run_dir.name.startswith(".inprogress")
+    parallel = read_results(run_dir)
+    assert parallel.settings.processes == 2 and single.results.settings.processes == 1
+
+    for one, two in zip(single.results.tasks, parallel.tasks, strict=True):
+        assert (one.key, one.documents) == (two.key, two.documents)
+        assert two.value == pytest.approx(one.value, abs=1e-6), one.key
+
+    # sample by sample: same prompts (the same few-shot exemplars), same choices, same generations
+    expected, got = _samples(single.run_dir), _samples(run_dir)
+    assert expected.keys() == got.keys() and len(expected) == 69  # 2 docs x 5 tasks (MMLU: 57), GSM8K x 2 filters
+    largest = 0.0
+    for key, sample in expected.items():
+        other = got[key]
+        assert other["arguments"] == sample["arguments"], key
+        if isinstance(sample["resps"][0][0], str):  # GSM8K: the generated text
+            assert other["resps"] == sample["resps"], key
+            continue
+        lls = [resp[0][0] for resp in sample["resps"]]  # one [log-likelihood, is-greedy] per choice
+        other_lls = [resp[0][0] for resp in other["resps"]]
+        largest = max(largest, *(abs(a - b) for a, b in zip(lls, other_lls, strict=True)))
+        assert lls.index(max(lls)) == other_lls.index(max(other_lls)), key
+    print(f"largest log-likelihood difference, 2 processes vs 1: {largest:.2e}")
+    assert largest < 1e-4
