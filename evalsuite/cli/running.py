@@ -15,6 +15,7 @@ from evalsuite.data import Level, verify_snapshot
 from evalsuite.errors import SuiteConfigError
 from evalsuite.evaluate import RunRequest, parse_batch_size, parse_seed, run_suite
 from evalsuite.interrupts import stop_on_signals
+from evalsuite.processes import launched_rank
 from evalsuite.runner import Backend
 from evalsuite.suite import load_suite
 
@@ -111,10 +112,11 @@ def run(
         interrupted = False
     if interrupted:
         gc.collect()  # lm-eval's progress bars, freed with the traceback, print their last line now, not after ours
-        typer.echo(
-            "interrupted: finished tasks and answered requests are saved; run the same command again to resume",
-            err=True,
-        )
+        if launched_rank() == 0:  # one voice in a data-parallel run
+            typer.echo(
+                "interrupted: finished tasks and answered requests are saved; run the same command again to resume",
+                err=True,
+            )
         raise typer.Exit(130)
     if outcome is None:
         return  # a data-parallel rank other than 0: rank 0 prints the results
