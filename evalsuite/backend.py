@@ -15,7 +15,9 @@ common preamble (MMLU's per-subject 5-shot prefix, TruthfulQA's fixed QA primer)
 positions that score a continuation go through the LM head. Requests with identical inputs (MMLU's one-token
 choices) are forwarded once, as HFLM does.
 
-Everything else (tokenization, truncation, generation for GSM8K, the request cache) is HFLM's.
+Tokenization, truncation, generation (GSM8K) and the request cache are HFLM's. Two things around them are
+this class's: under `--batch-size auto` it sizes generation batches from the free memory, and in a
+data-parallel launch it splits the forwards and generations across processes (evalsuite/processes.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +47,10 @@ DEFAULT_PACK_TOKENS = 1024
 # Requests join a pack only if they share at least this many leading tokens with it.
 MIN_SHARED_TOKENS = 16
 AUTO_BATCH_START = 64  # rows per forward that `--batch-size auto` tries first, halving on out-of-memory
+# Generation (GSM8K) under `--batch-size auto`: the KV cache of a batch may take this share of the free memory
+# (the rest is for the prefill's activations), and a batch holds at most this many prompts.
+GENERATION_MEMORY_SHARE = 0.6
+GENERATION_MAX_ROWS = 256
 
 
 @dataclass
@@ -179,6 +186,32 @@ def _build_batch(
     )
 
 
+def generation_rows(free_bytes: int, kv_bytes_per_token: int, tokens_per_row: int) -> int:
+    """Prompts per generation batch: as many as the KV cache of their full length (prompt and new tokens)
+    fits in a share of the free memory. A decode step of a large model costs about the same for 64 or
+    128 rows (bench/RESULTS.md), so the largest batch that fits is the fastest."""
+    rows = int(free_bytes * GENERATION_MEMORY_SHARE) // max(1, kv_bytes_per_token * tokens_per_row)
+    return max(1, min(GENERATION_MAX_ROWS, rows))
+
+
+def kv_bytes_per_token(config: Any, element_size: int) -> int:
+    """Bytes of KV cache one token takes across all layers (an upper bound for sliding-window models)."""
+    layers = int(config.num_hidden_layers)
+    heads = int(config.num_attention_heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or int(config.hidden_size) // heads)
+    return layers * 2 * kv_heads * head_dim * element_size
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    import os
+
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
@@ -278,15 +311,66 @@ class SharedPrefixLM(HFLM):
     def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
         """HFLM's generation, each rank generating for its share of the requests (GSM8K)."""
         if self.processes.count == 1:
-            return super().generate_until(requests, disable_tqdm)
+            return self._generate(requests, disable_tqdm)
         # HFLM batches by prompt length; the longest share sets the wall time, so balance on length
         share = self.processes.my_share(list(enumerate(requests)), cost=lambda item: len(item[1].args[0]))
-        texts = super().generate_until([request for _, request in share], disable_tqdm or not self.processes.is_main)
+        texts = self._generate([request for _, request in share], disable_tqdm or not self.processes.is_main)
         answers: list[str | None] = [None] * len(requests)
         for index, text in self.processes.gather_everywhere(list(zip([i for i, _ in share], texts, strict=True))):
             answers[index] = text
         assert all(a is not None for a in answers)
         return answers  # type: ignore[return-value]
+
+    def _generate(self, requests: list, disable_tqdm: bool) -> list[str]:
+        """HFLM's generation; under `--batch-size auto`, in batches sized by the KV cache they need.
+
+        HFLM's own `auto` probes full-length (max_length) forwards with full-vocabulary logits and tries at
+        most 64 rows, far below what GSM8K's ~1,000-token prompts allow. Here the batch is computed from the
+        free memory and the model's KV size, halved on out-of-memory, and handed to HFLM as a fixed size.
+        """
+        if self.batch_size != "auto" or not requests:
+            return super().generate_until(requests, disable_tqdm)
+        lengths = [len(self.tok_encode(request.args[0])) for request in requests]
+        new_tokens = max(self._max_new_tokens(request) for request in requests)
+        element_size = torch.empty((), dtype=self.mixed_precision_dtype or self.model.dtype).element_size()
+        rows = generation_rows(
+            free_memory_bytes(self.device),
+            kv_bytes_per_token(self.model.config, element_size),
+            min(self.max_length, max(lengths) + new_tokens),
+        )
+        log.info("generation: %d prompts per batch (KV cache sized to the free memory)", rows)
+        order = sorted(range(len(requests)), key=lambda i: -lengths[i])  # longest first: OOM shows up first
+        texts: list[str | None] = [None] * len(requests)
+        progress = tqdm(total=len(requests), disable=disable_tqdm, desc="Running generate_until requests")
+        start = 0
+        try:
+            while start < len(order):
+                chunk = order[start : start + rows]
+                self.batch_size_per_gpu = len(chunk)  # HFLM runs the chunk as one batch
+                try:
+                    out = super().generate_until([requests[i] for i in chunk], disable_tqdm=True)
+                except (torch.OutOfMemoryError, RuntimeError) as e:
+                    if not (_is_out_of_memory(e) and len(chunk) > 1):
+                        raise
+                    rows = len(chunk) // 2
+                    self.stats.oom_backoffs += 1
+                    log.warning("out of memory generating %d prompts at once; retrying with %d", len(chunk), rows)
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    continue
+                for i, text in zip(chunk, out, strict=True):
+                    texts[i] = text
+                progress.update(len(chunk))
+                start += len(chunk)
+        finally:
+            self.batch_size_per_gpu = "auto"
+            progress.close()
+        return texts  # type: ignore[return-value]
+
+    def _max_new_tokens(self, request) -> int:
+        from lm_eval.models.utils import normalize_gen_kwargs
+
+        return int(normalize_gen_kwargs(dict(request.args[1]), self.max_gen_toks)["max_gen_toks"])
 
     def _rows_per_forward(self, override_bs: int | None) -> int:
         if self.batch_size != "auto":
