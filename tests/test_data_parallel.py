@@ -89,3 +89,48 @@ def test_two_processes_give_the_single_process_results(real_run, gguf_path: Path
         assert lls.index(max(lls)) == other_lls.index(max(other_lls)), key
     print(f"largest log-likelihood difference, 2 processes vs 1: {largest:.2e}")
     assert largest < 1e-4
+
+
+def _rank_main(rank: int, port: int, results: dict) -> None:
+    import torch.distributed as dist
+
+    from evalsuite.errors import OutputDirError
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        processes = Processes(rank, 2)
+        state = processes.share({"run_id": "r1"} if rank == 0 else None)
+        gathered = processes.gather_everywhere([(rank, f"answer from {rank}")])
+        try:
+            processes.share(OutputDirError("out is in use by another evalsuite run") if rank == 0 else None)
+            failure = None
+        except Exception as e:  # noqa: BLE001 - recorded for the test to check
+            failure = (type(e).__name__, str(e))
+        results[rank] = (state, gathered, failure)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_rank_0_shares_values_and_failures_with_every_rank():
+    import multiprocessing
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with multiprocessing.get_context("spawn").Manager() as manager:
+        results = manager.dict()
+        ctx = multiprocessing.get_context("spawn")
+        ranks = [ctx.Process(target=_rank_main, args=(rank, port, results)) for rank in range(2)]
+        for p in ranks:
+            p.start()
+        for p in ranks:
+            p.join(timeout=120)
+        assert [p.exitcode for p in ranks] == [0, 0]
+        got = dict(results)
+    for rank in (0, 1):
+        state, gathered, failure = got[rank]
+        assert state == {"run_id": "r1"}
+        assert gathered == [(0, "answer from 0"), (1, "answer from 1")]
+    assert got[0][2] == ("OutputDirError", "out is in use by another evalsuite run")  # the original, on rank 0
+    assert got[1][2] == ("EvalsuiteError", "out is in use by another evalsuite run")  # one line, on the others
