@@ -251,10 +251,10 @@ class SharedPrefixLM(HFLM):
         override_bs: int | None = None,
     ) -> list[tuple[float, bool]]:
         if not self._can_pack():
-            share = self.processes.my_share(list(range(len(requests))), cost=lambda i: len(requests[i][1]))
-            mine = super()._loglikelihood_tokens([requests[i] for i in share], disable_tqdm, override_bs)
-            answers = dict(self.processes.gather_everywhere(list(zip(share, mine, strict=True))))
-            return [answers[i] for i in range(len(requests))]
+            plain = super()._loglikelihood_tokens
+            return self.processes.map(
+                requests, cost=lambda r: len(r[1]), compute=lambda mine: plain(mine, disable_tqdm, override_bs)
+            )
 
         scored = []
         for i, (_, context, continuation) in enumerate(requests):
@@ -310,16 +310,11 @@ class SharedPrefixLM(HFLM):
 
     def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
         """HFLM's generation, each rank generating for its share of the requests (GSM8K)."""
-        if self.processes.count == 1:
-            return self._generate(requests, disable_tqdm)
+        quiet = disable_tqdm or not self.processes.is_main
         # HFLM batches by prompt length; the longest share sets the wall time, so balance on length
-        share = self.processes.my_share(list(enumerate(requests)), cost=lambda item: len(item[1].args[0]))
-        texts = self._generate([request for _, request in share], disable_tqdm or not self.processes.is_main)
-        answers: list[str | None] = [None] * len(requests)
-        for index, text in self.processes.gather_everywhere(list(zip([i for i, _ in share], texts, strict=True))):
-            answers[index] = text
-        assert all(a is not None for a in answers)
-        return answers  # type: ignore[return-value]
+        return self.processes.map(
+            requests, cost=lambda r: len(r.args[0]), compute=lambda mine: self._generate(mine, quiet)
+        )
 
     def _generate(self, requests: list, disable_tqdm: bool) -> list[str]:
         """HFLM's generation; under `--batch-size auto`, in batches sized by the KV cache they need.

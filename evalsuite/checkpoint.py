@@ -60,8 +60,8 @@ class CheckpointState:
 class Checkpoint:
     """The in-progress folder of one run, held under an exclusive lock while this process works on it.
 
-    In a data-parallel run only rank 0 opens (and writes) it; the other ranks `follow` it: they keep their
-    request caches in it and skip the tasks rank 0 found finished, and write nothing else.
+    In a data-parallel run only rank 0 opens (and writes) it; the other ranks `follow` it: they skip the
+    tasks rank 0 found finished and write nothing.
     """
 
     def __init__(self, state: CheckpointState, lock: IO[str] | None) -> None:

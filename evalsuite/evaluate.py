@@ -339,8 +339,8 @@ def _fingerprint(
         "preset": request.preset,
         "seeds": list(request.seeds),
         "log_samples": request.log_samples,
-        # each rank's request cache holds its own share of the documents (absent for one process, so
-        # runs interrupted before this key existed still resume)
+        # a data-parallel run keeps no request cache, so it does not resume a run of another process count
+        # (absent for one process, so runs interrupted before this key existed still resume)
         **({"processes": processes.count} if processes.count > 1 else {}),
     }  # fmt: skip
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from evalsuite.errors import EvalsuiteError
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def launched_processes() -> int:
@@ -63,6 +64,16 @@ class Processes:
             if rank == self.rank:
                 mine.append(position)
         return [items[i] for i in sorted(mine)]
+
+    def map(self, items: Sequence[T], cost: Callable[[T], int], compute: Callable[[list[T]], list[R]]) -> list[R]:
+        """`compute` over `items`, each rank computing its share (`my_share`); every rank gets all results,
+        in the order of `items`."""
+        if self.count == 1:
+            return compute(list(items))
+        share = self.my_share(range(len(items)), cost=lambda i: cost(items[i]))
+        results = compute([items[i] for i in share])
+        by_index = dict(self.gather_everywhere(list(zip(share, results, strict=True))))
+        return [by_index[i] for i in range(len(items))]
 
     def gather_everywhere(self, items: list[T]) -> list[T]:
         """Every rank's `items`, concatenated in rank order, on every rank."""

@@ -32,12 +32,6 @@ def test_shares_cover_every_item_once_and_balance_cost(count: int):
         assert share == sorted(share)  # a rank keeps the input's order (packs stay longest first)
 
 
-def test_shares_are_the_same_on_every_call():
-    items = list(range(100))
-    first = Processes(1, 4).my_share(items, cost=lambda i: (i * 37) % 11)
-    assert first == Processes(1, 4).my_share(items, cost=lambda i: (i * 37) % 11)
-
-
 def _samples(run_dir: Path) -> dict[tuple[str, int, str], dict]:
     rows = {}
     for path in sorted((run_dir / "lm_eval").glob("samples_*.jsonl")):
