@@ -15,9 +15,12 @@ common preamble (MMLU's per-subject 5-shot prefix, TruthfulQA's fixed QA primer)
 positions that score a continuation go through the LM head. Requests with identical inputs (MMLU's one-token
 choices) are forwarded once, as HFLM does.
 
-Tokenization, truncation, generation (GSM8K) and the request cache are HFLM's. Two things around them are
-this class's: under `--batch-size auto` it sizes generation batches from the free memory, and in a
-data-parallel launch it splits the forwards and generations across processes (evalsuite/processes.py).
+Tokenization, truncation and the request cache are HFLM's. Generation (GSM8K) keeps HFLM's tokenization,
+stop strings and text clean-up, but greedy requests decode with continuous batching
+(evalsuite/generation.py): a prompt leaves the batch when its own answer is final and a waiting one takes
+its place, instead of a fixed batch decoding until its longest answer ends. Under `--batch-size auto` the
+number of prompts decoding at once comes from the free memory, and in a data-parallel launch the forwards
+and generations are split across processes (evalsuite/processes.py).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
+from evalsuite import generation
+from evalsuite.generation import is_out_of_memory
 from evalsuite.processes import Processes
 
 log = logging.getLogger(__name__)
@@ -212,8 +217,10 @@ def free_memory_bytes(device: torch.device) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def _is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+def _normalized_gen_kwargs(gen_kwargs: dict, default_max_gen_toks: int) -> dict:
+    from lm_eval.models.utils import normalize_gen_kwargs
+
+    return dict(normalize_gen_kwargs(dict(gen_kwargs), default_max_gen_toks))
 
 
 @register_model(MODEL_NAME)
@@ -283,7 +290,7 @@ class SharedPrefixLM(HFLM):
             try:
                 results = self._score(chunk)
             except (torch.OutOfMemoryError, RuntimeError) as e:
-                if not (_is_out_of_memory(e) and self.batch_size == "auto" and len(chunk) > 1):
+                if not (is_out_of_memory(e) and self.batch_size == "auto" and len(chunk) > 1):
                     raise
                 # back off and keep the smaller size for the (shorter) packs that follow
                 rows = len(chunk) // 2
@@ -317,23 +324,102 @@ class SharedPrefixLM(HFLM):
         )
 
     def _generate(self, requests: list, disable_tqdm: bool) -> list[str]:
+        """Greedy requests go through continuous batching (evalsuite/generation.py): a prompt leaves the
+        batch when its own answer is final and a waiting prompt takes its place. Anything else (sampling,
+        beam search, generation_config processors, sliding-window caches) goes through HFLM's batches."""
+        if not requests:
+            return []
+        why_not = self._continuous_unsupported(requests)
+        if why_not is None:
+            return self._generate_continuous(requests, disable_tqdm)
+        log.info("generation: lm-eval's batches (%s)", why_not)
+        return self._generate_in_batches(requests, disable_tqdm)
+
+    def _continuous_unsupported(self, requests: list) -> str | None:
+        if self.backend != "causal" or self.think_end_token is not None:
+            return "not a plain causal model"
+        for request in requests:
+            kwargs = _normalized_gen_kwargs(request.args[1], self.max_gen_toks)
+            extra = {k: v for k, v in kwargs.items() if k not in ("until", "max_gen_toks")}
+            if extra != {"do_sample": False, "temperature": 0.0}:
+                return f"generation settings {extra}"
+        return generation.supports(self.model)
+
+    def _generation_slots(self, prompt_lengths: Sequence[int], new_tokens: int) -> int:
+        """Prompts decoding at once: the batch size, or under `auto` as many as the KV cache of the longest
+        (prompt and new tokens) fits in a share of the free memory."""
+        if self.batch_size != "auto":
+            return int(self.batch_size)
+        element_size = torch.empty((), dtype=self.mixed_precision_dtype or self.model.dtype).element_size()
+        rows = generation_rows(
+            free_memory_bytes(self.device),
+            kv_bytes_per_token(self.model.config, element_size),
+            min(self.max_length, max(prompt_lengths) + new_tokens),
+        )
+        log.info("generation: %d prompts at once (KV cache sized to the free memory)", rows)
+        return rows
+
+    def _generate_continuous(self, requests: list, disable_tqdm: bool) -> list[str]:
+        from lm_eval.models.utils import handle_stop_sequences, postprocess_generated_text
+
+        eos_text = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
+        prompts, budgets, stops = [], [], []
+        for request in requests:  # tokenized, truncated and stopped as HFLM.generate_until does
+            kwargs = _normalized_gen_kwargs(request.args[1], self.max_gen_toks)
+            stops.append(handle_stop_sequences(kwargs.pop("until", None), eos=eos_text))
+            budgets.append(int(kwargs["max_gen_toks"]))
+            ids, _ = self.tok_batch_encode(
+                [request.args[0]], left_truncate_len=self.max_length - budgets[-1], truncation=self.truncation
+            )
+            prompts.append(ids[0].tolist())
+        order = sorted(range(len(requests)), key=lambda i: -len(prompts[i]))  # HFLM's order: longest first
+        # the stop check decodes only the last tokens, then confirms on the whole text
+        tail = max((len(s) for until in stops for s in until), default=0) + 2
+
+        def is_final(position: int, tokens: list[int]) -> bool:
+            until = [s for s in stops[order[position]] if s]
+            if not until or not any(s in self.tok_decode(tokens[-tail:]) for s in until):
+                return False
+            return any(s in self.tok_decode(tokens) for s in until)
+
+        texts: list[str | None] = [None] * len(requests)
+        progress = tqdm(total=len(requests), disable=disable_tqdm, desc="Running generate_until requests")
+
+        def on_final(position: int, tokens: list[int]) -> None:
+            i = order[position]
+            texts[i] = postprocess_generated_text(self.tok_decode(tokens), stops[i], None)
+            self.cache_hook.add_partial("generate_until", tuple(requests[i].args), texts[i])
+            progress.update(1)
+
+        generator = generation.ContinuousGreedy(
+            self.model,
+            slots=self._generation_slots([len(p) for p in prompts], max(budgets)),
+            eos=generation.eos_token_ids(self.model),
+            pad_token_id=self.tokenizer.pad_token_id,
+            is_final=is_final,
+            on_final=on_final,
+            autocast_dtype=self.mixed_precision_dtype,
+            backoff_on_oom=self.batch_size == "auto",
+        )
+        try:
+            generator.run([prompts[i] for i in order], [budgets[i] for i in order])
+        finally:
+            progress.close()
+            self.stats.oom_backoffs += generator.oom_backoffs
+        assert all(t is not None for t in texts)
+        return texts  # type: ignore[return-value]
+
+    def _generate_in_batches(self, requests: list, disable_tqdm: bool) -> list[str]:
         """HFLM's generation; under `--batch-size auto`, in batches sized by the KV cache they need.
 
         HFLM's own `auto` probes full-length (max_length) forwards with full-vocabulary logits and tries at
         most 64 rows, far below what GSM8K's ~1,000-token prompts allow. Here the batch is computed from the
         free memory and the model's KV size, halved on out-of-memory, and handed to HFLM as a fixed size.
         """
-        if self.batch_size != "auto" or not requests:
+        if self.batch_size != "auto":
             return super().generate_until(requests, disable_tqdm)
         lengths = [len(self.tok_encode(request.args[0])) for request in requests]
-        new_tokens = max(self._max_new_tokens(request) for request in requests)
-        element_size = torch.empty((), dtype=self.mixed_precision_dtype or self.model.dtype).element_size()
-        rows = generation_rows(
-            free_memory_bytes(self.device),
-            kv_bytes_per_token(self.model.config, element_size),
-            min(self.max_length, max(lengths) + new_tokens),
-        )
-        log.info("generation: %d prompts per batch (KV cache sized to the free memory)", rows)
+        rows = self._generation_slots(lengths, max(self._max_new_tokens(request) for request in requests))
         order = sorted(range(len(requests)), key=lambda i: -lengths[i])  # longest first: OOM shows up first
         texts: list[str | None] = [None] * len(requests)
         progress = tqdm(total=len(requests), disable=disable_tqdm, desc="Running generate_until requests")
@@ -345,7 +431,7 @@ class SharedPrefixLM(HFLM):
                 try:
                     out = super().generate_until([requests[i] for i in chunk], disable_tqdm=True)
                 except (torch.OutOfMemoryError, RuntimeError) as e:
-                    if not (_is_out_of_memory(e) and len(chunk) > 1):
+                    if not (is_out_of_memory(e) and len(chunk) > 1):
                         raise
                     rows = len(chunk) // 2
                     self.stats.oom_backoffs += 1
@@ -363,9 +449,7 @@ class SharedPrefixLM(HFLM):
         return texts  # type: ignore[return-value]
 
     def _max_new_tokens(self, request) -> int:
-        from lm_eval.models.utils import normalize_gen_kwargs
-
-        return int(normalize_gen_kwargs(dict(request.args[1]), self.max_gen_toks)["max_gen_toks"])
+        return int(_normalized_gen_kwargs(request.args[1], self.max_gen_toks)["max_gen_toks"])
 
     def _rows_per_forward(self, override_bs: int | None) -> int:
         if self.batch_size != "auto":

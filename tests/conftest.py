@@ -38,6 +38,14 @@ def gguf_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def model_folder(gguf_path: Path) -> str:
+    """The demo model as a Hugging Face folder (the GGUF dequantized once into the cache)."""
+    from evalsuite.model_ref import parse_model_ref, prepare_model
+
+    return prepare_model(parse_model_ref(str(gguf_path))).pretrained
+
+
+@pytest.fixture(scope="session")
 def real_run(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory):
     """One real `evalsuite run` of all six tasks over the sample rows, shared by the real-stack tests."""
     from evalsuite.evaluate import RunRequest, run_suite

@@ -9,14 +9,10 @@ import pytest
 import torch
 
 from evalsuite.backend import (
-    GENERATION_MAX_ROWS,
-    GENERATION_MEMORY_SHARE,
     MIN_SHARED_TOKENS,
     SharedPrefixLM,
     _build_batch,
     _Request,
-    generation_rows,
-    kv_bytes_per_token,
     pack_requests,
     rows_in_next_forward,
 )
@@ -109,13 +105,6 @@ def test_packed_rows_give_each_request_its_own_positions_and_attention():
 # --- the real model, against lm-eval's own HFLM
 
 
-@pytest.fixture(scope="module")
-def model_folder(gguf_path) -> str:
-    from evalsuite.model_ref import parse_model_ref, prepare_model
-
-    return prepare_model(parse_model_ref(str(gguf_path))).pretrained
-
-
 def _lms(folder: str, batch_size: int | str, **extra):
     from lm_eval.models.huggingface import HFLM
 
@@ -181,55 +170,3 @@ def test_out_of_memory_with_a_fixed_batch_size_is_not_hidden(model_folder: str, 
     monkeypatch.setattr(shared, "_score", oom)
     with pytest.raises(torch.OutOfMemoryError):
         shared._loglikelihood_tokens(_synthetic_requests(random.Random(2), vocab=1000), disable_tqdm=True)
-
-
-# --- generation (GSM8K) under --batch-size auto
-
-
-def test_generation_batch_fills_a_share_of_the_free_memory_with_kv_cache():
-    from transformers import LlamaConfig
-
-    solar = LlamaConfig(num_hidden_layers=48, hidden_size=4096, num_attention_heads=32, num_key_value_heads=8)
-    per_token = kv_bytes_per_token(solar, element_size=2)
-    assert per_token == 48 * 2 * 8 * 128 * 2  # K and V, 8 KV heads of 128, bf16: 192 KiB
-    # one H100 after the 10.7B weights: ~57 GB free; GSM8K prompts up to ~1,000 tokens + 256 new
-    rows = generation_rows(57 * 10**9, per_token, 1000 + 256)
-    assert rows == int(57 * 10**9 * GENERATION_MEMORY_SHARE) // (per_token * 1256)
-    assert 64 < rows < GENERATION_MAX_ROWS  # more than lm-eval's auto ever tries (64)
-    assert generation_rows(10**15, per_token, 1256) == GENERATION_MAX_ROWS
-    assert generation_rows(10**6, per_token, 1256) == 1  # never zero
-
-
-def _gsm8k_like(count: int) -> list:
-    from lm_eval.api.instance import Instance
-
-    gen = {"until": ["Question:"], "do_sample": False, "max_gen_toks": 6}
-    prompts = [f"Question: What is {n} plus {n * 3}?{' Think.' * (n % 4)}\nAnswer:" for n in range(count)]
-    return [Instance("generate_until", doc={}, arguments=(p, gen), idx=0) for p in prompts]
-
-
-def test_auto_generation_backs_off_on_out_of_memory_and_matches_fixed_batches(
-    model_folder: str, monkeypatch: pytest.MonkeyPatch
-):
-    from lm_eval.models.huggingface import HFLM
-
-    requests = _gsm8k_like(7)
-    _, fixed = _lms(model_folder, batch_size=2)
-    expected = fixed.generate_until(requests, disable_tqdm=True)
-
-    _, auto = _lms(model_folder, batch_size="auto")
-    real_generate = HFLM.generate_until
-    batches = []
-
-    def generate_or_oom(self, chunk, disable_tqdm=False):
-        if len(chunk) > 3:  # all 7 fit the free memory; the "GPU" takes 3
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        assert self.batch_size == len(chunk)  # HFLM runs each chunk as one batch
-        batches.append(len(chunk))
-        return real_generate(self, chunk, disable_tqdm)
-
-    monkeypatch.setattr(HFLM, "generate_until", generate_or_oom)
-    got = auto.generate_until(requests, disable_tqdm=True)
-    assert got == expected  # same texts, in the caller's order
-    assert auto.stats.oom_backoffs >= 1 and batches == [3, 3, 1]
-    assert auto.batch_size == "auto"  # restored for the next task

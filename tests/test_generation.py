@@ -1,0 +1,187 @@
+"""GSM8K generation in the shared-prefix backend: continuous batching (evalsuite/generation.py) gives the
+texts lm-eval's HFLM gives, on the real SmolLM2 model and real GSM8K rows, in fewer decode steps; batch
+sizing and out-of-memory back-off; lm-eval's own batches where continuous batching does not apply."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from evalsuite.backend import (
+    GENERATION_MAX_ROWS,
+    GENERATION_MEMORY_SHARE,
+    SharedPrefixLM,
+    generation_rows,
+    kv_bytes_per_token,
+)
+from evalsuite.generation import ContinuousGreedy, eos_token_ids, supports
+from evalsuite.paths import sample_data_dir
+
+# lm-eval's gsm8k generation settings, with a smaller token budget to keep the test short
+GSM8K_GEN = {"until": ["Question:", "</s>", "<|im_end|>"], "do_sample": False, "temperature": 0.0}
+
+
+def _lms(folder: str, batch_size: int | str):
+    from lm_eval.models.huggingface import HFLM
+
+    args = {"pretrained": folder, "dtype": "float32", "device": "cpu", "batch_size": batch_size}
+    return HFLM(**args), SharedPrefixLM(**args)
+
+
+def _gsm8k_requests(count: int, max_gen_toks: int, shots: int = 2) -> list:
+    """lm-eval's GSM8K prompt shape ("Question: ...\\nAnswer: ...") from the sample rows."""
+    from lm_eval.api.instance import Instance
+
+    def rows(split: str) -> list[dict]:
+        return [json.loads(line) for line in (sample_data_dir() / "gsm8k" / f"{split}.jsonl").read_text().splitlines()]
+
+    train, test = rows("train"), rows("test")
+    gen = {**GSM8K_GEN, "max_gen_toks": max_gen_toks}
+    requests = []
+    for n, doc in enumerate(test[:count]):
+        exemplars = train[n : n + shots]  # different exemplars per document, as lm-eval draws them
+        context = "".join(f"Question: {r['question']}\nAnswer: {r['answer']}\n\n" for r in exemplars)
+        prompt = f"{context}Question: {doc['question']}\nAnswer:"
+        requests.append(Instance("generate_until", doc={}, arguments=(prompt, dict(gen)), idx=0))
+    return requests
+
+
+def _count_forwards(lm) -> list[int]:
+    rows: list[int] = []
+    lm.model.register_forward_pre_hook(
+        lambda _m, args, kwargs: rows.append(int(kwargs["input_ids"].shape[0])), with_kwargs=True
+    )
+    return rows
+
+
+# --- the real model against lm-eval's HFLM
+
+
+def test_continuous_batching_gives_hflm_texts_in_fewer_steps(model_folder: str):
+    requests = _gsm8k_requests(9, max_gen_toks=64)
+    plain, shared = _lms(model_folder, batch_size=3)
+    plain_forwards, shared_forwards = _count_forwards(plain), _count_forwards(shared)
+    expected = plain.generate_until(requests, disable_tqdm=True)
+    got = shared.generate_until(requests, disable_tqdm=True)
+    assert got == expected  # text by text, in the caller's order
+    # some answers stop at "Question:" early and some run to the budget: that is what there is to save
+    lengths = [len(shared.tok_encode(text)) for text in got]
+    assert min(lengths) < 32 and max(lengths) >= 48
+    assert max(shared_forwards) <= 3  # never more rows than the batch size
+    assert len(shared_forwards) < len(plain_forwards)  # decode steps (and prefills)
+    assert sum(shared_forwards) < sum(plain_forwards)  # rows decoded
+
+
+def test_generated_tokens_equal_generate_prompt_by_prompt(model_folder: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_folder)
+    model = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32).eval()
+    assert supports(model) is None
+    # prompts of very different lengths, so rows joining the batch are padded, and left padding trimmed
+    prompts = [tokenizer(r.args[0])["input_ids"][-(120 + 90 * i) :] for i, r in enumerate(_gsm8k_requests(6, 1))]
+    expected = []
+    for prompt in prompts:
+        out = model.generate(
+            torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+            max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+        )  # fmt: skip
+        expected.append(out[0, len(prompt) :].tolist())
+    finished: list[int] = []
+    generator = ContinuousGreedy(
+        model, slots=2, eos=eos_token_ids(model), pad_token_id=tokenizer.pad_token_id,
+        is_final=lambda i, tokens: len(tokens) >= 4 + 3 * i,  # rows leave at different steps
+        on_final=lambda i, tokens: finished.append(i),
+    )  # fmt: skip
+    got = generator.run(prompts, [24] * len(prompts))
+    assert sorted(finished) == list(range(len(prompts)))
+    for i, tokens in enumerate(got):
+        assert tokens == expected[i][: len(tokens)]
+        assert len(tokens) == min(4 + 3 * i, len(expected[i]))
+
+
+# --- batch size under --batch-size auto, and out of memory
+
+
+def test_generation_batch_fills_a_share_of_the_free_memory_with_kv_cache():
+    from transformers import LlamaConfig
+
+    solar = LlamaConfig(num_hidden_layers=48, hidden_size=4096, num_attention_heads=32, num_key_value_heads=8)
+    per_token = kv_bytes_per_token(solar, element_size=2)
+    assert per_token == 48 * 2 * 8 * 128 * 2  # K and V, 8 KV heads of 128, bf16: 192 KiB
+    # one H100 after the 10.7B weights: ~57 GB free; GSM8K prompts up to ~1,000 tokens + 256 new
+    rows = generation_rows(57 * 10**9, per_token, 1000 + 256)
+    assert rows == int(57 * 10**9 * GENERATION_MEMORY_SHARE) // (per_token * 1256)
+    assert 64 < rows < GENERATION_MAX_ROWS  # more than lm-eval's auto ever tries (64)
+    assert generation_rows(10**15, per_token, 1256) == GENERATION_MAX_ROWS
+    assert generation_rows(10**6, per_token, 1256) == 1  # never zero
+
+
+def _fail_above(lm, rows: int) -> None:
+    """Make the model raise CUDA's out-of-memory error on forwards of more than `rows` rows."""
+
+    def forward_or_oom(_module, args, kwargs):
+        if kwargs["input_ids"].shape[0] > rows:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    lm.model.register_forward_pre_hook(forward_or_oom, with_kwargs=True)
+
+
+def test_auto_generation_backs_off_on_out_of_memory_with_the_same_texts(model_folder: str):
+    requests = _gsm8k_requests(7, max_gen_toks=24)
+    plain, _ = _lms(model_folder, batch_size=2)
+    expected = plain.generate_until(requests, disable_tqdm=True)
+
+    _, auto = _lms(model_folder, batch_size="auto")
+    _fail_above(auto, 3)  # the free memory allows all 7; the "GPU" takes 3
+    got = auto.generate_until(requests, disable_tqdm=True)
+    assert got == expected
+    assert auto.stats.oom_backoffs >= 1
+
+
+def test_out_of_memory_with_a_fixed_batch_size_is_raised(model_folder: str):
+    _, fixed = _lms(model_folder, batch_size=4)
+    _fail_above(fixed, 2)
+    with pytest.raises(torch.OutOfMemoryError):
+        fixed.generate_until(_gsm8k_requests(4, max_gen_toks=4), disable_tqdm=True)
+
+
+# --- where continuous batching does not apply: lm-eval's batches
+
+
+def test_generation_config_processors_keep_lm_evals_batches(model_folder: str, monkeypatch: pytest.MonkeyPatch):
+    from lm_eval.models.huggingface import HFLM
+
+    requests = _gsm8k_requests(7, max_gen_toks=12)
+    plain, auto = _lms(model_folder, batch_size="auto")
+    fixed, _ = _lms(model_folder, batch_size=2)
+    for lm in (plain, auto, fixed):  # a penalty generate applies on its own: greedy choices change
+        lm.model.generation_config.repetition_penalty = 1.3
+    assert "repetition_penalty" in supports(auto.model)
+    expected = fixed.generate_until(requests, disable_tqdm=True)
+
+    real_generate = HFLM.generate_until
+    batches = []
+
+    def generate_or_oom(self, chunk, disable_tqdm=False):
+        if len(chunk) > 3:  # all 7 fit the free memory; the "GPU" takes 3
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        assert self.batch_size == len(chunk)  # HFLM runs each chunk as one batch
+        batches.append(len(chunk))
+        return real_generate(self, chunk, disable_tqdm)
+
+    monkeypatch.setattr(HFLM, "generate_until", generate_or_oom)
+    got = auto.generate_until(requests, disable_tqdm=True)
+    assert got == expected  # same texts, in the caller's order
+    assert auto.stats.oom_backoffs >= 1 and batches == [3, 3, 1]
+    assert auto.batch_size == "auto"  # restored for the next task
+
+
+def test_sampling_keeps_lm_evals_generation(model_folder: str):
+    _, shared = _lms(model_folder, batch_size=2)
+    sampled = _gsm8k_requests(1, max_gen_toks=4)
+    sampled[0].args[1].update(do_sample=True, temperature=0.7)
+    assert "do_sample" in shared._continuous_unsupported(sampled)
+    assert shared._continuous_unsupported(_gsm8k_requests(2, max_gen_toks=4)) is None
