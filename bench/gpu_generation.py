@@ -7,6 +7,13 @@ prefill and N decode steps through `model.generate` for each configuration. The 
 only their lengths matter here).
 
     python bench/gpu_generation.py --data-dir ../shared/data/h6 --tokenizer TOKENIZER_FOLDER
+    python bench/gpu_generation.py ... --schedule 276 --batches 138    # fixed batches vs continuous
+
+`--schedule N` compares the two ways of scheduling N prompts: lm-eval's fixed batches (`model.generate`,
+a batch decodes until its longest answer ends) and evalsuite's continuous batching
+(evalsuite/generation.py). A random model never stops on its own, so each prompt stops at the length of
+its GSM8K reference answer plus the "\n\nQuestion:" that ends it (capped at 256 tokens), a stand-in for
+the answer lengths of a model that solves the task; both schedules get the same lengths.
 """
 
 from __future__ import annotations
@@ -23,16 +30,84 @@ sys.path.insert(0, str(REPO))
 
 from gpu import SOLAR_10_7B, TINY, _sync, build_model  # noqa: E402
 
+MAX_NEW_TOKENS = 256  # lm-eval's max_gen_toks for gsm8k
+
+
+def _rows(data_dir: Path, split: str) -> list[dict]:
+    lines = (data_dir / "gsm8k" / f"{split}.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
 
 def gsm8k_prompts(data_dir: Path, count: int) -> list[str]:
     """GSM8K-shaped 5-shot prompts from the real rows (train exemplars, test questions)."""
+    shots = "".join(f"Question: {r['question']}\nAnswer: {r['answer']}\n\n" for r in _rows(data_dir, "train")[:5])
+    return [f"{shots}Question: {r['question']}\nAnswer:" for r in _rows(data_dir, "test")[:count]]
 
-    def rows(split: str) -> list[dict]:
-        lines = (data_dir / "gsm8k" / f"{split}.jsonl").read_text().splitlines()
-        return [json.loads(line) for line in lines]
 
-    shots = "".join(f"Question: {r['question']}\nAnswer: {r['answer']}\n\n" for r in rows("train")[:5])
-    return [f"{shots}Question: {r['question']}\nAnswer:" for r in rows("test")[:count]]
+def answer_lengths(data_dir: Path, tokenizer, count: int) -> list[int]:
+    """Tokens of each reference answer and the stop string after it, capped at MAX_NEW_TOKENS."""
+    answers = [f" {r['answer']}\n\nQuestion:" for r in _rows(data_dir, "test")[:count]]
+    return [min(MAX_NEW_TOKENS, len(tokenizer(a, add_special_tokens=False)["input_ids"])) for a in answers]
+
+
+def compare_schedules(model, tokenizer, prompts: list[str], lengths: list[int], batch: int, device: str) -> None:
+    """Fixed batches (model.generate, a row stops at its length) vs continuous batching, same lengths."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    from evalsuite.generation import ContinuousGreedy
+
+    vocab = model.config.vocab_size
+    ids = [[t % vocab for t in tokenizer(p, add_special_tokens=False)["input_ids"]] for p in prompts]
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # lm-eval's order: longest prompt first
+
+    class StopAtLength(StoppingCriteria):
+        def __init__(self, start: int, targets: list[int]) -> None:
+            self.start, self.targets = start, torch.tensor(targets, device=device)
+
+        def __call__(self, input_ids, scores, **kwargs):
+            return (input_ids.shape[1] - self.start) >= self.targets
+
+    _sync(device)
+    started, fixed_steps = time.perf_counter(), 0
+    with torch.no_grad():
+        for first in range(0, len(order), batch):
+            chunk = order[first : first + batch]
+            width = max(len(ids[i]) for i in chunk)
+            input_ids = torch.zeros((len(chunk), width), dtype=torch.long)
+            mask = torch.zeros_like(input_ids)
+            for row, i in enumerate(chunk):
+                input_ids[row, width - len(ids[i]) :] = torch.tensor(ids[i])
+                mask[row, width - len(ids[i]) :] = 1
+            stop = StopAtLength(width, [lengths[i] for i in chunk])
+            model.generate(
+                input_ids=input_ids.to(device), attention_mask=mask.to(device), max_new_tokens=MAX_NEW_TOKENS,
+                do_sample=False, pad_token_id=0, eos_token_id=None, stopping_criteria=StoppingCriteriaList([stop]),
+            )  # fmt: skip
+            fixed_steps += max(lengths[i] for i in chunk)
+    _sync(device)
+    fixed = time.perf_counter() - started
+
+    generator = ContinuousGreedy(
+        model, slots=batch, eos=set(), pad_token_id=0,
+        is_final=lambda position, tokens: len(tokens) >= lengths[order[position]],
+    )  # fmt: skip
+    _sync(device)
+    started = time.perf_counter()
+    generator.run([ids[i] for i in order], [MAX_NEW_TOKENS] * len(order))
+    _sync(device)
+    continuous = time.perf_counter() - started
+
+    scale = 1319 / len(prompts) / 60
+    print(
+        f"{len(prompts)} prompts, {batch} at once, answers of {min(lengths)}-{max(lengths)} tokens "
+        f"(mean {sum(lengths) / len(lengths):.0f}):\n"
+        f"  fixed batches (lm-eval): {fixed:.1f}s, {fixed_steps} decode steps; "
+        f"1,319 documents: {fixed * scale:.1f} min\n"
+        f"  continuous (evalsuite):  {continuous:.1f}s, {generator.steps} decode steps; 1,319 documents: "
+        f"{continuous * scale:.1f} min; ratio {continuous / fixed:.2f}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -45,6 +120,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--profile", action="store_true", help="top operators of 8 decode steps (first config)")
+    parser.add_argument("--schedule", type=int, help="compare fixed and continuous batching on this many prompts")
     args = parser.parse_args()
 
     import torch
@@ -56,6 +132,12 @@ def main() -> None:
     config = TINY if args.tiny else SOLAR_10_7B
     model = build_model(config, args.device, torch.bfloat16)
     batches = [int(b) for b in args.batches.split(",")]
+    if args.schedule:
+        prompts = gsm8k_prompts(args.data_dir, args.schedule)
+        lengths = answer_lengths(args.data_dir, tokenizer, args.schedule)
+        for batch in batches:
+            compare_schedules(model, tokenizer, prompts, lengths, batch, args.device)
+        return
     prompts = gsm8k_prompts(args.data_dir, max(batches))
 
     def generate(batch: int, cache: str, new_tokens: int) -> float:

@@ -35,3 +35,16 @@ def test_gpu_benchmark_runs_on_a_toy_model(gguf_path: Path, tmp_path: Path):
         assert task["same_choices"] == 1.0 and task["max_abs_diff"] < 1e-4, task
     assert report["gsm8k_seconds"] > 0 and report["projected_minutes"]["evalsuite"] > 0
     assert "projected full H6" in done.stdout
+
+
+def test_generation_schedule_benchmark_runs_on_a_toy_model(model_folder: str):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu_generation.py"), "--tiny", "--device", "cpu",
+         "--tokenizer", model_folder, "--data-dir", str(SAMPLE_DATA), "--schedule", "12", "--batches", "4"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    fixed, continuous = (line for line in done.stdout.splitlines() if "decode steps" in line)
+    steps = [int(line.split(" decode steps")[0].rsplit(" ", 1)[-1]) for line in (fixed, continuous)]
+    # the same answer lengths, scheduled two ways: continuous batching needs fewer steps
+    assert 0 < steps[1] < steps[0], done.stdout
