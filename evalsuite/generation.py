@@ -139,13 +139,22 @@ class _Batch:
         self.mask = F.pad(self.mask, (columns, 0))
 
     def extend(self, other: _Batch) -> None:
-        """Append other's rows (both right-aligned: the shorter is padded on the left)."""
-        width = max(self.columns, other.columns)
-        self.left_pad(width - self.columns)
-        other.left_pad(width - other.columns)
-        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
-            mine.keys = torch.cat([mine.keys, theirs.keys])
-            mine.values = torch.cat([mine.values, theirs.values])
+        """Append other's rows (both right-aligned: the shorter is padded on the left). Out of memory
+        half-way leaves this batch as it was, so the caller can back off."""
+        rows, columns = len(self.prompts), self.columns
+        width = max(columns, other.columns)
+        try:
+            self.left_pad(width - columns)
+            other.left_pad(width - other.columns)
+            for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+                mine.keys = torch.cat([mine.keys, theirs.keys])
+                mine.values = torch.cat([mine.values, theirs.values])
+        except (torch.OutOfMemoryError, RuntimeError):
+            for layer in self.cache.layers:  # the last `columns` columns of the first `rows` rows
+                layer.keys = layer.keys[:rows, :, layer.keys.shape[2] - columns :, :]
+                layer.values = layer.values[:rows, :, layer.values.shape[2] - columns :, :]
+            self.mask = self.mask[:rows, self.mask.shape[1] - columns :]
+            raise
         self.mask = torch.cat([self.mask, other.mask])
         self.positions = torch.cat([self.positions, other.positions])
         self.last = torch.cat([self.last, other.last])
@@ -217,13 +226,13 @@ class ContinuousGreedy:
                 batch.keep([r for r, alive in enumerate(batch.live) if alive])
             chosen = [self._waiting.popleft() for _ in range(admit)]
             try:
-                new = self._forward_and_catch(self._prefill, chosen)
+                new = self._backing_off(self._prefill, chosen)
+                if batch is None:
+                    return new
+                self._backing_off(batch.extend, new)
             except _OutOfMemory:
                 self._waiting.extendleft(reversed(chosen))
                 return self._shrink(batch, live + len(chosen))
-            if batch is None:
-                return new
-            batch.extend(new)
             return batch
         if batch is not None and dead and (dead >= threshold or not self._waiting):
             batch.keep([r for r, alive in enumerate(batch.live) if alive])
@@ -286,14 +295,15 @@ class ContinuousGreedy:
 
     def _guarded(self, step: Callable[[_Batch], _Batch], batch: _Batch) -> _Batch | None:
         try:
-            return self._forward_and_catch(step, batch)
+            return self._backing_off(step, batch)
         except _OutOfMemory:
             batch.drop_partial_step()
             return self._shrink(batch, sum(batch.live))
 
-    def _forward_and_catch(self, forward, argument):
+    def _backing_off(self, call, argument):
+        """call(argument); an out-of-memory error this generator may back off from becomes _OutOfMemory."""
         try:
-            return forward(argument)
+            return call(argument)
         except (torch.OutOfMemoryError, RuntimeError) as e:
             if not (self.backoff_on_oom and is_out_of_memory(e)):
                 raise

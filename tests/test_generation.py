@@ -16,7 +16,7 @@ from evalsuite.backend import (
     generation_rows,
     kv_bytes_per_token,
 )
-from evalsuite.generation import ContinuousGreedy, eos_token_ids, supports
+from evalsuite.generation import ContinuousGreedy, _Batch, eos_token_ids, supports
 from evalsuite.paths import sample_data_dir
 
 # lm-eval's gsm8k generation settings, with a smaller token budget to keep the test short
@@ -185,3 +185,71 @@ def test_sampling_keeps_lm_evals_generation(model_folder: str):
     sampled[0].args[1].update(do_sample=True, temperature=0.7)
     assert "do_sample" in shared._continuous_unsupported(sampled)
     assert shared._continuous_unsupported(_gsm8k_requests(2, max_gen_toks=4)) is None
+
+
+def test_out_of_memory_half_way_through_a_decode_step_backs_off_with_the_same_tokens(model_folder: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_folder)
+    model = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32).eval()
+    prompts = [tokenizer(r.args[0])["input_ids"][-(100 + 40 * i) :] for i, r in enumerate(_gsm8k_requests(5, 1))]
+    expected = ContinuousGreedy(model, slots=1, eos=set(), pad_token_id=0).run(prompts, [12] * 5)
+
+    # the 3rd decode step of 4 rows fails in the middle layer: the layers before it already cached its column
+    steps_of_four = []
+
+    def middle_layer_oom(_module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        if hidden.shape[:2] == (4, 1):
+            steps_of_four.append(1)
+            if len(steps_of_four) == 3:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    model.model.layers[len(model.model.layers) // 2].register_forward_pre_hook(middle_layer_oom, with_kwargs=True)
+    generator = ContinuousGreedy(model, slots=4, eos=set(), pad_token_id=0, backoff_on_oom=True)
+    got = generator.run(prompts, [12] * 5)
+    assert len(steps_of_four) == 3 and generator.oom_backoffs == 1 and generator.slots == 2
+    assert got == expected
+
+
+def _toy_batch(rows: int, columns: int, first_prompt: int) -> _Batch:
+    from transformers import DynamicCache
+
+    layers = [(torch.randn(rows, 2, columns, 4), torch.randn(rows, 2, columns, 4)) for _ in range(3)]
+    return _Batch(
+        prompts=list(range(first_prompt, first_prompt + rows)), live=[True] * rows,
+        cache=DynamicCache(ddp_cache_data=layers), mask=torch.ones(rows, columns, dtype=torch.long),
+        positions=torch.full((rows,), columns), last=torch.zeros(rows, dtype=torch.long),
+    )  # fmt: skip
+
+
+def test_merged_rows_are_right_aligned_and_a_failed_merge_changes_nothing(monkeypatch: pytest.MonkeyPatch):
+    from evalsuite import generation
+
+    batch, new = _toy_batch(2, 5, first_prompt=0), _toy_batch(1, 8, first_prompt=2)
+    before = [(layer.keys.clone(), layer.values.clone()) for layer in batch.cache.layers]
+    real_cat, calls = torch.cat, []
+
+    def cat_fails_on_the_third_call(tensors, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the second layer's keys: the first layer is already merged
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real_cat(tensors, *args, **kwargs)
+
+    monkeypatch.setattr(generation.torch, "cat", cat_fails_on_the_third_call)
+    with pytest.raises(torch.OutOfMemoryError):
+        batch.extend(new)
+    monkeypatch.undo()
+    assert batch.mask.tolist() == [[1] * 5] * 2 and batch.prompts == [0, 1]
+    for layer, (keys, values) in zip(batch.cache.layers, before, strict=True):
+        assert torch.equal(layer.keys, keys) and torch.equal(layer.values, values)
+
+    new = _toy_batch(1, 8, first_prompt=2)
+    batch.extend(new)  # now it fits: the old rows are padded on the left to the new row's 8 columns
+    assert batch.prompts == [0, 1, 2] and batch.mask.tolist() == [[0, 0, 0] + [1] * 5] * 2 + [[1] * 8]
+    first = batch.cache.layers[0]
+    assert first.keys.shape == (3, 2, 8, 4) and torch.equal(first.keys[:2, :, 3:], before[0][0])
+    assert not first.keys[:2, :, :3].any()  # padding is zeros, and masked
+    batch.keep([0, 1])  # the long row leaves: the columns that are padding in both rows left are dropped
+    assert batch.prompts == [0, 1] and batch.columns == 5 and batch.mask.tolist() == [[1] * 5] * 2
+    assert torch.equal(batch.cache.layers[0].keys, before[0][0])
