@@ -6,8 +6,10 @@ requests of the suite (leaderboard shot counts, rows from --data-dir) with --tok
 into the 32000-token vocabulary: lengths are what matter here), and scores them through lm-eval's HFLM
 and through evalsuite's shared-prefix backend. Per task it prints requests, tokens forwarded, seconds,
 tokens/s, MFU against a bf16 matmul peak measured on the spot, and the agreement of the two backends'
-choices. Finally it projects the full H6 wall time (all documents; GSM8K from a timed batch of greedy
-generations, which a random model never stops early, so that part is an upper bound).
+choices. Finally it projects the full H6 wall time (all documents; GSM8K from a timed fixed batch of
+greedy generations, which a random model never stops early, counted the same for both backends: an upper
+bound. How much evalsuite's continuous batching saves on GSM8K is measured by
+`bench/gpu_generation.py --schedule`, which stops each prompt at its reference answer's length).
 
     python bench/gpu.py --data-dir ../shared/data/h6 --tokenizer .cache/evalsuite/gguf/<SmolLM2 folder>
     python bench/gpu.py --tiny --device cpu ...     # the same code on a toy-sized model (a smoke test)
@@ -272,7 +274,8 @@ def main() -> None:
         per_document = generation_seconds / len(prompts)
         projection["gsm8k"] = (generation_seconds, generation_seconds, full_documents / len(prompts))
         print(f"gsm8k: {len(prompts)} prompts x {args.max_gen_tokens} new tokens in {generation_seconds:.1f}s "
-              f"({per_document:.2f}s per document)", flush=True)  # fmt: skip
+              f"({per_document:.2f}s per document; fixed batch, the same for both backends here: "
+              f"continuous batching is timed by bench/gpu_generation.py --schedule)", flush=True)  # fmt: skip
 
     plain_total = sum(p * scale for p, _, scale in projection.values())
     ours_total = sum(o * scale for _, o, scale in projection.values())
