@@ -39,6 +39,12 @@ log = logging.getLogger(__name__)
 # row would mean a prefill and a copy of the whole KV cache almost every step on a large batch.
 REFILL_SHARE = 1 / 8
 
+# Columns each layer's KV buffers hold beyond what is cached, so that a decode step writes its column in
+# place. DynamicLayer appends with `torch.cat`, a copy of the whole cache at every step: ~20% of a decode
+# step at 8 rows of ~900 tokens on the 2-core CPU (bench/RESULTS.md). Here a copy happens once per this many
+# steps, and when rows join or leave.
+SPARE_COLUMNS = 64
+
 # generation_config fields under which `generate` changes greedy choices (logits processors); with any of
 # them set to something other than these neutral values, the caller keeps lm-eval's path.
 _NEUTRAL_GENERATION_SETTINGS: dict[str, tuple] = {
@@ -94,6 +100,81 @@ def eos_token_ids(model: torch.nn.Module) -> set[int]:
 
 def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+class _InPlaceLayer(DynamicLayer):
+    """A DynamicLayer whose keys and values are views of larger buffers: `update` writes the new columns
+    into the spare ones. Code that changes the batch's rows or padding replaces `keys` and `values` with
+    new tensors, as `_Batch` and DynamicLayer's own methods do; the buffers are then let go at once (not
+    held beside the new tensors), and the next update copies the cache into fresh buffers with
+    SPARE_COLUMNS to spare, as it does when the spare columns run out."""
+
+    def __init__(self, **kwargs) -> None:
+        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+        super().__init__(**kwargs)
+
+    @property
+    def keys(self) -> torch.Tensor | None:
+        return self._keys
+
+    @keys.setter
+    def keys(self, tensor: torch.Tensor | None) -> None:
+        self._keys = tensor
+        if self._buffers is not None and not (tensor is not None and _is_prefix(tensor, self._buffers[0])):
+            self._buffers = None
+
+    @property
+    def values(self) -> torch.Tensor | None:
+        return self._values
+
+    @values.setter
+    def values(self, tensor: torch.Tensor | None) -> None:
+        self._values = tensor
+        if self._buffers is not None and not (tensor is not None and _is_prefix(tensor, self._buffers[1])):
+            self._buffers = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        cached, new = self.get_seq_length(), key_states.shape[-2]
+        if not self._has_room(cached + new):
+            self._buffers = (
+                _with_spare_columns(self.keys, key_states, cached + new),
+                _with_spare_columns(self.values, value_states, cached + new),
+            )
+        keys, values = self._buffers
+        keys[..., cached : cached + new, :] = key_states
+        values[..., cached : cached + new, :] = value_states
+        self.keys, self.values = keys[..., : cached + new, :], values[..., : cached + new, :]
+        return self._keys, self._values
+
+    def _has_room(self, columns: int) -> bool:
+        if self._buffers is None:
+            return False
+        keys, values = self._buffers
+        return columns <= keys.shape[2] and _is_prefix(self.keys, keys) and _is_prefix(self.values, values)
+
+
+def _is_prefix(view: torch.Tensor, buffer: torch.Tensor) -> bool:
+    """Whether `view` is buffer[..., :n, :] for some n."""
+    return (
+        view.dim() == 4 and view.data_ptr() == buffer.data_ptr()
+        and view.shape[:2] == buffer.shape[:2] and view.stride() == buffer.stride()
+    )  # fmt: skip
+
+
+def _with_spare_columns(cached: torch.Tensor, new: torch.Tensor, columns: int) -> torch.Tensor:
+    """A buffer for `columns` + SPARE_COLUMNS columns of new's shape, holding the cached columns."""
+    buffer = new.new_empty((new.shape[0], new.shape[1], columns + SPARE_COLUMNS, new.shape[3]))
+    if cached.dim() == 4 and cached.shape[2]:
+        buffer[..., : cached.shape[2], :] = cached
+    return buffer
+
+
+def _in_place_cache(model: torch.nn.Module) -> DynamicCache:
+    cache = DynamicCache(config=model.config)
+    cache.layers = [_InPlaceLayer() for _ in cache.layers]  # all DynamicLayers: `supports` checked
+    return cache
 
 
 @dataclass
@@ -250,7 +331,7 @@ class ContinuousGreedy:
         ids, mask = ids.to(self.device), mask.to(self.device)
         # as `generate` computes them: 0.. from each row's first real token; padding's value is masked
         position_ids = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-        cache = DynamicCache(config=self.model.config)
+        cache = _in_place_cache(self.model)
         logits = self._forward(ids, mask, position_ids, cache)
         batch = _Batch(
             prompts=list(chosen), live=[True] * len(chosen), cache=cache, mask=mask,

@@ -253,3 +253,52 @@ def test_merged_rows_are_right_aligned_and_a_failed_merge_changes_nothing(monkey
     batch.keep([0, 1])  # the long row leaves: the columns that are padding in both rows left are dropped
     assert batch.prompts == [0, 1] and batch.columns == 5 and batch.mask.tolist() == [[1] * 5] * 2
     assert torch.equal(batch.cache.layers[0].keys, before[0][0])
+
+
+def test_decode_steps_write_the_cache_in_place_and_hold_what_dynamic_layer_holds():
+    """The in-place layer caches exactly what transformers' DynamicLayer caches, through prefill, steps past
+    the spare columns, rows replaced the way `_Batch.keep` replaces them, and a cut-back partial step; and
+    it copies the cache only when the spare columns run out or the tensors were replaced."""
+    from transformers.cache_utils import DynamicLayer
+
+    from evalsuite.generation import SPARE_COLUMNS, _InPlaceLayer
+
+    torch.manual_seed(0)
+    ours, reference = _InPlaceLayer(), DynamicLayer()
+    buffers_seen: list[torch.Tensor] = []  # kept alive, so no two share an id
+
+    def buffers() -> int:
+        return len({id(b) for b in buffers_seen})
+
+    def update(columns: int) -> None:
+        keys, values = torch.randn(ours_rows, 2, columns, 4), torch.randn(ours_rows, 2, columns, 4)
+        got = ours.update(keys, values)
+        want = reference.update(keys, values)
+        assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+        buffers_seen.append(ours._buffers[0])
+
+    ours_rows = 3
+    update(7)  # prefill
+    for _ in range(SPARE_COLUMNS + 1):
+        update(1)
+    assert buffers() == 2  # one buffer for the prefill, one when its spare columns ran out
+    assert all(b is buffers_seen[0] for b in buffers_seen[: SPARE_COLUMNS + 1])
+
+    index = torch.tensor([2, 0])  # rows leave, as in `_Batch.keep`: new tensors, then a fresh buffer
+    ours.batch_select_indices(index)
+    reference.batch_select_indices(index)
+    assert ours._buffers is None  # let go at once, not held beside the new tensors until the next update
+    ours_rows = 2
+    update(1)
+    assert buffers() == 3
+
+    for layer in (ours, reference):  # all-padding columns dropped on the left, as `_Batch.keep` does
+        layer.keys, layer.values = layer.keys[..., 1:, :], layer.values[..., 1:, :]
+    update(1)
+    assert buffers() == 4
+
+    for layer in (ours, reference):  # a failed step cut back, as in `_Batch.drop_partial_step`
+        layer.keys, layer.values = layer.keys[..., :-1, :], layer.values[..., :-1, :]
+    update(1)
+    update(1)
+    assert buffers() == 4 and ours.keys.shape == reference.keys.shape == (2, 2, 7 + SPARE_COLUMNS + 3, 4)
