@@ -2,12 +2,15 @@
 
 GSM8K is H6's only generation task and, once the multiple-choice tasks share their prefixes, most of a
 10.7B model's H6 wall time (bench/gpu.py). This times, on the SOLAR-10.7B-shaped random model, one
-prefill and N decode steps through `model.generate` for each configuration. The prompts are 5-shot
+prefill and N decode steps for each configuration: `model.generate` with a dynamic (lm-eval's path) or
+static KV cache, and evalsuite's ContinuousGreedy with its in-place cache. The prompts are 5-shot
 "Question: / Answer:" prompts built from the real GSM8K rows, the shape of lm-eval's (not its exact text:
 only their lengths matter here).
 
     python bench/gpu_generation.py --data-dir ../shared/data/h6 --tokenizer TOKENIZER_FOLDER
+    python bench/gpu_generation.py ... --batches 64,128 --profile      # where a decode step's time goes
     python bench/gpu_generation.py ... --schedule 276 --batches 138    # fixed batches vs continuous
+    python bench/gpu_generation.py ... --pretrained DIR --device cpu --dtype float32   # a real model, on CPU
 
 `--schedule N` compares the two ways of scheduling N prompts: lm-eval's fixed batches (`model.generate`,
 a batch decodes until its longest answer ends) and evalsuite's continuous batching
@@ -110,16 +113,86 @@ def compare_schedules(model, tokenizer, prompts: list[str], lengths: list[int], 
     )
 
 
+class ForwardClock:
+    """Times every forward of the model (device synchronised at both ends), so that prefill and decode steps
+    come from one run: subtracting a separately timed prefill from a longer run is noisy on a CPU."""
+
+    def __init__(self, model, device: str) -> None:
+        self.device = device
+        self.forwards: list[tuple[bool, float, float]] = []  # (decode step?, start, end)
+        model.register_forward_pre_hook(self._started, with_kwargs=True)
+        model.register_forward_hook(self._ended, with_kwargs=True)
+
+    def _started(self, _module, args, kwargs) -> None:
+        _sync(self.device)
+        ids = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
+        self._current = (int(ids.shape[1]) == 1, time.perf_counter())
+
+    def _ended(self, _module, args, kwargs, output) -> None:
+        _sync(self.device)
+        self.forwards.append((*self._current, time.perf_counter()))
+
+    def split(self, ended: float) -> tuple[float, float, float]:
+        """Prefill seconds; wall ms per decode step from the last prefill to `ended` (the loop's own work
+        included); ms per decode step inside the model's forward."""
+        prefills = [(start, end) for decode, start, end in self.forwards if not decode]
+        steps = [end - start for decode, start, end in self.forwards if decode]
+        after_prefill = max(end for _, end in prefills)
+        return (
+            sum(end - start for start, end in prefills),
+            (ended - after_prefill) / len(steps) * 1000,
+            sum(steps) / len(steps) * 1000,
+        )
+
+
+# torch.cuda.memory_stats() counters that show allocator churn: cudaMalloc/cudaFree calls and the retries
+# after which the caching allocator frees its cache (each a device synchronisation).
+ALLOCATOR_COUNTERS = ("num_device_alloc", "num_device_free", "num_alloc_retries", "segment.all.allocated")
+
+
+def profile_steps(run, label: str, device: str) -> None:
+    """Profile a prefill and 8 decode steps: top operators by GPU time and by CPU time, how busy the GPU
+    was, and the allocator's cudaMalloc/cudaFree calls. A decode step far above its memory-traffic time
+    (stop 8: ~185 ms where reading a 10.7B model's weights takes ~7 ms) is either the GPU busy with
+    something (GPU-time table) or the GPU waiting on the host (low busy share; CPU table, allocator)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    before = torch.cuda.memory_stats() if cuda else {}
+    started = time.perf_counter()
+    with profile(activities=activities) as prof:
+        run()
+    wall_us = (time.perf_counter() - started) * 1e6
+    events = prof.key_averages()
+    print(f"--- profile, {label}: a prefill and 8 decode steps, {wall_us / 1e3:.0f} ms", flush=True)
+    if cuda:
+        print(events.table(sort_by="self_device_time_total", row_limit=12), flush=True)
+        gpu_us = sum(getattr(e, "self_device_time_total", 0) for e in events)
+        print(f"GPU busy {gpu_us / 1e3:.0f} ms of {wall_us / 1e3:.0f} ms ({gpu_us / wall_us:.0%})")
+        after = torch.cuda.memory_stats()
+        counts = {k: after.get(k, 0) - before.get(k, 0) for k in ALLOCATOR_COUNTERS if k in after}
+        print("allocator during the profile: " + ", ".join(f"{k} +{v}" for k, v in counts.items()), flush=True)
+    print(events.table(sort_by="self_cpu_time_total", row_limit=12), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--tokenizer", required=True)
     parser.add_argument("--batches", default="64,128")
-    parser.add_argument("--caches", default="dynamic,static")
+    parser.add_argument(
+        "--caches", default="dynamic,continuous",
+        help="dynamic/static: model.generate with that KV cache (lm-eval's path is dynamic); continuous: "
+        "evalsuite's ContinuousGreedy (its in-place cache), all prompts in one batch",
+    )  # fmt: skip
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true")
-    parser.add_argument("--profile", action="store_true", help="top operators of 8 decode steps (first config)")
+    parser.add_argument("--pretrained", help="a model folder to load instead of the random SOLAR-shaped model")
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--profile", action="store_true", help="profile 8 decode steps of each cache (first batch)")
     parser.add_argument("--schedule", type=int, help="compare fixed and continuous batching on this many prompts")
     args = parser.parse_args()
 
@@ -129,8 +202,15 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     tokenizer.padding_side = "left"
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
-    config = TINY if args.tiny else SOLAR_10_7B
-    model = build_model(config, args.device, torch.bfloat16)
+    dtype = getattr(torch, args.dtype)
+    if args.pretrained:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(args.pretrained, dtype=dtype, attn_implementation="sdpa")
+        model = model.to(args.device).eval()
+    else:
+        model = build_model(TINY if args.tiny else SOLAR_10_7B, args.device, dtype)
+    vocab = model.config.vocab_size
     batches = [int(b) for b in args.batches.split(",")]
     if args.schedule:
         prompts = gsm8k_prompts(args.data_dir, args.schedule)
@@ -141,8 +221,10 @@ def main() -> None:
     prompts = gsm8k_prompts(args.data_dir, max(batches))
 
     def generate(batch: int, cache: str, new_tokens: int) -> float:
+        if cache == "continuous":
+            return continuous(batch, new_tokens)
         encoded = tokenizer(prompts[:batch], return_tensors="pt", padding=True)
-        ids = (encoded["input_ids"] % config["vocab_size"]).to(args.device)
+        ids = (encoded["input_ids"] % vocab).to(args.device)
         extra = {} if cache == "dynamic" else {"cache_implementation": cache}
         _sync(args.device)
         started = time.perf_counter()
@@ -154,30 +236,36 @@ def main() -> None:
         _sync(args.device)
         return time.perf_counter() - started
 
+    def continuous(batch: int, new_tokens: int) -> float:
+        from evalsuite.generation import ContinuousGreedy
+
+        encoded = tokenizer(prompts[:batch], add_special_tokens=False)["input_ids"]
+        ids = [[t % vocab for t in row] for row in encoded]
+        generator = ContinuousGreedy(model, slots=batch, eos=set(), pad_token_id=0)
+        _sync(args.device)
+        started = time.perf_counter()
+        generator.run(ids, [new_tokens] * batch)
+        _sync(args.device)
+        return time.perf_counter() - started
+
     shape = tuple(tokenizer(prompts, padding=True, return_tensors="pt")["input_ids"].shape)
     print(f"prompt tokens, padded (batch, length): {shape}")
+    clock = ForwardClock(model, args.device)
     for cache in args.caches.split(","):
         for batch in batches:
             generate(batch, cache, 2)  # warm-up
-            prefill = generate(batch, cache, 1)
-            total = generate(batch, cache, args.new_tokens)
-            step_ms = (total - prefill) / (args.new_tokens - 1) * 1000
+            clock.forwards.clear()
+            generate(batch, cache, args.new_tokens)
+            ended = time.perf_counter()
+            prefill, step_ms, forward_ms = clock.split(ended)
             print(
-                f"cache={cache:8s} batch={batch:4d}: prefill {prefill:.2f}s, decode {step_ms:.1f} ms/step, "
-                f"{batch * 1000 / step_ms:.0f} tokens/s; 256 tokens for 1319 documents: "
-                f"{(prefill + 255 * step_ms / 1000) * 1319 / batch / 60:.1f} min",
+                f"cache={cache:10s} batch={batch:4d}: prefill {prefill:.2f}s, decode {step_ms:.1f} ms/step "
+                f"({forward_ms:.1f} in the forward), {batch * 1000 / step_ms:.0f} tokens/s; 256 tokens for "
+                f"1319 documents: {(prefill + 255 * step_ms / 1000) * 1319 / batch / 60:.1f} min",
                 flush=True,
             )
-            if args.profile and cache == args.caches.split(",")[0] and batch == batches[0]:
-                from torch.profiler import ProfilerActivity, profile
-
-                activities = [ProfilerActivity.CPU]
-                if args.device.startswith("cuda"):
-                    activities.append(ProfilerActivity.CUDA)
-                with profile(activities=activities) as prof:
-                    generate(batch, cache, 8)
-                sort = "self_cuda_time_total" if args.device.startswith("cuda") else "self_cpu_time_total"
-                print(prof.key_averages().table(sort_by=sort, row_limit=12), flush=True)
+            if args.profile and batch == batches[0]:
+                profile_steps(lambda b=batch, c=cache: generate(b, c, 9), cache, args.device)
             if args.device.startswith("cuda"):
                 torch.cuda.empty_cache()
 

@@ -48,3 +48,16 @@ def test_generation_schedule_benchmark_runs_on_a_toy_model(model_folder: str):
     steps = [int(line.split(" decode steps")[0].rsplit(" ", 1)[-1]) for line in (fixed, continuous)]
     # the same answer lengths, scheduled two ways: continuous batching needs fewer steps
     assert 0 < steps[1] < steps[0], done.stdout
+
+
+def test_generation_step_benchmark_times_and_profiles_each_cache(model_folder: str):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu_generation.py"), "--tiny", "--device", "cpu",
+         "--tokenizer", model_folder, "--data-dir", str(SAMPLE_DATA), "--batches", "2", "--new-tokens", "4",
+         "--caches", "dynamic,continuous", "--profile"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    timed = [line for line in done.stdout.splitlines() if "ms/step" in line]
+    assert [line.split()[0] for line in timed] == ["cache=dynamic", "cache=continuous"], done.stdout
+    assert done.stdout.count("--- profile") == 2 and "aten::" in done.stdout
