@@ -120,8 +120,7 @@ class _InPlaceLayer(DynamicLayer):
     @keys.setter
     def keys(self, tensor: torch.Tensor | None) -> None:
         self._keys = tensor
-        if self._buffers is not None and not (tensor is not None and _is_prefix(tensor, self._buffers[0])):
-            self._buffers = None
+        self._let_go_unless_viewed_by(tensor, 0)
 
     @property
     def values(self) -> torch.Tensor | None:
@@ -130,7 +129,10 @@ class _InPlaceLayer(DynamicLayer):
     @values.setter
     def values(self, tensor: torch.Tensor | None) -> None:
         self._values = tensor
-        if self._buffers is not None and not (tensor is not None and _is_prefix(tensor, self._buffers[1])):
+        self._let_go_unless_viewed_by(tensor, 1)
+
+    def _let_go_unless_viewed_by(self, tensor: torch.Tensor | None, which: int) -> None:
+        if self._buffers is not None and not (tensor is not None and _is_prefix(tensor, self._buffers[which])):
             self._buffers = None
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
