@@ -164,6 +164,7 @@ def profile_steps(run, label: str, device: str) -> None:
     started = time.perf_counter()
     with profile(activities=activities) as prof:
         run()
+        _sync(device)
     wall_us = (time.perf_counter() - started) * 1e6
     events = prof.key_averages()
     print(f"--- profile, {label}: a prefill and 8 decode steps, {wall_us / 1e3:.0f} ms", flush=True)
@@ -220,33 +221,24 @@ def main() -> None:
         return
     prompts = gsm8k_prompts(args.data_dir, max(batches))
 
-    def generate(batch: int, cache: str, new_tokens: int) -> float:
+    def generate(batch: int, cache: str, new_tokens: int) -> None:
         if cache == "continuous":
             return continuous(batch, new_tokens)
         encoded = tokenizer(prompts[:batch], return_tensors="pt", padding=True)
         ids = (encoded["input_ids"] % vocab).to(args.device)
         extra = {} if cache == "dynamic" else {"cache_implementation": cache}
-        _sync(args.device)
-        started = time.perf_counter()
         with torch.no_grad():
             model.generate(
                 input_ids=ids, attention_mask=encoded["attention_mask"].to(args.device),
                 max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=0, **extra,
             )  # fmt: skip
-        _sync(args.device)
-        return time.perf_counter() - started
 
-    def continuous(batch: int, new_tokens: int) -> float:
+    def continuous(batch: int, new_tokens: int) -> None:
         from evalsuite.generation import ContinuousGreedy
 
         encoded = tokenizer(prompts[:batch], add_special_tokens=False)["input_ids"]
         ids = [[t % vocab for t in row] for row in encoded]
-        generator = ContinuousGreedy(model, slots=batch, eos=set(), pad_token_id=0)
-        _sync(args.device)
-        started = time.perf_counter()
-        generator.run(ids, [new_tokens] * batch)
-        _sync(args.device)
-        return time.perf_counter() - started
+        ContinuousGreedy(model, slots=batch, eos=set(), pad_token_id=0).run(ids, [new_tokens] * batch)
 
     shape = tuple(tokenizer(prompts, padding=True, return_tensors="pt")["input_ids"].shape)
     print(f"prompt tokens, padded (batch, length): {shape}")
@@ -256,8 +248,8 @@ def main() -> None:
             generate(batch, cache, 2)  # warm-up
             clock.forwards.clear()
             generate(batch, cache, args.new_tokens)
-            ended = time.perf_counter()
-            prefill, step_ms, forward_ms = clock.split(ended)
+            _sync(args.device)
+            prefill, step_ms, forward_ms = clock.split(ended=time.perf_counter())
             print(
                 f"cache={cache:10s} batch={batch:4d}: prefill {prefill:.2f}s, decode {step_ms:.1f} ms/step "
                 f"({forward_ms:.1f} in the forward), {batch * 1000 / step_ms:.0f} tokens/s; 256 tokens for "

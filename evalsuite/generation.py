@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 REFILL_SHARE = 1 / 8
 
 # Columns each layer's KV buffers hold beyond what is cached, so that a decode step writes its column in
-# place. DynamicLayer appends with `torch.cat`, a copy of the whole cache at every step: ~20% of a decode
-# step at 8 rows of ~900 tokens on the 2-core CPU (bench/RESULTS.md). Here a copy happens once per this many
-# steps, and when rows join or leave.
+# place. DynamicLayer appends with `torch.cat`, a copy of the whole cache at every step; without it a
+# decode step took 0.81 (8 rows) and 0.65 (16 rows) of the time on the 2-core CPU (bench/RESULTS.md). Here
+# a copy happens once per this many steps, and when rows join or leave.
 SPARE_COLUMNS = 64
 
 # generation_config fields under which `generate` changes greedy choices (logits processors); with any of
@@ -132,6 +132,7 @@ class _InPlaceLayer(DynamicLayer):
         self._let_go_unless_viewed_by(tensor, 1)
 
     def _let_go_unless_viewed_by(self, tensor: torch.Tensor | None, which: int) -> None:
+        # so that `_buffers`, when set, always holds `keys` and `values` as prefix views
         if self._buffers is not None and not (tensor is not None and _is_prefix(tensor, self._buffers[which])):
             self._buffers = None
 
@@ -139,7 +140,7 @@ class _InPlaceLayer(DynamicLayer):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         cached, new = self.get_seq_length(), key_states.shape[-2]
-        if not self._has_room(cached + new):
+        if self._buffers is None or cached + new > self._buffers[0].shape[2]:
             self._buffers = (
                 _with_spare_columns(self.keys, key_states, cached + new),
                 _with_spare_columns(self.values, value_states, cached + new),
@@ -149,12 +150,6 @@ class _InPlaceLayer(DynamicLayer):
         values[..., cached : cached + new, :] = value_states
         self.keys, self.values = keys[..., : cached + new, :], values[..., : cached + new, :]
         return self._keys, self._values
-
-    def _has_room(self, columns: int) -> bool:
-        if self._buffers is None:
-            return False
-        keys, values = self._buffers
-        return columns <= keys.shape[2] and _is_prefix(self.keys, keys) and _is_prefix(self.values, values)
 
 
 def _is_prefix(view: torch.Tensor, buffer: torch.Tensor) -> bool:
