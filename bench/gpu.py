@@ -113,21 +113,21 @@ def collect_requests(data_dir: Path, keys: list[str], limit: int, mmlu_limit: in
     """The suite's real requests per task, as (docs, requests) with token ids folded into `vocab`."""
     from evalsuite import runner
     from evalsuite.data import plan_local
+    from evalsuite.protocol import Protocol
     from evalsuite.suite import default_tasks_dir, load_suite
 
-    suite = load_suite()
+    suite = load_suite().for_protocol(Protocol.LEADERBOARD_V1)  # evalsuite run's default
     tasks_dir = default_tasks_dir()
     task_manager = runner.build_task_manager(tasks_dir)
     plan = plan_local(data_dir, suite.select(keys))
     collected: dict[str, tuple[int, int, list[Request], list]] = {}
     for data in plan.tasks:
-        loaded = task_manager.load([runner._local_group_config(tasks_dir, data)])
+        group = runner.load_task_group(task_manager, tasks_dir, data)
+        runner.build_requests(group, mmlu_limit if data.spec.key == "mmlu" else limit, runner.Seeds())
         requests: list[Request] = []
         generations = []
         documents = 0
-        for task in loaded["tasks"].values():
-            task.set_fewshot_seed(seed=1234)
-            task.build_all_requests(limit=mmlu_limit if data.spec.key == "mmlu" else limit)
+        for task in group.tasks.values():
             documents += len({inst.doc_id for inst in task.instances})
             for inst in task.instances:
                 if inst.request_type == "loglikelihood":

@@ -1,6 +1,6 @@
 """evalsuite: Open LLM Leaderboard (v1) H6 numbers from lm-evaluation-harness, typed and reproducible."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Nothing heavy is imported here: torch, transformers and lm_eval load only when a run starts.
 from evalsuite.evaluate import RunOutcome, RunRequest, run_suite  # noqa: E402

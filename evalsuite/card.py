@@ -95,6 +95,7 @@ def render_markdown(results: SuiteResults, suite: SuiteSpec) -> str:
         lm_eval_version=results.versions.lm_eval,
         dtype=results.model.dtype,
         batch_size=results.settings.batch_size,
+        protocol=results.settings.protocol.value,
         partial_reasons="; ".join(results.partial_reasons),
         average=results.h6_average,
         rows=rows,

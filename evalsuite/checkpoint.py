@@ -44,6 +44,7 @@ class FinishedTask:
     samples: dict[str, list[dict[str, Any]]]
     seconds: float
     document_ids: dict[str, list[int]] | None
+    prompt_sha256: str | None
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,9 @@ class Checkpoint:
         if not path.is_file():
             return None
         raw = json.loads(path.read_text(encoding="utf-8"))
-        return FinishedTask(raw["output"], raw["samples"], raw["seconds"], raw.get("document_ids"))
+        return FinishedTask(
+            raw["output"], raw["samples"], raw["seconds"], raw.get("document_ids"), raw.get("prompt_sha256")
+        )
 
     def save(self, task_key: str, serialized: str) -> None:
         """Store a finished task; `serialized` holds FinishedTask's fields as JSON text."""

@@ -79,6 +79,11 @@ def comparability_problems(a: SuiteResults, b: SuiteResults) -> list[str]:
         problems.append(f"schema versions differ ({a.schema_version} vs {b.schema_version})")
     if (a.suite, a.suite_version) != (b.suite, b.suite_version):
         problems.append(f"suites differ ({a.suite} v{a.suite_version} vs {b.suite} v{b.suite_version})")
+    if a.settings.protocol != b.settings.protocol:
+        problems.append(
+            f"protocols differ ({a.settings.protocol.value} vs {b.settings.protocol.value}): the model was asked "
+            "different things"
+        )
     if a.status != b.status:
         problems.append(f"one run is {a.status}, the other {b.status}")
     if a.settings.limit != b.settings.limit:
@@ -176,6 +181,13 @@ def compare_runs(
         warnings.append("batch sizes differ (padding can move scores slightly)")
     if baseline.settings.seeds != candidate.settings.seeds:
         warnings.append("seeds differ (different few-shot exemplars)")
+    for a in baseline.tasks:
+        b = candidate.task(a.key)
+        if b is not None and a.prompt_sha256 and b.prompt_sha256 and a.prompt_sha256 != b.prompt_sha256:
+            warnings.append(
+                f"{a.key}: the prompts differ on the same documents (prompt fingerprints "
+                f"{a.prompt_sha256[:12]} vs {b.prompt_sha256[:12]}): another lm-eval version or seed asked other things"
+            )
     tasks = []
     for a in baseline.tasks:
         b = candidate.task(a.key)

@@ -75,13 +75,16 @@ def format_scores(results: SuiteResults) -> str:
     table = _table(["Task", "Metric", "Shots", "Value", "Stderr", "Docs", "Comparable"], rows, right={2, 3, 4, 5})
     lines = [
         table,
-        "Comparable: few-shot exemplars drawn as the leaderboard drew them (full few-shot split, no fallback).",
+        f"Protocol {results.settings.protocol.value}. Comparable: the task's requests are the Open LLM "
+        "Leaderboard's, document by document (protocol leaderboard-v1, its complete splits, no few-shot fallback).",
     ]
     if results.status == "partial":
         lines.append(f"partial run, no H6 average: {'; '.join(results.partial_reasons)}")
+    tasks_by_reason: dict[str, list[str]] = {}  # a protocol's reason holds for every task: say it once
     for t in results.tasks:
-        if t.fewshot.fallback:
-            lines.append(f"{t.key}: {t.fewshot.note}")
+        for reason in t.not_comparable_reasons:
+            tasks_by_reason.setdefault(reason, []).append(t.key)
+    lines += [f"{', '.join(keys)} not comparable: {reason}" for reason, keys in tasks_by_reason.items()]
     return "\n".join(lines)
 
 
@@ -100,7 +103,8 @@ def format_suite(suite: SuiteSpec) -> str:
         for t in suite.tasks
     ]
     headers = ["Key", "Display name", "lm-eval task", "Shots", "Few-shot from", "Metric", "Aggregation", "Hub dataset"]
-    return f"{suite.title} (suite {suite.name} v{suite.version})\n" + _table(headers, rows, right={3})
+    protocol = f", protocol {suite.protocol.value}" if suite.protocol else ""
+    return f"{suite.title} (suite {suite.name} v{suite.version}{protocol})\n" + _table(headers, rows, right={3})
 
 
 def format_findings(findings: list[Finding]) -> str:

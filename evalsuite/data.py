@@ -20,6 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from evalsuite.errors import DataDirError
+from evalsuite.protocol import Protocol
 from evalsuite.suite import ColumnType, SuiteSpec, TaskSpec
 
 
@@ -56,15 +57,28 @@ class TaskData:
     def file(self, split: str) -> SplitFile | None:
         return next((f for f in self.files if f.split == split), None)
 
-    @property
-    def fewshot_pool_is_full(self) -> bool:
-        """True when exemplars come from the complete split the leaderboard used."""
+    def leaderboard_differences(self, protocol: Protocol) -> list[str]:
+        """Why this task's requests are not the leaderboard's (empty: they are, document by document).
+
+        They are when the protocol is leaderboard-v1 and exemplars come from the leaderboard's complete
+        few-shot split; for exemplars drawn along the leaderboard's walk, the eval split must be complete
+        too, since the walk shuffles all of it.
+        """
+        if protocol is not Protocol.LEADERBOARD_V1:
+            return [f"protocol {protocol.value}: lm-eval 0.4's exemplars and settings, not the leaderboard's"]
         if self.spec.num_fewshot == 0:
-            return True
+            return []
         if self.fewshot.fallback:
-            return False
-        pool = self.file(self.fewshot.split) if self.fewshot.split else None
-        return pool is None or pool.rows == self.spec.data.rows[pool.split]
+            return [self.fewshot.note]
+        needs_full = [self.fewshot.split] if self.fewshot.split else []
+        if self.spec.fewshot_sampler == "leaderboard-walk":
+            needs_full.append(self.spec.data.eval_split)
+        short = [
+            f"{split} split has {found.rows} of {self.spec.data.rows[split]} rows"
+            for split in needs_full
+            if (found := self.file(split)) is not None and found.rows != self.spec.data.rows[split]
+        ]
+        return [f"{', '.join(short)}, so exemplars differ from the leaderboard's"] if short else []
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from evalsuite.data import DataPlan, TaskData, plan_hub, plan_local
 from evalsuite.errors import RunError, SuiteConfigError
 from evalsuite.model_ref import LoadableModel, ModelRef, ModelSource, parse_model_ref, prepare_model
 from evalsuite.processes import Processes, launched_processes, launched_rank
+from evalsuite.protocol import Protocol
 from evalsuite.results import (
     DataFileInfo,
     FewshotInfo,
@@ -63,6 +64,7 @@ class RunRequest:
     add_bos_token: bool = False
     preset: str | None = None
     backend: runner.Backend = runner.Backend.SHARED_PREFIX
+    protocol: Protocol = Protocol.LEADERBOARD_V1
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def run_suite(
     say = progress or (lambda message: log.info("%s", message))
     if launched_rank() != 0:
         say = _silent  # one voice: rank 0 reports progress for all
-    suite = suite or load_suite()
+    suite = (suite or load_suite()).for_protocol(request.protocol)
     tasks_dir = default_tasks_dir()
 
     # --- cheap checks first: nothing is loaded or written until all pass
@@ -184,8 +186,13 @@ def run_suite(
                     finished = checkpoint.finished(data.spec.key)
                     assert finished is not None
                     raw = runner.RawTaskRun(
-                        data, finished.output, finished.samples, finished.seconds, finished.document_ids
-                    )  # type: ignore[arg-type]
+                        data,
+                        finished.output,  # type: ignore[arg-type]
+                        finished.samples,
+                        finished.seconds,
+                        finished.document_ids,
+                        finished.prompt_sha256,
+                    )
             else:
                 say(f"{step}: {data.spec.num_fewshot}-shot, {data.spec.metric}")
                 if checkpoint.resumed and (cached := checkpoint.cached_requests(data.spec.key)):
@@ -205,9 +212,10 @@ def run_suite(
                 data_files=[
                     DataFileInfo(split=f.split, path=str(f.path), sha256=f.sha256, rows=f.rows) for f in data.files
                 ],
-                fewshot_pool_is_full=data.fewshot_pool_is_full,
+                leaderboard_differences=data.leaderboard_differences(request.protocol),
                 seconds=raw.seconds,
                 document_ids=raw.document_ids,
+                prompt_sha256=raw.prompt_sha256,
             )
             say(f"{step}: {100 * result.value:.2f} ({result.documents} docs, {raw.seconds:.0f}s)")
             raw_runs.append(raw)
@@ -278,6 +286,7 @@ def _finish(
         h6_average=None if reasons else h6_average(task_results),
         leaderboard_comparable=not reasons and all(t.leaderboard_comparable for t in task_results),
         settings=RunSettings(
+            protocol=request.protocol,
             limit=request.limit,
             batch_size=request.batch_size,
             batch_sizes_used=sorted({b for r in raw_runs for b in r.batch_sizes}),
@@ -333,6 +342,7 @@ def _fingerprint(
         "model": [model.ref.source.value, model.ref.location, model.ref.revision, model.file_sha256],
         "settings": [settings.dtype, settings.device, str(settings.batch_size), settings.add_bos_token,
                      sorted(settings.extra_model_args.items()), settings.backend.value],
+        "protocol": request.protocol.value,
         "tasks": [t.spec.key for t in plan.tasks],
         "data": [[f.split, f.sha256] for t in plan.tasks for f in t.files],
         "limit": request.limit,

@@ -18,10 +18,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalsuite.errors import OutputDirError, ResultsSchemaError, RunError
+from evalsuite.protocol import Protocol
 from evalsuite.suite import MetricKey, TaskSpec
 
-# Do not change the meaning of a field without incrementing this (and adding a migration).
-SCHEMA_VERSION = 1
+# Do not change the meaning of a field without incrementing this (and adding a migration to MIGRATIONS).
+SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
 LM_EVAL_DIR = "lm_eval"
 
@@ -79,8 +80,15 @@ class TaskResult(_Model):
     fewshot: FewshotInfo
     data_files: list[DataFileInfo] = Field(description="empty when lm-eval loaded the Hub dataset")
     leaderboard_comparable: bool = Field(
-        description="exemplars drawn as the leaderboard drew them (its full few-shot split, no fallback); "
-        "how many documents were scored is `documents`, and the run's status"
+        description="every request is the leaderboard's for its document (protocol leaderboard-v1, the "
+        "leaderboard's complete splits, no few-shot fallback); how many documents were scored is `documents`, "
+        "and the run's status"
+    )
+    not_comparable_reasons: list[str] = Field(
+        default_factory=list, description="why the requests are not the leaderboard's (empty when comparable)"
+    )
+    prompt_sha256: str | None = Field(
+        None, description="sha256 over every request of the task, document by document (protocol.prompt_fingerprint)"
     )
     seconds: float
     subtasks: list[SubtaskScore] = Field(default_factory=list)
@@ -101,6 +109,10 @@ class Seeds(_Model):
 
 
 class RunSettings(_Model):
+    protocol: Protocol = Field(
+        description="what the model was asked: leaderboard-v1 (the leaderboard's requests) "
+        "or lm-eval (lm-eval 0.4's task definitions)"
+    )
     limit: int | None
     batch_size: int | str
     batch_sizes_used: list[int] = Field(default_factory=list, description="what --batch-size auto found")
@@ -220,9 +232,10 @@ def task_result(
     *,
     fewshot: FewshotInfo,
     data_files: list[DataFileInfo],
-    fewshot_pool_is_full: bool,
+    leaderboard_differences: list[str],
     seconds: float,
     document_ids: dict[str, list[int]] | None = None,
+    prompt_sha256: str | None = None,
 ) -> TaskResult:
     scores = _leaf_scores(spec, output)
     value, stderr, weighted = aggregate(spec, scores)
@@ -242,7 +255,9 @@ def task_result(
         full_documents=spec.full_eval_rows,
         fewshot=fewshot,
         data_files=data_files,
-        leaderboard_comparable=fewshot_pool_is_full and not fewshot.fallback,
+        leaderboard_comparable=not leaderboard_differences,
+        not_comparable_reasons=leaderboard_differences,
+        prompt_sha256=prompt_sha256,
         seconds=round(seconds, 3),
         subtasks=scores if spec.aggregation != "single" else [],
         subset_sha256=_subset_digest(document_ids),
@@ -349,7 +364,7 @@ def read_results(path: Path) -> SuiteResults:
     except json.JSONDecodeError as e:
         raise ResultsSchemaError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from e
     version = raw.get("schema_version") if isinstance(raw, dict) else None
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ResultsSchemaError(f"{path}: not an evalsuite results file (no schema_version)")
     if version > SCHEMA_VERSION:
         raise ResultsSchemaError(
@@ -357,11 +372,41 @@ def read_results(path: Path) -> SuiteResults:
             f"{SCHEMA_VERSION}); upgrade evalsuite"
         )
     try:
+        raw = migrate(raw)
         return SuiteResults.model_validate(raw)
+    except (KeyError, TypeError) as e:
+        raise ResultsSchemaError(f"{path}: invalid results file of schema_version {version}: {e!r}") from e
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise ResultsSchemaError(f"{path}: invalid results file at {where}: {err['msg']}") from e
+
+
+# ------------------------------------------------------------------------------------------ migrations
+
+
+def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """v2 records the protocol. Every v1 run asked lm-eval 0.4's requests (its own few-shot draws and GSM8K
+    settings), which v1 still called leaderboard-comparable when the few-shot split was complete."""
+    raw["settings"]["protocol"] = Protocol.LM_EVAL.value
+    reason = "protocol lm-eval: lm-eval 0.4's exemplars and settings, not the leaderboard's (a schema 1 run)"
+    for task in raw["tasks"]:
+        task["leaderboard_comparable"] = False
+        task["not_comparable_reasons"] = [reason]
+    raw["leaderboard_comparable"] = False
+    return raw
+
+
+# MIGRATIONS[v - 1] turns a schema v file into a schema v + 1 one; append-only.
+MIGRATIONS = [_v1_to_v2]
+
+
+def migrate(raw: dict[str, Any]) -> dict[str, Any]:
+    """A results file's raw JSON, brought from its schema_version to the current one."""
+    for step in MIGRATIONS[raw["schema_version"] - 1 :]:
+        raw = step(raw)
+    raw["schema_version"] = SCHEMA_VERSION
+    return raw
 
 
 def results_json_schema() -> dict[str, Any]:

@@ -2,10 +2,12 @@
 runs one suite task at a time.
 
 Each suite task is an lm-eval group in tasks/ (h6_arc, ..., h6_mmlu) that references lm-eval's built-in
-task definitions by name, so prompts and metrics stay lm-eval's. For an offline snapshot the group is
-passed as an inline config with dataset overrides that point lm-eval at the local jsonl files.
+task definitions by name, so prompts and metrics stay lm-eval's. The group is built from an inline config:
+its members get the protocol's overrides (tasks/suite.yaml `protocols:`, the leaderboard's few-shot
+sampler) and, for an offline snapshot, dataset overrides that point lm-eval at the local jsonl files.
 Tasks run one per `simple_evaluate` call against the same loaded model, so each gets its own timing
-and progress line.
+and progress line. The requests lm-eval built stay on its task objects; `TaskGroup.requests` reads them
+back (the prompt fingerprint, `evalsuite prompts`).
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from evalsuite.data import TaskData
 from evalsuite.errors import RunError, SuiteConfigError
 from evalsuite.model_ref import LoadableModel
 from evalsuite.processes import Processes
+from evalsuite.protocol import DocumentRequests, prompt_fingerprint
 from evalsuite.suite import Preset
 
 if TYPE_CHECKING:
+    from lm_eval.api.group import Group
     from lm_eval.api.model import LM
+    from lm_eval.api.task import Task
     from lm_eval.result_schema import EvalResults
     from lm_eval.tasks import TaskManager
 
@@ -104,6 +109,7 @@ class RawTaskRun:
     samples: dict[str, list[dict[str, Any]]]
     seconds: float
     document_ids: dict[str, list[int]] | None = None  # lm-eval task -> scored eval-document indices (presets)
+    prompt_sha256: str | None = None  # protocol.prompt_fingerprint of every request lm-eval built
 
     @property
     def model_sha(self) -> str | None:
@@ -194,6 +200,77 @@ def load_model(model: LoadableModel, settings: ModelSettings) -> LoadedModel:
     )
 
 
+@dataclass
+class TaskGroup:
+    """One suite task's lm-eval group, built, with its exemplar sampling bound to the documents it scores."""
+
+    data: TaskData
+    group: Group
+    tasks: dict[str, Task]  # lm-eval task name -> task
+    document_ids: dict[str, list[int]] | None  # the preset's eval-document indices per lm-eval task
+
+    def requests(self) -> list[DocumentRequests]:
+        """The requests lm-eval built (after `simple_evaluate` or `build_requests`), document by document.
+
+        `doc_id` is the index in the eval split, Hub order: lm-eval numbers a preset's documents 0, 1, ...
+        """
+        documents = []
+        for name, task in self.tasks.items():
+            by_doc: dict[int, list[Any]] = {}
+            for instance in task.instances:
+                by_doc.setdefault(instance.doc_id, []).append(instance)
+            for doc_id, instances in sorted(by_doc.items()):
+                ids = self.document_ids[name] if self.document_ids else None
+                documents.append(
+                    DocumentRequests(
+                        task=self.data.spec.key,
+                        lm_eval_task=name,
+                        doc_id=ids[doc_id] if ids else doc_id,
+                        requests=tuple(tuple(i.args) for i in sorted(instances, key=lambda i: i.idx)),
+                    )
+                )
+        return documents
+
+    def check_exemplar_walks(self) -> None:
+        """lm-eval asked the leaderboard's sampler once per document it built (see evalsuite/fewshot.py)."""
+        from evalsuite.fewshot import LeaderboardWalkSampler, check_visited
+
+        for name, task in self.tasks.items():
+            sampler = getattr(task, "sampler", None)
+            if isinstance(sampler, LeaderboardWalkSampler):
+                check_visited(sampler, len({i.doc_id for i in task.instances}), name)
+
+
+def load_task_group(
+    task_manager: TaskManager, tasks_dir: Path, data: TaskData, preset: Preset | None = None
+) -> TaskGroup:
+    """Build a suite task's lm-eval tasks (data loaded) and bind the leaderboard's sampler to their documents."""
+    from evalsuite.fewshot import LeaderboardWalkSampler
+
+    loaded = task_manager.load([_group_config(tasks_dir, data)])
+    tasks = dict(loaded["tasks"])
+    # the preset's subset depends on how many eval documents each lm-eval task has
+    document_ids = (
+        {name: preset.document_ids(name, data.spec.key, len(task.eval_docs)) for name, task in tasks.items()}
+        if preset is not None
+        else None
+    )
+    for name, task in tasks.items():
+        sampler = getattr(task, "sampler", None)
+        if isinstance(sampler, LeaderboardWalkSampler):
+            sampler.bind(len(task.eval_docs), document_ids[name] if document_ids else None)
+    return TaskGroup(data=data, group=next(iter(loaded["groups"].values())), tasks=tasks, document_ids=document_ids)
+
+
+def build_requests(group: TaskGroup, limit: int | None, seeds: Seeds) -> list[DocumentRequests]:
+    """Build the group's requests exactly as `run_task` has lm-eval build them, without a model."""
+    for name, task in group.tasks.items():
+        task.set_fewshot_seed(seed=seeds.fewshot)
+        task.build_all_requests(limit=limit, samples=group.document_ids[name] if group.document_ids else None)
+    group.check_exemplar_walks()
+    return group.requests()
+
+
 def run_task(
     model: LoadedModel,
     data: TaskData,
@@ -208,25 +285,14 @@ def run_task(
     """
     from lm_eval import simple_evaluate
 
-    spec: Any = data.spec.lm_eval_group
-    if data.is_local:
-        spec = _local_group_config(tasks_dir, data)
-    document_ids = None
-    if settings.preset is not None:
-        # Build the tasks first: the subset depends on how many eval documents each lm-eval task has.
-        loaded = task_manager.load([spec])
-        document_ids = {
-            name: settings.preset.document_ids(name, data.spec.key, len(task.eval_docs))
-            for name, task in loaded["tasks"].items()
-        }
-        spec = next(iter(loaded["groups"].values()))
+    group = load_task_group(task_manager, tasks_dir, data, settings.preset)
     started = time.perf_counter()
     output = simple_evaluate(
         model=model.lm,
         model_args=model.model_args,
-        tasks=[spec],
+        tasks=[group.group],
         limit=settings.limit,
-        samples=document_ids,
+        samples=group.document_ids,
         log_samples=settings.log_samples,
         task_manager=task_manager,
         use_cache=request_cache,
@@ -240,8 +306,16 @@ def run_task(
         if not model.processes.is_main:
             return None
         raise RunError(f"lm-eval returned no results for {data.spec.key}")
+    group.check_exemplar_walks()
     samples = output.pop("samples", None) or {}
-    return RawTaskRun(data=data, output=output, samples=samples, seconds=seconds, document_ids=document_ids)
+    return RawTaskRun(
+        data=data,
+        output=output,
+        samples=samples,
+        seconds=seconds,
+        document_ids=group.document_ids,
+        prompt_sha256=prompt_fingerprint(group.requests()),
+    )
 
 
 def checkpoint_json(raw: RawTaskRun) -> str:
@@ -250,6 +324,7 @@ def checkpoint_json(raw: RawTaskRun) -> str:
         "samples": raw.samples,
         "seconds": raw.seconds,
         "document_ids": raw.document_ids,
+        "prompt_sha256": raw.prompt_sha256,
     }
     return to_json(checkpoint, indent=None)
 
@@ -264,17 +339,31 @@ def to_json(document: object, indent: int | None = 2) -> str:
 # ------------------------------------------------------------------------------- offline snapshot
 
 
-def _local_group_config(tasks_dir: Path, data: TaskData) -> dict[str, Any]:
-    """The task's group YAML as an inline config whose members read the snapshot's jsonl files.
+def _group_config(tasks_dir: Path, data: TaskData) -> dict[str, Any]:
+    """The task's group YAML as an inline config, each member with the protocol's and the data's overrides.
 
-    The overrides go into every member entry (a member's own keys beat group-level ones in lm-eval),
-    and change only where rows come from: prompts and metrics stay lm-eval's own task definitions.
+    The overrides go into every member entry (a member's own keys beat group-level ones in lm-eval). The
+    protocol's set the few-shot sampler and, for GSM8K under leaderboard-v1, generation and scoring; the
+    data's change only where rows come from. Prompt templates stay lm-eval's own task definitions.
     """
     path = tasks_dir / f"{data.spec.lm_eval_group}.yaml"
     try:
         group = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise SuiteConfigError(f"{path}: cannot read the task group ({e.strerror})") from e
+    overrides: dict[str, Any] = {**data.spec.lm_eval_overrides}
+    if data.spec.fewshot_sampler == "leaderboard-walk":
+        from evalsuite.fewshot import LeaderboardWalkSampler
+
+        overrides["fewshot_config"] = {"sampler": LeaderboardWalkSampler}
+    if data.is_local:
+        overrides |= _local_data_overrides(data)
+    group["task"] = [{**member, **overrides} for member in group["task"]]
+    return group
+
+
+def _local_data_overrides(data: TaskData) -> dict[str, Any]:
+    """Member overrides that read the snapshot's jsonl files instead of the Hub dataset."""
     overrides: dict[str, Any] = {
         "dataset_path": "json",
         "dataset_kwargs": {"data_files": {f.split: str(f.path) for f in data.files}},
@@ -290,8 +379,7 @@ def _local_group_config(tasks_dir: Path, data: TaskData) -> dict[str, Any]:
             "test_split": data.spec.data.eval_split,
             "fewshot_split": data.spec.data.eval_split,
         }
-    group["task"] = [{**member, **overrides} for member in group["task"]]
-    return group
+    return overrides
 
 
 class _keep_rows_of_subset:  # noqa: N801 - used like a function in lm-eval's `process_docs`

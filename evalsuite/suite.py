@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from evalsuite.errors import SuiteConfigError
 from evalsuite.paths import bundled_dir
+from evalsuite.protocol import Protocol
 
 
 class _Frozen(BaseModel):
@@ -61,6 +62,11 @@ class DataLayout(_Frozen):
     columns: dict[str, ColumnType]
 
 
+# random: lm-eval's seeded sampler; first_n: the split's first rows in order; leaderboard-walk: the draws of
+# the leaderboard's harness (evalsuite.protocol), which replace `random` under protocol leaderboard-v1.
+FewshotSampler = Literal["random", "first_n", "leaderboard-walk"]
+
+
 class TaskSpec(_Frozen):
     key: str
     column: str
@@ -68,11 +74,14 @@ class TaskSpec(_Frozen):
     lm_eval_group: str
     num_fewshot: int = Field(ge=0)
     fewshot_split: str | None = None
-    fewshot_sampler: Literal["random", "first_n"] | None = None
+    fewshot_sampler: FewshotSampler | None = None
     metric: MetricKey
     aggregation: Literal["single", "macro_mean"]
     card: CardFields
     data: DataLayout
+    lm_eval_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="lm-eval task-config keys a protocol sets on every member of the group"
+    )
 
     @model_validator(mode="after")
     def _fewshot_is_consistent(self) -> TaskSpec:
@@ -94,6 +103,33 @@ class TaskSpec(_Frozen):
     def full_eval_rows(self) -> int:
         return self.data.rows[self.data.eval_split]
 
+    def under(self, protocol: ProtocolSpec) -> TaskSpec:
+        """This task as `protocol` runs it."""
+        override = protocol.tasks.get(self.key, ProtocolTask())
+        sampler = self.fewshot_sampler
+        if sampler == "random" and protocol.exemplars == "leaderboard-walk":
+            sampler = "leaderboard-walk"
+        return self.model_copy(
+            update={
+                "fewshot_sampler": sampler,
+                "metric": override.metric or self.metric,
+                "lm_eval_overrides": dict(override.lm_eval),
+            }
+        )
+
+
+class ProtocolTask(_Frozen):
+    """What a protocol changes in one task beyond its exemplars."""
+
+    metric: MetricKey | None = None
+    lm_eval: dict[str, Any] = Field(default_factory=dict, description="lm-eval task-config keys to set")
+
+
+class ProtocolSpec(_Frozen):
+    summary: str
+    exemplars: Literal["lm-eval", "leaderboard-walk"]
+    tasks: dict[str, ProtocolTask] = Field(default_factory=dict)
+
 
 class Preset(_Frozen):
     """A fixed subset of documents: `documents[key]` per lm-eval task (per subject for MMLU)."""
@@ -113,6 +149,8 @@ class SuiteSpec(_Frozen):
     title: str
     tasks: tuple[TaskSpec, ...]
     presets: dict[str, Preset] = Field(default_factory=dict)
+    protocols: dict[Protocol, ProtocolSpec]
+    protocol: Protocol | None = Field(None, description="the protocol `tasks` are resolved for (None: as written)")
 
     @model_validator(mode="after")
     def _keys_are_unique(self) -> SuiteSpec:
@@ -127,6 +165,24 @@ class SuiteSpec(_Frozen):
             if sorted(preset.documents) != sorted(self.keys):
                 raise ValueError(f"preset {name!r} must give a document count for each task: {', '.join(self.keys)}")
         return self
+
+    @model_validator(mode="after")
+    def _protocols_are_complete(self) -> SuiteSpec:
+        if missing := [p.value for p in Protocol if p not in self.protocols]:
+            raise ValueError(f"protocols: missing {', '.join(missing)}")
+        for name, protocol in self.protocols.items():
+            if unknown := [k for k in protocol.tasks if k not in self.keys]:
+                raise ValueError(f"protocol {name.value!r} names unknown tasks: {', '.join(unknown)}")
+        return self
+
+    def for_protocol(self, protocol: Protocol) -> SuiteSpec:
+        """The suite with every task as `protocol` runs it (metric, exemplar rule, lm-eval overrides)."""
+        if self.protocol is not None:
+            if self.protocol is not protocol:
+                raise SuiteConfigError(f"the suite is already resolved for protocol {self.protocol.value}")
+            return self
+        spec = self.protocols[protocol]
+        return self.model_copy(update={"tasks": tuple(t.under(spec) for t in self.tasks), "protocol": protocol})
 
     def preset(self, name: str) -> Preset:
         if name not in self.presets:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from evalsuite.card import END_MARKER, START_MARKER, CardSource, read_readme, render_model_index, update_readme
 from evalsuite.cli import app
 from evalsuite.errors import CardError
-from evalsuite.results import read_results
+from evalsuite.results import SCHEMA_VERSION, read_results
 from evalsuite.suite import load_suite
 
 SUITE = load_suite()
@@ -209,7 +209,7 @@ def test_newer_schema_is_refused(tmp_path: Path):
     path.write_text(json.dumps(raw))
     _refused(
         ["card", "render", str(path), "--format", "markdown"],
-        "was written by a newer evalsuite (this one reads 1); upgrade evalsuite",
+        f"was written by a newer evalsuite (this one reads {SCHEMA_VERSION}); upgrade evalsuite",
     )
 
 
@@ -250,3 +250,13 @@ def test_card_from_a_real_run(real_run, tmp_path: Path):
     for spec in SUITE.tasks:
         assert by_type[spec.card.dataset_type] == round(100 * outcome.results.task(spec.key).value, 2)
     assert card.data.model_name == "SmolLM2-135M-Instruct.Q4_1"
+
+
+def test_section_of_an_lm_eval_protocol_run_says_it_is_not_the_leaderboards_requests():
+    schema_1 = FIXTURES / "results-schema-v1" / SAKURA.parent.name / SAKURA.name  # read as protocol lm-eval
+    result = runner.invoke(app, ["card", "render", str(schema_1), "--format", "markdown"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "asking the model lm-eval 0.4's requests (protocol lm-eval), not the Open LLM Leaderboard (v1)'s: not "
+        "comparable with the leaderboard." in result.stdout
+    )

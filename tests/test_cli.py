@@ -111,7 +111,10 @@ def test_corrupt_gguf_through_the_real_loader(tmp_path: Path):
 def test_tasks_command_prints_the_spec():
     result = runner.invoke(app, ["tasks"])
     assert result.exit_code == 0
-    assert "| arc " in result.stdout and "exact_match,strict-match" in result.stdout
+    assert "protocol leaderboard-v1" in result.stdout and "exact_match,leaderboard-v1" in result.stdout
+    assert "| arc " in result.stdout and "train (leaderboard-walk)" in result.stdout
+    lm_eval = runner.invoke(app, ["tasks", "--protocol", "lm-eval"])
+    assert "exact_match,strict-match" in lm_eval.stdout and "train (random)" in lm_eval.stdout
     as_json = runner.invoke(app, ["tasks", "--json"])
     assert '"lm_eval_group": "h6_mmlu"' in as_json.stdout
 

@@ -7,12 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SAKURA
+from conftest import FIXTURES, SAKURA
 from typer.testing import CliRunner
 
 from evalsuite.cli import app
 from evalsuite.compare import NotComparableError, Verdict, compare_runs
-from evalsuite.results import LM_EVAL_DIR, read_results
+from evalsuite.results import LM_EVAL_DIR, SCHEMA_VERSION, read_results
 
 runner = CliRunner()
 BASE = read_results(SAKURA)
@@ -132,8 +132,33 @@ def test_different_data_or_protocol_is_refused(tmp_path: Path):
 
 
 def test_different_schema_versions_are_refused(tmp_path: Path):
-    newer = _variant(tmp_path, "newer", schema_version=2)
+    newer = _variant(tmp_path, "newer", schema_version=SCHEMA_VERSION + 1)
     _refused([str(SAKURA), str(newer)], "written by a newer evalsuite")
+
+
+def test_different_protocols_are_refused(tmp_path: Path):
+    raw = json.loads((SAKURA / "results.json").read_text())
+    lm_eval = _variant(tmp_path, "lm-eval", settings=raw["settings"] | {"protocol": "lm-eval"})
+    _refused([str(SAKURA), str(lm_eval)], "protocols differ (leaderboard-v1 vs lm-eval): the model was asked")
+    # a schema-1 run asked lm-eval's requests: it is read as such, so it does not pass as the leaderboard's
+    schema_1 = FIXTURES / "results-schema-v1" / SAKURA.parent.name / SAKURA.name
+    _refused([str(SAKURA), str(schema_1)], "protocols differ (leaderboard-v1 vs lm-eval)")
+
+
+def test_different_prompts_on_the_same_documents_are_compared_with_a_warning(tmp_path: Path):
+    def fingerprinted(name: str, digest: str) -> Path:
+        raw = json.loads((SAKURA / "results.json").read_text())
+        for task in raw["tasks"]:
+            task["prompt_sha256"] = digest if task["key"] == "arc" else "f" * 64
+        return _variant(tmp_path, name, tasks=raw["tasks"])
+
+    a, b = fingerprinted("a", "a" * 64), fingerprinted("b", "b" * 64)
+    comparison = compare_runs(read_results(a), a, read_results(b), b)
+    assert comparison.warnings == [
+        "arc: the prompts differ on the same documents (prompt fingerprints aaaaaaaaaaaa vs bbbbbbbbbbbb): another "
+        "lm-eval version or seed asked other things"
+    ]
+    assert compare_runs(read_results(a), a, read_results(a), a).warnings == []
 
 
 def test_missing_run_is_an_error(tmp_path: Path):

@@ -10,6 +10,7 @@ from conftest import SAMPLE_DATA
 
 from evalsuite.data import Level, plan_local, sha256_and_rows, verify_snapshot
 from evalsuite.errors import DataDirError
+from evalsuite.protocol import Protocol
 from evalsuite.suite import load_suite
 
 SUITE = load_suite()
@@ -55,20 +56,38 @@ def test_schema_errors_are_reported_with_their_line(tmp_path: Path):
 
 
 def test_plan_records_hashes_and_the_fewshot_fallback():
-    plan = plan_local(SAMPLE_DATA, SUITE.tasks)
+    v1 = Protocol.LEADERBOARD_V1
+    plan = plan_local(SAMPLE_DATA, SUITE.for_protocol(v1).tasks)
     arc = plan.for_task("arc")
     assert [f.split for f in arc.files] == ["test", "train"]
     assert arc.files[0].sha256 == sha256_and_rows(SAMPLE_DATA / "arc_challenge" / "test.jsonl")[0]
-    assert not arc.fewshot.fallback and not arc.fewshot_pool_is_full  # 50 of 1119 train rows
+    assert not arc.fewshot.fallback
+    # the leaderboard's walk shuffles the whole eval split and draws from the whole train split
+    assert arc.leaderboard_differences(v1) == [
+        "train split has 50 of 1119 rows, test split has 12 of 1172 rows, so exemplars differ from the leaderboard's"
+    ]
     hellaswag = plan.for_task("hellaswag")
     assert hellaswag.fewshot.fallback and hellaswag.fewshot.split == "validation"
     assert "train split missing" in hellaswag.fewshot.note
-    assert plan.for_task("truthfulqa").fewshot_pool_is_full  # 0-shot
+    assert hellaswag.leaderboard_differences(v1) == [hellaswag.fewshot.note]
+    assert plan.for_task("truthfulqa").leaderboard_differences(v1) == []  # 0-shot: a partial split is fine
+    assert plan.for_task("mmlu").leaderboard_differences(v1) == []  # first 5 dev rows: all of dev is here
+    assert plan.for_task("mmlu").leaderboard_differences(Protocol.LM_EVAL) == [
+        "protocol lm-eval: lm-eval 0.4's exemplars and settings, not the leaderboard's"
+    ]
 
 
-def test_full_pools_are_leaderboard_comparable(shared_data: Path):
-    plan = plan_local(shared_data, SUITE.select(["arc", "mmlu"]))
-    assert all(t.fewshot_pool_is_full for t in plan.tasks)
+def test_full_splits_are_leaderboard_comparable(shared_data: Path):
+    plan = plan_local(shared_data, SUITE.for_protocol(Protocol.LEADERBOARD_V1).tasks)
+    differences = {t.spec.key: t.leaderboard_differences(Protocol.LEADERBOARD_V1) for t in plan.tasks}
+    assert differences == {
+        "arc": [],
+        "hellaswag": [plan.for_task("hellaswag").fewshot.note],  # no train split in ../shared/data/h6
+        "mmlu": [],
+        "truthfulqa": [],
+        "winogrande": [],
+        "gsm8k": [],
+    }
 
 
 def test_missing_eval_split_is_an_error(tmp_path: Path):

@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 from fakes import lm_eval_output
 
 from evalsuite.errors import OutputDirError, ResultsSchemaError, RunError
+from evalsuite.protocol import Protocol
 from evalsuite.results import (
     SCHEMA_VERSION,
     FewshotInfo,
@@ -30,7 +32,7 @@ from evalsuite.results import (
 )
 from evalsuite.suite import load_suite
 
-SUITE = load_suite()
+SUITE = load_suite().for_protocol(Protocol.LM_EVAL)
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "evalsuite" / "schema" / f"results.v{SCHEMA_VERSION}.json"
 
 
@@ -41,7 +43,7 @@ def _result(key: str, leaves: dict[str, tuple[float, float | str, int]], **kw):
         lm_eval_output(spec, leaves, **kw),
         fewshot=FewshotInfo(split=spec.fewshot_split, sampler=spec.fewshot_sampler, fallback=False),
         data_files=[],
-        fewshot_pool_is_full=True,
+        leaderboard_differences=[],
         seconds=1.0,
     )
 
@@ -61,6 +63,15 @@ def test_single_task_reads_the_suite_metric_and_not_another():
     assert (r.value, r.stderr, r.documents) == (0.25, 0.05, 40)
     assert r.metric.lm_eval_key == "exact_match,strict-match"
     assert r.weighted_value is None and r.subtasks == []
+
+
+def test_gsm8k_reports_the_leaderboard_check_under_leaderboard_v1():
+    spec = load_suite().for_protocol(Protocol.LEADERBOARD_V1).task("gsm8k")
+    out = lm_eval_output(spec, {"gsm8k": (0.25, 0.05, 40)})
+    out["results"]["gsm8k"] |= {"exact_match,strict-match": 0.5, "exact_match_stderr,strict-match": 0.1}
+    r = task_result(spec, out, fewshot=FewshotInfo(split="train", sampler="leaderboard-walk", fallback=False),
+                    data_files=[], leaderboard_differences=[], seconds=1.0)  # fmt: skip
+    assert r.metric.lm_eval_key == "exact_match,leaderboard-v1" and r.value == 0.25
 
 
 def test_stderr_not_available_is_recorded_as_none():
@@ -84,7 +95,7 @@ def test_missing_metric_names_what_was_found():
             out,
             fewshot=FewshotInfo(split="train", sampler="random", fallback=False),
             data_files=[],
-            fewshot_pool_is_full=True,
+            leaderboard_differences=[],
             seconds=0,
         )
 
@@ -127,6 +138,7 @@ def _results(tasks=None) -> SuiteResults:
         h6_average=None,
         leaderboard_comparable=False,
         settings=RunSettings(
+            protocol=Protocol.LEADERBOARD_V1,
             limit=None,
             batch_size=8,
             add_bos_token=False,
@@ -195,3 +207,16 @@ def test_output_dir_under_a_file_is_refused(tmp_path: Path):
     blocker.write_text("")
     with pytest.raises(OutputDirError, match="is not a directory"):
         check_output_dir(blocker / "results")
+
+
+def test_schema_1_files_are_migrated_as_lm_eval_protocol_runs():
+    # Every schema-1 run asked lm-eval 0.4's requests; it called itself comparable, which it was not.
+    old = FIXTURES / "results-schema-v1" / "kyujinpy__Sakura-SOLAR-Instruct" / "20240101T000000Z-0000"
+    assert json.loads((old / "results.json").read_text())["schema_version"] == 1
+    assert json.loads((old / "results.json").read_text())["leaderboard_comparable"] is True
+    results = read_results(old)
+    assert results.schema_version == SCHEMA_VERSION
+    assert results.settings.protocol is Protocol.LM_EVAL
+    assert results.leaderboard_comparable is False
+    assert all(not t.leaderboard_comparable and t.not_comparable_reasons for t in results.tasks)
+    assert [round(100 * t.value, 2) for t in results.tasks] == [70.99, 88.42, 66.33, 71.79, 83.66, 65.2]

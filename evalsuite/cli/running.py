@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,16 +13,50 @@ import typer
 from evalsuite.cli._app import app, data_app, one_line_errors
 from evalsuite.console import format_findings, format_scores, format_suite
 from evalsuite.data import Level, verify_snapshot
-from evalsuite.errors import SuiteConfigError
+from evalsuite.errors import OutputDirError, SuiteConfigError
 from evalsuite.evaluate import RunRequest, parse_batch_size, parse_seed, run_suite
+from evalsuite.files import replacing
 from evalsuite.interrupts import stop_on_signals
 from evalsuite.processes import launched_rank
+from evalsuite.prompts import PromptsRequest, build_prompts
+from evalsuite.protocol import parse_protocol
 from evalsuite.runner import Backend
 from evalsuite.suite import load_suite
 
 
 def _progress(message: str) -> None:
     typer.echo(message, err=True)
+
+
+TasksOpt = Annotated[
+    str | None, typer.Option(help="Comma-separated task keys (see `evalsuite tasks`); default: all six.")
+]
+LimitOpt = Annotated[
+    int | None, typer.Option(help="Only the first N documents of each task (of each subject for MMLU), Hub order.")
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Offline snapshot laid out as <dataset>/<split>.jsonl (see `evalsuite data verify`). "
+        "Default: the Hub datasets, as lm-eval loads them."
+    ),
+]
+ProtocolOpt = Annotated[
+    str,
+    typer.Option(
+        help="What the model is asked. leaderboard-v1: the Open LLM Leaderboard's own requests (its few-shot "
+        "draws, its GSM8K stops and answer check); lm-eval: lm-eval 0.4's task definitions."
+    ),
+]
+
+
+def _task_keys(tasks: str | None) -> list[str] | None:
+    if tasks is None:
+        return None
+    keys = [t.strip() for t in tasks.split(",") if t.strip()]
+    if not keys:
+        raise SuiteConfigError("--tasks is empty; name task keys (see `evalsuite tasks`) or leave it out")
+    return keys
 
 
 ModelArg = Annotated[
@@ -38,12 +73,8 @@ ModelArg = Annotated[
 @one_line_errors
 def run(
     model: ModelArg,
-    tasks: Annotated[
-        str | None, typer.Option(help="Comma-separated task keys (see `evalsuite tasks`); default: all six.")
-    ] = None,
-    limit: Annotated[
-        int | None, typer.Option(help="Score only the first N documents of each task (of each subject for MMLU).")
-    ] = None,
+    tasks: TasksOpt = None,
+    limit: LimitOpt = None,
     batch_size: Annotated[str, typer.Option(help="Requests per forward pass: an int, or 'auto'.")] = "8",
     dtype: Annotated[
         str | None,
@@ -52,13 +83,7 @@ def run(
     device: Annotated[
         str | None, typer.Option(help="Torch device (cpu, cuda, cuda:1). Default: cuda if available.")
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Offline snapshot laid out as <dataset>/<split>.jsonl (see `evalsuite data verify`). "
-            "Default: the Hub datasets, as lm-eval loads them."
-        ),
-    ] = None,
+    data_dir: DataDirOpt = None,
     output_dir: Annotated[Path, typer.Option(help="Where <org>__<name>/<run-id>/ is written.")] = Path("results"),
     seed: Annotated[
         str, typer.Option(help="lm-eval seeds: one int for all, or random,numpy,torch,fewshot.")
@@ -83,11 +108,12 @@ def run(
             "log-likelihoods equal to float rounding); lm-eval-hf: lm-eval's HF model, request by request."
         ),
     ] = Backend.SHARED_PREFIX,
+    protocol: ProtocolOpt = "leaderboard-v1",
 ) -> None:
     """Run the H6 suite on MODEL and write a results folder; print the six scores and the average."""
     request = RunRequest(
         model=model,
-        tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None,
+        tasks=_task_keys(tasks),
         limit=limit,
         batch_size=parse_batch_size(batch_size),
         dtype=dtype,
@@ -100,9 +126,8 @@ def run(
         add_bos_token=add_bos_token,
         preset=preset,
         backend=backend,
+        protocol=parse_protocol(protocol),
     )
-    if tasks is not None and not request.tasks:
-        raise SuiteConfigError("--tasks is empty; name task keys (see `evalsuite tasks`) or leave it out")
     try:
         with stop_on_signals():  # Ctrl-C and SIGTERM alike
             outcome = run_suite(request, progress=_progress)
@@ -124,13 +149,57 @@ def run(
     typer.echo(f"results: {outcome.run_dir / 'results.json'}")
 
 
+@app.command()
+@one_line_errors
+def prompts(
+    tasks: TasksOpt = None,
+    limit: LimitOpt = None,
+    data_dir: DataDirOpt = None,
+    protocol: ProtocolOpt = "leaderboard-v1",
+    out: Annotated[
+        Path | None, typer.Option(help="Write the JSON lines to this file (atomically) instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the requests `evalsuite run` sends, as JSON lines; needs no model (no weights, no tokenizer).
+
+    One JSON line per document: task, lm_eval_task, doc_id (Hub order; MMLU: within its subject), requests.
+    Requests are (context, continuation) pairs; GSM8K's are (context, generation settings).
+    lm-eval builds them from its templates with the protocol's exemplars, as `evalsuite run` does.
+    """
+    request = PromptsRequest(tasks=_task_keys(tasks), limit=limit, data_dir=data_dir, protocol=parse_protocol(protocol))
+    if out is None:
+        _write_prompts(request, sys.stdout)
+        return
+    if out.is_dir():
+        raise OutputDirError(f"--out {out}: is a directory; give a file path")
+    if not out.parent.is_dir():
+        raise OutputDirError(f"--out {out}: folder {out.parent} does not exist")
+    try:
+        with replacing(out) as tmp, tmp.open("w", encoding="utf-8") as f:
+            _write_prompts(request, f)
+    except OSError as e:
+        raise OutputDirError(f"--out {out}: cannot write ({e.strerror or e})") from e
+    typer.echo(f"prompts: {out}", err=True)
+
+
+def _write_prompts(request: PromptsRequest, stream) -> None:  # noqa: ANN001 - a text stream
+    for task in build_prompts(request, progress=_progress):
+        for document in task.documents:
+            stream.write(document.to_json() + "\n")
+        stream.flush()
+        _progress(
+            f"{task.data.spec.key}: {len(task.documents)} documents, {task.requests} requests ({task.seconds:.0f}s)"
+        )
+
+
 @app.command("tasks")
 @one_line_errors
 def list_tasks(
     as_json: Annotated[bool, typer.Option("--json", help="Print the suite spec as JSON.")] = False,
+    protocol: ProtocolOpt = "leaderboard-v1",
 ) -> None:
-    """Print the suite: each task's lm-eval task, shots, metric and dataset."""
-    suite = load_suite()
+    """Print the suite as a protocol runs it: each task's lm-eval task, shots, exemplars, metric and dataset."""
+    suite = load_suite().for_protocol(parse_protocol(protocol))
     if as_json:
         typer.echo(json.dumps(suite.model_dump(mode="json"), indent=2))
     else:

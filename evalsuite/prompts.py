@@ -1,0 +1,66 @@
+"""`evalsuite prompts`: the exact requests a run sends, built by lm-eval as `evalsuite run` builds them, with no
+model. For users who want to see what the model is asked, and why their numbers differ from someone else's.
+
+The requests come from the same code path as a run (runner.load_task_group: the protocol's sampler and
+overrides, the same data plan), so a run's prompt fingerprint equals the fingerprint of these requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalsuite import runner
+from evalsuite.data import TaskData, plan_hub, plan_local
+from evalsuite.errors import SuiteConfigError
+from evalsuite.protocol import DocumentRequests, Protocol
+from evalsuite.suite import SuiteSpec, default_tasks_dir, load_suite
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PromptsRequest:
+    tasks: Sequence[str] | None = None
+    limit: int | None = None
+    data_dir: Path | None = None  # None: the Hub datasets, as lm-eval loads them
+    protocol: Protocol = Protocol.LEADERBOARD_V1
+
+
+@dataclass(frozen=True)
+class TaskPrompts:
+    data: TaskData
+    documents: list[DocumentRequests]
+    seconds: float
+
+    @property
+    def requests(self) -> int:
+        return sum(len(d.requests) for d in self.documents)
+
+
+def build_prompts(
+    request: PromptsRequest, suite: SuiteSpec | None = None, progress: Callable[[str], None] | None = None
+) -> Iterator[TaskPrompts]:
+    """Each task's requests in suite order, document by document (Hub order), as a run would send them.
+
+    Every cheap check (task keys, limit, data dir) happens before anything is built.
+    """
+    say = progress or (lambda message: log.info("%s", message))
+    suite = (suite or load_suite()).for_protocol(request.protocol)
+    specs = suite.select(request.tasks)
+    if request.limit is not None and request.limit < 1:
+        raise SuiteConfigError(f"--limit {request.limit}: give a positive number of documents per task")
+    plan = plan_local(request.data_dir, specs) if request.data_dir else plan_hub(specs)
+    for task in plan.tasks:
+        if task.fewshot.fallback:
+            say(f"warning: {task.spec.key}: {task.fewshot.note}")
+    tasks_dir = default_tasks_dir()
+    task_manager = runner.build_task_manager(tasks_dir)
+    for data in plan.tasks:
+        started = time.perf_counter()
+        group = runner.load_task_group(task_manager, tasks_dir, data)
+        documents = runner.build_requests(group, request.limit, runner.Seeds())
+        yield TaskPrompts(data=data, documents=documents, seconds=time.perf_counter() - started)
