@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.protocol import Protocol
 from evalsuite.results import LM_EVAL_DIR, SuiteResults, TaskResult
 
 
@@ -179,8 +180,12 @@ def compare_runs(
         warnings.append(f"dtypes differ ({baseline.model.dtype} vs {candidate.model.dtype})")
     if baseline.settings.batch_size != candidate.settings.batch_size:
         warnings.append("batch sizes differ (padding can move scores slightly)")
-    if baseline.settings.seeds != candidate.settings.seeds:
+    seeds_a, seeds_b = baseline.settings.seeds, candidate.settings.seeds
+    # under leaderboard-v1 exemplars follow the leaderboard's walk (seed 42): the few-shot seed is unused
+    if seeds_a.fewshot != seeds_b.fewshot and baseline.settings.protocol is not Protocol.LEADERBOARD_V1:
         warnings.append("seeds differ (different few-shot exemplars)")
+    if (seeds_a.random, seeds_a.numpy, seeds_a.torch) != (seeds_b.random, seeds_b.numpy, seeds_b.torch):
+        warnings.append("python/numpy/torch seeds differ")
     for a in baseline.tasks:
         b = candidate.task(a.key)
         if b is not None and a.prompt_sha256 and b.prompt_sha256 and a.prompt_sha256 != b.prompt_sha256:

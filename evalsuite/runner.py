@@ -156,6 +156,10 @@ def build_task_manager(tasks_dir: Path) -> TaskManager:
     import lm_eval
     from lm_eval.tasks import TaskManager
 
+    from evalsuite._compat import cache_compiled_templates
+
+    cache_compiled_templates()  # requests are built 20-30x faster, the same text
+
     builtin = Path(lm_eval.__file__).parent / "tasks"
     return TaskManager(include_defaults=False, include_path=[*(builtin / d for d in _LM_EVAL_TASK_DIRS), tasks_dir])
 

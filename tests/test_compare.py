@@ -188,3 +188,16 @@ def test_different_presets_or_subsets_are_refused(tmp_path: Path):
     b.mkdir()
     (b / "results.json").write_text(json.dumps(raw))
     _refused([str(a), str(b)], "mmlu: document subsets differ")
+
+
+def test_few_shot_seed_warns_only_where_it_picks_the_exemplars(tmp_path: Path):
+    raw = json.loads((SAKURA / "results.json").read_text())
+    reseeded = raw["settings"] | {"seeds": raw["settings"]["seeds"] | {"fewshot": 42}}
+    # leaderboard-v1: exemplars follow the leaderboard's walk, whatever the few-shot seed
+    v1 = _variant(tmp_path, "v1", settings=reseeded)
+    assert compare_runs(BASE, SAKURA, read_results(v1), v1).warnings == []
+    lm_a = _variant(tmp_path, "lm-a", settings=raw["settings"] | {"protocol": "lm-eval"})
+    lm_b = _variant(tmp_path, "lm-b", settings=reseeded | {"protocol": "lm-eval"})
+    assert compare_runs(read_results(lm_a), lm_a, read_results(lm_b), lm_b).warnings == [
+        "seeds differ (different few-shot exemplars)"
+    ]

@@ -1,5 +1,9 @@
 """Parity: plain lm-eval, with its own task definitions pointed at the same rows, gives the same numbers.
 
+This is protocol lm-eval (`--protocol lm-eval`), which asks exactly what lm-eval's task definitions ask.
+Protocol leaderboard-v1 changes only which requests are built (tests/test_leaderboard_v1.py), not how they
+are scored; MMLU's requests are the same under both protocols, so its parity is checked on the default run.
+
 No evalsuite code is in this loop: the protocol is written out here from PROTOCOL.md (shots, few-shot
 split, metric), the model is loaded by lm-eval's own `hf` backend from the same dequantized folder, and
 MMLU's per-subject filter is this file's own. Tasks run one `simple_evaluate` call each, as evalsuite
@@ -22,6 +26,8 @@ import pytest
 from conftest import REAL_RUN_BATCH_SIZE, REAL_RUN_LIMIT, SAMPLE_DATA
 
 from evalsuite.evaluate import RunOutcome, RunRequest, run_suite
+from evalsuite.prompts import PromptsRequest, build_prompts
+from evalsuite.protocol import Protocol, prompt_fingerprint
 from evalsuite.runner import Backend
 
 # key -> (lm-eval task, shots, few-shot split, metric, dataset dir, eval split)
@@ -140,15 +146,47 @@ def plain_lm_eval(real_run) -> tuple[dict[str, float], Responses]:
     return _plain_lm_eval(outcome.results.settings.model_args["pretrained"])
 
 
-def test_default_backend_matches_plain_lm_eval(real_run, plain_lm_eval):
-    outcome, _ = real_run
+@pytest.fixture(scope="module")
+def lm_eval_protocol_run(gguf_path, tmp_path_factory) -> RunOutcome:
+    """The real run's settings under protocol lm-eval (MMLU: see the module docstring)."""
+    request = RunRequest(
+        model=str(gguf_path),
+        tasks=list(PROTOCOL),
+        limit=REAL_RUN_LIMIT,
+        batch_size=REAL_RUN_BATCH_SIZE,
+        data_dir=SAMPLE_DATA,
+        output_dir=tmp_path_factory.mktemp("lm-eval-protocol"),
+        log_samples=True,
+        protocol=Protocol.LM_EVAL,
+    )
+    return run_suite(request, progress=lambda message: None)
+
+
+def test_mmlu_requests_are_the_same_under_both_protocols():
+    fingerprints = {
+        protocol: prompt_fingerprint(
+            next(
+                build_prompts(PromptsRequest(tasks=["mmlu"], limit=1, data_dir=SAMPLE_DATA, protocol=protocol))
+            ).documents
+        )
+        for protocol in Protocol
+    }
+    assert len(set(fingerprints.values())) == 1
+
+
+def test_default_backend_matches_plain_lm_eval(real_run, lm_eval_protocol_run, plain_lm_eval):
+    outcome = lm_eval_protocol_run
+    mmlu_run, _ = real_run  # the default run's MMLU: its requests are the same under protocol lm-eval
     assert outcome.results.settings.backend == Backend.SHARED_PREFIX.value
+    assert outcome.results.settings.protocol is Protocol.LM_EVAL
     plain, plain_responses = plain_lm_eval
-    ours = {t.key: t.value for t in outcome.results.tasks}
+    ours = {t.key: t.value for t in outcome.results.tasks} | {"mmlu": mmlu_run.results.task("mmlu").value}
     print("\nparity (evalsuite shared-prefix vs plain lm-eval):\n" + json.dumps({k: [ours[k], plain[k]] for k in ours}))
     assert {k: v for k, v in ours.items() if k != "truthfulqa"} == {k: v for k, v in plain.items() if k != "truthfulqa"}
     assert ours["truthfulqa"] == pytest.approx(plain["truthfulqa"], abs=1e-6)
-    our_responses = _evalsuite_responses(outcome.run_dir)
+    our_responses = _evalsuite_responses(outcome.run_dir) | {
+        task: docs for task, docs in _evalsuite_responses(mmlu_run.run_dir).items() if task.startswith("mmlu_")
+    }
     assert our_responses.keys() == plain_responses.keys() and len(our_responses) == 5 + 57
     for task, docs in plain_responses.items():
         assert docs.keys() == our_responses[task].keys()
@@ -174,6 +212,7 @@ def test_lm_eval_hf_backend_equals_plain_lm_eval(gguf_path, tmp_path, plain_lm_e
         output_dir=tmp_path,
         log_samples=True,
         backend=Backend.LM_EVAL_HF,
+        protocol=Protocol.LM_EVAL,
     )
     outcome: RunOutcome = run_suite(request, progress=lambda message: None)
     assert outcome.results.settings.backend == Backend.LM_EVAL_HF.value

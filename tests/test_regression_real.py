@@ -8,8 +8,10 @@ documents' own, so the damage lands where it is measured). Three real `evalsuite
 60 Winogrande documents, then `evalsuite compare` with McNemar's test on the logged samples:
 
 - baseline vs the broken checkpoint: regressed, exit 1;
-- baseline vs the baseline with another few-shot seed (different exemplars, same documents): no
-  regression, exit 0, with a warning that the seeds differ.
+- under protocol lm-eval, whose exemplars follow lm-eval's few-shot seed (leaderboard-v1's follow the
+  leaderboard's walk, whatever the seed), the model with two few-shot seeds (different exemplars, same
+  documents): no regression, exit 0, with a warning that the seeds differ;
+- the baseline against a protocol lm-eval run: refused (exit 2), the model was asked other things.
 """
 
 from __future__ import annotations
@@ -84,7 +86,10 @@ def runs(gguf_path: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFa
     return {
         "baseline": _run(gguf_path, shared_data, scratch / "baseline"),
         "broken": _run(broken, shared_data, scratch / "broken"),
-        "reseeded": _run(gguf_path, shared_data, scratch / "reseeded", "--seed", "0,1234,1234,42"),
+        "lm-eval": _run(gguf_path, shared_data, scratch / "lm-eval", "--protocol", "lm-eval"),
+        "reseeded": _run(
+            gguf_path, shared_data, scratch / "reseeded", "--protocol", "lm-eval", "--seed", "0,1234,1234,42"
+        ),
     }
 
 
@@ -103,11 +108,18 @@ def test_a_checkpoint_trained_on_wrong_labels_is_a_regression(runs: dict[str, Pa
 
 
 def test_other_few_shot_exemplars_are_not_a_regression(runs: dict[str, Path]):
-    compared = _compare(runs["baseline"], runs["reseeded"], "--format", "json")
+    compared = _compare(runs["lm-eval"], runs["reseeded"], "--format", "json")
     assert compared.returncode == 0, compared.stdout + compared.stderr
     report = json.loads(compared.stdout)
     (task,) = report["tasks"]
     assert (task["test"], task["verdict"]) == ("mcnemar", "unchanged")
     assert "seeds differ (different few-shot exemplars)" in report["warnings"]
-    shown = _compare(runs["baseline"], runs["reseeded"])
-    print(f"\ncompare baseline reseeded:\n{shown.stdout}")
+    assert any(w.startswith("winogrande: the prompts differ on the same documents") for w in report["warnings"])
+    shown = _compare(runs["lm-eval"], runs["reseeded"])
+    print(f"\ncompare lm-eval reseeded:\n{shown.stdout}")
+
+
+def test_runs_of_other_protocols_are_not_compared(runs: dict[str, Path]):
+    compared = _compare(runs["baseline"], runs["lm-eval"])
+    assert compared.returncode == 2 and compared.stdout == ""
+    assert "protocols differ (leaderboard-v1 vs lm-eval)" in compared.stderr

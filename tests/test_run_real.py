@@ -11,6 +11,8 @@ from pathlib import Path
 from conftest import REAL_RUN_LIMIT, SAMPLE_DATA
 
 from evalsuite.data import sha256_and_rows
+from evalsuite.prompts import PromptsRequest, build_prompts
+from evalsuite.protocol import Protocol, prompt_fingerprint
 from evalsuite.results import read_results
 
 SHOTS = {"arc": 25, "hellaswag": 10, "mmlu": 5, "truthfulqa": 0, "winogrande": 5, "gsm8k": 5}
@@ -20,7 +22,7 @@ METRICS = {
     "mmlu": "acc,none",
     "truthfulqa": "acc,none",
     "winogrande": "acc,none",
-    "gsm8k": "exact_match,strict-match",
+    "gsm8k": "exact_match,leaderboard-v1",  # the leaderboard's answer check (protocol leaderboard-v1)
 }
 
 
@@ -41,6 +43,25 @@ def test_results_file_validates_and_follows_the_protocol(real_run):
     assert results.model.source == "gguf" and results.model.parameters == 134_515_008
     assert results.model.dtype == "float32" and len(results.model.sha or "") == 64
     assert results.settings.add_bos_token is False and results.settings.chat_template is False
+    assert results.settings.protocol is Protocol.LEADERBOARD_V1  # the default
+
+
+def test_the_runs_prompts_are_what_evalsuite_prompts_prints(real_run):
+    """The prompt fingerprint a run records is that of the requests `evalsuite prompts` builds, and the
+    requests lm-eval logged are those requests, document by document."""
+    outcome, _ = real_run
+    for task in outcome.results.tasks:
+        (prompts,) = build_prompts(PromptsRequest(tasks=[task.key], limit=REAL_RUN_LIMIT, data_dir=SAMPLE_DATA))
+        assert task.prompt_sha256 == prompt_fingerprint(prompts.documents), task.key
+        logged = {}
+        for leaf in task.lm_eval_tasks:
+            for line in (outcome.run_dir / "lm_eval" / f"samples_{leaf}.jsonl").read_text().splitlines():
+                sample = json.loads(line)
+                logged[(leaf, sample["doc_id"])] = sample["arguments"]
+        printed = {(d.lm_eval_task, d.doc_id): json.loads(d.to_json())["requests"] for d in prompts.documents}
+        assert logged == {key: [list(r) for r in requests] for key, requests in printed.items()}, task.key
+    gsm8k = json.loads((outcome.run_dir / "lm_eval" / "samples_gsm8k.jsonl").read_text().splitlines()[0])
+    assert gsm8k["arguments"][0][1]["until"] == [":", "Question:", "Question"]
 
 
 def test_mmlu_is_the_macro_mean_of_57_subjects(real_run):

@@ -1,0 +1,105 @@
+"""What evalsuite relies on in lm-eval beyond its documented command line, checked against the installed version,
+so an lm-eval upgrade that moves one of these fails here, by name, and not as wrong prompts somewhere else.
+
+Protocol leaderboard-v1 (evalsuite/fewshot.py, runner.TaskGroup):
+- a task config's `fewshot_config.sampler` may be a `ContextSampler` subclass; lm-eval builds it as
+  `cls(fewshot_docs, rnd=None)` and keeps it as `task.sampler`; `set_fewshot_seed` calls `sampler.set_rnd`;
+- `Task.build_all_requests(limit=, samples=)` asks the sampler once per document, in `doc_iterator` order
+  (Hub order; with `samples`, the chosen documents in Hub order, renumbered 0, 1, ...), before any other;
+- the built requests stay on `task.instances`, each with `doc_id`, `idx`, `request_type` and `args`;
+- `TaskManager.load([config])` returns {"tasks": {name: Task}, "groups": {name: Group}}; `task.eval_docs`.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from conftest import SAMPLE_DATA
+
+from evalsuite import runner
+from evalsuite.data import plan_local
+from evalsuite.protocol import Protocol
+from evalsuite.suite import Preset, default_tasks_dir, load_suite
+
+
+def test_context_sampler_interface():
+    from lm_eval.api.samplers import ContextSampler
+
+    init = inspect.signature(ContextSampler.__init__).parameters
+    assert list(init)[:2] == ["self", "df"] and "rnd" in init, f"ContextSampler.__init__ is now {list(init)}"
+    sample = inspect.signature(ContextSampler.sample).parameters
+    assert {"n", "eval_doc", "df"} <= set(sample), f"ContextSampler.sample is now {list(sample)}"
+    assert callable(ContextSampler.set_rnd) and callable(ContextSampler.fewshot_docs)
+
+
+def _arc_group(preset=None) -> runner.TaskGroup:
+    """ARC on the sample rows with a sampler that records what lm-eval asks of it."""
+    from evalsuite.fewshot import LeaderboardWalkSampler
+
+    suite = load_suite().for_protocol(Protocol.LEADERBOARD_V1)
+    data = plan_local(SAMPLE_DATA, suite.select(["arc"])).tasks[0]
+    group = runner.load_task_group(runner.build_task_manager(default_tasks_dir()), default_tasks_dir(), data, preset)
+    (task,) = group.tasks.values()
+    assert type(task.sampler) is LeaderboardWalkSampler, "lm-eval did not build the sampler class the config named"
+    return group
+
+
+def test_build_all_requests_asks_the_sampler_once_per_document_in_hub_order():
+    group = _arc_group()
+    (task,) = group.tasks.values()
+    asked: list[int] = []
+    original = task.sampler.sample
+
+    def recording(n, eval_doc=None, df=None, **kwargs):
+        asked.append(task.sampler.visited)
+        return original(n, eval_doc=eval_doc, df=df, **kwargs)
+
+    task.sampler.sample = recording
+    task.set_fewshot_seed(seed=1234)  # lm-eval resets the sampler's generator: the walk starts again
+    task.build_all_requests(limit=5)
+    assert asked == [0, 1, 2, 3, 4], "lm-eval no longer asks for exemplars once per document, in order"
+    assert sorted({i.doc_id for i in task.instances}) == [0, 1, 2, 3, 4]
+    first = min(task.instances, key=lambda i: (i.doc_id, i.idx))
+    assert first.request_type == "loglikelihood" and len(first.args) == 2 and first.idx == 0
+
+
+def test_samples_are_built_in_hub_order_and_renumbered():
+    suite = load_suite()
+    group = _arc_group(Preset(seed=1234, documents={key: 4 for key in suite.keys}))  # 4 of the sample's 12
+    (name, task), *_ = group.tasks.items()
+    chosen = group.document_ids[name]
+    assert len(chosen) == 4 and chosen != list(range(4))
+    task.set_fewshot_seed(seed=1234)
+    task.build_all_requests(samples=chosen)
+    assert sorted({i.doc_id for i in task.instances}) == list(range(len(chosen))), "lm-eval's doc_id numbering moved"
+    # each document's own question ends its context, in the order of the preset's (sorted) indices
+    for instance in task.instances:
+        question = task.eval_docs[chosen[instance.doc_id]]["question"]
+        assert instance.args[0].endswith(f"Question: {question}\nAnswer:")
+    assert [d.doc_id for d in group.requests()] == chosen
+
+
+def test_prompt_templates_are_compiled_once_and_render_the_same_text():
+    # evalsuite/_compat.py replaces lm_eval.utils.apply_template, which lm-eval's tasks call through the module
+    from lm_eval import utils
+
+    from evalsuite._compat import cache_compiled_templates
+
+    original = utils.apply_template
+    assert list(inspect.signature(original).parameters) == ["template", "doc"], "apply_template moved"
+    assert hasattr(utils.env, "from_string"), "lm_eval.utils.env is no longer a Jinja environment"
+    doc = {"question": "Why?", "choices": {"text": ["a", "b"]}, "answerKey": "B"}
+    templates = ["Question: {{question}}\nAnswer:", "{{choices.text}}", "{{['A', 'B'].index(answerKey)}}"]
+    expected = [original(t, doc) for t in templates]
+    cache_compiled_templates()
+    cache_compiled_templates()  # idempotent
+    assert [utils.apply_template(t, doc) for t in templates] == expected
+    group = _arc_group()
+    calls = []
+    cached = utils.apply_template
+    utils.apply_template = lambda template, doc: calls.append(template) or cached(template, doc)
+    try:
+        runner.build_requests(group, 1, runner.Seeds())
+    finally:
+        utils.apply_template = cached
+    assert calls, "lm-eval's tasks no longer render their templates through lm_eval.utils.apply_template"
