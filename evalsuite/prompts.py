@@ -46,7 +46,7 @@ def build_prompts(
 ) -> Iterator[TaskPrompts]:
     """Each task's requests in suite order, document by document (Hub order), as a run would send them.
 
-    Every cheap check (task keys, limit, data dir) happens before anything is built.
+    The cheap checks (task keys, limit, data dir) run on the call; the tasks are built as the result is iterated.
     """
     say = progress or (lambda message: log.info("%s", message))
     suite = (suite or load_suite()).for_protocol(request.protocol)
@@ -54,13 +54,16 @@ def build_prompts(
     if request.limit is not None and request.limit < 1:
         raise SuiteConfigError(f"--limit {request.limit}: give a positive number of documents per task")
     plan = plan_local(request.data_dir, specs) if request.data_dir else plan_hub(specs)
-    for task in plan.tasks:
-        if task.fewshot.fallback:
-            say(f"warning: {task.spec.key}: {task.fewshot.note}")
+    return _built(plan.tasks, request.limit, say)
+
+
+def _built(tasks: Sequence[TaskData], limit: int | None, say: Callable[[str], None]) -> Iterator[TaskPrompts]:
     tasks_dir = default_tasks_dir()
     task_manager = runner.build_task_manager(tasks_dir)
-    for data in plan.tasks:
+    for data in tasks:
+        if data.fewshot.fallback:
+            say(f"warning: {data.spec.key}: {data.fewshot.note}")
         started = time.perf_counter()
         group = runner.load_task_group(task_manager, tasks_dir, data)
-        documents = runner.build_requests(group, request.limit, runner.Seeds())
+        documents = runner.build_requests(group, limit, runner.Seeds())
         yield TaskPrompts(data=data, documents=documents, seconds=time.perf_counter() - started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -154,3 +155,45 @@ def test_unknown_backend(tmp_path: Path, gguf_stub: Path):
     result = runner.invoke(app, ["run", str(gguf_stub), "--backend", "vllm", "--output-dir", str(tmp_path / "out")])
     assert result.exit_code == 2 and "vllm" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_unknown_protocol(tmp_path: Path, gguf_stub: Path):
+    _bad_run([str(gguf_stub), "--protocol", "leaderboard-v2"], tmp_path / "out",
+             "--protocol 'leaderboard-v2': choose one of leaderboard-v1, lm-eval")  # fmt: skip
+
+
+def _bad_prompts(args: list[str], expected: str) -> None:
+    result = runner.invoke(app, ["prompts", *args])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert result.stdout == ""
+
+
+def test_prompts_bad_input_is_one_line_and_writes_nothing(tmp_path: Path):
+    data = ["--data-dir", str(SAMPLE_DATA)]
+    _bad_prompts([*data, "--protocol", "v1"], "--protocol 'v1': choose one of leaderboard-v1, lm-eval")
+    _bad_prompts(["--data-dir", str(tmp_path / "nowhere")], f"--data-dir {tmp_path / 'nowhere'}: no such directory")
+    _bad_prompts([*data, "--tasks", "arc,gsm8"], "unknown task 'gsm8'")
+    _bad_prompts([*data, "--limit", "0"], "--limit 0: give a positive number")
+    _bad_prompts([*data, "--out", str(tmp_path / "missing" / "p.jsonl")], f"folder {tmp_path / 'missing'} does not")
+    _bad_prompts([*data, "--out", str(tmp_path)], f"--out {tmp_path}: is a directory")
+    _bad_prompts([*data, "--out", "/proc/evalsuite-prompts.jsonl"], "--out /proc/evalsuite-prompts.jsonl: cannot write")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_prompts_writes_json_lines_atomically(tmp_path: Path):
+    out = tmp_path / "prompts.jsonl"
+    out.write_text("an earlier dump\n")
+    result = runner.invoke(app, ["prompts", "--data-dir", str(SAMPLE_DATA), "--tasks", "gsm8k,arc", "--limit", "2",
+                                 "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(x["task"], x["lm_eval_task"], x["doc_id"]) for x in lines] == [
+        ("arc", "arc_challenge", 0), ("arc", "arc_challenge", 1), ("gsm8k", "gsm8k", 0), ("gsm8k", "gsm8k", 1)
+    ]  # fmt: skip
+    assert all(len(x["requests"]) == 4 for x in lines[:2])  # ARC: one (context, continuation) per choice
+    context, settings = lines[2]["requests"][0]
+    assert context.endswith("\nAnswer:") and settings["until"] == [":", "Question:", "Question"]
+    assert "arc: 2 documents, 8 requests" in result.stderr and f"prompts: {out}" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prompts.jsonl"]  # no temp file left

@@ -5,8 +5,9 @@ from __future__ import annotations
 import gc
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 
@@ -18,7 +19,7 @@ from evalsuite.evaluate import RunRequest, parse_batch_size, parse_seed, run_sui
 from evalsuite.files import replacing
 from evalsuite.interrupts import stop_on_signals
 from evalsuite.processes import launched_rank
-from evalsuite.prompts import PromptsRequest, build_prompts
+from evalsuite.prompts import PromptsRequest, TaskPrompts, build_prompts
 from evalsuite.protocol import parse_protocol
 from evalsuite.runner import Backend
 from evalsuite.suite import load_suite
@@ -167,23 +168,24 @@ def prompts(
     lm-eval builds them from its templates with the protocol's exemplars, as `evalsuite run` does.
     """
     request = PromptsRequest(tasks=_task_keys(tasks), limit=limit, data_dir=data_dir, protocol=parse_protocol(protocol))
-    if out is None:
-        _write_prompts(request, sys.stdout)
-        return
-    if out.is_dir():
+    if out is not None and out.is_dir():
         raise OutputDirError(f"--out {out}: is a directory; give a file path")
-    if not out.parent.is_dir():
+    if out is not None and not out.parent.is_dir():
         raise OutputDirError(f"--out {out}: folder {out.parent} does not exist")
+    built = build_prompts(request, progress=_progress)  # checks the request before anything is written
+    if out is None:
+        _write_prompts(built, sys.stdout)
+        return
     try:
         with replacing(out) as tmp, tmp.open("w", encoding="utf-8") as f:
-            _write_prompts(request, f)
+            _write_prompts(built, f)
     except OSError as e:
         raise OutputDirError(f"--out {out}: cannot write ({e.strerror or e})") from e
     typer.echo(f"prompts: {out}", err=True)
 
 
-def _write_prompts(request: PromptsRequest, stream) -> None:  # noqa: ANN001 - a text stream
-    for task in build_prompts(request, progress=_progress):
+def _write_prompts(built: Iterator[TaskPrompts], stream: TextIO) -> None:
+    for task in built:
         for document in task.documents:
             stream.write(document.to_json() + "\n")
         stream.flush()
