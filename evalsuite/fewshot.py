@@ -53,8 +53,16 @@ class LeaderboardWalkSampler(ContextSampler):
 
     @property
     def visited(self) -> int:
-        """Documents lm-eval asked exemplars for since the last seed (for `check_visited`)."""
+        """Documents lm-eval asked exemplars for since it last set the seed."""
         return self._cursor
+
+    def check_visited(self, documents: int, task: str) -> None:
+        """After lm-eval built a task's requests: it must have asked for exemplars once per document."""
+        if self._cursor != documents:
+            raise RunError(
+                f"{task}: lm-eval asked for exemplars {self._cursor} times for {documents} documents, so the "
+                "leaderboard's exemplars may be on the wrong documents; this lm-eval version is not supported"
+            )
 
     def sample(
         self, n: int, eval_doc: dict[str, Any] | None = None, df: Sequence[dict[str, Any]] | None = None, **kwargs: Any
@@ -79,12 +87,3 @@ class LeaderboardWalkSampler(ContextSampler):
         if eval_doc is not None:
             exemplars = [x for x in exemplars if x != eval_doc][:n]
         return exemplars
-
-
-def check_visited(sampler: LeaderboardWalkSampler, documents: int, task: str) -> None:
-    """After lm-eval built a task's requests: it must have asked for exemplars once per document."""
-    if sampler.visited != documents:
-        raise RunError(
-            f"{task}: lm-eval asked for exemplars {sampler.visited} times for {documents} documents, so the "
-            "leaderboard's exemplars may be on the wrong documents; this lm-eval version is not supported"
-        )

@@ -223,8 +223,8 @@ class TaskGroup:
             by_doc: dict[int, list[Any]] = {}
             for instance in task.instances:
                 by_doc.setdefault(instance.doc_id, []).append(instance)
+            ids = self.document_ids[name] if self.document_ids else None
             for doc_id, instances in sorted(by_doc.items()):
-                ids = self.document_ids[name] if self.document_ids else None
                 documents.append(
                     DocumentRequests(
                         task=self.data.spec.key,
@@ -237,12 +237,12 @@ class TaskGroup:
 
     def check_exemplar_walks(self) -> None:
         """lm-eval asked the leaderboard's sampler once per document it built (see evalsuite/fewshot.py)."""
-        from evalsuite.fewshot import LeaderboardWalkSampler, check_visited
+        from evalsuite.fewshot import LeaderboardWalkSampler
 
         for name, task in self.tasks.items():
             sampler = getattr(task, "sampler", None)
             if isinstance(sampler, LeaderboardWalkSampler):
-                check_visited(sampler, len({i.doc_id for i in task.instances}), name)
+                sampler.check_visited(len({i.doc_id for i in task.instances}), name)
 
 
 def load_task_group(
