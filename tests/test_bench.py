@@ -61,3 +61,14 @@ def test_generation_step_benchmark_times_and_profiles_each_cache(model_folder: s
     timed = [line for line in done.stdout.splitlines() if "ms/step" in line]
     assert [line.split()[0] for line in timed] == ["cache=dynamic", "cache=continuous"], done.stdout
     assert done.stdout.count("--- profile") == 2 and "aten::" in done.stdout
+
+
+def test_request_building_benchmark_compares_both_renderings():
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "request_building.py"), "--data-dir", str(SAMPLE_DATA),
+         "--tasks", "arc,gsm8k"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| arc ") or line.startswith("| gsm8k ")]
+    assert len(rows) == 2 and all(row.endswith("| yes |") for row in rows), done.stdout
