@@ -86,6 +86,11 @@ def parse_seed(text: str) -> tuple[int, int, int, int]:
     raise SuiteConfigError(f"--seed {text!r}: give an int or four comma-separated ints")
 
 
+def check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 1:
+        raise SuiteConfigError(f"--limit {limit}: give a positive number of documents per task")
+
+
 def parse_batch_size(text: str) -> int | str:
     if text == "auto" or text.startswith("auto:"):
         return text
@@ -116,8 +121,7 @@ def run_suite(
 
     # --- cheap checks first: nothing is loaded or written until all pass
     specs = suite.select(request.tasks)
-    if request.limit is not None and request.limit < 1:
-        raise SuiteConfigError(f"--limit {request.limit}: give a positive number of documents per task")
+    check_limit(request.limit)
     if launched_processes() > 1 and request.backend is not runner.Backend.SHARED_PREFIX:
         raise SuiteConfigError(
             f"--backend {request.backend.value} cannot run data-parallel: lm-eval's split draws other few-shot "

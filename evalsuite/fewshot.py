@@ -34,7 +34,7 @@ class LeaderboardWalkSampler(ContextSampler):
     def __init__(self, df: Sequence[dict[str, Any]] | None = None, *, rnd: int | None = None, **kwargs: Any) -> None:
         super().__init__(df, rnd=rnd, **kwargs)
         self._eval_rows: int | None = None
-        self._visits: Sequence[int] | None = None
+        self._visits: Sequence[int] = ()
         self._cursor = 0
         self._draws: dict[int, list[list[int]]] = {}  # draw size -> per eval document
         self._pool: list[dict[str, Any]] | None = None
@@ -42,7 +42,7 @@ class LeaderboardWalkSampler(ContextSampler):
     def bind(self, eval_rows: int, visits: Sequence[int] | None = None) -> None:
         """`visits`: the eval-document indices lm-eval will build, in order (None: 0, 1, 2, ...)."""
         self._eval_rows = eval_rows
-        self._visits = visits
+        self._visits = visits if visits is not None else range(eval_rows)
         self._cursor = 0
 
     def set_rnd(self, rnd: int | None) -> LeaderboardWalkSampler:
@@ -58,9 +58,9 @@ class LeaderboardWalkSampler(ContextSampler):
 
     def check_visited(self, documents: int, task: str) -> None:
         """After lm-eval built a task's requests: it must have asked for exemplars once per document."""
-        if self._cursor != documents:
+        if self.visited != documents:
             raise RunError(
-                f"{task}: lm-eval asked for exemplars {self._cursor} times for {documents} documents, so the "
+                f"{task}: lm-eval asked for exemplars {self.visited} times for {documents} documents, so the "
                 "leaderboard's exemplars may be on the wrong documents; this lm-eval version is not supported"
             )
 
@@ -71,10 +71,9 @@ class LeaderboardWalkSampler(ContextSampler):
             raise RunError("the leaderboard-v1 few-shot sampler was used before evalsuite bound it to its documents")
         position = self._cursor
         self._cursor += 1
-        visits = self._visits if self._visits is not None else range(self._eval_rows)
-        if position >= len(visits):
+        if position >= len(self._visits):
             raise RunError(
-                f"lm-eval asked for exemplars {self._cursor} times, for {len(visits)} eval documents: the "
+                f"lm-eval asked for exemplars {self._cursor} times, for {len(self._visits)} eval documents: the "
                 "leaderboard's exemplars can no longer be placed (see tests/test_dependency_contract.py)"
             )
         if self._pool is None:
@@ -83,7 +82,7 @@ class LeaderboardWalkSampler(ContextSampler):
         draw = n + 1 if eval_doc is not None else n
         if draw not in self._draws:
             self._draws[draw] = leaderboard_exemplar_draws(self._eval_rows, len(pool), draw)
-        exemplars = [pool[i] for i in self._draws[draw][visits[position]]]
+        exemplars = [pool[i] for i in self._draws[draw][self._visits[position]]]
         if eval_doc is not None:
             exemplars = [x for x in exemplars if x != eval_doc][:n]
         return exemplars

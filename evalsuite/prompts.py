@@ -15,7 +15,7 @@ from pathlib import Path
 
 from evalsuite import runner
 from evalsuite.data import TaskData, plan_hub, plan_local
-from evalsuite.errors import SuiteConfigError
+from evalsuite.evaluate import check_limit
 from evalsuite.protocol import DocumentRequests, Protocol
 from evalsuite.suite import SuiteSpec, default_tasks_dir, load_suite
 
@@ -51,8 +51,7 @@ def build_prompts(
     say = progress or (lambda message: log.info("%s", message))
     suite = (suite or load_suite()).for_protocol(request.protocol)
     specs = suite.select(request.tasks)
-    if request.limit is not None and request.limit < 1:
-        raise SuiteConfigError(f"--limit {request.limit}: give a positive number of documents per task")
+    check_limit(request.limit)
     plan = plan_local(request.data_dir, specs) if request.data_dir else plan_hub(specs)
     return _built(plan.tasks, request.limit, say)
 
