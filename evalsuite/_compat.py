@@ -1,16 +1,42 @@
-"""What evalsuite changes inside lm-eval, beyond its public API; each item is checked against the installed
-version by tests/test_dependency_contract.py.
+"""What evalsuite uses or changes inside its dependencies beyond their public API; each item is checked against
+the installed version by tests/test_dependency_contract.py.
+
+lm-eval:
 
 - `lm_eval.utils.apply_template(template, doc)` compiles its Jinja template anew on every call: building
   requests spends 93% of its time there (measured here: ARC's 1,172 documents 30 s, MMLU's 14,042 73 s).
   `cache_compiled_templates` puts the same function over a cache of compiled templates in its place: the
   same text (same environment, same template, same document), 20-30x faster (ARC 1.5 s, MMLU 2.5 s).
+
+huggingface_hub (not exported from its top level):
+- `repocard.REGEX_YAML_BLOCK`: how the Hub finds a card's front matter. `card update` must see exactly the
+  front matter the Hub sees (a BOM-less match at the start, `--- ` closers with trailing blanks, any newline).
+- `repocard_data.eval_results_to_model_index` / `model_index_to_eval_results`: the model-index <-> EvalResult
+  conversions ModelCardData itself uses; `utils.yaml_dump`: the YAML style huggingface_hub writes cards in.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
+
+from huggingface_hub.repocard import REGEX_YAML_BLOCK
+from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
+from huggingface_hub.utils import yaml_dump
+
+__all__ = [
+    "cache_compiled_templates",
+    "eval_results_to_model_index",
+    "hub_front_matter_match",
+    "model_index_to_eval_results",
+    "yaml_dump",
+]
+
+
+def hub_front_matter_match(text: str) -> re.Match[str] | None:
+    """The Hub's front-matter match on a card's text (groups: opener, YAML, closer)."""
+    return REGEX_YAML_BLOCK.search(text)
 
 _CACHED = "_evalsuite_caches_compiled_templates"
 

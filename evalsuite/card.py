@@ -10,6 +10,7 @@ Every other byte stays as it was; the README keeps its line endings.
 
 from __future__ import annotations
 
+import copy
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,11 @@ from typing import Any
 
 import yaml
 from huggingface_hub import EvalResult, ModelCardData
-from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
-from huggingface_hub.utils import yaml_dump
 
+from evalsuite._compat import eval_results_to_model_index, model_index_to_eval_results, yaml_dump
 from evalsuite.errors import CardError
 from evalsuite.files import write_text_atomic
+from evalsuite.readme import find_section, indented, is_content, item_indent, key_block, lines_of, sequence_items, split_readme
 from evalsuite.render import render
 from evalsuite.results import SuiteResults
 from evalsuite.suite import SuiteSpec
@@ -104,76 +105,175 @@ def render_markdown(results: SuiteResults, suite: SuiteSpec) -> str:
 
 # ------------------------------------------------------------------------------------- README update
 
-
-@dataclass(frozen=True)
-class _Readme:
-    newline: str
-    front_matter: str | None  # the YAML between the `---` lines, with its own newlines
-    body: str
+_MODEL_INDEX = ("model-index",)
 
 
-def _split(text: str) -> _Readme:
-    newline = "\r\n" if "\r\n" in text else "\n"
-    opener = f"---{newline}"
-    if text.startswith(opener):
-        closer = f"{newline}---{newline}"
-        end = text.find(closer, len(opener) - len(newline))
-        if end == -1 and text.endswith(f"{newline}---"):
-            end = len(text) - len(newline) - 3
-        if end != -1:
-            front = text[len(opener) : end + len(newline)]
-            body = text[end + len(closer) :]
-            return _Readme(newline, front, body)
-    return _Readme(newline, None, text)
+def _is_ours(result: Any, ours: EvalResult) -> bool:
+    """Whether a model-index result dict is `ours`: same task, dataset (type, config, split, revision), metric."""
+    try:
+        _, parsed = model_index_to_eval_results([{"name": "-", "results": [result]}])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False  # not a result huggingface_hub can read: not evalsuite's to touch
+    return any(r.unique_identifier == ours.unique_identifier and r.metric_type == ours.metric_type for r in parsed)
 
 
-def _model_index_span(front: str) -> tuple[int, int] | None:
-    """Character span of the top-level `model-index:` block in the front matter, if any.
+def _result_dict(result: EvalResult) -> dict[str, Any]:
+    return eval_results_to_model_index("-", [result])[0]["results"][0]
 
-    The block runs to the next top-level key; blank and column-0 comment lines after its last content
-    line are left outside it.
+
+def _replacement(existing: dict[str, Any], ours: EvalResult) -> dict[str, Any]:
+    """Our result in place of an existing one; other metrics the existing result holds beside ours are kept."""
+    new = _result_dict(ours)
+    metrics = existing.get("metrics") if isinstance(existing, dict) else None
+    if isinstance(metrics, list) and len(metrics) > 1:
+        (mine,) = new["metrics"]
+        new["metrics"] = [mine if isinstance(m, dict) and m.get("type") == ours.metric_type else m for m in metrics]
+    return new
+
+
+def _target_entry(entries: list[Any], model_id: str, model_name: str | None, ours: list[EvalResult]) -> int | None:
+    """Which model-index entry is this model's.
+
+    With --model-name, the entry of that name. Otherwise, the first rule that finds one:
+    1. the entry named after the model id, or after the repo name alone (the leaderboard bot writes
+       `- name: Sakura-SOLAR-Instruct`);
+    2. the entry the leaderboard bot attributed to this model (a result whose `source.url` ends in
+       `?query=<model id>`);
+    3. the one entry holding any of the six H6 results that is neither named after another model (`org/name`)
+       nor attributed by the bot to another: a card describes its own model (and evalsuite may have
+       written there before, replacing the bot's attributed results).
+    Several entries at one rule: an error asking for --model-name. Entries of other models are never touched.
     """
-    offset = 0
-    start = end = None
-    for line in front.splitlines(keepends=True):
-        if start is None:
-            if line.startswith("model-index:"):
-                start, end = offset, offset + len(line)
-        elif line.strip() and not line.startswith("#"):
-            if not line[0].isspace() and not line.startswith("-"):
-                break
-            end = offset + len(line)
-        offset += len(line)
-    return (start, end) if start is not None and end is not None else None
+    names = [e.get("name") if isinstance(e, dict) else None for e in entries]
+    candidates = [model_name] if model_name else [model_id, model_id.rsplit("/", 1)[-1]]
+    for candidate in candidates:
+        hits = [i for i, name in enumerate(names) if name == candidate]
+        if len(hits) > 1:
+            raise CardError(f"front matter: {len(hits)} model-index entries are named {candidate!r}; keep one")
+        if hits:
+            return hits[0]
+    if model_name:
+        return None
+    attributed = [i for i, e in enumerate(entries) if _attributed_to(e, model_id)]
+    holding = [
+        i for i, e in enumerate(entries)
+        if _holds_any(e, ours) and not (isinstance(names[i], str) and "/" in names[i])
+        and not any(_bot_query(r) not in (None, model_id) for r in _results_of(e))
+    ]  # fmt: skip
+    for found in (attributed, holding):
+        if len(found) > 1:
+            raise CardError(
+                f"front matter: model-index entries {', '.join(repr(names[i]) for i in found)} could all be this "
+                "model's; pass --model-name to say which one to update"
+            )
+        if found:
+            return found[0]
+    return None
 
 
-def _merge_model_index(existing: Any, name: str, ours: list[EvalResult]) -> list[dict[str, Any]]:
-    entries = list(existing or [])
-    if not isinstance(existing, (list, type(None))):
+def _results_of(entry: Any) -> list[Any]:
+    results = entry.get("results") if isinstance(entry, dict) else None
+    return results if isinstance(results, list) else []
+
+
+def _bot_query(result: Any) -> str | None:
+    """The model a leaderboard bot's result names (`source.url` ... `?query=<model id>`)."""
+    source = result.get("source") if isinstance(result, dict) else None
+    url = source.get("url") if isinstance(source, dict) else None
+    if isinstance(url, str) and "?query=" in url:
+        return url.rsplit("?query=", 1)[1]
+    return None
+
+
+def _attributed_to(entry: Any, model_id: str) -> bool:
+    return any(_bot_query(result) == model_id for result in _results_of(entry))
+
+
+def _holds_any(entry: Any, ours: list[EvalResult]) -> bool:
+    return any(_is_ours(result, o) for result in _results_of(entry) for o in ours)
+
+
+def _dump(value: Any) -> str:
+    return yaml_dump(value, sort_keys=False)
+
+
+def _new_model_index(lines: list[str], nl: str, entry: dict[str, Any]) -> list[str]:
+    """Front-matter lines with a new top-level model-index block: in place of an empty `{}` mapping, before a
+    `...` document end, else at the end."""
+    block = indented(_dump({"model-index": [entry]}), 0, nl)
+    content = [i for i, line in enumerate(lines) if is_content(line)]
+    if content and all(lines[i].strip() == "{}" for i in content) and len(content) == 1:
+        return lines[: content[0]] + block + lines[content[0] + 1 :]
+    if content and lines[content[-1]].rstrip() == "...":
+        return lines[: content[-1]] + block + lines[content[-1] :]
+    if lines and not lines[-1].endswith("\n"):
+        lines = [*lines[:-1], lines[-1] + nl]
+    return lines + block
+
+
+def _updated_front_matter(front: str, nl: str, metadata: dict[str, Any], name: str, model_name: str | None,
+                          ours: list[EvalResult]) -> tuple[str, dict[str, Any]]:
+    """The front matter with `ours` written in, editing only the lines of results evalsuite owns, and the
+    metadata it must parse to."""
+    lines = lines_of(front)
+    expected = copy.deepcopy(metadata)
+    block = key_block(lines, _MODEL_INDEX, 0)
+    existing = metadata.get("model-index")
+    if block is None and "model-index" in metadata:
+        raise CardError("front matter: cannot find the `model-index:` line (flow style?); write it as a block first")
+    if block is None or existing in (None, []):
+        entry = eval_results_to_model_index(model_name or name, ours)[0]
+        expected["model-index"] = [entry]
+        if block is None:
+            return "".join(_new_model_index(lines, nl, entry)), expected
+        replaced = lines[: block.key_line] + indented(_dump({"model-index": [entry]}), 0, nl) + lines[block.end :]
+        return "".join(replaced), expected
+    if not isinstance(existing, list):
         raise CardError("front matter: `model-index` must be a list; fix it by hand first")
-    position = next((i for i, e in enumerate(entries) if isinstance(e, dict) and e.get("name") == name), None)
-    merged: list[EvalResult] = []
-    if position is not None:
-        try:
-            _, merged = model_index_to_eval_results([entries[position]])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CardError(f"front matter: model-index entry {name!r} is malformed ({e}); fix it by hand") from e
+    if block.inline_value:
+        raise CardError("front matter: `model-index` is written inline (flow style); write it as a block list first")
+    items = sequence_items(lines, block.key_line + 1, block.end)
+    if len(items) != len(existing):
+        raise CardError("front matter: cannot find each model-index entry on its own lines; fix its layout first")
+    position = _target_entry(existing, name, model_name, ours)
+    if position is None:  # a new entry after the last one
+        entry = eval_results_to_model_index(model_name or name, ours)[0]
+        expected["model-index"].append(entry)
+        dash, _ = item_indent(lines[items[0][0]])
+        at = items[-1][1]
+        return "".join(lines[:at] + indented(_dump([entry]), dash, nl) + lines[at:]), expected
+
+    entry_dict = existing[position]
+    if not isinstance(entry_dict, dict) or not isinstance(entry_dict.get("results"), list):
+        raise CardError(f"front matter: model-index entry {entry_dict!r:.40} has no results list; fix it by hand")
+    first, last = items[position]
+    dash, key_col = item_indent(lines[first])
+    results_block = key_block(lines, ("results",), key_col, dash=dash, start=first, stop=last)
+    if results_block is None or results_block.inline_value:
+        raise CardError("front matter: write the model-index entry's `results` as a block list first")
+    result_items = sequence_items(lines, results_block.key_line + 1, results_block.end)
+    results: list[Any] = entry_dict["results"]
+    if len(result_items) != len(results):
+        raise CardError("front matter: cannot find each model-index result on its own lines; fix its layout first")
+    new_results = list(results)
+    replace: dict[int, dict[str, Any]] = {}
+    append: list[dict[str, Any]] = []
     for result in ours:
-        same = next(
-            (i for i, r in enumerate(merged) if r.unique_identifier == result.unique_identifier
-             and r.metric_type == result.metric_type),
-            None,
-        )  # fmt: skip
-        if same is None:
-            merged.append(result)
-        else:
-            merged[same] = result
-    entry = eval_results_to_model_index(name, merged)[0]
-    if position is None:
-        entries.append(entry)
-    else:
-        entries[position] = entry
-    return entries
+        hits = [i for i, r in enumerate(results) if _is_ours(r, result)]
+        for i in hits:
+            replace[i] = new_results[i] = _replacement(results[i], result)
+        if not hits:
+            append.append(_result_dict(result))
+    expected["model-index"][position]["results"] = new_results + append
+    result_dash = item_indent(lines[result_items[0][0]])[0] if result_items else key_col
+    out = list(lines)
+    if append:
+        at = result_items[-1][1] if result_items else results_block.key_line + 1
+        out[at:at] = indented(_dump(append), result_dash, nl)
+    for i in sorted(replace, reverse=True):  # back to front, so earlier spans stay where they are
+        a, b = result_items[i]
+        out[a:b] = indented(_dump([replace[i]]), result_dash, nl)
+    return "".join(out), expected
 
 
 def update_readme(
@@ -183,47 +283,58 @@ def update_readme(
     model_name: str | None = None,
     source: CardSource | None = None,
 ) -> str:
-    """The README with evalsuite's model-index results and section brought up to date. Pure."""
-    readme = _split(text)
-    nl = readme.newline
-    name = model_name or results.model.id
+    """The README with evalsuite's model-index results and section brought up to date. Pure.
 
+    Only the model-index results evalsuite writes (in this model's entry) and the text between the markers
+    change; every other byte, comment and newline stays. The new front matter is parsed again and must mean
+    the old metadata plus these results, or nothing is written.
+    """
+    readme = split_readme(text)
+    nl = readme.newline
     front = readme.front_matter or ""
+    metadata = _parse_front_matter(front)
+    ours = eval_results(results, suite, source)
+    new_front, expected = _updated_front_matter(front, nl, metadata, results.model.id, model_name, ours)
+    if _parse_front_matter(new_front) != expected:
+        raise CardError(
+            "front matter: could not write the results without changing other YAML (unusual layout); "
+            "write the model-index by hand or simplify its layout"
+        )
+
+    section_text = (START_MARKER + "\n" + render_markdown(results, suite) + END_MARKER).replace("\n", nl)
+    body = readme.body
+    section = find_section(body, START_MARKER, END_MARKER)
+    if section is None:
+        if body and not body.endswith("\n"):
+            body += nl
+        body += (nl if body else "") + section_text + nl
+    else:
+        body = body[: section.start] + section_text + body[section.end :]
+    return readme.with_body(body).with_front_matter(new_front).text()
+
+
+def _parse_front_matter(front: str) -> dict[str, Any]:
     try:
         metadata = yaml.safe_load(front) if front.strip() else {}
     except yaml.YAMLError as e:
         raise CardError(f"front matter is not valid YAML ({str(e).splitlines()[0]}); fix it first") from e
+    if metadata is None:  # only comments
+        return {}
     if not isinstance(metadata, dict):
         raise CardError("front matter is not a YAML mapping; fix it first")
-    entries = _merge_model_index(metadata.get("model-index"), name, eval_results(results, suite, source))
-    block = yaml_dump({"model-index": entries}, sort_keys=False).replace("\n", nl)
-    span = _model_index_span(front)
-    if span is None:
-        if front and not front.endswith(nl):
-            front += nl
-        front += block
-    else:
-        front = front[: span[0]] + block + front[span[1] :]
-
-    section = (START_MARKER + "\n" + render_markdown(results, suite) + END_MARKER).replace("\n", nl)
-    body = readme.body
-    start, end = body.find(START_MARKER), body.find(END_MARKER)
-    if (start == -1) != (end == -1) or end < start:
-        raise CardError(f"README has {START_MARKER} or {END_MARKER} without the other; fix the markers first")
-    if start == -1:
-        if body and not body.endswith(nl):
-            body += nl
-        body += (nl if body else "") + section + nl
-    else:
-        body = body[:start] + section + body[end + len(END_MARKER) :]
-    return f"---{nl}{front}---{nl}" + ("" if readme.front_matter is not None else nl) + body
+    return metadata
 
 
 def read_readme(path: Path) -> str:
+    """The README's text ("" for a README still to be created). Its folder must exist: a missing folder is
+    more often a typo than a wish for a new one."""
+    target = path.resolve()  # through a symlink, to the file it points at
+    if not target.parent.is_dir():
+        raise CardError(f"{path}: folder {target.parent} does not exist; create it or fix the path")
     try:
-        data = path.read_bytes()
+        data = target.read_bytes()
     except FileNotFoundError:
-        return ""  # a new README
+        return ""
     except OSError as e:
         raise CardError(f"{path}: cannot read ({e.strerror})") from e
     try:
@@ -233,8 +344,9 @@ def read_readme(path: Path) -> str:
 
 
 def write_readme(path: Path, text: str) -> None:
-    """Replace the README atomically, keeping its permissions."""
-    write_text_atomic(path, text)
+    """Replace the README atomically, keeping its permissions; a symlinked README is written through its link
+    (the link stays a link)."""
+    write_text_atomic(path.resolve(), text)
 
 
 def diff(old: str, new: str, path: Path) -> str:
@@ -245,13 +357,26 @@ def diff(old: str, new: str, path: Path) -> str:
     )
 
 
-def push_readme(text: str, repo_id: str, create_pr: bool) -> str:
-    """Upload the README to the Hub (token from HF_TOKEN or the huggingface_hub login); returns the URL."""
-    from huggingface_hub import ModelCard
+def push_readme(path: Path, repo_id: str, create_pr: bool) -> str:
+    """Upload the README file, byte for byte as it is on disk, to the Hub model repo; returns the commit or PR URL.
 
+    (ModelCard.push_to_hub would serialise its parsed metadata again: comments dropped, lists reflowed.)
+    Token from HF_TOKEN or the huggingface_hub login, never printed.
+    """
+    from huggingface_hub import HfApi
+
+    data = path.resolve().read_bytes()
     try:
-        return str(ModelCard(text).push_to_hub(repo_id, create_pr=create_pr))
+        commit = HfApi().upload_file(
+            path_or_fileobj=data,
+            path_in_repo="README.md",
+            repo_id=repo_id,
+            repo_type="model",
+            commit_message="Update evaluation results (evalsuite card update)",
+            create_pr=create_pr,
+        )
     except Exception as e:  # network, auth, validation: one line, never the token
         raise CardError(
             f"push to {repo_id} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         ) from e
+    return str(commit.pr_url or commit.commit_url)

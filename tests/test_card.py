@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import yaml
 from conftest import FIXTURES, SAKURA
 from golden import check_golden
 from huggingface_hub import ModelCard
+from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from huggingface_hub.repocard_data import model_index_to_eval_results
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -106,35 +108,65 @@ _front = st.dictionaries(
 
 
 def _body_without_markers(text: str) -> str:
-    return text.replace(START_MARKER, "").replace(END_MARKER, "").replace("<!--", "")
+    for token in (START_MARKER, END_MARKER, "<!--", "```", "~~~"):
+        text = text.replace(token, "")
+    return text
+
+
+_FRONT_STYLES = ["mapping", "empty-braces", "comments-only"]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(before=_text, after=_text, front=_front, crlf=st.booleans(), has_front=st.booleans(), other=st.booleans())
-def test_update_preserves_everything_it_does_not_own(before, after, front, crlf, has_front, other):
+@given(
+    before=_text, after=_text, front=_front, crlf=st.booleans(), has_front=st.booleans(), other=st.booleans(),
+    bom=st.booleans(), closer_blanks=st.sampled_from(["", " ", " \t "]), style=st.sampled_from(_FRONT_STYLES),
+    one_crlf_line=st.booleans(),
+)  # fmt: skip
+def test_update_preserves_everything_it_does_not_own(
+    before, after, front, crlf, has_front, other, bom, closer_blanks, style, one_crlf_line
+):
     before, after = _body_without_markers(before), _body_without_markers(after)
     body = f"{before}\n{START_MARKER}\nstale\n{END_MARKER}\n{after}"
-    metadata = dict(front) if has_front else {}
-    if other and has_front:
+    metadata = dict(front) if has_front and style == "mapping" else {}
+    if other and has_front and style == "mapping":
         metadata["model-index"] = [{"name": "someone/else", "results": [
             {"task": {"type": "text-generation"}, "dataset": {"name": "X", "type": "x/y"},
              "metrics": [{"type": "acc", "value": 1.5}]}]}]  # fmt: skip
-    front_text = yaml.safe_dump(metadata, sort_keys=False) if metadata else ""
-    text = (f"---\n{front_text}---\n" if has_front else "") + body
+    front_text = {
+        "mapping": yaml.safe_dump(metadata, sort_keys=False) if metadata else "",
+        "empty-braces": "# For reference on model card metadata, see the spec\n{}\n",  # huggingface_hub's template
+        "comments-only": "# {{ card_data }}\n",
+    }[style]
+    text = (f"---\n{front_text}---{closer_blanks}\n" if has_front else "") + body
+    assume(has_front or not re.match(r"\s*---", text))  # a body that starts like front matter is front matter
     if crlf:
         text = text.replace("\n", "\r\n")
+    elif one_crlf_line and has_front:
+        text = text.replace("---\n", "---\r\n", 1)  # the opening fence alone ends in CRLF
+    text = ("\ufeff" if bom else "") + text
     nl = "\r\n" if crlf else "\n"
     new = update_readme(text, RESULTS, SUITE)
+    assert new.startswith("\ufeff") == bom
     # body outside the markers: unchanged bytes
     assert new.endswith(f"{END_MARKER}\n{after}".replace("\n", nl))
     assert (before + "\n").replace("\n", nl) + START_MARKER in new
-    # front matter: every other key unchanged, other model-index entries kept
-    parsed = yaml.safe_load(new.split(f"{nl}---{nl}", 1)[0].removeprefix(f"---{nl}"))
-    assert {k: v for k, v in parsed.items() if k != "model-index"} == {
+    # front matter: as huggingface_hub reads it, every other key unchanged, other model-index entries kept
+    card = ModelCard(new.removeprefix("\ufeff"))
+    parsed = card.data.to_dict()
+    assert {k: v for k, v in parsed.items() if k not in ("model-index", "model_name", "eval_results")} == {
         k: v for k, v in metadata.items() if k != "model-index"
     }
-    names = [e["name"] for e in parsed["model-index"]]
-    assert names == (["someone/else"] if other and has_front else []) + ["kyujinpy/Sakura-SOLAR-Instruct"]
+    assert len(card.data.eval_results) == 6 + (1 if other and has_front and style == "mapping" else 0)
+    raw = yaml.safe_load(REGEX_YAML_BLOCK.search(new.removeprefix("\ufeff")).group(2))
+    names = [e["name"] for e in raw["model-index"]]
+    assert names == (["someone/else"] if other and has_front and style == "mapping" else []) + [
+        "kyujinpy/Sakura-SOLAR-Instruct"
+    ]
+    if has_front:  # the comments and the closing fence as written
+        assert f"---{closer_blanks}{nl}" in new
+        for line in front_text.splitlines():
+            if line.startswith("#"):
+                assert line in new
     if crlf:
         assert "\n" not in new.replace("\r\n", "")
     assert update_readme(new, RESULTS, SUITE) == new
@@ -161,29 +193,54 @@ def test_update_check_and_dry_run(tmp_path: Path):
     assert runner.invoke(app, ["card", "update", str(readme), "--results", str(SAKURA), "--check"]).exit_code == 0
 
 
-def test_push_goes_through_huggingface_hub_without_printing_the_token(tmp_path: Path, monkeypatch):
-    calls = []
+class RecordingHub:
+    """Stands in for HfApi.upload_file: records what would be uploaded."""
 
-    def fake_push(self, repo_id, create_pr=False, **kwargs):
-        calls.append((repo_id, create_pr, self.content))
-        return f"https://huggingface.co/{repo_id}/discussions/1"
+    def __init__(self, fail: Exception | None = None):
+        self.uploads: list[dict] = []
+        self.fail = fail
 
-    monkeypatch.setattr(ModelCard, "push_to_hub", fake_push)
+    def __call__(self, *, path_or_fileobj, path_in_repo, repo_id, repo_type=None, create_pr=None, **kwargs):
+        if self.fail is not None:
+            raise self.fail
+        self.uploads.append(
+            {"bytes": path_or_fileobj, "path": path_in_repo, "repo": repo_id, "type": repo_type, "pr": create_pr}
+        )
+        from huggingface_hub import CommitInfo
+
+        return CommitInfo(
+            commit_url=f"https://huggingface.co/{repo_id}/commit/0123",
+            commit_message="m",
+            commit_description="",
+            oid="0123",
+            pr_url=f"https://huggingface.co/{repo_id}/discussions/1" if create_pr else None,
+        )
+
+
+def test_push_uploads_the_exact_bytes_written_without_printing_the_token(tmp_path: Path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    hub = RecordingHub()
+    monkeypatch.setattr(HfApi, "upload_file", lambda api, **kwargs: hub(**kwargs))
     monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
     readme = tmp_path / "README.md"
+    # a real card with comments and the bot's layout: ModelCard(text).push_to_hub would have re-serialised it
+    shutil.copy(FIXTURES / "cards" / "real" / "hub_template.md", readme)
     args = ["card", "update", str(readme), "--results", str(SAKURA), "--push", "me/model", "--create-pr"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert [(c[0], c[1]) for c in calls] == [("me/model", True)]
-    assert calls[0][2] == readme.read_text()
+    assert [(u["repo"], u["path"], u["type"], u["pr"]) for u in hub.uploads] == [("me/model", "README.md", "model", True)]
+    assert hub.uploads[0]["bytes"] == readme.read_bytes()
+    assert b"# Doc / guide: https://huggingface.co/docs/hub/model-cards" in hub.uploads[0]["bytes"]
+    assert "pushed: https://huggingface.co/me/model/discussions/1" in result.stderr
     assert "hf_secret_token_value" not in result.output
 
 
 def test_push_failure_is_one_line(tmp_path: Path, monkeypatch):
-    def failing_push(self, repo_id, create_pr=False, **kwargs):
-        raise ConnectionError("offline\nwith details")
+    from huggingface_hub import HfApi
 
-    monkeypatch.setattr(ModelCard, "push_to_hub", failing_push)
+    hub = RecordingHub(fail=ConnectionError("offline\nwith details"))
+    monkeypatch.setattr(HfApi, "upload_file", lambda api, **kwargs: hub(**kwargs))
     result = runner.invoke(app, ["card", "update", str(tmp_path / "R.md"), "--results", str(SAKURA), "--push", "me/m"])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == "error: push to me/m failed: ConnectionError: offline"

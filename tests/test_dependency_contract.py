@@ -103,3 +103,30 @@ def test_prompt_templates_are_compiled_once_and_render_the_same_text():
     finally:
         utils.apply_template = cached
     assert calls, "lm-eval's tasks no longer render their templates through lm_eval.utils.apply_template"
+
+
+# --- huggingface_hub (evalsuite/_compat.py): card update must see the front matter the Hub sees
+
+
+def test_hub_front_matter_pattern():
+    from evalsuite._compat import hub_front_matter_match
+
+    match = hub_front_matter_match("---\nlicense: mit\n---  \nbody")
+    assert match is not None, "huggingface_hub.repocard.REGEX_YAML_BLOCK no longer matches a `--- ` closer"
+    assert match.group(2) == "license: mit"
+    assert match.group(3) == "\n---  \n", "REGEX_YAML_BLOCK's groups moved (opener, YAML, closer)"
+    assert hub_front_matter_match("---\r\na: 1\r\n---\r\n").group(2) == "a: 1"
+
+
+def test_hub_model_index_conversions():
+    from huggingface_hub import EvalResult
+
+    from evalsuite._compat import eval_results_to_model_index, model_index_to_eval_results, yaml_dump
+
+    result = EvalResult(task_type="text-generation", dataset_type="ai2_arc", dataset_name="ARC",
+                        metric_type="acc_norm", metric_value=70.99)  # fmt: skip
+    index = eval_results_to_model_index("m", [result])
+    assert index[0]["name"] == "m" and index[0]["results"][0]["metrics"] == [{"type": "acc_norm", "value": 70.99}]
+    name, parsed = model_index_to_eval_results(index)
+    assert name == "m" and parsed[0].unique_identifier == result.unique_identifier
+    assert yaml_dump({"a": [1]}, sort_keys=False) == "a:\n- 1\n", "huggingface_hub's YAML style changed"

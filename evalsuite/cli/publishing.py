@@ -104,7 +104,7 @@ def card_update(
     else:
         typer.echo(f"{readme} already up to date", err=True)
     if push:
-        typer.echo(f"pushed: {push_readme(new, push, create_pr)}", err=True)
+        typer.echo(f"pushed: {push_readme(readme, push, create_pr)}", err=True)
 
 
 class BoardFormat(StrEnum):
