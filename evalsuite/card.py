@@ -47,11 +47,31 @@ class CardSource:
         return CardSource(name="Open LLM Leaderboard", url=f"{LEADERBOARD_URL}?query={model_id}")
 
 
-def check_publishable(results: SuiteResults, allow_partial: bool) -> None:
+def not_comparable(results: SuiteResults, suite: SuiteSpec) -> list[tuple[str, list[str]]]:
+    """(display name, reasons) of each task whose requests were not the leaderboard's, in suite order."""
+    return [
+        (spec.display_name, t.not_comparable_reasons or ["not the leaderboard's requests"])
+        for spec in suite.tasks
+        if (t := results.task(spec.key)) is not None and not t.leaderboard_comparable
+    ]
+
+
+def check_publishable(
+    results: SuiteResults, suite: SuiteSpec, allow_partial: bool, allow_not_comparable: bool
+) -> None:
+    """Model-index results claim leaderboard numbers: partial runs and tasks that asked other requests need
+    an explicit yes (and then the card's section says which and why)."""
     if results.status != "complete" and not allow_partial:
         raise CardError(
             f"run {results.run_id} is partial ({'; '.join(results.partial_reasons)}); cards carry complete "
             "runs, pass --allow-partial to publish it anyway"
+        )
+    differing = not_comparable(results, suite)
+    if differing and not allow_not_comparable:
+        names = ", ".join(name for name, _ in differing)
+        raise CardError(
+            f"run {results.run_id}: {names} did not ask the leaderboard's requests ({differing[0][1][0]}); pass "
+            "--allow-not-comparable to publish them anyway, marked as such"
         )
 
 
@@ -89,7 +109,13 @@ def render_model_index(
 
 
 def render_markdown(results: SuiteResults, suite: SuiteSpec) -> str:
-    rows = [{"name": spec.display_name, "value": t.value} for spec in suite.tasks if (t := results.task(spec.key))]
+    differing = not_comparable(results, suite)
+    marked = {name for name, _ in differing}
+    rows = [
+        {"name": spec.display_name, "value": t.value, "not_comparable": spec.display_name in marked}
+        for spec in suite.tasks
+        if (t := results.task(spec.key))
+    ]
     return render(
         "card_section.md.j2",
         evalsuite_version=results.versions.evalsuite,
@@ -100,6 +126,7 @@ def render_markdown(results: SuiteResults, suite: SuiteSpec) -> str:
         partial_reasons="; ".join(results.partial_reasons),
         average=results.h6_average,
         rows=rows,
+        not_comparable=[{"name": name, "reasons": "; ".join(reasons)} for name, reasons in differing],
     )
 
 

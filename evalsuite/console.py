@@ -150,8 +150,9 @@ def format_history(points: list[HistoryPoint]) -> str:
         return f"{100 * value:.2f}" + (f" ± {100 * stderr:.2f}" if stderr is not None else "")
 
     rows = [
-        [p.label, p.run_id, p.status, "-" if p.average is None else f"{100 * p.average:.2f}",
-         *(cell(p.scores[c]) for c in columns)]
+        [p.label, p.run_id, p.status, "yes" if p.comparable else "no",
+         "-" if p.average is None else f"{100 * p.average:.2f}", *(cell(p.scores[c]) for c in columns)]
         for p in points
     ]  # fmt: skip
-    return _table(["Run (UTC)", "Run id", "Status", "Average", *columns], rows, right=set(range(3, 4 + len(columns))))
+    header = ["Run (UTC)", "Run id", "Status", "Comparable", "Average", *columns]
+    return _table(header, rows, right=set(range(4, 5 + len(columns))))

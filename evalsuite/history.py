@@ -20,13 +20,15 @@ class HistoryPoint:
     run_id: str
     label: str  # the run's UTC start, to the minute
     status: str
+    comparable: bool  # every task asked the leaderboard's requests (run.leaderboard_comparable)
     average: float | None
     scores: dict[str, tuple[float, float | None] | None]  # column -> (value, stderr) as fractions
 
 
 def model_history(runs: list[SuiteResults], model: str, suite: SuiteSpec) -> list[HistoryPoint]:
     """Runs of `model` (its id, or its results folder name `org__name`), oldest first."""
-    mine = [r for r in runs if model in (r.model.id, r.model.id.replace("/", "__"))]
+    # the model id, or its results folder's name (org__name; local__name for a model off the Hub)
+    mine = [r for r in runs if model in (r.model.id, r.model.id.replace("/", "__"), f"local__{r.model.id}")]
     if not mine:
         known = sorted({r.model.id for r in runs})
         raise HistoryError(f"no runs of {model!r}; models with runs: {', '.join(known) or 'none'}")
@@ -41,6 +43,7 @@ def model_history(runs: list[SuiteResults], model: str, suite: SuiteSpec) -> lis
                 run_id=run.run_id,
                 label=run.created_at.strftime("%Y-%m-%d %H:%M"),
                 status=run.status,
+                comparable=run.leaderboard_comparable,
                 average=run.h6_average,
                 scores=scores,
             )

@@ -30,7 +30,12 @@ class Row:
     scores: dict[str, float | None] = field(default_factory=dict)  # column -> fraction
     size: str = "-"
     partial: bool = False
+    not_comparable: bool = False  # complete, but some task did not ask the leaderboard's requests
     run_id: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.model + (" (partial)" if self.partial else " (not comparable)" if self.not_comparable else "")
 
 
 def find_results(dirs: Iterable[Path]) -> list[SuiteResults]:
@@ -72,6 +77,7 @@ def leaderboard_rows(runs: list[SuiteResults], suite: SuiteSpec) -> list[Row]:
                 scores={s.column: (t.value if (t := run.task(s.key)) else None) for s in suite.tasks},
                 size=model_size(run.model.parameters),
                 partial=run.status != "complete",
+                not_comparable=run.status == "complete" and not run.leaderboard_comparable,
                 run_id=run.run_id,
             )
         )
@@ -87,8 +93,7 @@ def _mean(scores: dict[str, float | None]) -> float:
 def to_frame(rows: list[Row], suite: SuiteSpec, with_size: bool) -> pd.DataFrame:
     records = []
     for row in rows:
-        record: dict[str, object] = {"Model": row.model + (" (partial)" if row.partial else ""),
-                                     "Average": _pct(row.average)}  # fmt: skip
+        record: dict[str, object] = {"Model": row.label, "Average": _pct(row.average)}
         record |= {c: _pct(row.scores[c]) for c in (s.column for s in suite.tasks)}
         if with_size:
             record["Model Size"] = row.size
@@ -110,7 +115,7 @@ def render_leaderboard(rows: list[Row], suite: SuiteSpec, fmt: str, with_size: b
         return render(
             "leaderboard.html.j2",
             rows=[
-                {"model": r.model, "partial": r.partial, "revision": r.revision, "dtype": r.dtype, "size": r.size,
+                {"model": r.model, "partial": r.partial, "not_comparable": r.not_comparable, "revision": r.revision, "dtype": r.dtype, "size": r.size,
                  "average": _pct(r.average), "scores": [_pct(r.scores[c]) for c in columns]}
                 for r in rows
             ],

@@ -13,9 +13,9 @@ import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from evalsuite.errors import OutputDirError, ResultsSchemaError, RunError
 from evalsuite.protocol import Protocol
@@ -55,11 +55,20 @@ class FewshotInfo(_Model):
     note: str = ""
 
 
+# What a reader may believe of a number: a score is a finite fraction, a stderr finite and >= 0. A file that
+# breaks these (hand-edited, truncated, written by a bug) is refused on reading, never rendered or compared.
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Stderr = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0)]
+# h6_average is stored rounded by JSON's float repr only; anything further off than this was not computed here.
+AVERAGE_TOLERANCE = 1e-9
+
+
 class SubtaskScore(_Model):
     lm_eval_task: str
-    value: float
-    stderr: float | None
-    documents: int
+    value: Fraction
+    stderr: Stderr | None
+    documents: Count
 
 
 class TaskResult(_Model):
@@ -70,13 +79,13 @@ class TaskResult(_Model):
     num_fewshot: int = Field(description="as lm-eval actually ran it (checked against the suite)")
     metric: MetricKey
     aggregation: Literal["single", "macro_mean"]
-    value: float = Field(description="fraction in [0, 1]; macro mean over subtasks for MMLU")
-    stderr: float | None
-    weighted_value: float | None = Field(
+    value: Fraction = Field(description="fraction in [0, 1]; macro mean over subtasks for MMLU")
+    stderr: Stderr | None
+    weighted_value: Fraction | None = Field(
         None, description="size-weighted mean over subtasks (lm-eval's own group number), when aggregated"
     )
-    documents: int = Field(description="documents scored")
-    full_documents: int = Field(description="documents in the full eval split")
+    documents: Count = Field(description="documents scored")
+    full_documents: Count = Field(description="documents in the full eval split")
     fewshot: FewshotInfo
     data_files: list[DataFileInfo] = Field(description="empty when lm-eval loaded the Hub dataset")
     leaderboard_comparable: bool = Field(
@@ -95,6 +104,14 @@ class TaskResult(_Model):
     subset_sha256: str | None = Field(
         None, description="sha256 of the scored document indices when a preset chose them (compare checks it)"
     )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskResult:
+        if self.documents > self.full_documents:
+            raise ValueError(f"{self.key}: {self.documents} documents scored of a split of {self.full_documents}")
+        if self.leaderboard_comparable and self.not_comparable_reasons:
+            raise ValueError(f"{self.key}: leaderboard_comparable is true but reasons say it is not")
+        return self
 
     @property
     def is_full(self) -> bool:
@@ -158,11 +175,29 @@ class SuiteResults(_Model):
     tasks: list[TaskResult]
     status: Literal["complete", "partial"]
     partial_reasons: list[str] = Field(default_factory=list)
-    h6_average: float | None = Field(description="mean of the six values; only when the run is complete")
+    h6_average: Fraction | None = Field(description="mean of the six values; only when the run is complete")
     leaderboard_comparable: bool = Field(description="complete, and every task leaderboard-comparable")
     settings: RunSettings
     versions: Versions
     timing: Timing
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SuiteResults:
+        """Recompute what is derived; a file whose stored summary disagrees is refused, not believed."""
+        keys = [t.key for t in self.tasks]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"a task appears twice ({', '.join(sorted(k for k in set(keys) if keys.count(k) > 1))})")
+        if (self.status == "complete") != (self.h6_average is not None):
+            raise ValueError(f"status {self.status} with h6_average {self.h6_average}: a complete run has one, "
+                             "a partial run none")  # fmt: skip
+        if self.h6_average is not None:
+            mean = h6_average(self.tasks)
+            if abs(self.h6_average - mean) > AVERAGE_TOLERANCE:
+                raise ValueError(f"h6_average {self.h6_average} is not the mean of the task values ({mean})")
+        comparable = self.status == "complete" and all(t.leaderboard_comparable for t in self.tasks)
+        if self.leaderboard_comparable and not comparable:
+            raise ValueError("leaderboard_comparable is true but the run is partial or a task is not comparable")
+        return self
 
     def task(self, key: str) -> TaskResult | None:
         return next((t for t in self.tasks if t.key == key), None)
@@ -177,7 +212,7 @@ def _float(value: Any) -> float | None:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return None if math.isnan(number) else number
+    return number if math.isfinite(number) else None
 
 
 def _leaf_scores(spec: TaskSpec, output: dict[str, Any]) -> list[SubtaskScore]:
@@ -354,18 +389,21 @@ def check_output_dir(output_dir: Path) -> None:
 
 
 def read_results(path: Path) -> SuiteResults:
-    """Read a results.json (or a run folder holding one)."""
+    """Read a results.json (or a run folder holding one), validated: every score a finite fraction, documents
+    within their split, the H6 average the mean of the six. Anything else is one ResultsSchemaError."""
     if path.is_dir():
         path = path / RESULTS_FILE
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_bytes().decode("utf-8"))
     except OSError as e:
         raise ResultsSchemaError(f"{path}: cannot read ({e.strerror})") from e
+    except UnicodeDecodeError as e:
+        raise ResultsSchemaError(f"{path}: not UTF-8 (byte {e.start}); not a results file evalsuite wrote") from e
     except json.JSONDecodeError as e:
         raise ResultsSchemaError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from e
     version = raw.get("schema_version") if isinstance(raw, dict) else None
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ResultsSchemaError(f"{path}: not an evalsuite results file (no schema_version)")
+        raise ResultsSchemaError(f"{path}: not an evalsuite results file (no integer schema_version)")
     if version > SCHEMA_VERSION:
         raise ResultsSchemaError(
             f"{path}: schema_version {version} was written by a newer evalsuite (this one reads "
@@ -379,7 +417,35 @@ def read_results(path: Path) -> SuiteResults:
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise ResultsSchemaError(f"{path}: invalid results file at {where}: {err['msg']}") from e
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if where:
+            raise ResultsSchemaError(f"{path}: invalid results file at {where}: {message}") from e
+        raise ResultsSchemaError(f"{path}: invalid results file: {message}") from e
+
+
+def run_dirs(path: Path) -> list[Path]:
+    """The run folders (holding a results.json) directly under a model's results folder, oldest first."""
+    return sorted(p.parent for p in path.glob(f"*/{RESULTS_FILE}") if not p.parent.name.startswith("."))
+
+
+def locate_run(path: Path, newest_complete: bool) -> tuple[Path, str | None]:
+    """The run a path names: a results.json, a run folder, or a model's results folder (`results/org__name`).
+
+    For a model's folder: its newest complete run when `newest_complete` (with a note saying which), else
+    an error listing the runs to choose from.
+    """
+    if not path.is_dir() or (path / RESULTS_FILE).exists():
+        return path, None
+    runs = run_dirs(path)
+    if not runs:
+        raise ResultsSchemaError(f"{path}: no {RESULTS_FILE} in it or in its run folders")
+    listing = ", ".join(r.name for r in runs[-5:]) + (f" (and {len(runs) - 5} older)" if len(runs) > 5 else "")
+    if not newest_complete:
+        raise ResultsSchemaError(f"{path} holds {len(runs)} runs ({listing}); give one run folder")
+    complete = [r for r in runs if read_results(r).status == "complete"]
+    if not complete:
+        raise ResultsSchemaError(f"{path} holds no complete run ({listing}); give a run folder and --allow-partial")
+    return complete[-1], f"using {complete[-1]}, the newest complete run of {len(runs)}"
 
 
 # ------------------------------------------------------------------------------------------ migrations

@@ -300,8 +300,15 @@ def test_card_from_a_real_run(real_run, tmp_path: Path):
     """End to end: the SmolLM2 run's results file becomes a README whose metadata carries its numbers."""
     outcome, _ = real_run
     readme = tmp_path / "README.md"
-    result = runner.invoke(app, ["card", "update", str(readme), "--results", str(outcome.run_dir), "--allow-partial"])
+    args = ["card", "update", str(readme), "--results", str(outcome.run_dir), "--allow-partial"]
+    # the sample rows make ARC, HellaSwag, Winogrande and GSM8K ask other requests than the leaderboard's
+    _refused(args, "did not ask the leaderboard's requests", readme)
+    result = runner.invoke(app, [*args, "--allow-not-comparable"])
     assert result.exit_code == 0, result.output
+    text = readme.read_text()
+    assert "|AI2 Reasoning Challenge (25-Shot) †|" in text and "|MMLU (5-Shot)|" in text
+    assert "- HellaSwag (10-Shot): " in text and "- AI2 Reasoning Challenge (25-Shot): " in text
+    assert "- MMLU (5-Shot):" not in text  # MMLU asked the leaderboard's requests
     card = ModelCard.load(readme)
     by_type = {r.dataset_type: r.metric_value for r in card.data.eval_results}
     for spec in SUITE.tasks:
@@ -317,3 +324,16 @@ def test_section_of_an_lm_eval_protocol_run_says_it_is_not_the_leaderboards_requ
         "asking the model lm-eval 0.4's requests (protocol lm-eval), not the Open LLM Leaderboard (v1)'s: not "
         "comparable with the leaderboard." in result.stdout
     )
+
+
+def test_not_comparable_runs_are_refused_in_model_index_and_marked_in_markdown(tmp_path: Path):
+    schema_1 = FIXTURES / "results-schema-v1" / SAKURA.parent.name / SAKURA.name  # every task: protocol lm-eval
+    refused = runner.invoke(app, ["card", "render", str(schema_1), "--format", "model-index"])
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert "--allow-not-comparable" in refused.stderr
+    allowed = runner.invoke(app, ["card", "render", str(schema_1), "--format", "model-index", "--allow-not-comparable"])
+    assert allowed.exit_code == 0 and "value: 70.99" in allowed.stdout
+    markdown = runner.invoke(app, ["card", "render", str(schema_1), "--format", "markdown"]).stdout
+    assert "|GSM8k (5-shot) †|65.20|" in markdown
+    assert "† Not comparable with the leaderboard, the model was not asked its requests:" in markdown
+    assert markdown.count("- ") >= 6 and "protocol lm-eval: lm-eval 0.4's exemplars" in markdown

@@ -18,6 +18,15 @@ runner = CliRunner()
 BASE = read_results(SAKURA)
 
 
+def _derived(raw: dict) -> dict:
+    """What a results file derives from its tasks, recomputed after a test edited them (files that disagree are
+    refused on reading)."""
+    complete = raw["status"] == "complete"
+    raw["h6_average"] = sum(t["value"] for t in raw["tasks"]) / len(raw["tasks"]) if complete else None
+    raw["leaderboard_comparable"] = complete and all(t["leaderboard_comparable"] for t in raw["tasks"])
+    return raw
+
+
 def _variant(tmp_path: Path, name: str, values: dict[str, float] | None = None, **changes) -> Path:
     """A copy of the Sakura run with some task values (and top-level fields) changed."""
     raw = json.loads((SAKURA / "results.json").read_text())
@@ -27,7 +36,7 @@ def _variant(tmp_path: Path, name: str, values: dict[str, float] | None = None, 
     raw |= changes
     folder = tmp_path / name
     folder.mkdir()
-    (folder / "results.json").write_text(json.dumps(raw))
+    (folder / "results.json").write_text(json.dumps(_derived(raw)))
     return folder
 
 
@@ -75,7 +84,7 @@ def _with_samples(tmp_path: Path, name: str, correct: list[int]) -> Path:
     raw |= {"status": "partial", "partial_reasons": ["x"], "h6_average": None}
     folder = tmp_path / name
     (folder / LM_EVAL_DIR).mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps(raw))
+    (folder / "results.json").write_text(json.dumps(_derived(raw)))
     lines = [
         json.dumps({"doc_id": i, "doc_hash": f"h{i}", "filter": "none", "acc": float(c)}) for i, c in enumerate(correct)
     ]

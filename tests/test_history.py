@@ -20,8 +20,8 @@ def test_table_lists_runs_oldest_first_with_stderr():
     assert lines[0].startswith("| Run (UTC)") and "| GSM8K |" in lines[0].replace(" ", "").replace(
         "|GSM8K|", "| GSM8K |"
     )
-    assert "20240103T000000Z-0000 | complete |   28.45 | 22.01 ± 1.00" in lines[2]
-    assert "20240104T000000Z-0000 | partial  |       - | 50.00 ± 1.00" in lines[3]
+    assert "20240103T000000Z-0000 | complete | yes        |   28.45 | 22.01 ± 1.00" in lines[2]
+    assert "20240104T000000Z-0000 | partial  | no         |       - | 50.00 ± 1.00" in lines[3]
 
 
 def test_folder_name_works_as_model(tmp_path: Path):
@@ -54,3 +54,10 @@ def test_plot_in_a_missing_folder_writes_nothing(tmp_path: Path):
     target = tmp_path / "missing" / "plot.png"
     _refused([str(RESULTS), "--model", "tiny", "--plot", str(target)], "does not exist")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_history_finds_a_local_model_by_its_results_folder_name():
+    folder = FIXTURES / "results" / "other-models" / "local__tiny"
+    result = runner.invoke(app, ["history", str(folder.parent), "--model", "local__tiny"])
+    assert result.exit_code == 0, result.output
+    assert "20240105T000000Z-0000" in result.stdout

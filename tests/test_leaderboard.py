@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, SAKURA
 from golden import check_golden
 from typer.testing import CliRunner
 
@@ -110,3 +110,15 @@ def test_html_page_in_headless_chromium(tmp_path: Path):
             browser.save_screenshot(shot)
     finally:
         browser.quit()
+
+
+def test_complete_runs_that_did_not_ask_the_leaderboards_requests_are_marked():
+    schema_1 = FIXTURES / "results-schema-v1"  # read as protocol lm-eval: complete, not comparable
+    for fmt, mark in (("markdown", "|kyujinpy/Sakura-SOLAR-Instruct (not comparable)|"),
+                      ("csv", "kyujinpy/Sakura-SOLAR-Instruct (not comparable),"),
+                      ("html", "(not comparable)</span>")):  # fmt: skip
+        result = runner.invoke(app, ["leaderboard", str(schema_1), "--format", fmt])
+        assert result.exit_code == 0, result.output
+        assert mark in result.stdout, fmt
+    comparable = runner.invoke(app, ["leaderboard", str(SAKURA)]).stdout
+    assert "not comparable" not in comparable

@@ -181,7 +181,7 @@ def test_newer_schema_is_refused(tmp_path: Path):
 def test_not_a_results_file(tmp_path: Path):
     path = tmp_path / "results.json"
     path.write_text("[1, 2]")
-    with pytest.raises(ResultsSchemaError, match="no schema_version"):
+    with pytest.raises(ResultsSchemaError, match="no integer schema_version"):
         read_results(path)
 
 

@@ -23,11 +23,16 @@ from evalsuite.cli._app import app, card_app, one_line_errors
 from evalsuite.errors import CardError
 from evalsuite.files import write_text_atomic
 from evalsuite.leaderboard import find_results, latest_runs, leaderboard_rows, render_leaderboard
-from evalsuite.results import read_results
+from evalsuite.results import SuiteResults, locate_run, read_results
 from evalsuite.suite import load_suite
 
-ResultsArg = Annotated[Path, typer.Argument(help="A results.json or a run folder.", show_default=False)]
+ResultsArg = Annotated[
+    Path, typer.Argument(help="A results.json, a run folder, or a model's results folder.", show_default=False)
+]
 AllowPartialOpt = Annotated[bool, typer.Option(help="Publish a partial run (limit, subset, sample data) anyway.")]
+AllowNotComparableOpt = Annotated[
+    bool, typer.Option(help="Publish tasks that did not ask the leaderboard's requests anyway (marked).")
+]
 ModelNameOpt = Annotated[str | None, typer.Option(help="model-index entry name. Default: the results' model id.")]
 SourceNameOpt = Annotated[
     str | None, typer.Option(help="`source.name` of each result (needs --source-url). Default: no source.")
@@ -41,6 +46,14 @@ def _source(name: str | None, url: str | None) -> CardSource | None:
     return CardSource(name=name, url=url) if name and url else None
 
 
+def _read_run(path: Path) -> SuiteResults:
+    """A run for a card; a model's results folder means its newest complete run (said on stderr)."""
+    run, note = locate_run(path, newest_complete=True)
+    if note:
+        typer.echo(note, err=True)
+    return read_results(run)
+
+
 class CardFormat(StrEnum):
     MODEL_INDEX = "model-index"
     MARKDOWN = "markdown"
@@ -52,14 +65,16 @@ def card_render(
     results_path: ResultsArg,
     format: Annotated[CardFormat, typer.Option("--format", help="model-index YAML or the Markdown section.")],
     allow_partial: AllowPartialOpt = False,
+    allow_not_comparable: AllowNotComparableOpt = False,
     model_name: ModelNameOpt = None,
     source_name: SourceNameOpt = None,
     source_url: SourceUrlOpt = None,
 ) -> None:
     """Print a run's model-index YAML or its Markdown results table."""
-    results = read_results(results_path)
-    check_publishable(results, allow_partial)
+    results = _read_run(results_path)
     suite = load_suite()
+    # the Markdown section marks tasks that are not comparable, and says why; model-index entries cannot
+    check_publishable(results, suite, allow_partial, allow_not_comparable or format is CardFormat.MARKDOWN)
     if format is CardFormat.MODEL_INDEX:
         typer.echo(render_model_index(results, suite, model_name, _source(source_name, source_url)), nl=False)
     else:
@@ -70,23 +85,27 @@ def card_render(
 @one_line_errors
 def card_update(
     readme: Annotated[Path, typer.Argument(help="The README.md to update (created if missing).", show_default=False)],
-    results_path: Annotated[Path, typer.Option("--results", help="A results.json or a run folder.")],
+    results_path: Annotated[
+        Path, typer.Option("--results", help="A results.json, a run folder, or a model's results folder.")
+    ],
     check: Annotated[bool, typer.Option(help="Change nothing; exit 1 if the README is out of date.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Change nothing; print the diff.")] = False,
     push: Annotated[str | None, typer.Option(help="Also upload the README to this Hub model repo.")] = None,
     create_pr: Annotated[bool, typer.Option(help="With --push: open a pull request instead of committing.")] = False,
     allow_partial: AllowPartialOpt = False,
+    allow_not_comparable: AllowNotComparableOpt = False,
     model_name: ModelNameOpt = None,
     source_name: SourceNameOpt = None,
     source_url: SourceUrlOpt = None,
 ) -> None:
     """Write the run's model-index results and results section into README.md, leaving the rest as it was."""
-    results = read_results(results_path)
-    check_publishable(results, allow_partial)
+    results = _read_run(results_path)
+    suite = load_suite()
+    check_publishable(results, suite, allow_partial, allow_not_comparable)
     if create_pr and not push:
         raise CardError("--create-pr needs --push REPO_ID")
     old = read_readme(readme)
-    new = update_readme(old, results, load_suite(), model_name, _source(source_name, source_url))
+    new = update_readme(old, results, suite, model_name, _source(source_name, source_url))
     if check:
         if new != old:
             typer.echo(

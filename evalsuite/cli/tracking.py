@@ -14,7 +14,7 @@ from evalsuite.console import format_comparison, format_history
 from evalsuite.errors import OptionError
 from evalsuite.history import model_history, plot_history
 from evalsuite.leaderboard import find_results
-from evalsuite.results import read_results
+from evalsuite.results import locate_run, read_results
 from evalsuite.suite import load_suite
 
 
@@ -42,6 +42,8 @@ def compare(
         raise OptionError(f"--alpha {alpha}: give a level between 0 and 1")
     if max_drop < 0:
         raise OptionError(f"--max-drop {max_drop}: give a number of points >= 0")
+    baseline, _ = locate_run(baseline, newest_complete=False)  # a model's folder: say which runs it holds
+    candidate, _ = locate_run(candidate, newest_complete=False)
     result = compare_runs(
         read_results(baseline), _run_dir(baseline), read_results(candidate), _run_dir(candidate), alpha, max_drop
     )
