@@ -38,6 +38,7 @@ def hub_front_matter_match(text: str) -> re.Match[str] | None:
     """The Hub's front-matter match on a card's text (groups: opener, YAML, closer)."""
     return REGEX_YAML_BLOCK.search(text)
 
+
 _CACHED = "_evalsuite_caches_compiled_templates"
 
 

@@ -22,7 +22,16 @@ from huggingface_hub import EvalResult, ModelCardData
 from evalsuite._compat import eval_results_to_model_index, model_index_to_eval_results, yaml_dump
 from evalsuite.errors import CardError
 from evalsuite.files import write_text_atomic
-from evalsuite.readme import find_section, indented, is_content, item_indent, key_block, lines_of, sequence_items, split_readme
+from evalsuite.readme import (
+    find_section,
+    indented,
+    is_content,
+    item_indent,
+    key_block,
+    lines_of,
+    sequence_items,
+    split_readme,
+)
 from evalsuite.render import render
 from evalsuite.results import SuiteResults
 from evalsuite.suite import SuiteSpec
@@ -56,9 +65,7 @@ def not_comparable(results: SuiteResults, suite: SuiteSpec) -> list[tuple[str, l
     ]
 
 
-def check_publishable(
-    results: SuiteResults, suite: SuiteSpec, allow_partial: bool, allow_not_comparable: bool
-) -> None:
+def check_publishable(results: SuiteResults, suite: SuiteSpec, allow_partial: bool, allow_not_comparable: bool) -> None:
     """Model-index results claim leaderboard numbers: partial runs and tasks that asked other requests need
     an explicit yes (and then the card's section says which and why)."""
     if results.status != "complete" and not allow_partial:
@@ -238,8 +245,9 @@ def _new_model_index(lines: list[str], nl: str, entry: dict[str, Any]) -> list[s
     return lines + block
 
 
-def _updated_front_matter(front: str, nl: str, metadata: dict[str, Any], name: str, model_name: str | None,
-                          ours: list[EvalResult]) -> tuple[str, dict[str, Any]]:
+def _updated_front_matter(
+    front: str, nl: str, metadata: dict[str, Any], name: str, model_name: str | None, ours: list[EvalResult]
+) -> tuple[str, dict[str, Any]]:
     """The front matter with `ours` written in, editing only the lines of results evalsuite owns, and the
     metadata it must parse to."""
     lines = lines_of(front)

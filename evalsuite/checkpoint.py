@@ -65,9 +65,10 @@ class Checkpoint:
     tasks rank 0 found finished and write nothing.
     """
 
-    def __init__(self, state: CheckpointState, lock: IO[str] | None) -> None:
+    def __init__(self, state: CheckpointState, lock: IO[str] | None, created: tuple[Path, ...] = ()) -> None:
         self.state = state
         self._lock = lock
+        self._created = created  # folders open() made (the model's results folder, the output dir), innermost last
 
     @property
     def folder(self) -> Path:
@@ -97,6 +98,7 @@ class Checkpoint:
     @classmethod
     def open(cls, model_dir: Path, key: str, run_id: str, created_at: datetime) -> Checkpoint:
         folder = model_dir / f".inprogress-{key}"
+        created = tuple(reversed([p for p in (folder, *folder.parents) if not p.exists()]))
         folder.mkdir(parents=True, exist_ok=True)
         lock = (folder / LOCK_FILE).open("a+", encoding="utf-8")
         try:
@@ -120,7 +122,7 @@ class Checkpoint:
             run_id, created_at = state["run_id"], datetime.fromisoformat(state["created_at"])
             return cls(CheckpointState(folder, run_id, created_at, True, finished), lock)
         write_text_atomic(state_path, json.dumps({"run_id": run_id, "created_at": created_at.isoformat()}))
-        return cls(CheckpointState(folder, run_id, created_at, False, finished), lock)
+        return cls(CheckpointState(folder, run_id, created_at, False, finished), lock, created)
 
     def request_cache(self, task_key: str) -> str:
         """lm-eval's `use_cache` path for one suite task (one file each, so counts are per task)."""
@@ -150,6 +152,25 @@ class Checkpoint:
         assert self._lock is not None, "only the process that opened the checkpoint writes it"
         (self.folder / "tasks").mkdir(exist_ok=True)
         write_text_atomic(self.folder / "tasks" / f"{task_key}.json", serialized)
+
+    def holds_progress(self) -> bool:
+        """Whether anything worth resuming is saved: a finished task or an answered request."""
+        if any((self.folder / "tasks").glob("*.json")):
+            return True
+        return any(self.cached_requests(path.name.removeprefix(f"{REQUEST_CACHE}-").split("_rank")[0]) for path in
+                   self.folder.glob(f"{REQUEST_CACHE}-*_rank*.db"))  # fmt: skip
+
+    def discard_if_empty(self) -> None:
+        """A run that failed before saving anything leaves nothing behind: not its in-progress folder, nor the
+        folders it created for it."""
+        if self._lock is None or self.resumed or self.holds_progress():
+            return
+        shutil.rmtree(self.folder, ignore_errors=True)
+        for folder in reversed(self._created[:-1]):  # the folder itself is gone; then its new parents, if empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
     def finish(self) -> None:
         """The run is written: drop the in-progress folder and the lock."""

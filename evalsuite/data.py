@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from evalsuite.errors import DataDirError
 from evalsuite.protocol import Protocol
@@ -96,14 +97,27 @@ def split_path(root: Path, spec: TaskSpec, split: str) -> Path:
     return root / spec.data.dir / f"{split}.jsonl"
 
 
-def sha256_and_rows(path: Path) -> tuple[str, int]:
+def sha256_and_rows(path: Path, spec: TaskSpec | None = None) -> tuple[str, int]:
+    """The file's sha256 and its row count. Every row must be a JSON object and, given the task, have its
+    columns and sane values (checked here, in the one read, so a corrupt row stops a run before the model
+    loads, naming its file and line)."""
     digest = hashlib.sha256()
     rows = 0
     with path.open("rb") as f:
-        for line in f:
+        for number, line in enumerate(f, start=1):
             digest.update(line)
-            if line.strip():
-                rows += 1
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as e:  # JSONDecodeError and UnicodeDecodeError alike
+                raise DataDirError(f"{path}:{number}: not a JSON row ({e}); fix or remove the line") from None
+            problem = row_problem(row, spec) if spec is not None else None
+            if problem is None and not isinstance(row, dict):
+                problem = "a row must be a JSON object"
+            if problem:
+                raise DataDirError(f"{path}:{number}: {problem}; fix or remove the row")
+            rows += 1
     return digest.hexdigest(), rows
 
 
@@ -128,12 +142,12 @@ def plan_local(root: Path, specs: Iterable[TaskSpec]) -> DataPlan:
                 f"--data-dir {root}: missing {eval_path.relative_to(root)} (the {spec.data.eval_split} split "
                 f"{spec.key} is scored on); add it or leave {spec.key} out with --tasks"
             )
-        files = [_split_file(eval_path, spec.data.eval_split)]
+        files = [_split_file(eval_path, spec.data.eval_split, spec)]
         fewshot = FewshotSource(spec.fewshot_split, spec.fewshot_sampler)
         if spec.num_fewshot > 0 and spec.fewshot_split and spec.fewshot_split != spec.data.eval_split:
             pool_path = split_path(root, spec, spec.fewshot_split)
             if pool_path.is_file():
-                files.append(_split_file(pool_path, spec.fewshot_split))
+                files.append(_split_file(pool_path, spec.fewshot_split, spec))
             else:
                 fewshot = FewshotSource(
                     split=spec.data.eval_split,
@@ -148,8 +162,8 @@ def plan_local(root: Path, specs: Iterable[TaskSpec]) -> DataPlan:
     return DataPlan(root=root, tasks=tuple(planned))
 
 
-def _split_file(path: Path, split: str) -> SplitFile:
-    digest, rows = sha256_and_rows(path)
+def _split_file(path: Path, split: str, spec: TaskSpec) -> SplitFile:
+    digest, rows = sha256_and_rows(path, spec)
     if rows == 0:
         raise DataDirError(f"{path}: the file is empty; a split needs at least one row")
     return SplitFile(split=split, path=path.resolve(), sha256=digest, rows=rows)
@@ -217,13 +231,79 @@ def _check_file(path: Path, rel: str, spec: TaskSpec, full_rows: int) -> Finding
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 return Finding(Level.ERROR, rel, f"line {line_no}: not JSON ({e.msg})")
-            if problem := _schema_problem(row, spec.data.columns):
+            if problem := row_problem(row, spec):
                 return Finding(Level.ERROR, rel, f"line {line_no}: {problem}")
     if rows == 0:
         return Finding(Level.ERROR, rel, "empty file")
+    if rows > full_rows:
+        return Finding(Level.ERROR, rel, f"{rows} rows, more than the full split's {full_rows}: another dataset?")
     if rows != full_rows:
         return Finding(Level.WARN, rel, f"{rows} of {full_rows} rows: runs over it are partial")
     return Finding(Level.OK, rel, f"{rows} rows")
+
+
+def row_problem(row: object, spec: TaskSpec) -> str | None:
+    """What is wrong with one row of a task's split: not an object, a missing or ill-typed column, or a value
+    the task cannot score (an answer that is not among the choices, an unknown subject)."""
+    if problem := _schema_problem(row, spec.data.columns):
+        return problem
+    assert isinstance(row, dict)
+    check = _VALUE_CHECKS.get(spec.key)
+    return check(row, spec) if check else None
+
+
+def _arc_values(row: dict[str, Any], spec: TaskSpec) -> str | None:
+    choices = row["choices"]
+    labels, texts = choices.get("label"), choices.get("text")
+    if not isinstance(labels, list) or not isinstance(texts, list) or len(labels) != len(texts) or not labels:
+        return "choices must hold `label` and `text` lists of one length"
+    if row["answerKey"] not in labels:
+        return f"answerKey {row['answerKey']!r} is not among the choice labels {labels}"
+    return None
+
+
+def _hellaswag_values(row: dict[str, Any], spec: TaskSpec) -> str | None:
+    if not (row["label"].isdigit() and int(row["label"]) < len(row["endings"])):
+        return f"label {row['label']!r} does not index one of the {len(row['endings'])} endings"
+    return None
+
+
+def _mmlu_values(row: dict[str, Any], spec: TaskSpec) -> str | None:
+    column = spec.data.subset_column
+    if column and spec.data.subsets and row[column] not in spec.data.subsets:
+        return f"{column} {row[column]!r} is not one of the {len(spec.data.subsets)} MMLU subjects"
+    if not 0 <= row["answer"] < len(row["choices"]):
+        return f"answer {row['answer']} does not index one of the {len(row['choices'])} choices"
+    return None
+
+
+def _truthfulqa_values(row: dict[str, Any], spec: TaskSpec) -> str | None:
+    targets = row["mc2_targets"]
+    choices, labels = targets.get("choices"), targets.get("labels")
+    if not isinstance(choices, list) or not isinstance(labels, list) or len(choices) != len(labels):
+        return "mc2_targets must hold `choices` and `labels` lists of one length"
+    if not set(labels) <= {0, 1} or 1 not in labels:
+        return "mc2_targets labels must be 0/1 with at least one true answer"
+    return None
+
+
+def _winogrande_values(row: dict[str, Any], spec: TaskSpec) -> str | None:
+    return None if row["answer"] in ("1", "2") else f"answer {row['answer']!r} is neither '1' nor '2'"
+
+
+def _gsm8k_values(row: dict[str, Any], spec: TaskSpec) -> str | None:
+    return None if "####" in row["answer"] else "answer has no `#### <number>` final line"
+
+
+# value checks per suite task key (the suite's six datasets)
+_VALUE_CHECKS: dict[str, Callable[[dict[str, Any], TaskSpec], str | None]] = {
+    "arc": _arc_values,
+    "hellaswag": _hellaswag_values,
+    "mmlu": _mmlu_values,
+    "truthfulqa": _truthfulqa_values,
+    "winogrande": _winogrande_values,
+    "gsm8k": _gsm8k_values,
+}
 
 
 def _schema_problem(row: object, columns: dict[str, ColumnType]) -> str | None:

@@ -73,12 +73,17 @@ class RunOutcome:
     run_dir: Path
 
 
+SEED_LIMIT = 2**32  # numpy's seeds are 0 <= seed < 2**32
+
+
 def parse_seed(text: str) -> tuple[int, int, int, int]:
     """lm-eval's --seed: one int for all four seeds, or `random,numpy,torch,fewshot`."""
     try:
         parts = [int(p) for p in text.split(",")]
     except ValueError:
         raise SuiteConfigError(f"--seed {text!r}: give an int or four comma-separated ints") from None
+    if any(not 0 <= p < SEED_LIMIT for p in parts):
+        raise SuiteConfigError(f"--seed {text!r}: seeds go from 0 to {SEED_LIMIT - 1}")
     if len(parts) == 1:
         return (parts[0],) * 4  # type: ignore[return-value]
     if len(parts) == 4:
@@ -91,8 +96,44 @@ def check_limit(limit: int | None) -> None:
         raise SuiteConfigError(f"--limit {limit}: give a positive number of documents per task")
 
 
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+
+
+def check_dtype(dtype: str | None) -> None:
+    if dtype is not None and dtype not in DTYPES:
+        raise SuiteConfigError(f"--dtype {dtype!r}: choose {', '.join(DTYPES[:-1])} or {DTYPES[-1]}")
+
+
+def check_device(device: str | None) -> None:
+    """A device torch knows and this machine has (CUDA asked on a machine without it fails here, not in lm-eval)."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise SuiteConfigError(f"--device {device!r}: give cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is a CPU build" if torch.version.cuda is None else "no CUDA device is visible"
+            raise SuiteConfigError(f"--device {device}: {why}; use --device cpu (or leave --device out)")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise SuiteConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif parsed.type not in ("cpu", "mps"):
+        raise SuiteConfigError(f"--device {device!r}: give cpu, cuda or cuda:N")
+
+
 def parse_batch_size(text: str) -> int | str:
-    if text == "auto" or text.startswith("auto:"):
+    if text == "auto":
+        return text
+    if text.startswith("auto:"):  # lm-eval: probe again N times over the run
+        try:
+            again = int(text.removeprefix("auto:"))
+        except ValueError:
+            again = 0
+        if again < 1:
+            raise SuiteConfigError(f"--batch-size {text!r}: give auto, auto:N (N a positive int) or a positive int")
         return text
     try:
         size = int(text)
@@ -130,8 +171,11 @@ def run_suite(
     preset = suite.preset(request.preset) if request.preset else None
     if preset is not None and request.limit is not None:
         raise SuiteConfigError(f"--preset {request.preset} fixes the documents itself; drop --limit")
+    check_dtype(request.dtype)
+    check_device(request.device)
     ref = parse_model_ref(request.model)
     extra_model_args = runner.parse_model_args(request.model_args)
+    runner.check_model_args(extra_model_args, request.backend, ref.config_keys())
     plan = plan_local(request.data_dir, specs) if request.data_dir else plan_hub(specs)
     check_output_dir(request.output_dir)
     for task in plan.tasks:
@@ -231,6 +275,7 @@ def run_suite(
             request, suite, ref, loadable, model, plan, checkpoint, processes, raw_runs, task_results, started
         )
     except BaseException:
+        checkpoint.discard_if_empty()  # failed before anything was saved: nothing to resume, nothing left
         checkpoint.release()
         raise
     checkpoint.finish()

@@ -115,8 +115,9 @@ def render_leaderboard(rows: list[Row], suite: SuiteSpec, fmt: str, with_size: b
         return render(
             "leaderboard.html.j2",
             rows=[
-                {"model": r.model, "partial": r.partial, "not_comparable": r.not_comparable, "revision": r.revision, "dtype": r.dtype, "size": r.size,
-                 "average": _pct(r.average), "scores": [_pct(r.scores[c]) for c in columns]}
+                {"model": r.model, "partial": r.partial, "not_comparable": r.not_comparable, "revision": r.revision,
+                 "dtype": r.dtype, "size": r.size, "average": _pct(r.average),
+                 "scores": [_pct(r.scores[c]) for c in columns]}
                 for r in rows
             ],
             columns=columns,

@@ -7,6 +7,7 @@ sha256, so later runs load it like any local model.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import shutil
@@ -14,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from evalsuite.errors import ModelRefError
 from evalsuite.paths import cache_dir
@@ -55,6 +57,13 @@ class ModelRef:
             return f"{org or 'hub'}__{name}"
         return f"local__{self.model_id}"
 
+    def config_keys(self) -> frozenset[str]:
+        """The attributes of a local model folder's config.json (which --model-args may override); none known
+        for Hub and GGUF models before they are fetched or converted."""
+        if self.source is not ModelSource.LOCAL:
+            return frozenset()
+        return frozenset(read_config(Path(self.location)))
+
 
 @dataclass(frozen=True)
 class LoadableModel:
@@ -78,6 +87,7 @@ def parse_model_ref(text: str) -> ModelRef:
         if path.is_dir():
             if not (path / "config.json").is_file():
                 raise ModelRefError(f"{text}: folder has no config.json; point MODEL at a Hugging Face model folder")
+            read_config(path)
             return ModelRef(ModelSource.LOCAL, str(path.resolve()))
         if path.suffix == ".gguf":
             check_gguf_header(path)
@@ -89,6 +99,23 @@ def parse_model_ref(text: str) -> ModelRef:
     if not match:
         raise ModelRefError(f"{text!r} is not a Hub id (org/name[@revision]) nor an existing path")
     return ModelRef(ModelSource.HUB, match["repo"], match["rev"])
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """A model folder's config.json, checked for what transformers needs to pick the model class."""
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelRefError(f"{path}: not readable JSON ({e}); fix or re-download the model") from e
+    if not isinstance(config, dict):
+        raise ModelRefError(f"{path}: not a JSON object; fix or re-download the model")
+    if not isinstance(config.get("model_type"), str) or not config["model_type"]:
+        raise ModelRefError(
+            f"{path} has no model_type, so transformers cannot tell which model class to build; add it "
+            '(e.g. "model_type": "llama") or re-download the model'
+        )
+    return config
 
 
 def check_gguf_header(path: Path) -> None:

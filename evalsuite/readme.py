@@ -81,7 +81,11 @@ def indent_of(line: str) -> int:
 
 
 def _is_item_start(line: str, indent: int) -> bool:
-    return indent_of(line) == indent and line[indent:].startswith("-") and line[indent + 1 : indent + 2] in (" ", "\r", "\n", "")
+    return (
+        indent_of(line) == indent
+        and line[indent:].startswith("-")
+        and line[indent + 1 : indent + 2] in (" ", "\r", "\n", "")
+    )
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,12 @@ class KeyBlock:
 
 
 def key_block(
-    lines: list[str], names: tuple[str, ...], indent: int, dash: int | None = None, start: int = 0, stop: int | None = None
+    lines: list[str],
+    names: tuple[str, ...],
+    indent: int,
+    dash: int | None = None,
+    start: int = 0,
+    stop: int | None = None,
 ) -> KeyBlock | None:
     """The block of the key spelled as one of `names` (plain or quoted) at column `indent`, in lines[start:stop].
 

@@ -138,6 +138,41 @@ def parse_model_args(text: str | None) -> dict[str, str]:
     return parsed
 
 
+# transformers' from_pretrained keywords a user may pass through --model-args (lm-eval forwards what HFLM does
+# not take to from_pretrained). Checked against transformers by tests/test_dependency_contract.py.
+FROM_PRETRAINED_MODEL_ARGS = (
+    "attn_implementation", "cache_dir", "device_map", "force_download", "local_files_only", "max_memory",
+    "offload_buffers", "offload_folder", "subfolder", "token", "use_kernels", "use_safetensors", "variant",
+)  # fmt: skip
+
+
+def check_model_args(args: dict[str, str], backend: Backend, config_keys: frozenset[str] = frozenset()) -> None:
+    """Refuse --model-args the model class would only reject after loading: unknown keys (not HFLM's, not
+    from_pretrained's, not the local model's config.json attributes) and ill-typed values of evalsuite's own."""
+    import inspect
+
+    from lm_eval.models.huggingface import HFLM
+
+    hflm = {n for n in inspect.signature(HFLM.__init__).parameters if n not in ("self", "kwargs")}
+    ours = {"pack_tokens"} if backend is Backend.SHARED_PREFIX else set()
+    known = hflm | ours | set(FROM_PRETRAINED_MODEL_ARGS) | config_keys
+    for key, value in args.items():
+        if key not in known:
+            near = sorted(k for k in known if k.split("_")[0] == key.split("_")[0])[:3]
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            raise SuiteConfigError(
+                f"--model-args {key}={value}: {key!r} is not an argument of lm-eval's HF model, of from_pretrained "
+                f"or of the model's config{hint}"
+            )
+    if "pack_tokens" in args:
+        try:
+            pack = int(args["pack_tokens"])
+        except ValueError:
+            pack = 0
+        if pack < 1:
+            raise SuiteConfigError(f"--model-args pack_tokens={args['pack_tokens']}: give a positive number of tokens")
+
+
 def default_device() -> str:
     import torch
 

@@ -58,6 +58,7 @@ class DataLayout(_Frozen):
     dir: str
     eval_split: str
     subset_column: str | None = None
+    subsets: tuple[str, ...] = Field((), description="the values subset_column takes (MMLU: its 57 subjects)")
     rows: dict[str, int] = Field(description="full row count of every split the suite reads")
     columns: dict[str, ColumnType]
 

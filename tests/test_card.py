@@ -229,7 +229,9 @@ def test_push_uploads_the_exact_bytes_written_without_printing_the_token(tmp_pat
     args = ["card", "update", str(readme), "--results", str(SAKURA), "--push", "me/model", "--create-pr"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert [(u["repo"], u["path"], u["type"], u["pr"]) for u in hub.uploads] == [("me/model", "README.md", "model", True)]
+    assert [(u["repo"], u["path"], u["type"], u["pr"]) for u in hub.uploads] == [
+        ("me/model", "README.md", "model", True)
+    ]
     assert hub.uploads[0]["bytes"] == readme.read_bytes()
     assert b"# Doc / guide: https://huggingface.co/docs/hub/model-cards" in hub.uploads[0]["bytes"]
     assert "pushed: https://huggingface.co/me/model/discussions/1" in result.stderr

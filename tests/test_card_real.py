@@ -60,9 +60,7 @@ def _h6_result_lines(front: str) -> Counter[str]:
             continue
         indent = len(match.group(1))
         j = i + 1
-        while j < len(lines) and not (
-            lines[j].strip() and len(lines[j]) - len(lines[j].lstrip()) <= indent
-        ):
+        while j < len(lines) and not (lines[j].strip() and len(lines[j]) - len(lines[j].lstrip()) <= indent):
             j += 1
         item = lines[i:j]
         if any(re.match(r"^\s+type: (.*)$", ln) and ln.split("type: ")[1].strip() in H6_TYPES for ln in item):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -116,3 +117,53 @@ def test_mmlu_subject_filter_on_the_full_file(shared_data: Path, tmp_path: Path)
         assert len(keep(ds["test"])) == test_rows
         assert len(keep(ds["dev"])) == 5
         assert set(keep(ds["test"])["subject"]) == {subject}
+
+
+def test_mmlu_subjects_are_the_lm_eval_subject_tasks_of_the_group():
+    import yaml
+
+    from evalsuite.suite import default_tasks_dir
+
+    spec = load_suite().task("mmlu")
+    group = yaml.safe_load((default_tasks_dir() / f"{spec.lm_eval_group}.yaml").read_text())
+    assert [t["task"].removeprefix("mmlu_") for t in group["task"]] == list(spec.data.subsets)
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "expected"),
+    [
+        ("arc_challenge/test.jsonl", {"answerKey": "Z"}, "answerKey 'Z' is not among the choice labels"),
+        ("hellaswag/validation.jsonl", {"label": "7"}, "label '7' does not index one of the 4 endings"),
+        ("mmlu/test.jsonl", {"subject": "astrology"}, "subject 'astrology' is not one of the 57 MMLU subjects"),
+        ("mmlu/test.jsonl", {"answer": 4}, "answer 4 does not index one of the 4 choices"),
+        ("winogrande/validation.jsonl", {"answer": "3"}, "answer '3' is neither '1' nor '2'"),
+        ("gsm8k/test.jsonl", {"answer": "42"}, "answer has no `#### <number>` final line"),
+        (
+            "truthful_qa/validation.jsonl",
+            {"mc2_targets": {"choices": ["a"], "labels": [0]}},
+            "0/1 with at least one true answer",
+        ),
+    ],
+)
+def test_verify_checks_values_not_only_types(tmp_path: Path, file: str, edit: dict, expected: str):
+    data = tmp_path / "h6"
+    shutil.copytree(SAMPLE_DATA, data)
+    path = data / file
+    lines = path.read_text().splitlines()
+    lines[0] = json.dumps(json.loads(lines[0]) | edit)
+    path.write_text("\n".join(lines) + "\n")
+    findings = {f.file: f for f in verify_snapshot(data, load_suite())}
+    assert findings[file].level is Level.ERROR and findings[file].message.startswith("line 1: ")
+    assert expected in findings[file].message
+    with pytest.raises(DataDirError, match=f"{file}:1: "):
+        plan_local(data, load_suite().tasks)
+
+
+def test_verify_refuses_more_rows_than_the_full_split(tmp_path: Path):
+    data = tmp_path / "h6"
+    shutil.copytree(SAMPLE_DATA, data)
+    path = data / "truthful_qa" / "validation.jsonl"
+    row = path.read_text().splitlines()[0]
+    path.write_text("\n".join([row] * 818) + "\n")
+    finding = next(f for f in verify_snapshot(data, load_suite()) if f.file == "truthful_qa/validation.jsonl")
+    assert finding.level is Level.ERROR and "818 rows, more than the full split's 817" in finding.message

@@ -130,3 +130,23 @@ def test_hub_model_index_conversions():
     name, parsed = model_index_to_eval_results(index)
     assert name == "m" and parsed[0].unique_identifier == result.unique_identifier
     assert yaml_dump({"a": [1]}, sort_keys=False) == "a:\n- 1\n", "huggingface_hub's YAML style changed"
+
+
+# --- transformers / lm-eval: what `--model-args` may name (runner.check_model_args)
+
+
+def test_from_pretrained_still_takes_the_model_args_evalsuite_lets_through():
+    from transformers import PreTrainedModel
+
+    source = inspect.getsource(PreTrainedModel.from_pretrained)
+    params = inspect.signature(PreTrainedModel.from_pretrained).parameters
+    gone = [k for k in runner.FROM_PRETRAINED_MODEL_ARGS if k not in params and f'"{k}"' not in source]
+    assert not gone, f"from_pretrained no longer takes {gone}; drop them from runner.FROM_PRETRAINED_MODEL_ARGS"
+
+
+def test_hflm_takes_keyword_arguments_by_name():
+    from lm_eval.models.huggingface import HFLM
+
+    params = inspect.signature(HFLM.__init__).parameters
+    assert {"pretrained", "dtype", "device", "batch_size", "add_bos_token", "trust_remote_code"} <= set(params)
+    assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()), "HFLM stopped forwarding **kwargs"

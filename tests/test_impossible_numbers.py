@@ -38,7 +38,8 @@ BAD: dict[str, tuple[Callable[[dict], None], str]] = {
     "170 %": (_set("gsm8k", "value", 1.7), "tasks.5.value: Input should be less than or equal to 1"),
     "negative value": (_set("mmlu", "value", -0.01), "tasks.2.value: Input should be greater than or equal to 0"),
     "infinite stderr": (_set("hellaswag", "stderr", float("inf")), "tasks.1.stderr"),
-    "more documents than the split": (_set("winogrande", "documents", 1268), "1268 documents scored of a split of 1267"),
+    "more documents than the split": (
+        _set("winogrande", "documents", 1268), "1268 documents scored of a split of 1267"),
     "stored average not the mean": (
         lambda raw: raw.update(h6_average=0.80), "h6_average 0.8 is not the mean of the task values"),
     "complete run without an average": (
@@ -128,6 +129,4 @@ def test_compare_lists_the_runs_of_a_model_folder(tmp_path: Path):
     result = runner.invoke(app, ["compare", str(model), str(SAKURA)])
     assert result.exit_code == 2
     (line,) = result.stderr.strip().splitlines()
-    assert line == (
-        f"error: {model} holds 2 runs (20240101T000000Z-0000, 20240201T000000Z-0000); give one run folder"
-    )
+    assert line == (f"error: {model} holds 2 runs (20240101T000000Z-0000, 20240201T000000Z-0000); give one run folder")

@@ -23,7 +23,14 @@ def test_local_folder_needs_config(tmp_path: Path):
     with pytest.raises(ModelRefError, match="no config.json"):
         parse_model_ref(str(tmp_path))
     (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelRefError, match="has no model_type"):
+        parse_model_ref(str(tmp_path))
+    (tmp_path / "config.json").write_text("not json")
+    with pytest.raises(ModelRefError, match="not readable JSON"):
+        parse_model_ref(str(tmp_path))
+    (tmp_path / "config.json").write_text('{"model_type": "llama", "rope_theta": 10000}')
     ref = parse_model_ref(str(tmp_path))
+    assert ref.config_keys() == {"model_type", "rope_theta"}
     assert ref.source is ModelSource.LOCAL and ref.results_dir_name == f"local__{tmp_path.name}"
 
 

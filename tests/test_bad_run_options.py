@@ -1,0 +1,108 @@
+"""Every bad `evalsuite run` option fails before the model loads: one line, exit 1, nothing left on disk.
+
+The model loader is replaced by one that fails the test, so each case proves the check comes first; the
+model itself is the real SmolLM2 folder (dequantized GGUF) and the rows the real sample data.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_DATA
+from typer.testing import CliRunner
+
+from evalsuite import runner
+from evalsuite.cli import app
+from evalsuite.errors import RunError
+
+cli = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def model_folder(gguf_path: Path) -> Path:
+    from evalsuite.model_ref import parse_model_ref, prepare_model
+
+    return Path(prepare_model(parse_model_ref(str(gguf_path))).pretrained)
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the bad option was caught")
+
+    monkeypatch.setattr(runner, "load_model", refuse)
+
+
+def _without_model_type(folder: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "no-model-type"
+    shutil.copytree(folder, copy)
+    config = json.loads((copy / "config.json").read_text())
+    del config["model_type"]
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+def _corrupt_rows(tmp_path: Path, edit_line: int, text: str) -> Path:
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE_DATA, data)
+    path = data / "arc_challenge" / "test.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[edit_line - 1] = text + "\n"
+    path.write_text("".join(lines))
+    return data
+
+
+# (case, extra arguments, expected message); "{model}" and "{data}" are filled in per case
+CASES: list[tuple[str, list[str], str]] = [
+    ("--dtype foo", ["--dtype", "foo"], "--dtype 'foo': choose float32, bfloat16, float16 or auto"),
+    ("--device cuda without CUDA", ["--device", "cuda"], "--device cuda: this torch is a CPU build; use --device cpu"),
+    ("--device nonsense", ["--device", "gpu0"], "--device 'gpu0': give cpu, cuda or cuda:N"),
+    ("unknown --model-args key", ["--model-args", "foo=1"], "'foo' is not an argument of lm-eval's HF model"),
+    ("pack_tokens=abc", ["--model-args", "pack_tokens=abc"], "pack_tokens=abc: give a positive number of tokens"),
+    ("--batch-size auto:foo", ["--batch-size", "auto:foo"], "--batch-size 'auto:foo': give auto, auto:N"),
+    ("--batch-size 0", ["--batch-size", "0"], "--batch-size '0': give a positive int or 'auto'"),
+    ("--seed -1", ["--seed", "-1"], "--seed '-1': seeds go from 0 to 4294967295"),
+    ("--limit 0", ["--limit", "0"], "--limit 0: give a positive number of documents per task"),
+    ("unknown task", ["--tasks", "arc,mmlu_pro"], "mmlu_pro"),
+    ("config without model_type", ["MODEL=no-model-type"], "config.json has no model_type"),
+    ("corrupt row", ["DATA=corrupt"], "arc_challenge/test.jsonl:3: not a JSON row"),
+    ("answer not among the choices", ["DATA=bad-answer"], "arc_challenge/test.jsonl:2: answerKey 'Z' is not among"),
+]
+
+
+@pytest.mark.parametrize("case", [c[0] for c in CASES])
+def test_bad_option_fails_before_the_model_loads(case, model_folder, no_model_load, tmp_path: Path):
+    _, extra, expected = next(c for c in CASES if c[0] == case)
+    model, data = model_folder, SAMPLE_DATA
+    if extra == ["MODEL=no-model-type"]:
+        model, extra = _without_model_type(model_folder, tmp_path), []
+    elif extra == ["DATA=corrupt"]:
+        data, extra = _corrupt_rows(tmp_path, 3, '{"id": "broken", "question": '), []
+    elif extra == ["DATA=bad-answer"]:
+        row = json.loads((SAMPLE_DATA / "arc_challenge" / "test.jsonl").read_text().splitlines()[1])
+        data, extra = _corrupt_rows(tmp_path, 2, json.dumps(row | {"answerKey": "Z"})), []
+    out = tmp_path / "results"
+    args = ["run", str(model), "--data-dir", str(data), "--output-dir", str(out), "--tasks", "arc", "--limit", "1"]
+    result = cli.invoke(app, [*args, *extra])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert not out.exists(), f"left behind: {list(out.rglob('*'))}"
+
+
+def test_a_run_that_fails_before_saving_anything_leaves_nothing(model_folder, monkeypatch, tmp_path: Path):
+    """Past the checks (the model loads), the first task fails: no `.inprogress-*`, no empty folders."""
+
+    def failing_task(*args, **kwargs):
+        raise RunError("lm-eval failed on purpose")
+
+    monkeypatch.setattr(runner, "run_task", failing_task)
+    out = tmp_path / "new" / "results"
+    args = ["run", str(model_folder), "--data-dir", str(SAMPLE_DATA), "--output-dir", str(out), "--tasks", "arc"]
+    result = cli.invoke(app, [*args, "--limit", "1"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == "error: lm-eval failed on purpose"
+    assert not out.exists() and (tmp_path / "new").exists() is False
