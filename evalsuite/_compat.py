@@ -7,6 +7,9 @@ lm-eval:
   requests spends 93% of its time there (measured here: ARC's 1,172 documents 30 s, MMLU's 14,042 73 s).
   `cache_compiled_templates` puts the same function over a cache of compiled templates in its place: the
   same text (same environment, same template, same document), 20-30x faster (ARC 1.5 s, MMLU 2.5 s).
+- `lm_eval.evaluator.get_git_commit_hash()` runs `git describe` with git's stderr on the terminal, so every
+  task of a run outside a git checkout printed `fatal: not a git repository`. `quiet_git_probe` puts the same
+  probe there with git's stderr discarded (same result: the hash, or None).
 
 huggingface_hub (not exported from its top level):
 - `repocard.REGEX_YAML_BLOCK`: how the Hub finds a card's front matter. `card update` must see exactly the
@@ -27,6 +30,7 @@ from huggingface_hub.utils import yaml_dump
 
 __all__ = [
     "cache_compiled_templates",
+    "quiet_git_probe",
     "eval_results_to_model_index",
     "hub_front_matter_match",
     "model_index_to_eval_results",
@@ -55,3 +59,25 @@ def cache_compiled_templates() -> None:
 
     setattr(apply_template, _CACHED, True)
     utils.apply_template = apply_template
+
+
+def quiet_git_probe() -> None:
+    """Make lm-eval's git-hash probe silent when the working directory is not a git checkout (idempotent)."""
+    import subprocess
+
+    from lm_eval import evaluator
+
+    if getattr(evaluator.get_git_commit_hash, _CACHED, False):
+        return
+
+    def get_git_commit_hash() -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", "describe", "--always"], capture_output=True, check=True, timeout=10
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.decode().strip() or None
+
+    setattr(get_git_commit_hash, _CACHED, True)
+    evaluator.get_git_commit_hash = get_git_commit_hash

@@ -35,15 +35,17 @@ import torch
 import torch.nn.functional as F
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
-from tqdm import tqdm
 
 from evalsuite import generation
 from evalsuite.generation import is_out_of_memory
 from evalsuite.processes import Processes
+from evalsuite.progress import bar_open
+from evalsuite.progress import requests as requests_progress
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "evalsuite-hf"  # lm-eval registry name
+PLAIN_MODEL_NAME = "evalsuite-lm-eval-hf"  # HFLM itself, reporting to evalsuite's progress bar
 
 # A pack grows while its row stays within this many tokens, or within twice its first member (so the
 # choices of a long 25-shot document always pack): rows with a custom mask get dense attention, whose cost
@@ -243,6 +245,10 @@ class SharedPrefixLM(HFLM):
         self.stats = ForwardStats()
         self._keeps_selected_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
+    def loglikelihood(self, requests: list, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        # lm-eval's "Tokenizing inputs" bar: hidden while evalsuite's task bar shows the progress
+        return super().loglikelihood(requests, disable_tqdm=disable_tqdm or bar_open())
+
     @property
     def _attention(self) -> str:
         return getattr(self.model.config, "_attn_implementation", None) or "eager"
@@ -280,8 +286,8 @@ class SharedPrefixLM(HFLM):
         # a batch size of N means N rows of the pack budget: at most N packs, at most N x pack_tokens padded
         rows = self._rows_per_forward(override_bs)
         tokens = rows * self.pack_tokens
-        progress = tqdm(
-            total=mine, disable=disable_tqdm or not self.processes.is_main, desc="Running loglikelihood requests"
+        progress = requests_progress(
+            total=mine, desc="Running loglikelihood requests", disable=disable_tqdm or not self.processes.is_main
         )
         lengths = [p.length for p in packs]
         start = 0
@@ -383,7 +389,7 @@ class SharedPrefixLM(HFLM):
             return any(s in self.tok_decode(tokens) for s in until)
 
         texts: list[str | None] = [None] * len(requests)
-        progress = tqdm(total=len(requests), disable=disable_tqdm, desc="Running generate_until requests")
+        progress = requests_progress(len(requests), "Running generate_until requests", disable=disable_tqdm)
 
         def on_final(position: int, tokens: list[int]) -> None:
             i = order[position]
@@ -422,7 +428,7 @@ class SharedPrefixLM(HFLM):
         rows = self._generation_slots(lengths, max(self._max_new_tokens(request) for request in requests))
         order = sorted(range(len(requests)), key=lambda i: -lengths[i])  # longest first: OOM shows up first
         texts: list[str | None] = [None] * len(requests)
-        progress = tqdm(total=len(requests), disable=disable_tqdm, desc="Running generate_until requests")
+        progress = requests_progress(len(requests), "Running generate_until requests", disable=disable_tqdm)
         start = 0
         try:
             while start < len(order):
@@ -505,3 +511,27 @@ class SharedPrefixLM(HFLM):
                     log_prob = float(rows_log_probs.gather(1, target[:, None]).sum())
                     results.append((request.index, (log_prob, is_greedy)))
         return results
+
+
+@register_model(PLAIN_MODEL_NAME)
+class ReportingHFLM(HFLM):
+    """lm-eval's HFLM unchanged (`--backend lm-eval-hf`), except that while evalsuite shows a task bar its own
+    bars are off and the task bar counts each batch of requests when HFLM has answered all of it."""
+
+    def loglikelihood(self, requests: list, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        return self._reported(super().loglikelihood, requests, disable_tqdm)
+
+    def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
+        return self._reported(super().loglikelihood_rolling, requests, disable_tqdm)
+
+    def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
+        return self._reported(super().generate_until, requests, disable_tqdm)
+
+    @staticmethod
+    def _reported(answer, requests: list, disable_tqdm: bool):  # type: ignore[no-untyped-def]
+        if not bar_open():
+            return answer(requests, disable_tqdm=disable_tqdm)
+        counter = requests_progress(len(requests), "")
+        out = answer(requests, disable_tqdm=True)
+        counter.update(len(requests))
+        return out

@@ -55,9 +55,22 @@ class TaskComparison(_Model):
     verdict: Verdict
 
 
+class RunName(_Model):
+    """Which run a side of the comparison is: its model, run id and folder."""
+
+    model: str
+    run_id: str
+    folder: str
+
+    def __str__(self) -> str:
+        return f"{self.model} run {self.run_id} ({self.folder})"
+
+
 class Comparison(_Model):
     baseline: str
     candidate: str
+    baseline_run: RunName
+    candidate_run: RunName
     alpha: float
     max_drop: float
     tasks: list[TaskComparison]
@@ -232,6 +245,8 @@ def compare_runs(
     return Comparison(
         baseline=str(baseline_dir),
         candidate=str(candidate_dir),
+        baseline_run=RunName(model=baseline.model.id, run_id=baseline.run_id, folder=str(baseline_dir)),
+        candidate_run=RunName(model=candidate.model.id, run_id=candidate.run_id, folder=str(candidate_dir)),
         alpha=alpha,
         max_drop=max_drop,
         tasks=tasks,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 from evalsuite.compare import Comparison
 from evalsuite.data import Finding
@@ -30,12 +31,37 @@ class _OncePerMessage(logging.Filter):
         return True
 
 
-def setup_logging() -> None:
-    """Logs go to stderr; EVALSUITE_LOG_LEVEL=INFO shows more (default WARNING, as lm-eval's own)."""
-    level = os.environ.get("EVALSUITE_LOG_LEVEL", "WARNING").upper()
+_LIBRARY_LOGGERS = ("lm_eval", "transformers", "datasets", "huggingface_hub", "accelerate", "torch", "httpx", "urllib3")
+
+
+_quieted: dict[str, list] = {}  # what quieting changed, to undo it when a command asks for -v after all
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Logs go to stderr. By default only evalsuite speaks (its messages, its bars, warnings and errors);
+    `-v` or EVALSUITE_LOG_LEVEL=INFO/DEBUG also lets lm-eval, transformers and datasets speak."""
+    level = os.environ.get("EVALSUITE_LOG_LEVEL", "INFO" if verbose else "WARNING").upper()
     logging.basicConfig(stream=sys.stderr, level=level, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_OncePerMessage())
+    root = logging.getLogger()
+    root.setLevel(level)
+    for handler in root.handlers:
+        if not any(isinstance(f, _OncePerMessage) for f in handler.filters):
+            handler.addFilter(_OncePerMessage())
+    _quiet_libraries(not root.isEnabledFor(logging.INFO))
+
+
+def _quiet_libraries(quiet: bool) -> None:
+    """Their loggers and Python warnings (their bars: evalsuite.verbosity, before they are imported)."""
+    if quiet and not _quieted:
+        for name in _LIBRARY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        _quieted["warnings"] = list(warnings.filters)
+        for category in (FutureWarning, DeprecationWarning, UserWarning):
+            warnings.filterwarnings("ignore", category=category)
+    elif not quiet and _quieted:
+        for name in _LIBRARY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        warnings.filters[:] = _quieted.pop("warnings")
 
 
 def _table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
@@ -62,7 +88,7 @@ def format_scores(results: SuiteResults) -> str:
         rows.append(
             [
                 t.display_name,
-                str(t.metric),
+                t.metric.display,
                 str(t.num_fewshot),
                 f"{100 * t.value:.2f}",
                 f"{100 * t.stderr:.2f}" if t.stderr is not None else "-",
@@ -96,7 +122,7 @@ def format_suite(suite: SuiteSpec) -> str:
             t.lm_eval_group,
             str(t.num_fewshot),
             f"{t.fewshot_split or '-'} ({t.fewshot_sampler})" if t.num_fewshot else "-",
-            str(t.metric),
+            str(t.metric),  # the lm-eval key, as lm-eval users read it
             t.aggregation,
             " / ".join(x for x in (t.data.hub_dataset, t.data.hub_config, t.data.eval_split) if x),
         ]
@@ -135,7 +161,11 @@ def format_comparison(comparison: Comparison, markdown: bool = False) -> str:
     summary = (
         f"REGRESSION in {', '.join(regressed)}" if regressed else "no regression"
     ) + f" (alpha {comparison.alpha}, max drop {comparison.max_drop} points)"
-    lines = [f"### evalsuite compare: {summary}", "", table] if markdown else [table, summary]
+    sides = [f"baseline:  {comparison.baseline_run}", f"candidate: {comparison.candidate_run}"]
+    if markdown:
+        lines = [f"### evalsuite compare: {summary}", "", *(f"- {s}" for s in sides), "", table]
+    else:
+        lines = [*sides, table, summary]
     lines += [f"warning: {w}" for w in comparison.warnings]
     return "\n".join(lines)
 

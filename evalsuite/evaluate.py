@@ -12,6 +12,7 @@ import platform
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,8 +21,16 @@ from evalsuite import __version__, runner  # runner imports torch/lm_eval only i
 from evalsuite.checkpoint import Checkpoint, run_key
 from evalsuite.data import DataPlan, TaskData, plan_hub, plan_local
 from evalsuite.errors import RunError, SuiteConfigError
-from evalsuite.model_ref import LoadableModel, ModelRef, ModelSource, parse_model_ref, prepare_model
+from evalsuite.model_ref import (
+    LoadableModel,
+    ModelRef,
+    ModelSource,
+    check_hub_access,
+    parse_model_ref,
+    prepare_model,
+)
 from evalsuite.processes import Processes, launched_processes, launched_rank
+from evalsuite.progress import task_bar
 from evalsuite.protocol import Protocol
 from evalsuite.results import (
     DataFileInfo,
@@ -150,10 +159,13 @@ def new_run_id(now: datetime) -> str:
 
 
 def run_suite(
-    request: RunRequest, suite: SuiteSpec | None = None, progress: Progress | None = None
+    request: RunRequest, suite: SuiteSpec | None = None, progress: Progress | None = None, bars: bool | None = None
 ) -> RunOutcome | None:
     """Run the suite and write the run folder. Under a data-parallel launch (accelerate launch, torchrun)
-    every process calls this; rank 0 writes and returns the outcome, the others return None."""
+    every process calls this; rank 0 writes and returns the outcome, the others return None.
+
+    `progress` gets evalsuite's one-line messages. `bars`: True, one evalsuite bar per task on stderr and no
+    other library's; False, no bars at all (stderr is a log); None, the backends' and lm-eval's own bars."""
     say = progress or (lambda message: log.info("%s", message))
     if launched_rank() != 0:
         say = _silent  # one voice: rank 0 reports progress for all
@@ -178,6 +190,7 @@ def run_suite(
     runner.check_model_args(extra_model_args, request.backend, ref.config_keys())
     plan = plan_local(request.data_dir, specs) if request.data_dir else plan_hub(specs)
     check_output_dir(request.output_dir)
+    check_hub_access(ref, hub_dataset=None if plan.root is not None else specs[0].data.hub_dataset)
     for task in plan.tasks:
         if task.fewshot.fallback:
             say(f"warning: {task.spec.key}: {task.fewshot.note}")
@@ -242,13 +255,16 @@ def run_suite(
                         finished.prompt_sha256,
                     )
             else:
-                say(f"{step}: {data.spec.num_fewshot}-shot, {data.spec.metric}")
+                if bars is not True:  # else the bar's label says which task runs
+                    say(f"{step}: {data.spec.num_fewshot}-shot, {data.spec.metric.display}")
                 if checkpoint.resumed and (cached := checkpoint.cached_requests(data.spec.key)):
                     say(f"{step}: {cached} requests answered before the interruption are reused")
                 # lm-eval's request cache hands each rank the requests its own cache lacks; ranks must agree on
                 # the requests they split, so data-parallel runs keep no request cache
                 cache = checkpoint.request_cache(data.spec.key) if processes.count == 1 else None
-                raw = runner.run_task(model, data, eval_settings, task_manager, tasks_dir, cache)
+                bar = task_bar(step, show=bars is True and processes.is_main) if bars is not None else nullcontext()
+                with bar:
+                    raw = runner.run_task(model, data, eval_settings, task_manager, tasks_dir, cache)
                 if raw is not None:
                     checkpoint.save(data.spec.key, runner.checkpoint_json(raw))
             if raw is None:

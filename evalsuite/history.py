@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import replacing
 from evalsuite.results import SuiteResults
 from evalsuite.suite import SuiteSpec
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 class HistoryError(EvalsuiteError):
@@ -57,6 +61,18 @@ def plot_history(points: list[HistoryPoint], model: str, path: Path) -> None:
         raise HistoryError(f"--plot {path}: give a .png file name")
     if not path.parent.is_dir():
         raise HistoryError(f"--plot {path}: folder {path.parent} does not exist")
+    fig = history_figure(points, model)
+    try:
+        with replacing(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+def history_figure(points: list[HistoryPoint], model: str) -> Figure:
+    """One line per task and the H6 average over complete runs, stderr as error bars, runs on the x axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,28 +80,43 @@ def plot_history(points: list[HistoryPoint], model: str, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(10, 5.5), dpi=110)
     xs = list(range(len(points)))
-    columns = list(points[0].scores)
-    for column in columns:
-        series = [p.scores[column] for p in points]
-        at = [x for x, s in zip(xs, series, strict=True) if s is not None]
-        if not at:
-            continue
-        values = [100 * s[0] for s in series if s is not None]
-        errors = [100 * (s[1] or 0.0) for s in series if s is not None]
-        ax.errorbar(at, values, yerr=errors, marker="o", capsize=3, linewidth=1.2, label=column)
+    complete = [p.status == "complete" for p in points]
+    shown: list[float] = []
+    # complete runs are joined by a line per task; a partial run (a subset of documents) is a hollow marker
+    # of the task's colour, never joined to the others: its numbers are not the same measurement
+    for column in points[0].scores:
+        series = [(x, p.scores[column], full) for x, p, full in zip(xs, points, complete, strict=True)]
+        line = None
+        for full in (True, False):
+            at = [(x, s) for x, s, f in series if s is not None and f is full]
+            if not at:
+                continue
+            values = [100 * s[0] for _, s in at]
+            errors = [100 * (s[1] or 0.0) for _, s in at]
+            shown += [v - e for v, e in zip(values, errors, strict=True)] + [
+                v + e for v, e in zip(values, errors, strict=True)
+            ]
+            style = {"color": line[0].get_color()} if line is not None else {}
+            drawn = ax.errorbar([x for x, _ in at], values, yerr=errors, marker="o", capsize=3, linewidth=1.2,
+                                linestyle="-" if full else "none", markerfacecolor=None if full else "none",
+                                label=column if line is None else None, **style)  # fmt: skip
+            line = line or drawn
     averages = [(x, 100 * p.average) for x, p in zip(xs, points, strict=True) if p.average is not None]
     if averages:
         ax.plot([a[0] for a in averages], [a[1] for a in averages], "k--", marker="s", linewidth=2, label="Average")
-    ax.set_xticks(xs, [p.label + ("\n(partial)" if p.status != "complete" else "") for p in points],
-                  rotation=30, ha="right", fontsize=8)  # fmt: skip
+        shown += [a[1] for a in averages]
+    labels = [
+        p.label + ("\n(partial)" if p.status != "complete" else "\n(not comparable)" if not p.comparable else "")
+        for p in points
+    ]
+    ax.set_xticks(xs, labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("score (%)")
-    ax.set_ylim(0, 100)
+    # the axis fits the data (a 2-point move must be visible), with a margin, within 0-100
+    low, high = (min(shown), max(shown)) if shown else (0.0, 100.0)
+    margin = max(2.0, 0.1 * (high - low))
+    ax.set_ylim(max(0.0, low - margin), min(100.0, high + margin))
     ax.set_title(f"{model}: H6 over runs")
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.tight_layout()
-    try:
-        with replacing(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
+    return fig

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -116,6 +117,74 @@ def read_config(folder: Path) -> dict[str, Any]:
             '(e.g. "model_type": "llama") or re-download the model'
         )
     return config
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def check_hub_access(ref: ModelRef, hub_dataset: str | None) -> None:
+    """Before anything loads: one line when the run needs the Hub (a Hub model; datasets without --data-dir,
+    `hub_dataset` being one of them) and cannot have it, instead of the libraries' retries and tracebacks.
+
+    A model the Hub does not know (or that needs a login) is caught here too.
+    """
+    needs_model = ref.source is ModelSource.HUB
+    if _truthy(os.environ.get("HF_DATASETS_OFFLINE")):
+        hub_dataset = None  # the user says the datasets are cached
+    if not needs_model and hub_dataset is None:
+        return
+    from huggingface_hub import HfApi, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    cached = needs_model and isinstance(try_to_load_from_cache(ref.location, "config.json", revision=ref.revision), str)
+    if _truthy(os.environ.get("HF_HUB_OFFLINE")):
+        if needs_model and not cached:
+            raise ModelRefError(
+                f"HF_HUB_OFFLINE is set and {ref.location} is not in the Hugging Face cache; unset it, or download "
+                f"the model (`hf download {ref.location}`) and pass its folder"
+            )
+        return
+    api = HfApi()
+    try:
+        if needs_model:
+            api.model_info(ref.location, revision=ref.revision, timeout=10)
+        else:
+            api.dataset_info(hub_dataset, timeout=10)  # type: ignore[arg-type]
+    except GatedRepoError:
+        raise ModelRefError(
+            f"{ref.location} is gated: accept its terms on the Hub and log in (`hf auth login`)"
+        ) from None
+    except RevisionNotFoundError:
+        raise ModelRefError(f"{ref.location} has no revision {ref.revision!r} on the Hub") from None
+    except RepositoryNotFoundError:
+        what = ref.location if needs_model else hub_dataset
+        raise ModelRefError(f"{what}: not found on the Hub (a typo, or private: log in with `hf auth login`)") from None
+    except Exception as e:  # network: DNS, refused, timeout, proxy
+        if not _is_network_error(e):
+            raise
+        why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
+        if needs_model and not cached:
+            raise ModelRefError(
+                f"the Hugging Face Hub is unreachable ({why}) and {ref.location} is not in the local cache; run "
+                f"where the Hub is reachable, or download the model there (`hf download {ref.location}`) and pass "
+                "its folder as MODEL"
+            ) from None
+        if needs_model:
+            raise ModelRefError(
+                f"the Hugging Face Hub is unreachable ({why}); {ref.location} is in the local cache: run with "
+                "HF_HUB_OFFLINE=1 to use it" + (" and --data-dir for the datasets" if hub_dataset else "")
+            ) from None
+        raise ModelRefError(
+            f"the Hugging Face Hub is unreachable ({why}) and the datasets come from it: pass --data-dir with an "
+            "offline snapshot (see `evalsuite data verify`), or set HF_DATASETS_OFFLINE=1 if they are cached"
+        ) from None
+
+
+def _is_network_error(error: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return bool(names & {"ConnectError", "ConnectTimeout", "TimeoutException", "NetworkError", "TransportError",
+                         "ConnectionError", "OfflineModeIsEnabled"}) or isinstance(error, OSError)  # fmt: skip
 
 
 def check_gguf_header(path: Path) -> None:

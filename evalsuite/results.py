@@ -346,6 +346,7 @@ def write_run(
         if final.exists():
             raise OutputDirError(f"{final} already exists; results are never overwritten")
         staging = Path(tempfile.mkdtemp(prefix=f".{results.run_id}.", suffix=".partial", dir=final.parent))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; a run folder is made like any other
         (staging / LM_EVAL_DIR).mkdir()
         for name, text in lm_eval_outputs.items():
             (staging / LM_EVAL_DIR / name).write_text(text, encoding="utf-8")
@@ -364,6 +365,12 @@ def write_run(
                     folder.rmdir()
                 except OSError:
                     pass
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _missing_parents(path: Path) -> list[Path]:

@@ -191,9 +191,10 @@ def build_task_manager(tasks_dir: Path) -> TaskManager:
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    from evalsuite._compat import cache_compiled_templates
+    from evalsuite._compat import cache_compiled_templates, quiet_git_probe
 
     cache_compiled_templates()  # requests are built 20-30x faster, the same text
+    quiet_git_probe()  # no `fatal: not a git repository` per task
 
     builtin = Path(lm_eval.__file__).parent / "tasks"
     return TaskManager(include_defaults=False, include_path=[*(builtin / d for d in _LM_EVAL_TASK_DIRS), tasks_dir])
@@ -210,12 +211,10 @@ def load_model(model: LoadableModel, settings: ModelSettings) -> LoadedModel:
     }
     if model.revision:
         model_args["revision"] = model.revision
-    if settings.backend is Backend.SHARED_PREFIX:
-        from evalsuite import backend  # registers the model class with lm-eval
+    from evalsuite import backend  # registers evalsuite's model classes with lm-eval
 
-        name = backend.MODEL_NAME
-    else:
-        name = "hf"
+    # lm-eval-hf: HFLM itself, in a subclass that only reports to evalsuite's progress bar
+    name = backend.MODEL_NAME if settings.backend is Backend.SHARED_PREFIX else backend.PLAIN_MODEL_NAME
     started = time.perf_counter()
     try:
         lm = get_model(name).create_from_arg_obj(

@@ -33,6 +33,11 @@ class MetricKey(_Frozen):
     def lm_eval_stderr_key(self) -> str:
         return f"{self.name}_stderr,{self.filter}"
 
+    @property
+    def display(self) -> str:
+        """As a person writes it: `acc_norm`; the filter only where there is one (`exact_match (strict-match)`)."""
+        return self.name if self.filter == "none" else f"{self.name} ({self.filter})"
+
     def __str__(self) -> str:
         return self.lm_eval_key
 

@@ -7,7 +7,10 @@ model itself is the real SmolLM2 folder (dequantized GGUF) and the rows the real
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,3 +109,34 @@ def test_a_run_that_fails_before_saving_anything_leaves_nothing(model_folder, mo
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == "error: lm-eval failed on purpose"
     assert not out.exists() and (tmp_path / "new").exists() is False
+
+
+def _evalsuite(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """The installed command in its own process: huggingface_hub reads HF_ENDPOINT and HF_HOME when imported."""
+    environment = {**os.environ, "HF_HOME": str(tmp_path / "hf-home"), **env}
+    environment.pop("HF_HUB_OFFLINE", None)
+    command = [str(Path(sys.executable).parent / "evalsuite"), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120)
+
+
+UNREACHABLE = {"HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens on the discard port: connection refused
+
+
+def test_an_unreachable_hub_is_one_line_before_anything_loads(tmp_path: Path):
+    out = tmp_path / "results"
+    args = ["run", "someorg/somemodel", "--data-dir", str(SAMPLE_DATA), "--output-dir", str(out), "--tasks", "arc"]
+    result = _evalsuite(args, tmp_path, **UNREACHABLE)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: the Hugging Face Hub is unreachable (ConnectError")
+    assert "someorg/somemodel is not in the local cache" in line and "hf download someorg/somemodel" in line
+    assert not out.exists()
+
+
+def test_datasets_from_an_unreachable_hub_ask_for_a_data_dir(model_folder: Path, tmp_path: Path):
+    out = tmp_path / "results"
+    result = _evalsuite(["run", str(model_folder), "--output-dir", str(out), "--tasks", "arc"], tmp_path, **UNREACHABLE)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "the datasets come from it: pass --data-dir" in line
+    assert not out.exists()

@@ -44,6 +44,7 @@ def test_identical_runs_are_unchanged(tmp_path: Path):
     result = runner.invoke(app, ["compare", str(SAKURA), str(_variant(tmp_path, "same"))])
     assert result.exit_code == 0, result.output
     assert "no regression (alpha 0.05, max drop 0.0 points)" in result.stdout
+    assert result.stdout.startswith(f"baseline:  kyujinpy/Sakura-SOLAR-Instruct run 20240101T000000Z-0000 ({SAKURA})\n")
 
 
 def test_z_test_from_stderr_finds_a_large_drop(tmp_path: Path):

@@ -150,3 +150,15 @@ def test_hflm_takes_keyword_arguments_by_name():
     params = inspect.signature(HFLM.__init__).parameters
     assert {"pretrained", "dtype", "device", "batch_size", "add_bos_token", "trust_remote_code"} <= set(params)
     assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()), "HFLM stopped forwarding **kwargs"
+
+
+def test_lm_eval_probes_git_through_the_evaluator_module():
+    from lm_eval import evaluator
+
+    from evalsuite._compat import quiet_git_probe
+
+    assert "get_git_commit_hash()" in inspect.getsource(evaluator.simple_evaluate), (
+        "simple_evaluate no longer calls evaluator.get_git_commit_hash(); drop _compat.quiet_git_probe"
+    )
+    quiet_git_probe()
+    assert evaluator.get_git_commit_hash() is None or isinstance(evaluator.get_git_commit_hash(), str)

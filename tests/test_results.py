@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -220,3 +221,14 @@ def test_schema_1_files_are_migrated_as_lm_eval_protocol_runs():
     assert results.leaderboard_comparable is False
     assert all(not t.leaderboard_comparable and t.not_comparable_reasons for t in results.tasks)
     assert [round(100 * t.value, 2) for t in results.tasks] == [70.99, 88.42, 66.33, 71.79, 83.66, 65.2]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_run_folders_follow_the_umask(tmp_path: Path, umask: int):
+    old = os.umask(umask)
+    try:
+        run_dir = write_run(_results(), {}, tmp_path / "out", "local__m")
+    finally:
+        os.umask(old)
+    assert run_dir.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert run_dir.parent.stat().st_mode & 0o777 == 0o777 & ~umask

@@ -5,11 +5,17 @@ code 1 (2 for compare/history, where 1 means "regression"); EVALSUITE_DEBUG=1 sh
 """
 
 # isort: off
+import sys
+
+from evalsuite.verbosity import quiet_other_libraries
+
+quiet_other_libraries(sys.argv[1:])  # before tqdm, huggingface_hub & co. are imported: they read it once
+
 # Importing the modules registers their commands; this order is the order of `evalsuite --help`.
-from evalsuite.cli import running, publishing, tracking  # noqa: F401
+from evalsuite.cli import running, publishing, tracking  # noqa: F401, E402
 
 # isort: on
-from evalsuite.cli._app import app
+from evalsuite.cli._app import app  # noqa: E402
 
 
 def main() -> None:

@@ -13,15 +13,21 @@ from evalsuite import __version__
 from evalsuite.console import setup_logging
 from evalsuite.errors import EvalsuiteError
 
-# Locals can hold HF tokens: never print them in tracebacks.
+# Locals can hold HF tokens: never print them in tracebacks. Help is click's plain text (rich_markup_mode=None):
+# rich's panels cut long option values and descriptions with "…" on an 80-column terminal.
 app = typer.Typer(
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
     no_args_is_help=True,
     help="Open LLM Leaderboard (v1) H6 evaluations on lm-evaluation-harness.",
 )
-data_app = typer.Typer(pretty_exceptions_show_locals=False, no_args_is_help=True, help="Offline data snapshots.")
+data_app = typer.Typer(
+    pretty_exceptions_show_locals=False, rich_markup_mode=None, no_args_is_help=True, help="Offline data snapshots."
+)
 app.add_typer(data_app, name="data")
-card_app = typer.Typer(pretty_exceptions_show_locals=False, no_args_is_help=True, help="Model cards (README.md).")
+card_app = typer.Typer(
+    pretty_exceptions_show_locals=False, rich_markup_mode=None, no_args_is_help=True, help="Model cards (README.md)."
+)
 app.add_typer(card_app, name="card")
 
 P = ParamSpec("P")
@@ -57,10 +63,16 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also show lm-eval's, transformers' and datasets' logs and bars.")
+]
+
+
 @app.callback()
 def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
-    setup_logging()
+    setup_logging(verbose)

@@ -11,18 +11,20 @@ from typing import Annotated, TextIO
 
 import typer
 
-from evalsuite.cli._app import app, data_app, one_line_errors
-from evalsuite.console import format_findings, format_scores, format_suite
+from evalsuite.cli._app import VerboseOpt, app, data_app, one_line_errors
+from evalsuite.console import format_findings, format_scores, format_suite, setup_logging
 from evalsuite.data import Level, verify_snapshot
 from evalsuite.errors import OutputDirError, SuiteConfigError
 from evalsuite.evaluate import RunRequest, parse_batch_size, parse_seed, run_suite
 from evalsuite.files import replacing
 from evalsuite.interrupts import stop_on_signals
 from evalsuite.processes import launched_rank
+from evalsuite.progress import interactive
 from evalsuite.prompts import PromptsRequest, TaskPrompts, build_prompts
 from evalsuite.protocol import parse_protocol
 from evalsuite.runner import Backend
 from evalsuite.suite import load_suite
+from evalsuite.verbosity import asks_verbose
 
 
 def _progress(message: str) -> None:
@@ -110,8 +112,12 @@ def run(
         ),
     ] = Backend.SHARED_PREFIX,
     protocol: ProtocolOpt = "leaderboard-v1",
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run the H6 suite on MODEL and write a results folder; print the six scores and the average."""
+    if verbose:
+        setup_logging(verbose=True)
+    verbose = verbose or asks_verbose(sys.argv[1:])
     request = RunRequest(
         model=model,
         tasks=_task_keys(tasks),
@@ -131,7 +137,8 @@ def run(
     )
     try:
         with stop_on_signals():  # Ctrl-C and SIGTERM alike
-            outcome = run_suite(request, progress=_progress)
+            # quiet: evalsuite's bar on a terminal, no bars in a log; -v: lm-eval's and the backends' own bars
+            outcome = run_suite(request, progress=_progress, bars=None if verbose else interactive())
     except KeyboardInterrupt:
         interrupted = True
     else:
