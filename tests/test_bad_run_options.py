@@ -114,7 +114,8 @@ def test_a_run_that_fails_before_saving_anything_leaves_nothing(model_folder, mo
 def _evalsuite(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     """The installed command in its own process: huggingface_hub reads HF_ENDPOINT and HF_HOME when imported."""
     environment = {**os.environ, "HF_HOME": str(tmp_path / "hf-home"), **env}
-    environment.pop("HF_HUB_OFFLINE", None)
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # an earlier in-process run may have set them
+        environment.pop(name, None)
     command = [str(Path(sys.executable).parent / "evalsuite"), *args]
     return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120)
 
