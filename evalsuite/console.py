@@ -8,6 +8,7 @@ import sys
 import warnings
 
 from evalsuite.compare import Comparison
+from evalsuite.contamination import ContaminationResults
 from evalsuite.data import Finding
 from evalsuite.history import HistoryPoint
 from evalsuite.results import SuiteResults
@@ -168,6 +169,15 @@ def format_comparison(comparison: Comparison, markdown: bool = False) -> str:
         lines = [*sides, table, summary]
     lines += [f"warning: {w}" for w in comparison.warnings]
     return "\n".join(lines)
+
+
+def format_contamination(results: ContaminationResults) -> str:
+    """The card's contamination table: the model, then one `result < 0.1, %: 0.06` cell per task."""
+    headers = ["Model", *(t.column for t in results.tasks)]
+    rows = [[results.target.id, *(t.reported for t in results.tasks)]]
+    note = f"{results.settings.items} items per task, {results.settings.neighbours} neighbours each from "
+    note += f"{results.reference.id}; {results.meaning}"
+    return _table(headers, rows) + "\n" + note
 
 
 def format_history(points: list[HistoryPoint]) -> str:

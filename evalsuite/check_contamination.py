@@ -1,0 +1,242 @@
+"""`evalsuite contamination`: one contamination check from two MODEL strings to a results folder.
+
+Every input is checked before a model loads; the folder is written all at once (staged, then renamed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from evalsuite import __version__
+from evalsuite.contamination import (
+    CONTAMINATION_FILE,
+    ITEM_TEXTS,
+    ITEMS_FILE,
+    CheckedModel,
+    ContaminationResults,
+    ContaminationSettings,
+    ContaminationTask,
+    ItemScore,
+    format_share,
+    item_record,
+    reported_share,
+    score_items,
+    select_items,
+)
+from evalsuite.data import plan_local
+from evalsuite.errors import OutputDirError, SuiteConfigError
+from evalsuite.evaluate import check_device, check_dtype
+from evalsuite.model_ref import LoadableModel, ModelRef, ModelSource, parse_model_ref, prepare_model
+from evalsuite.results import check_output_dir
+from evalsuite.suite import SuiteSpec, load_suite
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ContaminationRequest:
+    model: str
+    reference: str
+    data_dir: Path
+    tasks: Sequence[str] = ("arc", "mmlu", "truthfulqa", "gsm8k")
+    items: int = 100
+    neighbours: int = 100
+    prefix_ratio: float = 0.4
+    threshold: float = 0.1
+    seed: int = 0
+    batch_size: int = 32
+    dtype: str | None = None
+    device: str | None = None
+    output_dir: Path = Path("results")
+
+
+@dataclass(frozen=True)
+class ContaminationOutcome:
+    results: ContaminationResults
+    folder: Path
+
+
+def check_request(request: ContaminationRequest, suite: SuiteSpec) -> None:
+    unknown = [t for t in request.tasks if t not in ITEM_TEXTS]
+    if unknown or not request.tasks:
+        raise SuiteConfigError(f"--tasks {','.join(request.tasks)}: choose among {', '.join(ITEM_TEXTS)}")
+    if request.items < 1:
+        raise SuiteConfigError(f"--items {request.items}: give a positive number of items per task")
+    if request.neighbours < 2:
+        raise SuiteConfigError(f"--neighbours {request.neighbours}: r(x) is a share of neighbours; give at least 2")
+    if not 0 < request.prefix_ratio < 1:
+        raise SuiteConfigError(f"--prefix-ratio {request.prefix_ratio}: give a fraction between 0 and 1")
+    if not 0 < request.threshold <= 1:
+        raise SuiteConfigError(f"--threshold {request.threshold}: give a fraction in (0, 1]")
+    if request.batch_size < 1:
+        raise SuiteConfigError(f"--batch-size {request.batch_size}: give a positive int")
+    check_dtype(request.dtype)
+    check_device(request.device)
+
+
+def run_contamination(
+    request: ContaminationRequest, suite: SuiteSpec | None = None, progress: Progress | None = None
+) -> ContaminationOutcome:
+    say = progress or (lambda message: None)
+    suite = suite or load_suite()
+    check_request(request, suite)
+    target_ref, reference_ref = parse_model_ref(request.model), parse_model_ref(request.reference)
+    specs = suite.select(list(request.tasks))
+    plan = plan_local(request.data_dir, specs)  # every row parsed and checked before a model loads
+    check_output_dir(request.output_dir)
+    selections = {}
+    for data in plan.tasks:
+        text = data.files[0].path.read_text(encoding="utf-8")
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        selections[data.spec.key] = select_items(data.spec.key, rows, request.items, request.seed)
+    if ModelSource.HUB not in (target_ref.source, reference_ref.source):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing needs the Hub: no library probes it
+
+    started = time.perf_counter()
+    import torch
+
+    device = request.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = request.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
+    target_loadable, reference_loadable = prepare_model(target_ref), prepare_model(reference_ref)
+    say(f"loading {target_ref.model_id} (target) and {reference_ref.model_id} (reference) ({dtype}, {device})")
+    target = _load(target_loadable, dtype, device)
+    same = reference_loadable.pretrained == target_loadable.pretrained
+    reference = target if same else _load(reference_loadable, dtype, device)
+    if type(target[1]).__name__ != type(reference[1]).__name__:
+        say("warning: target and reference use different tokenizers; every loss is the target's, as in the original")
+
+    tasks: list[ContaminationTask] = []
+    scores: list[ItemScore] = []
+    for index, data in enumerate(plan.tasks, start=1):
+        selection = selections[data.spec.key]
+        step = f"[{index}/{len(plan.tasks)}] {data.spec.key}"
+        say(f"{step}: {len(selection.items)} items x {request.neighbours} neighbours")
+        task_started = time.perf_counter()
+        task_scores = score_items(
+            selection.items, target, reference, request.neighbours, request.prefix_ratio, request.seed,
+            request.batch_size,
+        )  # fmt: skip
+        share = reported_share([s.rank for s in task_scores], request.threshold)
+        seconds = time.perf_counter() - task_started
+        tasks.append(
+            ContaminationTask(
+                key=data.spec.key,
+                column=data.spec.column,
+                display_name=data.spec.display_name,
+                share=share,
+                reported=format_share(share, request.threshold),
+                items=len(task_scores),
+                candidates=selection.candidates,
+                skipped_rows=selection.skipped,
+                seconds=seconds,
+            )
+        )
+        scores += task_scores
+        say(f"{step}: {format_share(share, request.threshold)} ({len(task_scores)} items, {seconds:.0f}s)")
+
+    now = datetime.now(UTC)
+    results = ContaminationResults(
+        run_id=f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(2)}",
+        created_at=now,
+        target=_checked(target_ref, target_loadable),
+        reference=_checked(reference_ref, reference_loadable),
+        settings=ContaminationSettings(
+            items=request.items,
+            neighbours=request.neighbours,
+            prefix_ratio=request.prefix_ratio,
+            threshold=request.threshold,
+            seed=request.seed,
+            batch_size=request.batch_size,
+            dtype=dtype,
+            device=device,
+            data_dir=str(request.data_dir.resolve()),
+        ),  # fmt: skip
+        tasks=tasks,
+        versions=_versions(),
+        total_seconds=time.perf_counter() - started,
+    )
+    folder = write_contamination(results, scores, request.output_dir, target_ref.results_dir_name)
+    return ContaminationOutcome(results, folder)
+
+
+def _load(model: LoadableModel, dtype: str, device: str) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = getattr(torch, dtype) if dtype != "auto" else "auto"
+    loaded = AutoModelForCausalLM.from_pretrained(model.pretrained, revision=model.revision, dtype=torch_dtype)
+    loaded.to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model.pretrained, revision=model.revision)
+    tokenizer.padding_side = "right"  # as the original: right padding, pads masked out of the loss
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return loaded, tokenizer
+
+
+def _checked(ref: ModelRef, loadable: LoadableModel) -> CheckedModel:
+    return CheckedModel(
+        id=ref.model_id,
+        source=ref.source.value,
+        location=ref.location,
+        revision=ref.revision,
+        file_sha256=loadable.file_sha256,
+    )
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {"evalsuite": __version__, "transformers": transformers.__version__, "torch": torch.__version__,
+            "python": platform.python_version()}  # fmt: skip
+
+
+def write_contamination(
+    results: ContaminationResults, scores: Sequence[ItemScore], output_dir: Path, model_dir_name: str
+) -> Path:
+    """`<output_dir>/<model>/contamination-<run_id>/` with contamination.json and items.jsonl, all at once."""
+    final = output_dir / model_dir_name / f"contamination-{results.run_id}"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".contamination.", suffix=".partial", dir=final.parent))
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(staging, 0o777 & ~mask)
+        with (staging / ITEMS_FILE).open("w", encoding="utf-8") as f:
+            for score in scores:
+                f.write(json.dumps(item_record(score, results.settings.threshold)) + "\n")
+        (staging / CONTAMINATION_FILE).write_text(results.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        os.replace(staging, final)
+    except OSError as e:
+        raise OutputDirError(f"cannot write contamination results under {output_dir}: {e.strerror or e}") from e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def read_contamination(path: Path) -> ContaminationResults:
+    from pydantic import ValidationError
+
+    from evalsuite.errors import ResultsSchemaError
+
+    if path.is_dir():
+        path = path / CONTAMINATION_FILE
+    try:
+        return ContaminationResults.model_validate_json(path.read_bytes())
+    except OSError as e:
+        raise ResultsSchemaError(f"{path}: cannot read ({e.strerror})") from e
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(map(str, err["loc"]))
+        raise ResultsSchemaError(f"{path}: invalid contamination file at {where}: {err['msg']}") from e

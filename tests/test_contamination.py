@@ -1,0 +1,181 @@
+"""`evalsuite contamination`: the original's item selection on the real rows, the statistic on known losses,
+bad input before a model loads, and the story that matters on the real model: SmolLM2 fine-tuned on 30 ARC
+items is flagged, the clean model is not.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_DATA
+from typer.testing import CliRunner
+
+from evalsuite import check_contamination
+from evalsuite.check_contamination import ContaminationRequest, read_contamination, run_contamination
+from evalsuite.cli import app
+from evalsuite.contamination import (
+    ITEM_TEXTS,
+    format_share,
+    neighbour_rank,
+    prefix_of,
+    reported_share,
+    select_items,
+)
+
+cli = CliRunner()
+SPLITS = {
+    "arc": "arc_challenge/test.jsonl",
+    "hellaswag": "hellaswag/validation.jsonl",
+    "mmlu": "mmlu/test.jsonl",
+    "truthfulqa": "truthful_qa/validation.jsonl",
+    "winogrande": "winogrande/validation.jsonl",
+    "gsm8k": "gsm8k/test.jsonl",
+}
+
+
+def _rows(root: Path, task: str) -> list[dict]:
+    return [json.loads(line) for line in (root / SPLITS[task]).read_text().splitlines() if line.strip()]
+
+
+def _original_inputs(task: str, rows: list[dict]) -> list[str]:
+    """The original's process_* functions (src/eval.py), written out for ARC, MMLU and TruthfulQA; GSM8K,
+    HellaSwag and Winogrande as the issue defines them."""
+    out = []
+    for ex in rows:
+        if task == "arc":
+            if ex["answerKey"] not in {"A": 0, "B": 1, "C": 2, "D": 3}:
+                continue
+            out.append(ex["question"] + " " + ex["choices"]["text"][{"A": 0, "B": 1, "C": 2, "D": 3}[ex["answerKey"]]])
+        elif task == "mmlu":
+            out.append(ex["question"] + " " + ex["choices"][ex["answer"]])
+        elif task == "truthfulqa":
+            out.append(ex["question"] + " " + ex["mc1_targets"]["choices"][ex["mc1_targets"]["labels"].index(1)])
+        elif task == "gsm8k":
+            out.append(ex["question"] + " " + ex["answer"][: ex["answer"].index("####")].strip())
+        elif task == "hellaswag":
+            out.append(ex["ctx"] + " " + ex["endings"][int(ex["label"])])
+        else:
+            blank = ex["option1"] if ex["answer"] == "1" else ex["option2"]
+            out.append(ex["sentence"].replace("_", blank))
+    return out
+
+
+@pytest.mark.parametrize("task", list(SPLITS))
+def test_items_are_the_originals_100_on_the_real_rows(task: str, shared_data: Path):
+    rows = _rows(shared_data, task)
+    data = [{"input": text} for text in _original_inputs(task, rows)]
+    random.seed(0)  # the original: random.seed(0); random.shuffle(test_data); test_data[:100]
+    random.shuffle(data)
+    selection = select_items(task, rows, 100, seed=0)
+    assert [item.text for item in selection.items] == [ex["input"] for ex in data[:100]]
+    assert all(ITEM_TEXTS[task](rows[item.row]) == item.text for item in selection.items)
+    assert selection.candidates + selection.skipped == len(rows)
+    if task == "arc":  # ARC-Challenge test has answer keys 1-4 on some rows: the original skips them
+        assert selection.skipped > 0
+
+
+def test_the_statistic_on_known_losses():
+    assert neighbour_rank(2.0, [1.0, 3.0, 1.5, 4.0]) == 0.5  # two neighbours likelier than x
+    assert neighbour_rank(0.5, [1.0, 3.0]) == 0.0  # x likelier than every neighbour: r = 0
+    assert neighbour_rank(2.0, [2.0, 2.0]) == 0.0  # ties do not count (strictly lower loss)
+    assert reported_share([0.05, 0.5, 0.0, 0.09], 0.1) == 0.75
+    assert reported_share([0.1, 0.2], 0.1) == 0.0  # r(x) must be below the threshold
+    assert format_share(0.06, 0.1) == "result < 0.1, %: 0.06"  # as SOLAR's card quotes it
+    assert format_share(0.7, 0.1) == "result < 0.1, %: 0.70"
+    assert prefix_of("one two three four five", 0.4) == ("one two", 3)
+    assert prefix_of("one", 0.4) == ("one", 1)  # at least one new token
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--items", "0"], "--items 0: give a positive number of items per task"),
+        (["--neighbours", "1"], "--neighbours 1: r(x) is a share of neighbours; give at least 2"),
+        (["--tasks", "arc,bbh"], "--tasks arc,bbh: choose among arc, hellaswag, mmlu, truthfulqa, winogrande, gsm8k"),
+        (["--prefix-ratio", "1.5"], "--prefix-ratio 1.5: give a fraction between 0 and 1"),
+        (["--reference", "/no/such/model"], "/no/such/model: no such file or directory"),
+        (["--dtype", "foo"], "--dtype 'foo': choose float32, bfloat16, float16 or auto"),
+    ],
+)
+def test_bad_input_is_one_line_before_a_model_loads(args, message, gguf_path: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(check_contamination, "_load", lambda *a: pytest.fail("a model was loaded"))
+    out = tmp_path / "results"
+    base = ["contamination", str(gguf_path), "--reference", str(gguf_path), "--data-dir", str(SAMPLE_DATA)]
+    result = cli.invoke(app, [*base, "--output-dir", str(out), *args])
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line == f"error: {message}"
+    assert not out.exists()
+
+
+def _fine_tune_on(texts: list[str], clean: Path, into: Path) -> None:
+    """A contaminated copy: a few epochs of plain language modelling on the items' own texts."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(clean)
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(clean, dtype=torch.float32)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    for _ in range(3):
+        for start in range(0, len(texts), 10):
+            batch = tokenizer(texts[start : start + 10], padding=True, return_tensors="pt")
+            labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+            model(**batch, labels=labels).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    model.save_pretrained(into)
+    tokenizer.save_pretrained(into)
+
+
+def test_a_model_trained_on_the_items_is_flagged_and_the_clean_one_is_not(
+    gguf_path: Path, shared_data: Path, tmp_path: Path
+):
+    from evalsuite.model_ref import parse_model_ref, prepare_model
+
+    clean = Path(prepare_model(parse_model_ref(str(gguf_path))).pretrained)
+    items = select_items("arc", _rows(shared_data, "arc"), 30).items  # the 30 the seeded shuffle selects
+    contaminated = tmp_path / "SmolLM2-contaminated"
+    _fine_tune_on([item.text for item in items], clean, contaminated)
+
+    shares = {}
+    for name, target in (("contaminated", contaminated), ("clean", clean)):
+        request = ContaminationRequest(
+            model=str(target), reference=str(clean), data_dir=shared_data, tasks=("arc",), items=30, neighbours=12,
+            output_dir=tmp_path / "results",
+        )  # fmt: skip
+        outcome = run_contamination(request)
+        (task,) = outcome.results.tasks
+        shares[name] = task.share
+        assert read_contamination(outcome.folder) == outcome.results
+        records = [json.loads(line) for line in (outcome.folder / "items.jsonl").read_text().splitlines()]
+        assert [r["row"] for r in records] == [item.row for item in items]
+        for record in records:  # every stored r(x) follows from the stored losses
+            assert record["rank"] == neighbour_rank(record["loss"], record["neighbour_losses"])
+            assert len(record["neighbour_losses"]) == 12
+        assert task.share == reported_share([r["rank"] for r in records], 0.1)
+    print(f"share with r(x) < 0.1: contaminated {shares['contaminated']:.2f}, clean {shares['clean']:.2f}")
+    assert shares["contaminated"] > 0.5
+    assert shares["contaminated"] > shares["clean"] + 0.4
+
+
+def test_the_cli_prints_the_cards_table(gguf_path: Path, tmp_path: Path):
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE_DATA, data)
+    out = tmp_path / "results"
+    args = ["contamination", str(gguf_path), "--reference", str(gguf_path), "--data-dir", str(data),
+            "--tasks", "truthfulqa", "--items", "2", "--neighbours", "3", "--output-dir", str(out)]  # fmt: skip
+    result = cli.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split("|")[1:3] == [" Model                      ", " TruthfulQA            "]
+    assert lines[2].startswith("| SmolLM2-135M-Instruct.Q4_1 | result < 0.1, %: 0.")
+    assert "a sign of contamination, not a proof" in result.stdout
+    (folder,) = (out / "local__SmolLM2-135M-Instruct.Q4_1").glob("contamination-*")
+    assert read_contamination(folder).settings.neighbours == 3
