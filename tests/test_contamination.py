@@ -179,3 +179,17 @@ def test_the_cli_prints_the_cards_table(gguf_path: Path, tmp_path: Path):
     assert "a sign of contamination, not a proof" in result.stdout
     (folder,) = (out / "local__SmolLM2-135M-Instruct.Q4_1").glob("contamination-*")
     assert read_contamination(folder).settings.neighbours == 3
+
+
+def test_committed_json_schema_is_current():
+    from evalsuite.contamination import CONTAMINATION_SCHEMA_VERSION, ContaminationResults
+
+    path = (
+        Path(__file__).resolve().parent.parent
+        / "evalsuite"
+        / "schema"
+        / f"contamination.v{CONTAMINATION_SCHEMA_VERSION}.json"
+    )
+    assert json.loads(path.read_text()) == ContaminationResults.model_json_schema(), (
+        f"ContaminationResults changed: python -m evalsuite.schema contamination > {path}"
+    )

@@ -84,8 +84,8 @@ def test_verbose_lets_the_libraries_speak(gguf_path: Path, tmp_path: Path):
 
 def test_help_fits_80_columns_without_cut_text(monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
-    commands = [[], ["run"], ["prompts"], ["tasks"], ["leaderboard"], ["compare"], ["history"], ["data", "verify"],
-                ["card", "render"], ["card", "update"]]  # fmt: skip
+    commands = [[], ["run"], ["prompts"], ["tasks"], ["contamination"], ["leaderboard"], ["compare"], ["history"],
+                ["data", "verify"], ["card", "render"], ["card", "update"]]  # fmt: skip
     for command in commands:
         result = CliRunner().invoke(app, [*command, "--help"], terminal_width=80)
         assert result.exit_code == 0, command
