@@ -20,6 +20,7 @@ import yaml
 from huggingface_hub import EvalResult, ModelCardData
 
 from evalsuite._compat import eval_results_to_model_index, model_index_to_eval_results, yaml_dump
+from evalsuite.contamination import ContaminationResults
 from evalsuite.errors import CardError
 from evalsuite.files import write_text_atomic
 from evalsuite.readme import (
@@ -134,6 +135,20 @@ def render_markdown(results: SuiteResults, suite: SuiteSpec) -> str:
         average=results.h6_average,
         rows=rows,
         not_comparable=[{"name": name, "reasons": "; ".join(reasons)} for name, reasons in differing],
+    )
+
+
+def render_contamination(results: ContaminationResults) -> str:
+    """The card's contamination table, as upstage/SOLAR-10.7B-Instruct-v1.0's card shows it."""
+    return render(
+        "contamination_section.md.j2",
+        evalsuite_version=results.versions.get("evalsuite", "?"),
+        items=results.settings.items,
+        neighbours=results.settings.neighbours,
+        reference=results.reference.id,
+        threshold=f"{results.settings.threshold:g}",
+        model=results.target.id,
+        tasks=results.tasks,
     )
 
 

@@ -225,6 +225,11 @@ def write_contamination(
     return final
 
 
+def is_contamination(path: Path) -> bool:
+    """A contamination check's file or folder (not a run's results)."""
+    return path.name == CONTAMINATION_FILE or (path.is_dir() and (path / CONTAMINATION_FILE).is_file())
+
+
 def read_contamination(path: Path) -> ContaminationResults:
     from pydantic import ValidationError
 

@@ -193,3 +193,53 @@ def test_committed_json_schema_is_current():
     assert json.loads(path.read_text()) == ContaminationResults.model_json_schema(), (
         f"ContaminationResults changed: python -m evalsuite.schema contamination > {path}"
     )
+
+
+def _solar_like(tmp_path: Path) -> Path:
+    """A contamination file with upstage/SOLAR-10.7B-Instruct-v1.0's published shares (written here, not run)."""
+    from datetime import UTC, datetime
+
+    from evalsuite.contamination import (
+        CheckedModel,
+        ContaminationResults,
+        ContaminationSettings,
+        ContaminationTask,
+    )
+
+    def task(key: str, column: str, share: float) -> ContaminationTask:
+        return ContaminationTask(key=key, column=column, display_name=column, share=share,
+                                 reported=format_share(share, 0.1), items=100, candidates=1165, skipped_rows=7,
+                                 seconds=1.0)  # fmt: skip
+
+    solar = "upstage/SOLAR-10.7B-Instruct-v1.0"
+    model = CheckedModel(id=solar, source="hub", location=solar, revision=None, file_sha256=None)
+    reference = model.model_copy(update={"id": "upstage/SOLAR-10.7B-v1.0", "location": "upstage/SOLAR-10.7B-v1.0"})
+    results = ContaminationResults(
+        run_id="20240101T000000Z-0000", created_at=datetime(2024, 1, 1, tzinfo=UTC), target=model, reference=reference,
+        settings=ContaminationSettings(items=100, neighbours=100, prefix_ratio=0.4, threshold=0.1, seed=0,
+                                       batch_size=32, dtype="bfloat16", device="cuda", data_dir="/data"),
+        tasks=[task("arc", "ARC", 0.06), task("mmlu", "MMLU", 0.15), task("truthfulqa", "TruthfulQA", 0.28),
+               task("gsm8k", "GSM8K", 0.70)],
+        versions={"evalsuite": "0.2.0"}, total_seconds=1.0,
+    )  # fmt: skip
+    folder = tmp_path / "contamination-20240101T000000Z-0000"
+    folder.mkdir()
+    (folder / "contamination.json").write_text(results.model_dump_json())
+    return folder
+
+
+def test_card_render_prints_the_table_solars_card_shows(tmp_path: Path):
+    folder = _solar_like(tmp_path)
+    result = cli.invoke(app, ["card", "render", str(folder), "--format", "markdown"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "## Contamination test"
+    assert lines[-3:] == [
+        "|Model|ARC|MMLU|TruthfulQA|GSM8K|",
+        "|-----|---|---|---|---|",
+        "|upstage/SOLAR-10.7B-Instruct-v1.0|result < 0.1, %: 0.06|result < 0.1, %: 0.15|result < 0.1, %: 0.28|"
+        "result < 0.1, %: 0.70|",
+    ]
+    assert "not a proof" in result.stdout and "sampled by upstage/SOLAR-10.7B-v1.0" in result.stdout
+    refused = cli.invoke(app, ["card", "render", str(folder / "contamination.json"), "--format", "model-index"])
+    assert refused.exit_code == 1 and "has no model-index form" in refused.stderr

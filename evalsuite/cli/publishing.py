@@ -13,12 +13,14 @@ from evalsuite.card import (
     check_publishable,
     push_readme,
     read_readme,
+    render_contamination,
     render_markdown,
     render_model_index,
     update_readme,
     write_readme,
 )
 from evalsuite.card import diff as card_diff
+from evalsuite.check_contamination import is_contamination, read_contamination
 from evalsuite.cli._app import app, card_app, one_line_errors
 from evalsuite.errors import CardError
 from evalsuite.files import write_text_atomic
@@ -70,7 +72,12 @@ def card_render(
     source_name: SourceNameOpt = None,
     source_url: SourceUrlOpt = None,
 ) -> None:
-    """Print a run's model-index YAML or its Markdown results table."""
+    """Print a run's model-index YAML or its Markdown results table (or a contamination check's table)."""
+    if is_contamination(results_path):
+        if format is not CardFormat.MARKDOWN:
+            raise CardError(f"{results_path}: a contamination check has no model-index form; use --format markdown")
+        typer.echo(render_contamination(read_contamination(results_path)), nl=False)
+        return
     results = _read_run(results_path)
     suite = load_suite()
     # the Markdown section marks tasks that are not comparable, and says why; model-index entries cannot
