@@ -4,7 +4,9 @@ README, updated in place without touching anything evalsuite does not own.
 What evalsuite owns in a README:
 - in the front matter, the `model-index` results of its six datasets (matched by huggingface_hub's
   unique identifier: task type, dataset type, config, split, revision) in the entry named after the model;
-- in the body, the text between `<!-- evalsuite:start -->` and `<!-- evalsuite:end -->`.
+- in the body, the text between `<!-- evalsuite:start -->` and `<!-- evalsuite:end -->` (the results), and
+  between `<!-- evalsuite:contamination:start -->` and `<!-- evalsuite:contamination:end -->` (a contamination
+  check's table).
 Every other byte stays as it was; the README keeps its line endings.
 """
 
@@ -39,6 +41,9 @@ from evalsuite.suite import SuiteSpec
 
 START_MARKER = "<!-- evalsuite:start -->"
 END_MARKER = "<!-- evalsuite:end -->"
+# The contamination table has a section of its own: a card may show either without the other.
+CONTAMINATION_START_MARKER = "<!-- evalsuite:contamination:start -->"
+CONTAMINATION_END_MARKER = "<!-- evalsuite:contamination:end -->"
 TASK_TYPE = "text-generation"
 TASK_NAME = "Text Generation"
 LEADERBOARD_URL = "https://huggingface.co/spaces/HuggingFaceH4/open_llm_leaderboard"
@@ -351,16 +356,30 @@ def update_readme(
             "write the model-index by hand or simplify its layout"
         )
 
-    section_text = (START_MARKER + "\n" + render_markdown(results, suite) + END_MARKER).replace("\n", nl)
-    body = readme.body
-    section = find_section(body, START_MARKER, END_MARKER)
-    if section is None:
-        if body and not body.endswith("\n"):
-            body += nl
-        body += (nl if body else "") + section_text + nl
-    else:
-        body = body[: section.start] + section_text + body[section.end :]
+    body = _with_section(readme.body, nl, START_MARKER, END_MARKER, render_markdown(results, suite))
     return readme.with_body(body).with_front_matter(new_front).text()
+
+
+def update_contamination(text: str, contamination: ContaminationResults) -> str:
+    """The README with its contamination section brought up to date (added at the end if missing). Pure;
+    the front matter and every byte outside the section stay (model-index has no place for this test)."""
+    readme = split_readme(text)
+    body = _with_section(
+        readme.body, readme.newline, CONTAMINATION_START_MARKER, CONTAMINATION_END_MARKER,
+        render_contamination(contamination),
+    )  # fmt: skip
+    return readme.with_body(body).text()
+
+
+def _with_section(body: str, nl: str, start_marker: str, end_marker: str, content: str) -> str:
+    """`body` with the text between the markers replaced by `content`, or the section appended."""
+    section_text = (start_marker + "\n" + content + end_marker).replace("\n", nl)
+    section = find_section(body, start_marker, end_marker)
+    if section is not None:
+        return body[: section.start] + section_text + body[section.end :]
+    if body and not body.endswith("\n"):
+        body += nl
+    return body + (nl if body else "") + section_text + nl
 
 
 def _parse_front_matter(front: str) -> dict[str, Any]:

@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_DATA
+from conftest import FIXTURES, SAKURA, SAMPLE_DATA
+from golden import check_golden
 from typer.testing import CliRunner
 
 from evalsuite import check_contamination
@@ -195,8 +196,13 @@ def test_committed_json_schema_is_current():
     )
 
 
-def _solar_like(tmp_path: Path) -> Path:
-    """A contamination file with upstage/SOLAR-10.7B-Instruct-v1.0's published shares (written here, not run)."""
+SOLAR = "upstage/SOLAR-10.7B-Instruct-v1.0"
+SOLAR_SHARES = {"ARC": 0.06, "MMLU": 0.15, "TruthfulQA": 0.28, "GSM8K": 0.70}  # as its model card publishes them
+
+
+def _solar_like(tmp_path: Path, model_id: str = SOLAR, shares: dict[str, float] = SOLAR_SHARES) -> Path:
+    """A contamination file with `shares` (default: upstage/SOLAR-10.7B-Instruct-v1.0's published ones), written
+    here, not run."""
     from datetime import UTC, datetime
 
     from evalsuite.contamination import (
@@ -211,27 +217,26 @@ def _solar_like(tmp_path: Path) -> Path:
                                  reported=format_share(share, 0.1), items=100, candidates=1165, skipped_rows=7,
                                  seconds=1.0)  # fmt: skip
 
-    solar = "upstage/SOLAR-10.7B-Instruct-v1.0"
-    model = CheckedModel(id=solar, source="hub", location=solar, revision=None, file_sha256=None)
+    model = CheckedModel(id=model_id, source="hub", location=model_id, revision=None, file_sha256=None)
     reference = model.model_copy(update={"id": "upstage/SOLAR-10.7B-v1.0", "location": "upstage/SOLAR-10.7B-v1.0"})
     results = ContaminationResults(
         run_id="20240101T000000Z-0000", created_at=datetime(2024, 1, 1, tzinfo=UTC), target=model, reference=reference,
         settings=ContaminationSettings(items=100, neighbours=100, prefix_ratio=0.4, threshold=0.1, seed=0,
                                        batch_size=32, dtype="bfloat16", device="cuda", data_dir="/data"),
-        tasks=[task("arc", "ARC", 0.06), task("mmlu", "MMLU", 0.15), task("truthfulqa", "TruthfulQA", 0.28),
-               task("gsm8k", "GSM8K", 0.70)],
+        tasks=[task(column.lower(), column, share) for column, share in shares.items()],
         versions={"evalsuite": "0.2.0"}, total_seconds=1.0,
     )  # fmt: skip
-    folder = tmp_path / "contamination-20240101T000000Z-0000"
+    folder = tmp_path / f"contamination-{len(list(tmp_path.glob('contamination-*')))}"
     folder.mkdir()
     (folder / "contamination.json").write_text(results.model_dump_json())
     return folder
 
 
-def test_card_render_prints_the_table_solars_card_shows(tmp_path: Path):
+def test_card_render_prints_the_table_solars_card_shows(tmp_path: Path, update_golden: bool):
     folder = _solar_like(tmp_path)
     result = cli.invoke(app, ["card", "render", str(folder), "--format", "markdown"])
     assert result.exit_code == 0, result.output
+    check_golden("solar.contamination.md", result.stdout, update_golden)
     lines = result.stdout.splitlines()
     assert lines[0] == "## Contamination test"
     assert lines[-3:] == [
@@ -243,3 +248,82 @@ def test_card_render_prints_the_table_solars_card_shows(tmp_path: Path):
     assert "not a proof" in result.stdout and "sampled by upstage/SOLAR-10.7B-v1.0" in result.stdout
     refused = cli.invoke(app, ["card", "render", str(folder / "contamination.json"), "--format", "model-index"])
     assert refused.exit_code == 1 and "has no model-index form" in refused.stderr
+
+
+# ------------------------------------------------------------------------------ card update --contamination
+
+SAKURA_CARD = FIXTURES / "cards" / "real" / "kyujinpy__Sakura-SOLAR-Instruct.md"
+SAKURA_ID = "kyujinpy/Sakura-SOLAR-Instruct"
+
+
+def _between(text: str, start: str, end: str) -> str:
+    return text[text.index(start) : text.index(end) + len(end)]
+
+
+def test_card_update_gives_the_check_its_own_section_losslessly_and_idempotently(tmp_path: Path):
+    from evalsuite.card import CONTAMINATION_END_MARKER, CONTAMINATION_START_MARKER, END_MARKER, START_MARKER
+
+    readme = tmp_path / "README.md"
+    original = SAKURA_CARD.read_bytes().decode("utf-8")
+    readme.write_text(original, newline="")
+    check = _solar_like(tmp_path, SAKURA_ID, {"ARC": 0.04, "MMLU": 0.12, "TruthfulQA": 0.31, "GSM8K": 0.66})
+    both = ["card", "update", str(readme), "--results", str(SAKURA), "--contamination", str(check)]
+
+    before = cli.invoke(app, [*both, "--check"])
+    assert before.exit_code == 1 and "is out of date" in before.stderr and "--contamination" in before.stderr
+    assert cli.invoke(app, both).exit_code == 0
+    updated = readme.read_bytes().decode("utf-8")
+
+    # the results part is exactly what a results-only update writes; the check adds only its own section
+    alone = tmp_path / "alone.md"
+    alone.write_text(original, newline="")
+    assert cli.invoke(app, ["card", "update", str(alone), "--results", str(SAKURA)]).exit_code == 0
+    section = _between(updated, CONTAMINATION_START_MARKER, CONTAMINATION_END_MARKER)
+    assert updated.replace(section + "\n", "").rstrip("\n") == alone.read_text().rstrip("\n")
+    assert "|kyujinpy/Sakura-SOLAR-Instruct|result < 0.1, %: 0.04|result < 0.1, %: 0.12|" in section
+    assert START_MARKER not in section and _between(updated, START_MARKER, END_MARKER) not in section
+
+    again = cli.invoke(app, both)
+    assert again.exit_code == 0 and "already up to date" in again.stderr
+    assert readme.read_bytes().decode("utf-8") == updated
+    assert cli.invoke(app, [*both, "--check"]).exit_code == 0
+
+    # a newer check replaces its section alone: every byte outside it stays
+    newer = _solar_like(tmp_path, SAKURA_ID, {"ARC": 0.91})
+    assert cli.invoke(app, ["card", "update", str(readme), "--contamination", str(newer)]).exit_code == 0
+    rewritten = readme.read_text()
+    new_section = _between(rewritten, CONTAMINATION_START_MARKER, CONTAMINATION_END_MARKER)
+    assert rewritten.replace(new_section, section) == updated
+    assert "|Model|ARC|" in new_section and "result < 0.1, %: 0.91" in new_section and "MMLU" not in new_section
+
+
+def test_card_update_contamination_on_a_new_readme_and_with_crlf(tmp_path: Path):
+    check = _solar_like(tmp_path)
+    readme = tmp_path / "README.md"
+    assert cli.invoke(app, ["card", "update", str(readme), "--contamination", str(check)]).exit_code == 0
+    created = readme.read_text()
+    assert created.startswith("<!-- evalsuite:contamination:start -->\n## Contamination test\n")
+    crlf = tmp_path / "crlf.md"
+    crlf.write_bytes(b"---\r\nlicense: mit\r\n---\r\n# My model\r\n")
+    assert cli.invoke(app, ["card", "update", str(crlf), "--contamination", str(check)]).exit_code == 0
+    data = crlf.read_bytes()
+    assert data.startswith(b"---\r\nlicense: mit\r\n---\r\n# My model\r\n\r\n<!-- evalsuite:contamination:start")
+    assert b"\n" not in data.replace(b"\r\n", b"")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "give --results RUN, --contamination CHECK, or both"),
+        (["--results", str(SAKURA), "--contamination", "{check}"], "give files of the same model"),
+        (["--contamination", str(SAKURA)], "not a contamination check's folder or file"),
+    ],
+)
+def test_card_update_contamination_refuses_bad_input_writing_nothing(extra, message, tmp_path: Path):
+    check = _solar_like(tmp_path)  # of upstage/SOLAR-10.7B-Instruct-v1.0, not of Sakura
+    readme = tmp_path / "README.md"
+    readme.write_text("# mine\n")
+    args = [a.replace("{check}", str(check)) for a in extra]
+    result = cli.invoke(app, ["card", "update", str(readme), *args])
+    assert result.exit_code == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
+    assert readme.read_text() == "# mine\n"

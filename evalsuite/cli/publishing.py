@@ -16,6 +16,7 @@ from evalsuite.card import (
     render_contamination,
     render_markdown,
     render_model_index,
+    update_contamination,
     update_readme,
     write_readme,
 )
@@ -93,8 +94,12 @@ def card_render(
 def card_update(
     readme: Annotated[Path, typer.Argument(help="The README.md to update (created if missing).", show_default=False)],
     results_path: Annotated[
-        Path, typer.Option("--results", help="A results.json, a run folder, or a model's results folder.")
-    ],
+        Path | None, typer.Option("--results", help="A results.json, a run folder, or a model's results folder.")
+    ] = None,
+    contamination_path: Annotated[
+        Path | None,
+        typer.Option("--contamination", help="A contamination check's folder or contamination.json (own section)."),
+    ] = None,
     check: Annotated[bool, typer.Option(help="Change nothing; exit 1 if the README is out of date.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Change nothing; print the diff.")] = False,
     push: Annotated[str | None, typer.Option(help="Also upload the README to this Hub model repo.")] = None,
@@ -105,19 +110,38 @@ def card_update(
     source_name: SourceNameOpt = None,
     source_url: SourceUrlOpt = None,
 ) -> None:
-    """Write the run's model-index results and results section into README.md, leaving the rest as it was."""
-    results = _read_run(results_path)
-    suite = load_suite()
-    check_publishable(results, suite, allow_partial, allow_not_comparable)
+    """Write a run's model-index results and results section, and/or a contamination check's section, into
+    README.md, leaving the rest as it was."""
+    if results_path is None and contamination_path is None:
+        raise CardError("give --results RUN, --contamination CHECK, or both")
     if create_pr and not push:
         raise CardError("--create-pr needs --push REPO_ID")
+    results = contamination = None
+    suite = load_suite()
+    if results_path is not None:
+        results = _read_run(results_path)
+        check_publishable(results, suite, allow_partial, allow_not_comparable)
+    if contamination_path is not None:
+        if not is_contamination(contamination_path):
+            raise CardError(f"--contamination {contamination_path}: not a contamination check's folder or file")
+        contamination = read_contamination(contamination_path)
+    if results is not None and contamination is not None and results.model.id != contamination.target.id:
+        raise CardError(
+            f"--results is a run of {results.model.id} but --contamination checked {contamination.target.id}; "
+            "give files of the same model"
+        )
     old = read_readme(readme)
-    new = update_readme(old, results, suite, model_name, _source(source_name, source_url))
+    new = old
+    if results is not None:
+        new = update_readme(new, results, suite, model_name, _source(source_name, source_url))
+    if contamination is not None:
+        new = update_contamination(new, contamination)
     if check:
         if new != old:
-            typer.echo(
-                f"{readme} is out of date; run `evalsuite card update {readme} --results {results_path}`", err=True
+            given = (f" --results {results_path}" if results_path else "") + (
+                f" --contamination {contamination_path}" if contamination_path else ""
             )
+            typer.echo(f"{readme} is out of date; run `evalsuite card update {readme}{given}`", err=True)
             raise typer.Exit(1)
         typer.echo(f"{readme} is up to date", err=True)
         return
