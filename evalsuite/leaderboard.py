@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from evalsuite.check_contamination import read_contamination
+from evalsuite.contamination import CONTAMINATION_FILE, ContaminationResults
 from evalsuite.errors import EvalsuiteError
 from evalsuite.render import model_size, render
 from evalsuite.results import RESULTS_FILE, SuiteResults, read_results
@@ -32,6 +34,7 @@ class Row:
     partial: bool = False
     not_comparable: bool = False  # complete, but some task did not ask the leaderboard's requests
     run_id: str = ""
+    contamination: str | None = None  # the model's latest contamination check, compact: "ARC 0.06 · GSM8K 0.70"
 
     @property
     def label(self) -> str:
@@ -52,6 +55,26 @@ def find_results(dirs: Iterable[Path]) -> list[SuiteResults]:
     return found
 
 
+def find_contamination(dirs: Iterable[Path]) -> list[ContaminationResults]:
+    """The contamination checks under the results folders (none is fine: the column is optional)."""
+    folders = [root for root in dirs if root.is_dir()]
+    return [read_contamination(path) for root in folders for path in sorted(root.rglob(CONTAMINATION_FILE))]
+
+
+def contamination_cell(check: ContaminationResults) -> str:
+    """One leaderboard cell: each task's reported share, `ARC 0.06 · MMLU 0.15` (the threshold said when it
+    is not the original's 0.1)."""
+    cell = " · ".join(f"{t.column} {t.share:.2f}" for t in check.tasks)
+    threshold = check.settings.threshold
+    return cell if threshold == 0.1 else f"{cell} (r < {threshold:g})"
+
+
+def _latest_check(run: SuiteResults, checks: list[ContaminationResults]) -> ContaminationResults | None:
+    """The newest check of the run's model at the same revision."""
+    same = [c for c in checks if c.target.id == run.model.id and c.target.revision == run.model.revision]
+    return max(same, key=lambda c: c.created_at, default=None)
+
+
 def latest_runs(runs: list[SuiteResults], include_partial: bool = True) -> list[SuiteResults]:
     """Per (model, revision, dtype): the latest complete run, else (if allowed) the latest partial one."""
     chosen: dict[tuple[str, str, str], SuiteResults] = {}
@@ -65,9 +88,12 @@ def latest_runs(runs: list[SuiteResults], include_partial: bool = True) -> list[
     return list(chosen.values())
 
 
-def leaderboard_rows(runs: list[SuiteResults], suite: SuiteSpec) -> list[Row]:
+def leaderboard_rows(
+    runs: list[SuiteResults], suite: SuiteSpec, checks: list[ContaminationResults] | None = None
+) -> list[Row]:
     rows = []
     for run in runs:
+        check = _latest_check(run, checks or [])
         rows.append(
             Row(
                 model=run.model.id,
@@ -79,6 +105,7 @@ def leaderboard_rows(runs: list[SuiteResults], suite: SuiteSpec) -> list[Row]:
                 partial=run.status != "complete",
                 not_comparable=run.status == "complete" and not run.leaderboard_comparable,
                 run_id=run.run_id,
+                contamination=contamination_cell(check) if check else None,
             )
         )
     # complete runs by average (desc), then partial ones by the mean of what they have
@@ -90,6 +117,14 @@ def _mean(scores: dict[str, float | None]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+CONTAMINATION_COLUMN = "Contamination"
+
+
+def _with_contamination(rows: list[Row]) -> bool:
+    """The contamination column shows only when some model has a check."""
+    return any(row.contamination for row in rows)
+
+
 def to_frame(rows: list[Row], suite: SuiteSpec, with_size: bool) -> pd.DataFrame:
     records = []
     for row in rows:
@@ -97,6 +132,8 @@ def to_frame(rows: list[Row], suite: SuiteSpec, with_size: bool) -> pd.DataFrame
         record |= {c: _pct(row.scores[c]) for c in (s.column for s in suite.tasks)}
         if with_size:
             record["Model Size"] = row.size
+        if _with_contamination(rows):
+            record[CONTAMINATION_COLUMN] = row.contamination or ""
         records.append(record)
     return pd.DataFrame.from_records(records)
 
@@ -108,7 +145,10 @@ def _pct(value: float | None) -> float | None:
 def render_leaderboard(rows: list[Row], suite: SuiteSpec, fmt: str, with_size: bool = False) -> str:
     columns = [s.column for s in suite.tasks]
     if fmt == "markdown":
-        return render("leaderboard.md.j2", rows=rows, columns=columns, with_size=with_size)
+        return render(
+            "leaderboard.md.j2", rows=rows, columns=columns, with_size=with_size,
+            contamination_column=CONTAMINATION_COLUMN if _with_contamination(rows) else None,
+        )  # fmt: skip
     if fmt == "csv":
         return to_frame(rows, suite, with_size).to_csv(index=False, float_format="%.2f")
     if fmt == "html":
@@ -117,10 +157,11 @@ def render_leaderboard(rows: list[Row], suite: SuiteSpec, fmt: str, with_size: b
             rows=[
                 {"model": r.model, "partial": r.partial, "not_comparable": r.not_comparable, "revision": r.revision,
                  "dtype": r.dtype, "size": r.size, "average": _pct(r.average),
-                 "scores": [_pct(r.scores[c]) for c in columns]}
+                 "scores": [_pct(r.scores[c]) for c in columns], "contamination": r.contamination or ""}
                 for r in rows
             ],
             columns=columns,
+            contamination_column=CONTAMINATION_COLUMN if _with_contamination(rows) else None,
             with_size=with_size,
             title=suite.title,
         )  # fmt: skip

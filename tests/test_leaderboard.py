@@ -95,7 +95,9 @@ def test_html_page_in_headless_chromium(tmp_path: Path):
         assert models() == ["kyujinpy/Sakura-SOLAR-Instruct", "upstage/SOLAR-10.7B-Instruct-v1.0",
                             "openai-community/gpt2", "tiny (partial)"]  # fmt: skip
         first_row = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr:first-child td")]
-        assert first_row[1:] == ["74.40", "70.99", "88.42", "66.33", "71.79", "83.66", "65.20", "~ 11B"]
+        assert first_row[1:] == ["74.40", "70.99", "88.42", "66.33", "71.79", "83.66", "65.20", "~ 11B", "-"]
+        solar_row = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr:nth-child(2) td")]
+        assert solar_row[-1] == "ARC 0.06 · MMLU 0.15 · TruthfulQA 0.28 · GSM8K 0.70"
         browser.find_element(By.XPATH, "//th[text()='TruthfulQA']").click()  # descending by TruthfulQA
         assert models() == ["kyujinpy/Sakura-SOLAR-Instruct", "upstage/SOLAR-10.7B-Instruct-v1.0",
                             "openai-community/gpt2", "tiny (partial)"]  # fmt: skip
@@ -122,3 +124,36 @@ def test_complete_runs_that_did_not_ask_the_leaderboards_requests_are_marked():
         assert mark in result.stdout, fmt
     comparable = runner.invoke(app, ["leaderboard", str(SAKURA)]).stdout
     assert "not comparable" not in comparable
+
+
+def test_contamination_column_shows_each_models_latest_check(tmp_path: Path):
+    from evalsuite.contamination import ContaminationResults
+    from evalsuite.leaderboard import find_contamination
+
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results)
+    (solar_check,) = find_contamination([results])
+    newer = solar_check.model_copy(
+        update={
+            "run_id": "20240109T000000Z-0002",
+            "created_at": solar_check.created_at.replace(day=9),
+            "settings": solar_check.settings.model_copy(update={"threshold": 0.2}),
+        }
+    )
+    folder = results / "other-models" / "upstage__SOLAR-10.7B-Instruct-v1.0" / "contamination-20240109T000000Z-0002"
+    folder.mkdir()
+    (folder / "contamination.json").write_text(ContaminationResults.model_dump_json(newer))
+    rows = leaderboard_rows(latest_runs(find_results([results])), SUITE, find_contamination([results]))
+    assert {r.model: r.contamination for r in rows} == {
+        "kyujinpy/Sakura-SOLAR-Instruct": None,
+        "upstage/SOLAR-10.7B-Instruct-v1.0": "ARC 0.06 · MMLU 0.15 · TruthfulQA 0.28 · GSM8K 0.70 (r < 0.2)",
+        "openai-community/gpt2": None,
+        "tiny": None,
+    }
+
+    # no check in the folders: no column
+    shutil.rmtree(folder)
+    shutil.rmtree(folder.parent / "contamination-20240102T000000Z-0001")
+    plain = runner.invoke(app, ["leaderboard", str(results)])
+    assert plain.exit_code == 0 and "Contamination" not in plain.stdout
+    assert plain.stdout.splitlines()[0] == "|Model|Average|ARC|HellaSwag|MMLU|TruthfulQA|Winogrande|GSM8K|"

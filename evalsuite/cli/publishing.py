@@ -25,7 +25,7 @@ from evalsuite.check_contamination import is_contamination, read_contamination
 from evalsuite.cli._app import app, card_app, one_line_errors
 from evalsuite.errors import CardError
 from evalsuite.files import write_text_atomic
-from evalsuite.leaderboard import find_results, latest_runs, leaderboard_rows, render_leaderboard
+from evalsuite.leaderboard import find_contamination, find_results, latest_runs, leaderboard_rows, render_leaderboard
 from evalsuite.results import SuiteResults, locate_run, read_results
 from evalsuite.suite import load_suite
 
@@ -174,12 +174,15 @@ def leaderboard(
     complete_only: Annotated[bool, typer.Option(help="Leave partial runs out (else they are marked).")] = False,
     model_size: Annotated[bool, typer.Option(help="Add a Model Size column from the parameter count.")] = False,
 ) -> None:
-    """Rank the latest run of each (model, revision, dtype) by H6 average."""
+    """Rank the latest run of each (model, revision, dtype) by H6 average; a Contamination column shows each
+    model's latest `evalsuite contamination` check when the folders hold any."""
     suite = load_suite()
-    runs = latest_runs(find_results(results_dirs or [Path("results")]), include_partial=not complete_only)
+    dirs = results_dirs or [Path("results")]
+    runs = latest_runs(find_results(dirs), include_partial=not complete_only)
     if not runs:
         raise CardError("no complete runs to rank; drop --complete-only to show partial ones")
-    text = render_leaderboard(leaderboard_rows(runs, suite), suite, format.value, with_size=model_size)
+    rows = leaderboard_rows(runs, suite, find_contamination(dirs))
+    text = render_leaderboard(rows, suite, format.value, with_size=model_size)
     if out is None:
         typer.echo(text, nl=False)
         return
