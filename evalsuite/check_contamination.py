@@ -5,12 +5,12 @@ Every input is checked before a model loads; the folder is written all at once (
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +27,6 @@ from evalsuite.contamination import (
     ContaminationResults,
     ContaminationSettings,
     ContaminationTask,
-    ItemScore,
     format_share,
     item_record,
     reported_share,
@@ -37,6 +36,7 @@ from evalsuite.contamination import (
 from evalsuite.data import plan_local
 from evalsuite.errors import OutputDirError, SuiteConfigError
 from evalsuite.evaluate import check_device, check_dtype
+from evalsuite.files import write_text_atomic
 from evalsuite.model_ref import LoadableModel, ModelRef, ModelSource, parse_model_ref, prepare_model
 from evalsuite.results import check_output_dir
 from evalsuite.suite import SuiteSpec, load_suite
@@ -108,19 +108,47 @@ def run_contamination(
 
     device = request.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = request.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
+    settings = ContaminationSettings(
+        items=request.items,
+        neighbours=request.neighbours,
+        prefix_ratio=request.prefix_ratio,
+        threshold=request.threshold,
+        seed=request.seed,
+        batch_size=request.batch_size,
+        dtype=dtype,
+        device=device,
+        data_dir=str(request.data_dir.resolve()),
+    )
     target_loadable, reference_loadable = prepare_model(target_ref), prepare_model(reference_ref)
-    say(f"loading {target_ref.model_id} (target) and {reference_ref.model_id} (reference) ({dtype}, {device})")
-    target = _load(target_loadable, dtype, device)
-    same = reference_loadable.pretrained == target_loadable.pretrained
-    reference = target if same else _load(reference_loadable, dtype, device)
-    if type(target[1]).__name__ != type(reference[1]).__name__:
-        say("warning: target and reference use different tokenizers; every loss is the target's, as in the original")
+    data_sha256 = {data.spec.key: data.files[0].sha256 for data in plan.tasks}
+    progress_folder = CheckInProgress(
+        request.output_dir / target_ref.results_dir_name,
+        _fingerprint(settings, target_loadable, reference_loadable, data_sha256),
+    )
+    finished = progress_folder.finished()
+    if finished:
+        say(f"resuming an interrupted check: {', '.join(finished)} done earlier ({progress_folder.folder})")
+    target = reference = None
+    if len(finished) < len(plan.tasks):
+        say(f"loading {target_ref.model_id} (target) and {reference_ref.model_id} (reference) ({dtype}, {device})")
+        target = _load(target_loadable, dtype, device)
+        same = reference_loadable.pretrained == target_loadable.pretrained
+        reference = target if same else _load(reference_loadable, dtype, device)
+        if target[1].get_vocab() != reference[1].get_vocab():
+            say(
+                "warning: target and reference use different tokenizers; neighbours pass between them as text, "
+                "and every loss is the target's, as in the original"
+            )
 
     tasks: list[ContaminationTask] = []
-    scores: list[ItemScore] = []
     for index, data in enumerate(plan.tasks, start=1):
-        selection = selections[data.spec.key]
         step = f"[{index}/{len(plan.tasks)}] {data.spec.key}"
+        if data.spec.key in finished:
+            task = finished[data.spec.key]
+            say(f"{step}: {task.reported} ({task.items} items, done earlier)")
+            tasks.append(task)
+            continue
+        selection = selections[data.spec.key]
         say(f"{step}: {len(selection.items)} items x {request.neighbours} neighbours")
         task_started = time.perf_counter()
         task_scores = score_items(
@@ -129,21 +157,20 @@ def run_contamination(
         )  # fmt: skip
         share = reported_share([s.rank for s in task_scores], request.threshold)
         seconds = time.perf_counter() - task_started
-        tasks.append(
-            ContaminationTask(
-                key=data.spec.key,
-                column=data.spec.column,
-                display_name=data.spec.display_name,
-                share=share,
-                reported=format_share(share, request.threshold),
-                items=len(task_scores),
-                candidates=selection.candidates,
-                skipped_rows=selection.skipped,
-                seconds=seconds,
-            )
+        task = ContaminationTask(
+            key=data.spec.key,
+            column=data.spec.column,
+            display_name=data.spec.display_name,
+            share=share,
+            reported=format_share(share, request.threshold),
+            items=len(task_scores),
+            candidates=selection.candidates,
+            skipped_rows=selection.skipped,
+            seconds=seconds,
         )
-        scores += task_scores
-        say(f"{step}: {format_share(share, request.threshold)} ({len(task_scores)} items, {seconds:.0f}s)")
+        progress_folder.save_task(task, [json.dumps(item_record(s, request.threshold)) for s in task_scores])
+        tasks.append(task)
+        say(f"{step}: {task.reported} ({len(task_scores)} items, {seconds:.0f}s)")
 
     now = datetime.now(UTC)
     results = ContaminationResults(
@@ -151,23 +178,34 @@ def run_contamination(
         created_at=now,
         target=_checked(target_ref, target_loadable),
         reference=_checked(reference_ref, reference_loadable),
-        settings=ContaminationSettings(
-            items=request.items,
-            neighbours=request.neighbours,
-            prefix_ratio=request.prefix_ratio,
-            threshold=request.threshold,
-            seed=request.seed,
-            batch_size=request.batch_size,
-            dtype=dtype,
-            device=device,
-            data_dir=str(request.data_dir.resolve()),
-        ),  # fmt: skip
+        settings=settings,
         tasks=tasks,
         versions=_versions(),
         total_seconds=time.perf_counter() - started,
     )
-    folder = write_contamination(results, scores, request.output_dir, target_ref.results_dir_name)
-    return ContaminationOutcome(results, folder)
+    return ContaminationOutcome(results, progress_folder.complete(results))
+
+
+def _fingerprint(
+    settings: ContaminationSettings, target: LoadableModel, reference: LoadableModel, data_sha256: dict[str, str]
+) -> str:
+    """What makes two checks the same check: a resumed one reuses finished tasks only when all of this matches."""
+    identity = {
+        "settings": settings.model_dump(),
+        "models": [_model_identity(target), _model_identity(reference)],
+        "data": data_sha256,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _model_identity(model: LoadableModel) -> list[Any]:
+    """A model as a resumed check must find it again: a .gguf by its sha256, a local folder by its files' sizes
+    and times (cheap; retrained weights change them), a Hub model by id and revision."""
+    folder = Path(model.pretrained)
+    files = []
+    if model.file_sha256 is None and folder.is_dir():
+        files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+    return [model.pretrained, model.revision, model.file_sha256, files]
 
 
 def _load(model: LoadableModel, dtype: str, device: str) -> tuple[Any, Any]:
@@ -202,27 +240,48 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}  # fmt: skip
 
 
-def write_contamination(
-    results: ContaminationResults, scores: Sequence[ItemScore], output_dir: Path, model_dir_name: str
-) -> Path:
-    """`<output_dir>/<model>/contamination-<run_id>/` with contamination.json and items.jsonl, all at once."""
-    final = output_dir / model_dir_name / f"contamination-{results.run_id}"
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".contamination.", suffix=".partial", dir=final.parent))
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(staging, 0o777 & ~mask)
-        with (staging / ITEMS_FILE).open("w", encoding="utf-8") as f:
-            for score in scores:
-                f.write(json.dumps(item_record(score, results.settings.threshold)) + "\n")
-        (staging / CONTAMINATION_FILE).write_text(results.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        os.replace(staging, final)
-    except OSError as e:
-        raise OutputDirError(f"cannot write contamination results under {output_dir}: {e.strerror or e}") from e
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
+class CheckInProgress:
+    """A check being written: `<model folder>/.contamination-<fingerprint>.partial/`, holding each finished task
+    (`tasks/<key>.json` and its item lines), so a killed check resumes by task. `complete` renames it into
+    `contamination-<run_id>/` with contamination.json and items.jsonl, all at once."""
+
+    def __init__(self, model_folder: Path, fingerprint: str):
+        self.model_folder = model_folder
+        self.folder = model_folder / f".contamination-{fingerprint}.partial"
+
+    def finished(self) -> dict[str, ContaminationTask]:
+        """Tasks an earlier, interrupted run of the same check finished (a task file is written last)."""
+        tasks = {}
+        for path in sorted((self.folder / "tasks").glob("*.json")) if self.folder.is_dir() else []:
+            try:
+                task = ContaminationTask.model_validate_json(path.read_bytes())
+            except ValueError:
+                continue  # unreadable: score the task again
+            if (self.folder / "tasks" / f"{task.key}.jsonl").is_file():
+                tasks[task.key] = task
+        return tasks
+
+    def save_task(self, task: ContaminationTask, item_lines: Sequence[str]) -> None:
+        try:
+            (self.folder / "tasks").mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.folder / "tasks" / f"{task.key}.jsonl", "".join(line + "\n" for line in item_lines))
+            write_text_atomic(self.folder / "tasks" / f"{task.key}.json", task.model_dump_json(indent=2) + "\n")
+        except OSError as e:
+            raise OutputDirError(f"cannot write contamination results under {self.folder}: {e.strerror or e}") from e
+
+    def complete(self, results: ContaminationResults) -> Path:
+        final = self.model_folder / f"contamination-{results.run_id}"
+        task_files = self.folder / "tasks"
+        try:
+            with (self.folder / ITEMS_FILE).open("w", encoding="utf-8") as f:
+                for task in results.tasks:
+                    f.write((task_files / f"{task.key}.jsonl").read_text(encoding="utf-8"))
+            (self.folder / CONTAMINATION_FILE).write_text(results.model_dump_json(indent=2) + "\n", encoding="utf-8")
+            shutil.rmtree(task_files)
+            os.replace(self.folder, final)
+        except OSError as e:
+            raise OutputDirError(f"cannot write contamination results under {self.folder}: {e.strerror or e}") from e
+        return final
 
 
 def is_contamination(path: Path) -> bool:

@@ -15,12 +15,7 @@ def replacing(path: Path) -> Iterator[Path]:
 
     The new file keeps the permissions of the file it replaces (a new one gets the umask's default).
     """
-    if path.exists():
-        mode = path.stat().st_mode & 0o777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~current_umask()
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
@@ -32,6 +27,20 @@ def replacing(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def staging_folder(parent: Path, prefix: str) -> Path:
+    """A new `<prefix>…partial` folder in `parent`, made like any other folder (mkdtemp's is 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=parent))
+    os.chmod(folder, 0o777 & ~current_umask())
+    return folder
 
 
 def write_text_atomic(path: Path, text: str) -> None:

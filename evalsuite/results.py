@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from evalsuite.errors import OutputDirError, ResultsSchemaError, RunError
+from evalsuite.files import staging_folder
 from evalsuite.protocol import Protocol
 from evalsuite.suite import MetricKey, TaskSpec
 
@@ -345,8 +346,7 @@ def write_run(
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
             raise OutputDirError(f"{final} already exists; results are never overwritten")
-        staging = Path(tempfile.mkdtemp(prefix=f".{results.run_id}.", suffix=".partial", dir=final.parent))
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; a run folder is made like any other
+        staging = staging_folder(final.parent, f".{results.run_id}.")
         (staging / LM_EVAL_DIR).mkdir()
         for name, text in lm_eval_outputs.items():
             (staging / LM_EVAL_DIR / name).write_text(text, encoding="utf-8")
@@ -365,12 +365,6 @@ def write_run(
                     folder.rmdir()
                 except OSError:
                     pass
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _missing_parents(path: Path) -> list[Path]:

@@ -113,6 +113,60 @@ def test_bad_input_is_one_line_before_a_model_loads(args, message, gguf_path: Pa
     assert not out.exists()
 
 
+def test_a_killed_check_resumes_by_task_and_gives_the_uninterrupted_numbers(
+    gguf_path: Path, tmp_path: Path, monkeypatch
+):
+    from evalsuite.model_ref import parse_model_ref, prepare_model
+
+    # a reference whose tokenizer differs (one added token): allowed, with a warning
+    clean = Path(prepare_model(parse_model_ref(str(gguf_path))).pretrained)
+    reference = tmp_path / "reference"
+    shutil.copytree(clean, reference)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(reference)
+    tokenizer.add_tokens(["<evalsuite-extra>"])
+    tokenizer.save_pretrained(reference)
+
+    def request(out: str) -> ContaminationRequest:
+        return ContaminationRequest(
+            model=str(gguf_path), reference=str(reference), data_dir=SAMPLE_DATA, tasks=("arc", "truthfulqa"),
+            items=2, neighbours=3, output_dir=tmp_path / out,
+        )  # fmt: skip
+
+    messages: list[str] = []
+    uninterrupted = run_contamination(request("whole"), progress=messages.append)
+    assert any("use different tokenizers" in m for m in messages)
+
+    real_score_items = check_contamination.score_items
+    scored: list[str] = []
+
+    def killed_on_truthfulqa(items, *args, **kwargs):
+        scored.append(items[0].task)
+        if items[0].task == "truthfulqa":
+            raise KeyboardInterrupt
+        return real_score_items(items, *args, **kwargs)
+
+    monkeypatch.setattr(check_contamination, "score_items", killed_on_truthfulqa)
+    with pytest.raises(KeyboardInterrupt):
+        run_contamination(request("killed"))
+    model_folder = tmp_path / "killed" / "local__SmolLM2-135M-Instruct.Q4_1"
+    (partial,) = model_folder.glob(".contamination-*.partial")
+    assert sorted(p.name for p in (partial / "tasks").iterdir()) == ["arc.json", "arc.jsonl"]
+
+    monkeypatch.setattr(check_contamination, "score_items", lambda items, *a, **k: (scored.append(items[0].task),
+                        real_score_items(items, *a, **k))[1])  # fmt: skip
+    messages.clear()
+    resumed = run_contamination(request("killed"), progress=messages.append)
+    assert scored == ["arc", "truthfulqa", "truthfulqa"]  # arc was not scored again
+    assert any("resuming an interrupted check: arc done earlier" in m for m in messages)
+    assert [p.name for p in model_folder.iterdir()] == [resumed.folder.name]  # no partial folder left
+    assert sorted(p.name for p in resumed.folder.iterdir()) == ["contamination.json", "items.jsonl"]
+    # the same numbers as the uninterrupted check: seeded end to end
+    assert [t.share for t in resumed.results.tasks] == [t.share for t in uninterrupted.results.tasks]
+    assert (resumed.folder / "items.jsonl").read_text() == (uninterrupted.folder / "items.jsonl").read_text()
+
+
 def _fine_tune_on(texts: list[str], clean: Path, into: Path) -> None:
     """A contaminated copy: a few epochs of plain language modelling on the items' own texts."""
     import torch
