@@ -11,6 +11,12 @@ lm-eval:
   task of a run outside a git checkout printed `fatal: not a git repository`. `quiet_git_probe` puts the same
   probe there with git's stderr discarded (same result: the hash, or None).
 
+transformers:
+- a model's KV cache goes in and comes out as `cache` since transformers 5.2x (`past_key_values`, the old
+  name, is deprecated: removed from `forward` in 5.40, from `generate` in 6.0). `kv_cache_kwarg` and
+  `returned_kv_cache` use whichever name the installed version has; `Cache.batch_repeat_interleave` copies
+  a one-row cache to many rows (the contamination check's shared prefill).
+
 huggingface_hub (not exported from its top level):
 - `repocard.REGEX_YAML_BLOCK`: how the Hub finds a card's front matter. `card update` must see exactly the
   front matter the Hub sees (a BOM-less match at the start, `--- ` closers with trailing blanks, any newline).
@@ -21,6 +27,7 @@ huggingface_hub (not exported from its top level):
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 from typing import Any
 
@@ -33,6 +40,8 @@ __all__ = [
     "quiet_git_probe",
     "eval_results_to_model_index",
     "hub_front_matter_match",
+    "kv_cache_kwarg",
+    "returned_kv_cache",
     "model_index_to_eval_results",
     "yaml_dump",
 ]
@@ -81,3 +90,14 @@ def quiet_git_probe() -> None:
 
     setattr(get_git_commit_hash, _CACHED, True)
     evaluator.get_git_commit_hash = get_git_commit_hash
+
+
+def kv_cache_kwarg(model: Any) -> str:
+    """The keyword a model's `forward` and `generate` take a KV cache by (`cache`, or `past_key_values`)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def returned_kv_cache(outputs: Any) -> Any:
+    """The KV cache a forward with `use_cache=True` returned, under either name."""
+    cache = getattr(outputs, "cache", None)
+    return cache if cache is not None else outputs.past_key_values

@@ -56,6 +56,7 @@ class ContaminationRequest:
     threshold: float = 0.1
     seed: int = 0
     batch_size: int = 32
+    shared_prefix: bool = True
     dtype: str | None = None
     device: str | None = None
     output_dir: Path = Path("results")
@@ -115,6 +116,7 @@ def run_contamination(
         threshold=request.threshold,
         seed=request.seed,
         batch_size=request.batch_size,
+        shared_prefix=request.shared_prefix,
         dtype=dtype,
         device=device,
         data_dir=str(request.data_dir.resolve()),
@@ -153,7 +155,7 @@ def run_contamination(
         task_started = time.perf_counter()
         task_scores = score_items(
             selection.items, target, reference, request.neighbours, request.prefix_ratio, request.seed,
-            request.batch_size,
+            request.batch_size, request.shared_prefix,
         )  # fmt: skip
         share = reported_share([s.rank for s in task_scores], request.threshold)
         seconds = time.perf_counter() - task_started

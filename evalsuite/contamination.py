@@ -146,8 +146,8 @@ class ItemScore:
 def mean_token_losses(
     model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int, max_length: int | None
 ) -> list[float]:
-    """Mean per-token negative log-likelihood of each text (the original's `evaluate_model`: right-padded
-    batches, pads masked out; neighbours truncated to 150 tokens, x not)."""
+    """Mean per-token negative log-likelihood of each text, the original's way (its `evaluate_model`):
+    right-padded batches of `batch_size` texts, pads masked out; neighbours truncated to 150 tokens, x not."""
     import torch
 
     losses: list[float] = []
@@ -168,13 +168,74 @@ def mean_token_losses(
     return losses
 
 
-def sample_neighbours(model: Any, tokenizer: Any, text: str, count: int, ratio: float, seed: int) -> list[str]:
-    """`count` continuations of x's prefix sampled by the reference model (do_sample with the model's
-    generation defaults, as the original), seeded per item."""
+NEIGHBOUR_TOKENS = 150  # the original truncates neighbours (not x) to this many tokens before scoring
+# A packed row holds at most this many tokens: an item's neighbours fill a few rows, and the dense
+# attention of a longer row would cost more than the prefix it shares.
+PACK_TOKENS = 512
+
+
+def packed_token_losses(
+    model: Any, tokenizer: Any, texts: Sequence[str], rows_per_forward: int, max_length: int | None
+) -> list[float]:
+    """The same losses as `mean_token_losses`, with texts that start alike (an item and its neighbours share
+    the item's prefix) packed into rows that forward the common start once (evalsuite/packing.py). A text
+    of one token has no predicted token: its loss is +inf (never likelier than x)."""
     import torch
+
+    from evalsuite.packing import Request, build_batch, pack_requests, rows_in_next_forward
+
+    encoded = [tokenizer(text, truncation=max_length is not None, max_length=max_length)["input_ids"] for text in texts]
+    losses = [math.inf] * len(texts)
+    # input: every token but the last; each position predicts the next token
+    requests = [Request(i, ids[:-1], ids[1:]) for i, ids in enumerate(encoded) if len(ids) > 1]
+    packs = pack_requests(requests, PACK_TOKENS, min_shared=1, keep_most_shared=False)
+    if len(packs) > 1:  # the same number of rows, of even length: padding to the longest row is waste
+        even = math.ceil(sum(p.length for p in packs) / len(packs))
+        packs = pack_requests(requests, even, min_shared=1, keep_most_shared=False)
+    packs.sort(key=lambda p: -p.length)
+    eager = getattr(model.config, "_attn_implementation", None) == "eager"
+    start = 0
+    while start < len(packs):
+        lengths = [p.length for p in packs[start : start + rows_per_forward]]
+        chunk = packs[start : start + rows_in_next_forward(lengths, rows_per_forward, rows_per_forward * 150)]
+        start += len(chunk)
+        batch = build_batch(chunk, model.device, additive=eager, dtype=model.dtype)
+        with torch.no_grad():
+            logits = model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+            ).logits.float()
+        log_norm = torch.logsumexp(logits, dim=-1)  # [rows, length]
+        for row, pack in enumerate(chunk):
+            for k, segment in enumerate(pack.members):
+                index = torch.tensor([pack.row_index(k, pos) for pos in range(len(segment.tokens))])
+                for request in segment.requests:
+                    target = torch.tensor(request.continuation)
+                    nll = log_norm[row, index] - logits[row, index, target]
+                    losses[request.index] = float(nll.mean())
+    return losses
+
+
+def sample_neighbours(
+    model: Any, tokenizer: Any, text: str, count: int, ratio: float, seed: int, shared_prefill: bool = True
+) -> list[str]:
+    """`count` continuations of x's prefix sampled by the reference model (do_sample with the model's
+    generation defaults, as the original), seeded per item. With `shared_prefill` the prefix is forwarded
+    once and its KV cache copied to the `count` rows, where the original forwards it once per row; the
+    sampling (and its random draws) is `generate`'s own either way."""
+    import torch
+
+    from evalsuite._compat import kv_cache_kwarg, returned_kv_cache
 
     prefix, new_tokens = prefix_of(text, ratio)
     ids = torch.tensor([tokenizer.encode(prefix)], device=model.device)
+    cache: dict[str, Any] = {}
+    rows = 1
+    if shared_prefill and ids.shape[1] > 1:
+        with torch.no_grad():
+            prefilled = returned_kv_cache(model(ids[:, :-1], use_cache=True))
+        prefilled.batch_repeat_interleave(count)
+        cache[kv_cache_kwarg(model)] = prefilled
+        ids, rows = ids.repeat(count, 1), count
     torch.manual_seed(seed)
     with torch.no_grad():
         out = model.generate(
@@ -182,9 +243,10 @@ def sample_neighbours(model: Any, tokenizer: Any, text: str, count: int, ratio: 
             attention_mask=torch.ones_like(ids),
             max_new_tokens=new_tokens,
             min_new_tokens=1,
-            num_return_sequences=count,
+            num_return_sequences=count // rows,
             do_sample=True,
             pad_token_id=tokenizer.eos_token_id,
+            **cache,
         )
     return tokenizer.batch_decode(out, skip_special_tokens=True)
 
@@ -197,16 +259,32 @@ def score_items(
     ratio: float,
     seed: int,
     batch_size: int,
+    shared_prefix: bool = True,
     on_item: Callable[[ItemScore], None] | None = None,
 ) -> list[ItemScore]:
-    """Score each item: L(x) and its neighbours' L(z) under the target, neighbours from the reference."""
+    """Score each item: L(x) and its neighbours' L(z) under the target, neighbours from the reference.
+
+    `shared_prefix`: the reference forwards x's prefix once for all neighbours, and the target scores x and
+    its neighbours packed (their common start once); otherwise the original's way, every neighbour on its
+    own in padded batches of `batch_size`. Same seed, same neighbours; losses equal up to float rounding.
+    """
     target_model, target_tokenizer = target
     reference_model, reference_tokenizer = reference
     scores = []
     for number, item in enumerate(items):
-        (loss,) = mean_token_losses(target_model, target_tokenizer, [item.text], 1, None)
-        texts = sample_neighbours(reference_model, reference_tokenizer, item.text, neighbours, ratio, seed + number)
-        neighbour_losses = mean_token_losses(target_model, target_tokenizer, texts, batch_size, 150)
+        texts = sample_neighbours(
+            reference_model, reference_tokenizer, item.text, neighbours, ratio, seed + number, shared_prefix
+        )
+        if not shared_prefix:
+            (loss,) = mean_token_losses(target_model, target_tokenizer, [item.text], 1, None)
+            neighbour_losses = mean_token_losses(target_model, target_tokenizer, texts, batch_size, NEIGHBOUR_TOKENS)
+        elif len(target_tokenizer(item.text)["input_ids"]) <= NEIGHBOUR_TOKENS:  # x packs with its neighbours
+            loss, *neighbour_losses = packed_token_losses(
+                target_model, target_tokenizer, [item.text, *texts], batch_size, NEIGHBOUR_TOKENS
+            )
+        else:  # x is never truncated, its neighbours are
+            (loss,) = packed_token_losses(target_model, target_tokenizer, [item.text], 1, None)
+            neighbour_losses = packed_token_losses(target_model, target_tokenizer, texts, batch_size, NEIGHBOUR_TOKENS)
         score = ItemScore(item, loss, neighbour_losses, texts)
         scores.append(score)
         if on_item is not None:
@@ -245,6 +323,10 @@ class ContaminationSettings(_Model):
     threshold: float = Field(gt=0, le=1)
     seed: int
     batch_size: int = Field(ge=1)
+    shared_prefix: bool = Field(
+        default=True,
+        description="prefix forwarded once per item and neighbours scored packed (false: the original's way)",
+    )
     dtype: str
     device: str
     data_dir: str

@@ -8,18 +8,12 @@ import random
 import pytest
 import torch
 
-from evalsuite.backend import (
-    MIN_SHARED_TOKENS,
-    SharedPrefixLM,
-    _build_batch,
-    _Request,
-    pack_requests,
-    rows_in_next_forward,
-)
+from evalsuite.backend import SharedPrefixLM
+from evalsuite.packing import MIN_SHARED_TOKENS, Request, build_batch, pack_requests, rows_in_next_forward
 
 
-def _request(index: int, tokens: list[int], continuation: int = 1) -> _Request:
-    return _Request(index, tokens, tokens[len(tokens) - continuation :] if continuation else [])
+def _request(index: int, tokens: list[int], continuation: int = 1) -> Request:
+    return Request(index, tokens, tokens[len(tokens) - continuation :] if continuation else [])
 
 
 def test_choices_of_one_document_share_their_context():
@@ -56,7 +50,7 @@ def test_identical_inputs_are_forwarded_once():
     # input; the documents of a subject share the 5-shot preamble
     preamble = list(range(10, 510))
     requests = [
-        _Request(4 * doc + choice, preamble + [5000 + doc] * 30, [90 + choice])
+        Request(4 * doc + choice, preamble + [5000 + doc] * 30, [90 + choice])
         for doc in range(3)
         for choice in range(4)
     ]
@@ -93,7 +87,7 @@ def test_packed_rows_give_each_request_its_own_positions_and_attention():
     context = [11, 12, 13]
     a, b = _request(0, context + [21, 22], 2), _request(1, context + [31], 1)
     (pack,) = pack_requests([a, b], max_tokens=64, min_shared=1)
-    batch = _build_batch([pack], torch.device("cpu"))
+    batch = build_batch([pack], torch.device("cpu"))
     assert batch.input_ids.tolist() == [[11, 12, 13, 21, 22, 31]]
     assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4, 3]]
     allowed = batch.attention_mask[0, 0].int().tolist()

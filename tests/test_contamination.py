@@ -113,6 +113,30 @@ def test_bad_input_is_one_line_before_a_model_loads(args, message, gguf_path: Pa
     assert not out.exists()
 
 
+def test_the_shared_prefix_way_gives_the_originals_neighbours_and_ranks(gguf_path: Path, shared_data: Path):
+    """Prefix forwarded once, neighbours scored packed: the same sampled texts and the same r(x) as the original's
+    way (every neighbour on its own, padded batches), losses equal up to float rounding."""
+    from evalsuite.check_contamination import _load
+    from evalsuite.contamination import packed_token_losses, score_items
+    from evalsuite.model_ref import parse_model_ref, prepare_model
+
+    model = _load(prepare_model(parse_model_ref(str(gguf_path))), "float32", "cpu")
+    items = (
+        select_items("arc", _rows(shared_data, "arc"), 2).items
+        + select_items("gsm8k", _rows(shared_data, "gsm8k"), 1).items
+    )
+    original = score_items(items, model, model, 10, 0.4, 0, 4, shared_prefix=False)
+    shared = score_items(items, model, model, 10, 0.4, 0, 4, shared_prefix=True)
+    for a, b in zip(original, shared, strict=True):
+        assert a.neighbours == b.neighbours
+        assert a.rank == b.rank
+        assert abs(a.loss - b.loss) < 1e-3
+        assert max(abs(x - y) for x, y in zip(a.neighbour_losses, b.neighbour_losses, strict=True)) < 1e-3
+    assert len({len(s.neighbours) for s in shared}) == 1 and len(set(shared[0].neighbours)) > 1
+    # a one-token text predicts nothing: never likelier than x
+    assert packed_token_losses(model[0], model[1], ["Hello", items[0].text], 2, None)[0] == float("inf")
+
+
 def test_a_killed_check_resumes_by_task_and_gives_the_uninterrupted_numbers(
     gguf_path: Path, tmp_path: Path, monkeypatch
 ):
@@ -134,9 +158,20 @@ def test_a_killed_check_resumes_by_task_and_gives_the_uninterrupted_numbers(
             items=2, neighbours=3, output_dir=tmp_path / out,
         )  # fmt: skip
 
-    messages: list[str] = []
-    uninterrupted = run_contamination(request("whole"), progress=messages.append)
-    assert any("use different tokenizers" in m for m in messages)
+    # the uninterrupted check, through the CLI: the card's table on stdout, the warning on stderr
+    args = ["contamination", str(gguf_path), "--reference", str(reference), "--data-dir", str(SAMPLE_DATA),
+            "--tasks", "arc,truthfulqa", "--items", "2", "--neighbours", "3",
+            "--output-dir", str(tmp_path / "whole")]  # fmt: skip
+    result = cli.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "use different tokenizers" in result.stderr
+    lines = result.stdout.splitlines()
+    assert [c.strip() for c in lines[0].split("|")[1:4]] == ["Model", "ARC", "TruthfulQA"]
+    assert lines[2].startswith("| SmolLM2-135M-Instruct.Q4_1 | result < 0.1, %: 0.")
+    assert "a sign of contamination, not a proof" in result.stdout
+    (folder,) = (tmp_path / "whole" / "local__SmolLM2-135M-Instruct.Q4_1").glob("contamination-*")
+    uninterrupted = check_contamination.ContaminationOutcome(read_contamination(folder), folder)
+    assert uninterrupted.results.settings.neighbours == 3 and uninterrupted.results.settings.shared_prefix
 
     real_score_items = check_contamination.score_items
     scored: list[str] = []
@@ -156,7 +191,7 @@ def test_a_killed_check_resumes_by_task_and_gives_the_uninterrupted_numbers(
 
     monkeypatch.setattr(check_contamination, "score_items", lambda items, *a, **k: (scored.append(items[0].task),
                         real_score_items(items, *a, **k))[1])  # fmt: skip
-    messages.clear()
+    messages: list[str] = []
     resumed = run_contamination(request("killed"), progress=messages.append)
     assert scored == ["arc", "truthfulqa", "truthfulqa"]  # arc was not scored again
     assert any("resuming an interrupted check: arc done earlier" in m for m in messages)
@@ -202,7 +237,7 @@ def test_a_model_trained_on_the_items_is_flagged_and_the_clean_one_is_not(
     shares = {}
     for name, target in (("contaminated", contaminated), ("clean", clean)):
         request = ContaminationRequest(
-            model=str(target), reference=str(clean), data_dir=shared_data, tasks=("arc",), items=30, neighbours=12,
+            model=str(target), reference=str(clean), data_dir=shared_data, tasks=("arc",), items=30, neighbours=8,
             output_dir=tmp_path / "results",
         )  # fmt: skip
         outcome = run_contamination(request)
@@ -213,27 +248,11 @@ def test_a_model_trained_on_the_items_is_flagged_and_the_clean_one_is_not(
         assert [r["row"] for r in records] == [item.row for item in items]
         for record in records:  # every stored r(x) follows from the stored losses
             assert record["rank"] == neighbour_rank(record["loss"], record["neighbour_losses"])
-            assert len(record["neighbour_losses"]) == 12
+            assert len(record["neighbour_losses"]) == 8
         assert task.share == reported_share([r["rank"] for r in records], 0.1)
     print(f"share with r(x) < 0.1: contaminated {shares['contaminated']:.2f}, clean {shares['clean']:.2f}")
     assert shares["contaminated"] > 0.5
     assert shares["contaminated"] > shares["clean"] + 0.4
-
-
-def test_the_cli_prints_the_cards_table(gguf_path: Path, tmp_path: Path):
-    data = tmp_path / "data"
-    shutil.copytree(SAMPLE_DATA, data)
-    out = tmp_path / "results"
-    args = ["contamination", str(gguf_path), "--reference", str(gguf_path), "--data-dir", str(data),
-            "--tasks", "truthfulqa", "--items", "2", "--neighbours", "3", "--output-dir", str(out)]  # fmt: skip
-    result = cli.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert lines[0].split("|")[1:3] == [" Model                      ", " TruthfulQA            "]
-    assert lines[2].startswith("| SmolLM2-135M-Instruct.Q4_1 | result < 0.1, %: 0.")
-    assert "a sign of contamination, not a proof" in result.stdout
-    (folder,) = (out / "local__SmolLM2-135M-Instruct.Q4_1").glob("contamination-*")
-    assert read_contamination(folder).settings.neighbours == 3
 
 
 def test_committed_json_schema_is_current():

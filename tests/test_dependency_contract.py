@@ -162,3 +162,30 @@ def test_lm_eval_probes_git_through_the_evaluator_module():
     )
     quiet_git_probe()
     assert evaluator.get_git_commit_hash() is None or isinstance(evaluator.get_git_commit_hash(), str)
+
+
+def test_a_one_row_kv_cache_is_copied_to_many_rows_and_generate_continues_from_it():
+    """The contamination check's shared prefill: forward the prefix once, `batch_repeat_interleave` the cache,
+    hand it to `generate` under the installed name; the tokens equal generate's own from the whole prompt."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from evalsuite._compat import kv_cache_kwarg, returned_kv_cache
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)  # fmt: skip
+    model = LlamaForCausalLM(config).eval()
+    ids = torch.tensor([[1, 5, 9, 13, 17]])
+    with torch.no_grad():
+        cache = returned_kv_cache(model(ids[:, :-1], use_cache=True))
+    assert cache is not None and hasattr(cache, "batch_repeat_interleave"), "forward no longer returns a KV cache"
+    cache.batch_repeat_interleave(3)
+    kwarg = kv_cache_kwarg(model)
+    generate_kwargs = dict(max_new_tokens=4, min_new_tokens=4, do_sample=True, pad_token_id=0)
+    torch.manual_seed(1)
+    theirs = model.generate(ids, attention_mask=torch.ones_like(ids), num_return_sequences=3, **generate_kwargs)
+    torch.manual_seed(1)
+    rows = ids.repeat(3, 1)
+    ours = model.generate(rows, attention_mask=torch.ones_like(rows), **{kwarg: cache}, **generate_kwargs)
+    assert torch.equal(ours, theirs), f"generate no longer continues from a cache passed as `{kwarg}`"

@@ -29,7 +29,10 @@ def contamination(
     prefix_ratio: Annotated[float, typer.Option(help="Share of an item's words its neighbours start from.")] = 0.4,
     threshold: Annotated[float, typer.Option(help="r(x) below this counts an item.")] = 0.1,
     seed: Annotated[int, typer.Option(help="Item shuffle (random.seed) and neighbour sampling seed.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Neighbours scored per forward pass.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Rows per forward pass when scoring neighbours.")] = 32,
+    shared_prefix: Annotated[
+        bool, typer.Option(help="Forward each item's prefix once (off: the original's way, same numbers, slower).")
+    ] = True,
     dtype: Annotated[str | None, typer.Option(help="float32 (CPU default), bfloat16 (CUDA default), float16.")] = None,
     device: Annotated[str | None, typer.Option(help="Torch device. Default: cuda if available.")] = None,
     output_dir: Annotated[Path, typer.Option(help="Where <org>__<name>/contamination-<id>/ is written.")] = Path(
@@ -52,6 +55,7 @@ def contamination(
         threshold=threshold,
         seed=seed,
         batch_size=batch_size,
+        shared_prefix=shared_prefix,
         dtype=dtype,
         device=device,
         output_dir=output_dir,
