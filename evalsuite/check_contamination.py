@@ -38,6 +38,8 @@ from evalsuite.errors import OutputDirError, SuiteConfigError
 from evalsuite.evaluate import check_device, check_dtype
 from evalsuite.files import write_text_atomic
 from evalsuite.model_ref import LoadableModel, ModelRef, ModelSource, parse_model_ref, prepare_model
+from evalsuite.progress import interactive, task_bar
+from evalsuite.progress import requests as requests_progress
 from evalsuite.results import check_output_dir
 from evalsuite.suite import SuiteSpec, load_suite
 
@@ -153,10 +155,14 @@ def run_contamination(
         selection = selections[data.spec.key]
         say(f"{step}: {len(selection.items)} items x {request.neighbours} neighbours")
         task_started = time.perf_counter()
-        task_scores = score_items(
-            selection.items, target, reference, request.neighbours, request.prefix_ratio, request.seed,
-            request.batch_size, request.shared_prefix,
-        )  # fmt: skip
+        # one bar per task on a terminal, advancing per item (an item is one generation and its scoring)
+        with task_bar(step, show=interactive(), counts="items"):
+            counter = requests_progress(len(selection.items), step)
+            task_scores = score_items(
+                selection.items, target, reference, request.neighbours, request.prefix_ratio, request.seed,
+                request.batch_size, request.shared_prefix, on_item=lambda _, bar=counter: bar.update(),
+            )  # fmt: skip
+            counter.close()
         share = reported_share([s.rank for s in task_scores], request.threshold)
         seconds = time.perf_counter() - task_started
         task = ContaminationTask(

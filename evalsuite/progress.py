@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-_BAR_FORMAT = "{desc} {bar:20} {n_fmt}/{total_fmt} requests [{elapsed}<{remaining}, {rate_fmt}]"
+_BAR_FORMAT = "{desc} {bar:20} {n_fmt}/{total_fmt} %s [{elapsed}<{remaining}, {rate_fmt}]"
 
 
 class RequestCounter(Protocol):
@@ -27,17 +27,17 @@ class RequestCounter(Protocol):
 class TaskBar:
     """The bar of one task; the backend may report several batches of requests (their totals add up)."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, counts: str = "requests") -> None:
         from tqdm import tqdm  # imported late: evalsuite.verbosity sets TQDM_* first, which tqdm reads once
 
         self._bar = tqdm(
             desc=label,
             total=0,
-            unit="req",
+            unit="req" if counts == "requests" else counts.rstrip("s"),
             file=sys.stderr,
             leave=False,
             dynamic_ncols=True,
-            bar_format=_BAR_FORMAT,
+            bar_format=_BAR_FORMAT % counts,
             disable=False,  # explicit: TQDM_DISABLE, which silences other libraries' bars, must not hide ours
         )
 
@@ -78,11 +78,11 @@ _current: TaskBar | _SilentBar | None = None
 
 
 @contextmanager
-def task_bar(label: str, show: bool) -> Iterator[None]:
+def task_bar(label: str, show: bool, counts: str = "requests") -> Iterator[None]:
     """While the block runs, other libraries' bars are off and the requests the backends answer advance one
     bar labelled `label`, shown when `show` (an interactive stderr, the process that reports progress)."""
     global _current
-    bar = TaskBar(label) if show else _SilentBar()
+    bar = TaskBar(label, counts) if show else _SilentBar()
     _current = bar
     try:
         yield

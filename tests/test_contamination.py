@@ -400,3 +400,15 @@ def test_card_update_contamination_refuses_bad_input_writing_nothing(extra, mess
     result = cli.invoke(app, ["card", "update", str(readme), *args])
     assert result.exit_code == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
     assert readme.read_text() == "# mine\n"
+
+
+def test_a_terminal_shows_one_bar_per_task_counting_items(gguf_path: Path, tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setattr(check_contamination, "interactive", lambda: True)  # as on a terminal
+    request = ContaminationRequest(
+        model=str(gguf_path), reference=str(gguf_path), data_dir=SAMPLE_DATA, tasks=("truthfulqa",), items=2,
+        neighbours=2, output_dir=tmp_path / "results",
+    )  # fmt: skip
+    run_contamination(request)
+    bars = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "items [" in line]
+    assert bars and all(line.startswith("[1/1] truthfulqa ") for line in bars)
+    assert any("2/2 items" in line for line in bars)
