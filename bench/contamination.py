@@ -13,7 +13,6 @@ ranks r(x) and the reported shares are identical.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -24,14 +23,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "h6"
-SPLITS = {
-    "arc": "arc_challenge/test.jsonl",
-    "hellaswag": "hellaswag/validation.jsonl",
-    "mmlu": "mmlu/test.jsonl",
-    "truthfulqa": "truthful_qa/validation.jsonl",
-    "winogrande": "winogrande/validation.jsonl",
-    "gsm8k": "gsm8k/test.jsonl",
-}
 
 
 def _machine() -> str:
@@ -60,7 +51,9 @@ def main() -> None:
 
     from evalsuite.check_contamination import _load
     from evalsuite.contamination import reported_share, score_items, select_items
+    from evalsuite.data import eval_rows, plan_local
     from evalsuite.model_ref import parse_model_ref, prepare_model
+    from evalsuite.suite import load_suite
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
@@ -73,9 +66,10 @@ def main() -> None:
         "|---|--:|--:|--:|--:|--:|---|---|--:|--:|",
     ]
     totals = [0.0, 0.0]
-    for task in [t.strip() for t in args.tasks.split(",") if t.strip()]:
-        text = (args.data_dir / SPLITS[task]).read_text(encoding="utf-8")
-        items = select_items(task, [json.loads(line) for line in text.splitlines() if line.strip()], args.items).items
+    plan = plan_local(args.data_dir, load_suite().select([t.strip() for t in args.tasks.split(",") if t.strip()]))
+    for data in plan.tasks:
+        task = data.spec.key
+        items = select_items(task, eval_rows(data), args.items).items
         timed = []
         for shared in (False, True):
             started = time.perf_counter()

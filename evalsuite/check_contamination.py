@@ -27,17 +27,25 @@ from evalsuite.contamination import (
     ContaminationResults,
     ContaminationSettings,
     ContaminationTask,
+    ScoringRows,
     format_share,
     item_record,
     reported_share,
     score_items,
     select_items,
 )
-from evalsuite.data import plan_local
+from evalsuite.data import eval_rows, plan_hub, plan_local
 from evalsuite.errors import OutputDirError, SuiteConfigError
 from evalsuite.evaluate import check_device, check_dtype
 from evalsuite.files import write_text_atomic
-from evalsuite.model_ref import LoadableModel, ModelRef, ModelSource, parse_model_ref, prepare_model
+from evalsuite.model_ref import (
+    LoadableModel,
+    ModelRef,
+    ModelSource,
+    check_hub_access,
+    parse_model_ref,
+    prepare_model,
+)
 from evalsuite.progress import interactive, task_bar
 from evalsuite.progress import requests as requests_progress
 from evalsuite.results import check_output_dir
@@ -50,14 +58,14 @@ Progress = Callable[[str], None]
 class ContaminationRequest:
     model: str
     reference: str
-    data_dir: Path
+    data_dir: Path | None = None  # None: the Hub datasets (the original's source)
     tasks: Sequence[str] = ("arc", "mmlu", "truthfulqa", "gsm8k")
     items: int = 100
     neighbours: int = 100
     prefix_ratio: float = 0.4
     threshold: float = 0.1
     seed: int = 0
-    batch_size: int = 32
+    batch_size: int | str = 32  # or "auto"
     shared_prefix: bool = True
     dtype: str | None = None
     device: str | None = None
@@ -82,8 +90,8 @@ def check_request(request: ContaminationRequest, suite: SuiteSpec) -> None:
         raise SuiteConfigError(f"--prefix-ratio {request.prefix_ratio}: give a fraction between 0 and 1")
     if not 0 < request.threshold <= 1:
         raise SuiteConfigError(f"--threshold {request.threshold}: give a fraction in (0, 1]")
-    if request.batch_size < 1:
-        raise SuiteConfigError(f"--batch-size {request.batch_size}: give a positive int")
+    if request.batch_size != "auto" and not (isinstance(request.batch_size, int) and request.batch_size >= 1):
+        raise SuiteConfigError(f"--batch-size {request.batch_size!r}: give a positive int or 'auto'")
     check_dtype(request.dtype)
     check_device(request.device)
 
@@ -96,15 +104,19 @@ def run_contamination(
     check_request(request, suite)
     target_ref, reference_ref = parse_model_ref(request.model), parse_model_ref(request.reference)
     specs = suite.select(list(request.tasks))
-    plan = plan_local(request.data_dir, specs)  # every row parsed and checked before a model loads
+    plan = plan_local(request.data_dir, specs) if request.data_dir else plan_hub(specs)
     check_output_dir(request.output_dir)
-    selections = {}
-    for data in plan.tasks:
-        text = data.files[0].path.read_text(encoding="utf-8")
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        selections[data.spec.key] = select_items(data.spec.key, rows, request.items, request.seed)
-    if ModelSource.HUB not in (target_ref.source, reference_ref.source):
+    hub_dataset = None if request.data_dir else specs[0].data.hub_dataset
+    check_hub_access(target_ref, hub_dataset)
+    check_hub_access(reference_ref, None)
+    if ModelSource.HUB not in (target_ref.source, reference_ref.source) and request.data_dir:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing needs the Hub: no library probes it
+    # every row read and checked before a model loads (a snapshot's while planning, the Hub's here)
+    selections, data_sha256 = {}, {}
+    for data in plan.tasks:
+        rows = eval_rows(data)
+        selections[data.spec.key] = select_items(data.spec.key, rows, request.items, request.seed)
+        data_sha256[data.spec.key] = data.files[0].sha256 if data.is_local else _rows_sha256(rows)
 
     started = time.perf_counter()
     import torch
@@ -121,10 +133,9 @@ def run_contamination(
         shared_prefix=request.shared_prefix,
         dtype=dtype,
         device=device,
-        data_dir=str(request.data_dir.resolve()),
+        data_dir=str(request.data_dir.resolve()) if request.data_dir else None,
     )
     target_loadable, reference_loadable = prepare_model(target_ref), prepare_model(reference_ref)
-    data_sha256 = {data.spec.key: data.files[0].sha256 for data in plan.tasks}
     progress_folder = CheckInProgress(
         request.output_dir / target_ref.results_dir_name,
         _fingerprint(settings, target_loadable, reference_loadable, data_sha256),
@@ -144,6 +155,7 @@ def run_contamination(
                 "and every loss is the target's, as in the original"
             )
 
+    scoring_rows = ScoringRows.parse(request.batch_size, device)  # one for the whole check: what fits stays known
     tasks: list[ContaminationTask] = []
     for index, data in enumerate(plan.tasks, start=1):
         step = f"[{index}/{len(plan.tasks)}] {data.spec.key}"
@@ -160,7 +172,7 @@ def run_contamination(
             counter = requests_progress(len(selection.items), step)
             task_scores = score_items(
                 selection.items, target, reference, request.neighbours, request.prefix_ratio, request.seed,
-                request.batch_size, request.shared_prefix, on_item=lambda _, bar=counter: bar.update(),
+                scoring_rows, request.shared_prefix, on_item=lambda _, bar=counter: bar.update(),
             )  # fmt: skip
             counter.close()
         share = reported_share([s.rank for s in task_scores], request.threshold)
@@ -204,6 +216,14 @@ def _fingerprint(
         "data": data_sha256,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _rows_sha256(rows: Sequence[dict[str, Any]]) -> str:
+    """Hub rows as a snapshot file would hold them, hashed: a resumed check finds the same data again."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps(row, sort_keys=True).encode() + b"\n")
+    return digest.hexdigest()
 
 
 def _model_identity(model: LoadableModel) -> list[Any]:

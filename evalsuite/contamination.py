@@ -251,6 +251,41 @@ def sample_neighbours(
     return tokenizer.batch_decode(out, skip_special_tokens=True)
 
 
+AUTO_ROWS_CUDA = 256  # rows per scoring forward that `--batch-size auto` tries first on a GPU, halving on OOM
+AUTO_ROWS_CPU = 32  # the original's batch: a CPU has no out-of-memory error to back off from, only the OOM killer
+
+
+@dataclass
+class ScoringRows:
+    """Rows per scoring forward: a fixed number, or under `auto` as many as fit, halved on out-of-memory and kept
+    halved for the items after. Losses do not depend on it (pads are masked), so neither do the numbers."""
+
+    rows: int
+    auto: bool = False
+
+    @classmethod
+    def parse(cls, batch_size: int | str, device: str) -> ScoringRows:
+        if batch_size == "auto":
+            return cls(AUTO_ROWS_CUDA if device.startswith("cuda") else AUTO_ROWS_CPU, auto=True)
+        return cls(int(batch_size))
+
+    def run(self, score: Callable[[int], list[float]]) -> list[float]:
+        """score(rows), retried with half the rows while `auto` and the device runs out of memory."""
+        import torch
+
+        from evalsuite.generation import is_out_of_memory
+
+        while True:
+            try:
+                return score(self.rows)
+            except (torch.OutOfMemoryError, RuntimeError) as e:
+                if not (self.auto and self.rows > 1 and is_out_of_memory(e)):
+                    raise
+            self.rows //= 2
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
 def score_items(
     items: Sequence[Item],
     target: tuple[Any, Any],
@@ -258,7 +293,7 @@ def score_items(
     neighbours: int,
     ratio: float,
     seed: int,
-    batch_size: int,
+    batch_size: int | ScoringRows,
     shared_prefix: bool = True,
     on_item: Callable[[ItemScore], None] | None = None,
 ) -> list[ItemScore]:
@@ -268,28 +303,37 @@ def score_items(
     its neighbours packed (their common start once); otherwise the original's way, every neighbour on its
     own in padded batches of `batch_size`. Same seed, same neighbours; losses equal up to float rounding.
     """
-    target_model, target_tokenizer = target
     reference_model, reference_tokenizer = reference
+    rows = batch_size if isinstance(batch_size, ScoringRows) else ScoringRows(batch_size)
     scores = []
     for number, item in enumerate(items):
         texts = sample_neighbours(
             reference_model, reference_tokenizer, item.text, neighbours, ratio, seed + number, shared_prefix
         )
-        if not shared_prefix:
-            (loss,) = mean_token_losses(target_model, target_tokenizer, [item.text], 1, None)
-            neighbour_losses = mean_token_losses(target_model, target_tokenizer, texts, batch_size, NEIGHBOUR_TOKENS)
-        elif len(target_tokenizer(item.text)["input_ids"]) <= NEIGHBOUR_TOKENS:  # x packs with its neighbours
-            loss, *neighbour_losses = packed_token_losses(
-                target_model, target_tokenizer, [item.text, *texts], batch_size, NEIGHBOUR_TOKENS
-            )
-        else:  # x is never truncated, its neighbours are
-            (loss,) = packed_token_losses(target_model, target_tokenizer, [item.text], 1, None)
-            neighbour_losses = packed_token_losses(target_model, target_tokenizer, texts, batch_size, NEIGHBOUR_TOKENS)
+        loss, neighbour_losses = _target_losses(target, item.text, texts, rows, shared_prefix)
         score = ItemScore(item, loss, neighbour_losses, texts)
         scores.append(score)
         if on_item is not None:
             on_item(score)
     return scores
+
+
+def _target_losses(
+    target: tuple[Any, Any], text: str, neighbours: list[str], rows: ScoringRows, shared_prefix: bool
+) -> tuple[float, list[float]]:
+    """L(x) and every neighbour's L(z) under the target model."""
+    model, tokenizer = target
+    if not shared_prefix:
+        (loss,) = mean_token_losses(model, tokenizer, [text], 1, None)
+        return loss, rows.run(lambda n: mean_token_losses(model, tokenizer, neighbours, n, NEIGHBOUR_TOKENS))
+    if len(tokenizer(text)["input_ids"]) <= NEIGHBOUR_TOKENS:  # x packs with its neighbours
+        loss, *losses = rows.run(
+            lambda n: packed_token_losses(model, tokenizer, [text, *neighbours], n, NEIGHBOUR_TOKENS)
+        )
+        return loss, losses
+    # x is never truncated, its neighbours are
+    (loss,) = packed_token_losses(model, tokenizer, [text], 1, None)
+    return loss, rows.run(lambda n: packed_token_losses(model, tokenizer, neighbours, n, NEIGHBOUR_TOKENS))
 
 
 # ------------------------------------------------------------------------------------------ results file
@@ -322,14 +366,16 @@ class ContaminationSettings(_Model):
     prefix_ratio: float = Field(gt=0, lt=1)
     threshold: float = Field(gt=0, le=1)
     seed: int
-    batch_size: int = Field(ge=1)
+    batch_size: int | Literal["auto"] = Field(
+        description="rows per scoring forward; auto: as many as fit (halved on out-of-memory)"
+    )
     shared_prefix: bool = Field(
         default=True,
         description="prefix forwarded once per item and neighbours scored packed (false: the original's way)",
     )
     dtype: str
     device: str
-    data_dir: str
+    data_dir: str | None = Field(description="the offline snapshot read; null: the Hub datasets")
 
 
 class ContaminationTask(_Model):

@@ -162,6 +162,33 @@ def plan_local(root: Path, specs: Iterable[TaskSpec]) -> DataPlan:
     return DataPlan(root=root, tasks=tuple(planned))
 
 
+def eval_rows(data: TaskData) -> list[dict[str, Any]]:
+    """Every row of the task's eval split in the Hub's order: from the snapshot file, or from the Hub through
+    `datasets` (for a task of several subsets, the config holding them all, as MMLU's `all`). Hub rows are
+    checked as snapshot rows are, so a changed dataset stops here, before a model loads."""
+    spec = data.spec
+    split = data.file(spec.data.eval_split)
+    if split is not None:
+        text = split.path.read_text(encoding="utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    from datasets import load_dataset
+
+    config = spec.data.hub_all_config or spec.data.hub_config
+    where = f"{spec.data.hub_dataset}" + (f" ({config})" if config else "") + f", split {spec.data.eval_split}"
+    try:
+        dataset = load_dataset(spec.data.hub_dataset, config, split=spec.data.eval_split)
+    except Exception as e:  # the Hub down, a config or split renamed: the library's error, on one line
+        why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
+        raise DataDirError(
+            f"{where}: could not load it from the Hub ({why}); pass --data-dir with an offline snapshot"
+        ) from None
+    rows = [dict(row) for row in dataset]
+    for number, row in enumerate(rows):
+        if problem := row_problem(row, spec):
+            raise DataDirError(f"{where}, row {number}: {problem}; the Hub dataset changed, pass --data-dir")
+    return rows
+
+
 def _split_file(path: Path, split: str, spec: TaskSpec) -> SplitFile:
     digest, rows = sha256_and_rows(path, spec)
     if rows == 0:

@@ -60,6 +60,9 @@ class DataLayout(_Frozen):
 
     hub_dataset: str
     hub_config: str | None = None
+    hub_all_config: str | None = Field(
+        None, description="the Hub config holding every subset in one split, in the Hub's order (MMLU's `all`)"
+    )
     dir: str
     eval_split: str
     subset_column: str | None = None

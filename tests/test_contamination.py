@@ -6,8 +6,11 @@ items is flagged, the clean model is not.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,6 +103,8 @@ def test_the_statistic_on_known_losses():
         (["--prefix-ratio", "1.5"], "--prefix-ratio 1.5: give a fraction between 0 and 1"),
         (["--reference", "/no/such/model"], "/no/such/model: no such file or directory"),
         (["--dtype", "foo"], "--dtype 'foo': choose float32, bfloat16, float16 or auto"),
+        (["--batch-size", "0"], "--batch-size '0': give a positive int or 'auto'"),
+        (["--batch-size", "big"], "--batch-size 'big': give a positive int or 'auto'"),
     ],
 )
 def test_bad_input_is_one_line_before_a_model_loads(args, message, gguf_path: Path, tmp_path: Path, monkeypatch):
@@ -111,6 +116,29 @@ def test_bad_input_is_one_line_before_a_model_loads(args, message, gguf_path: Pa
     (line,) = result.stderr.strip().splitlines()
     assert line == f"error: {message}"
     assert not out.exists()
+
+
+def test_auto_scoring_rows_halve_on_out_of_memory_and_stay_halved():
+    import torch
+
+    from evalsuite.contamination import ScoringRows
+
+    tried = []
+
+    def score(rows: int) -> list[float]:
+        tried.append(rows)
+        if rows > 40:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return [float(rows)]
+
+    auto = ScoringRows.parse("auto", "cuda")
+    assert auto.run(score) == [32.0] and tried == [256, 128, 64, 32]
+    assert auto.run(score) == [32.0] and tried[4:] == [32]  # the next item starts from what fit
+    assert ScoringRows.parse("auto", "cpu").rows == 32  # no OOM to back off from on a CPU: the original's 32
+    with pytest.raises(torch.OutOfMemoryError):  # a fixed size is the user's: never changed behind their back
+        ScoringRows.parse(64, "cuda").run(score)
+    with pytest.raises(RuntimeError, match="shape"):  # other errors are not out-of-memory
+        auto.run(lambda rows: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
 
 
 def test_the_shared_prefix_way_gives_the_originals_neighbours_and_ranks(gguf_path: Path, shared_data: Path):
@@ -412,3 +440,76 @@ def test_a_terminal_shows_one_bar_per_task_counting_items(gguf_path: Path, tmp_p
     bars = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "items [" in line]
     assert bars and all(line.startswith("[1/1] truthfulqa ") for line in bars)
     assert any("2/2 items" in line for line in bars)
+
+
+def _publish_hub_layout(root: Path, spec, rows: list[dict], monkeypatch) -> None:
+    """`spec`'s eval split as its Hub repository lays it out today: parquet shards under a config folder, named
+    by the dataset card's `configs`. `datasets.load_dataset("org/name", ...)` reads a folder at that relative
+    path as it reads the Hub repository, so the real library parses the card and the shards."""
+    import datasets
+    from datasets import Dataset
+
+    # datasets caches a folder's rows by its path, not its content: a cache per test, or a test reads another's
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(root / "datasets-cache"))
+    config = spec.data.hub_all_config or spec.data.hub_config or "default"
+    repo = root / spec.data.hub_dataset
+    split = spec.data.eval_split
+    (repo / config).mkdir(parents=True)
+    Dataset.from_list(rows).to_parquet(str(repo / config / f"{split}-00000-of-00001.parquet"))
+    card = ["---", "configs:", f"- config_name: {config}", "  data_files:", f"  - split: {split}",
+            f"    path: {config}/{split}-*", "---", ""]  # fmt: skip
+    (repo / "README.md").write_text("\n".join(card))
+
+
+def test_hub_rows_select_the_items_the_snapshot_selects(shared_data: Path, tmp_path: Path, monkeypatch):
+    from evalsuite.data import eval_rows, plan_hub, plan_local
+    from evalsuite.suite import load_suite
+
+    specs = load_suite().select(list(SPLITS))
+    for data in plan_local(shared_data, specs).tasks:
+        _publish_hub_layout(tmp_path / "hub", data.spec, eval_rows(data), monkeypatch)
+    monkeypatch.chdir(tmp_path / "hub")
+    for local, hub in zip(plan_local(shared_data, specs).tasks, plan_hub(specs).tasks, strict=True):
+        assert not hub.is_local
+        hub_rows = eval_rows(hub)  # through datasets: the card's config (MMLU: `all`) and split
+        assert len(hub_rows) == local.files[0].rows
+        key = local.spec.key
+        assert select_items(key, hub_rows, 100).items == select_items(key, eval_rows(local), 100).items
+
+
+def test_a_check_without_data_dir_reads_the_hub_datasets(gguf_path: Path, tmp_path: Path, monkeypatch):
+    from evalsuite.data import eval_rows, plan_local
+    from evalsuite.suite import load_suite
+
+    (spec,) = load_suite().select(["truthfulqa"])
+    (data,) = plan_local(SAMPLE_DATA, [spec]).tasks
+    _publish_hub_layout(tmp_path / "hub", spec, eval_rows(data), monkeypatch)
+    monkeypatch.chdir(tmp_path / "hub")
+    # the Hub probe is tested on its own (below); here the "repository" is the folder above
+    monkeypatch.setattr(check_contamination, "check_hub_access", lambda ref, dataset: None)
+    checks = {}
+    for data_dir in (None, SAMPLE_DATA):
+        request = ContaminationRequest(
+            model=str(gguf_path), reference=str(gguf_path), data_dir=data_dir, tasks=("truthfulqa",), items=2,
+            neighbours=3, output_dir=tmp_path / f"out-{data_dir is None}", batch_size="auto" if data_dir else 32,
+        )  # fmt: skip
+        checks[data_dir] = run_contamination(request)
+    hub, local = checks[None], checks[SAMPLE_DATA]
+    assert local.results.settings.batch_size == "auto"  # recorded as asked; the numbers do not depend on it
+    assert hub.results.settings.data_dir is None and local.results.settings.data_dir == str(SAMPLE_DATA.resolve())
+    assert hub.results.tasks[0].share == local.results.tasks[0].share
+    assert (hub.folder / "items.jsonl").read_text() == (local.folder / "items.jsonl").read_text()
+
+
+def test_datasets_from_an_unreachable_hub_are_one_line_asking_for_a_data_dir(gguf_path: Path, tmp_path: Path):
+    out = tmp_path / "results"
+    environment = {**os.environ, "HF_HOME": str(tmp_path / "hf-home"), "HF_ENDPOINT": "http://127.0.0.1:9"}
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        environment.pop(name, None)
+    command = [str(Path(sys.executable).parent / "evalsuite"), "contamination", str(gguf_path), "--reference",
+               str(gguf_path), "--tasks", "arc", "--output-dir", str(out)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "the datasets come from it: pass --data-dir" in line
+    assert not out.exists()

@@ -11,6 +11,7 @@ from evalsuite.check_contamination import ContaminationRequest, run_contaminatio
 from evalsuite.cli._app import app, one_line_errors
 from evalsuite.console import format_contamination
 from evalsuite.contamination import ORIGINAL_TASKS
+from evalsuite.errors import SuiteConfigError
 
 
 @app.command("contamination")
@@ -21,15 +22,18 @@ def contamination(
         str, typer.Option(help="The reference model that samples the neighbours (as MODEL).", show_default=False)
     ],
     data_dir: Annotated[
-        Path, typer.Option(help="Offline snapshot laid out as <dataset>/<split>.jsonl (as `evalsuite run`).")
-    ],
+        Path | None,
+        typer.Option(help="Offline snapshot (<dataset>/<split>.jsonl, as for `run`). Default: the Hub datasets."),
+    ] = None,
     tasks: Annotated[str, typer.Option(help="Comma-separated task keys.")] = ",".join(ORIGINAL_TASKS),
     items: Annotated[int, typer.Option(help="Items per task (the first N after the seeded shuffle).")] = 100,
     neighbours: Annotated[int, typer.Option(help="Neighbours sampled per item.")] = 100,
     prefix_ratio: Annotated[float, typer.Option(help="Share of an item's words its neighbours start from.")] = 0.4,
     threshold: Annotated[float, typer.Option(help="r(x) below this counts an item.")] = 0.1,
     seed: Annotated[int, typer.Option(help="Item shuffle (random.seed) and neighbour sampling seed.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Rows per forward pass when scoring neighbours.")] = 32,
+    batch_size: Annotated[
+        str, typer.Option(help="Rows per forward pass when scoring neighbours: an int, or 'auto' (as many as fit).")
+    ] = "32",
     shared_prefix: Annotated[
         bool, typer.Option(help="Forward each item's prefix once (off: the original's way, same numbers, slower).")
     ] = True,
@@ -54,7 +58,7 @@ def contamination(
         prefix_ratio=prefix_ratio,
         threshold=threshold,
         seed=seed,
-        batch_size=batch_size,
+        batch_size=batch_size if batch_size == "auto" else _positive_int(batch_size, "--batch-size"),
         shared_prefix=shared_prefix,
         dtype=dtype,
         device=device,
@@ -63,3 +67,13 @@ def contamination(
     outcome = run_contamination(request, progress=lambda message: typer.echo(message, err=True))
     typer.echo(format_contamination(outcome.results))
     typer.echo(f"results: {outcome.folder}")
+
+
+def _positive_int(text: str, option: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SuiteConfigError(f"{option} {text!r}: give a positive int or 'auto'")
+    return value
