@@ -17,6 +17,12 @@ transformers:
   `returned_kv_cache` use whichever name the installed version has; `Cache.batch_repeat_interleave` copies
   a one-row cache to many rows (the contamination check's shared prefill).
 
+datasets:
+- every load of a packaged builder (the `json` files of `--data-dir`, once per lm-eval task: 62 in a full run)
+  first sends a download-count HEAD request to s3.amazonaws.com (`load.increase_load_count`, 3 s timeout),
+  unless `config.HF_UPDATE_DOWNLOAD_COUNTS` is false. `no_download_count_pings` turns it off for the calls
+  inside it and back after: an offline run makes no network call, and no environment variable is changed.
+
 huggingface_hub (not exported from its top level):
 - `repocard.REGEX_YAML_BLOCK`: how the Hub finds a card's front matter. `card update` must see exactly the
   front matter the Hub sees (a BOM-less match at the start, `--- ` closers with trailing blanks, any newline).
@@ -26,9 +32,11 @@ huggingface_hub (not exported from its top level):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
@@ -37,6 +45,7 @@ from huggingface_hub.utils import yaml_dump
 
 __all__ = [
     "cache_compiled_templates",
+    "no_download_count_pings",
     "quiet_git_probe",
     "eval_results_to_model_index",
     "hub_front_matter_match",
@@ -50,6 +59,19 @@ __all__ = [
 def hub_front_matter_match(text: str) -> re.Match[str] | None:
     """The Hub's front-matter match on a card's text (groups: opener, YAML, closer)."""
     return REGEX_YAML_BLOCK.search(text)
+
+
+@contextlib.contextmanager
+def no_download_count_pings() -> Iterator[None]:
+    """No download-count request from `datasets.load_dataset` inside the block (see the module's docstring)."""
+    from datasets import config
+
+    saved = config.HF_UPDATE_DOWNLOAD_COUNTS
+    config.HF_UPDATE_DOWNLOAD_COUNTS = False
+    try:
+        yield
+    finally:
+        config.HF_UPDATE_DOWNLOAD_COUNTS = saved
 
 
 _CACHED = "_evalsuite_caches_compiled_templates"

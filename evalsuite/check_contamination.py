@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite import __version__
+from evalsuite._compat import no_download_count_pings
 from evalsuite.contamination import (
     CONTAMINATION_FILE,
     ITEM_TEXTS,
@@ -41,7 +42,6 @@ from evalsuite.files import write_text_atomic
 from evalsuite.model_ref import (
     LoadableModel,
     ModelRef,
-    ModelSource,
     check_hub_access,
     parse_model_ref,
     prepare_model,
@@ -109,12 +109,11 @@ def run_contamination(
     hub_dataset = None if request.data_dir else specs[0].data.hub_dataset
     check_hub_access(target_ref, hub_dataset)
     check_hub_access(reference_ref, None)
-    if ModelSource.HUB not in (target_ref.source, reference_ref.source) and request.data_dir:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing needs the Hub: no library probes it
     # every row read and checked before a model loads (a snapshot's while planning, the Hub's here)
     selections, data_sha256 = {}, {}
     for data in plan.tasks:
-        rows = eval_rows(data)
+        with no_download_count_pings():
+            rows = eval_rows(data)
         selections[data.spec.key] = select_items(data.spec.key, rows, request.items, request.seed)
         data_sha256[data.spec.key] = data.files[0].sha256 if data.is_local else _rows_sha256(rows)
 

@@ -7,7 +7,6 @@ before the model is loaded, so bad input fails in a second and leaves nothing be
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import secrets
 import time
@@ -18,13 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from evalsuite import __version__, runner  # runner imports torch/lm_eval only inside its functions
+from evalsuite._compat import no_download_count_pings
 from evalsuite.checkpoint import Checkpoint, run_key
 from evalsuite.data import DataPlan, TaskData, plan_hub, plan_local
 from evalsuite.errors import RunError, SuiteConfigError
 from evalsuite.model_ref import (
     LoadableModel,
     ModelRef,
-    ModelSource,
     check_hub_access,
     parse_model_ref,
     prepare_model,
@@ -195,11 +194,6 @@ def run_suite(
         if task.fewshot.fallback:
             say(f"warning: {task.spec.key}: {task.fewshot.note}")
 
-    if ref.source is not ModelSource.HUB and plan.root is not None:
-        # Nothing needs the Hub; don't let libraries probe it (lm-eval looks up a model sha).
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
     # --- the run
     started = time.perf_counter()
     loadable = prepare_model(ref)
@@ -263,7 +257,7 @@ def run_suite(
                 # the requests they split, so data-parallel runs keep no request cache
                 cache = checkpoint.request_cache(data.spec.key) if processes.count == 1 else None
                 bar = task_bar(step, show=bars is True and processes.is_main) if bars is not None else nullcontext()
-                with bar:
+                with bar, no_download_count_pings():
                     raw = runner.run_task(model, data, eval_settings, task_manager, tasks_dir, cache)
                 if raw is not None:
                     checkpoint.save(data.spec.key, runner.checkpoint_json(raw))

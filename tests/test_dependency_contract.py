@@ -189,3 +189,21 @@ def test_a_one_row_kv_cache_is_copied_to_many_rows_and_generate_continues_from_i
     rows = ids.repeat(3, 1)
     ours = model.generate(rows, attention_mask=torch.ones_like(rows), **{kwarg: cache}, **generate_kwargs)
     assert torch.equal(ours, theirs), f"generate no longer continues from a cache passed as `{kwarg}`"
+
+
+def test_datasets_pings_download_counts_only_while_its_config_says_so():
+    """`_compat.no_download_count_pings`: datasets' loader sends its S3 download-count request from
+    `load.increase_load_count`, gated by `config.HF_UPDATE_DOWNLOAD_COUNTS` (read at call time)."""
+    from datasets import config, load
+
+    from evalsuite._compat import no_download_count_pings
+
+    source = inspect.getsource(load.increase_load_count)
+    assert "config.HF_UPDATE_DOWNLOAD_COUNTS" in source, (
+        "datasets.load.increase_load_count no longer reads config.HF_UPDATE_DOWNLOAD_COUNTS: "
+        "_compat.no_download_count_pings stops nothing; find the new switch"
+    )
+    before = config.HF_UPDATE_DOWNLOAD_COUNTS
+    with no_download_count_pings():
+        assert config.HF_UPDATE_DOWNLOAD_COUNTS is False
+    assert config.HF_UPDATE_DOWNLOAD_COUNTS == before  # restored: callers' processes keep their setting
