@@ -36,6 +36,7 @@ test: setup browser
 
 lint: setup
 	$(BIN)/ruff check evalsuite tests tools
+	$(BIN)/mypy  # evalsuite/, strict where the libraries ship types ([tool.mypy] in pyproject.toml)
 
 clean:
 	rm -rf $(VENV) .cache

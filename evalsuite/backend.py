@@ -323,7 +323,7 @@ class SharedPrefixLM(HFLM):
                 progress.update(len(chunk))
                 start += len(chunk)
         finally:
-            self.batch_size_per_gpu = "auto"
+            self.batch_size_per_gpu = "auto"  # type: ignore[assignment]  # HFLM holds "auto" here under auto
             progress.close()
         return texts  # type: ignore[return-value]
 
@@ -401,7 +401,7 @@ class ReportingHFLM(HFLM):
         return self._reported(super().generate_until, requests, disable_tqdm)
 
     @staticmethod
-    def _reported(answer, requests: list, disable_tqdm: bool):  # type: ignore[no-untyped-def]
+    def _reported(answer, requests: list, disable_tqdm: bool):
         if not bar_open():
             return answer(requests, disable_tqdm=disable_tqdm)
         counter = requests_progress(len(requests), "")

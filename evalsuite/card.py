@@ -211,7 +211,7 @@ def _target_entry(entries: list[Any], model_id: str, model_name: str | None, our
     attributed = [i for i, e in enumerate(entries) if _attributed_to(e, model_id)]
     holding = [
         i for i, e in enumerate(entries)
-        if _holds_any(e, ours) and not (isinstance(names[i], str) and "/" in names[i])
+        if _holds_any(e, ours) and not (isinstance(name := names[i], str) and "/" in name)
         and not any(_bot_query(r) not in (None, model_id) for r in _results_of(e))
     ]  # fmt: skip
     for found in (attributed, holding):

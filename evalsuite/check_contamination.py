@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from evalsuite import __version__
 from evalsuite._compat import no_download_count_pings
@@ -28,6 +28,7 @@ from evalsuite.contamination import (
     ContaminationResults,
     ContaminationSettings,
     ContaminationTask,
+    ItemScore,
     ScoringRows,
     format_share,
     item_record,
@@ -65,7 +66,7 @@ class ContaminationRequest:
     prefix_ratio: float = 0.4
     threshold: float = 0.1
     seed: int = 0
-    batch_size: int | str = 32  # or "auto"
+    batch_size: int | Literal["auto"] = 32
     shared_prefix: bool = True
     dtype: str | None = None
     device: str | None = None
@@ -167,11 +168,16 @@ def run_contamination(
         say(f"{step}: {len(selection.items)} items x {request.neighbours} neighbours")
         task_started = time.perf_counter()
         # one bar per task on a terminal, advancing per item (an item is one generation and its scoring)
+        assert target is not None and reference is not None  # loaded above whenever a task is left
         with task_bar(step, show=interactive(), counts="items"):
             counter = requests_progress(len(selection.items), step)
+
+            def advance(_score: ItemScore, bar: Any = counter) -> None:
+                bar.update()
+
             task_scores = score_items(
                 selection.items, target, reference, request.neighbours, request.prefix_ratio, request.seed,
-                scoring_rows, request.shared_prefix, on_item=lambda _, bar=counter: bar.update(),
+                scoring_rows, request.shared_prefix, on_item=advance,
             )  # fmt: skip
             counter.close()
         share = reported_share([s.rank for s in task_scores], request.threshold)
@@ -240,7 +246,7 @@ def _load(model: LoadableModel, dtype: str, device: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype = getattr(torch, dtype) if dtype != "auto" else "auto"
-    loaded = AutoModelForCausalLM.from_pretrained(model.pretrained, revision=model.revision, dtype=torch_dtype)
+    loaded: Any = AutoModelForCausalLM.from_pretrained(model.pretrained, revision=model.revision, dtype=torch_dtype)
     loaded.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(model.pretrained, revision=model.revision)
     tokenizer.padding_side = "right"  # as the original: right padding, pads masked out of the loss

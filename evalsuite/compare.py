@@ -212,6 +212,7 @@ def compare_runs(
         assert b is not None  # checked by comparability_problems
         scores_a = _per_document_scores(baseline_dir, a)
         scores_b = _per_document_scores(candidate_dir, b)
+        p_value: float | None
         if scores_a is not None and scores_b is not None and scores_a.keys() == scores_b.keys() and scores_a:
             test, p_value = _paired_test(scores_a, scores_b)
         else:

@@ -62,7 +62,7 @@ def _quiet_libraries(quiet: bool) -> None:
     elif not quiet and _quieted:
         for name in _LIBRARY_LOGGERS:
             logging.getLogger(name).setLevel(logging.NOTSET)
-        warnings.filters[:] = _quieted.pop("warnings")
+        warnings.filters[:] = _quieted.pop("warnings")  # type: ignore[index]  # a list (typeshed: Sequence)
 
 
 def _table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:

@@ -295,7 +295,7 @@ def score_items(
     seed: int,
     batch_size: int | ScoringRows,
     shared_prefix: bool = True,
-    on_item: Callable[[ItemScore], None] | None = None,
+    on_item: Callable[[ItemScore], object] | None = None,
 ) -> list[ItemScore]:
     """Score each item: L(x) and its neighbours' L(z) under the target, neighbours from the reference.
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from evalsuite import __version__, runner  # runner imports torch/lm_eval only inside its functions
 from evalsuite._compat import no_download_count_pings
-from evalsuite.checkpoint import Checkpoint, run_key
+from evalsuite.checkpoint import Checkpoint, CheckpointState, run_key
 from evalsuite.data import DataPlan, TaskData, plan_hub, plan_local
 from evalsuite.errors import RunError, SuiteConfigError
 from evalsuite.model_ref import (
@@ -93,7 +93,7 @@ def parse_seed(text: str) -> tuple[int, int, int, int]:
     if any(not 0 <= p < SEED_LIMIT for p in parts):
         raise SuiteConfigError(f"--seed {text!r}: seeds go from 0 to {SEED_LIMIT - 1}")
     if len(parts) == 1:
-        return (parts[0],) * 4  # type: ignore[return-value]
+        return (parts[0],) * 4
     if len(parts) == 4:
         return parts[0], parts[1], parts[2], parts[3]
     raise SuiteConfigError(f"--seed {text!r}: give an int or four comma-separated ints")
@@ -242,7 +242,7 @@ def run_suite(
                     assert finished is not None
                     raw = runner.RawTaskRun(
                         data,
-                        finished.output,  # type: ignore[arg-type]
+                        finished.output,
                         finished.samples,
                         finished.seconds,
                         finished.document_ids,
@@ -299,7 +299,8 @@ def _silent(message: str) -> None:
 def _open_checkpoint(processes: Processes, model_dir: Path, key: str) -> Checkpoint:
     """Rank 0 opens (or resumes) the run's checkpoint; the other ranks follow the state it shares."""
     if not processes.is_main:
-        return Checkpoint.follow(processes.share(None))
+        state: CheckpointState = processes.share(None)  # rank 0's
+        return Checkpoint.follow(state)
     now = datetime.now(UTC)
     try:
         checkpoint = Checkpoint.open(model_dir, key, new_run_id(now), now)

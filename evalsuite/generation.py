@@ -26,11 +26,14 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
+from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
+
+from evalsuite._compat import kv_cache_kwarg
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ _NEUTRAL_GENERATION_SETTINGS: dict[str, tuple] = {
 }
 
 
-def supports(model: torch.nn.Module) -> str | None:
+def supports(model: PreTrainedModel) -> str | None:
     """None if greedy continuous batching reproduces `model.generate` for this model; else why not."""
     config = getattr(model, "generation_config", None)
     for name, neutral in _NEUTRAL_GENERATION_SETTINGS.items():
@@ -90,7 +93,7 @@ def supports(model: torch.nn.Module) -> str | None:
     return None
 
 
-def eos_token_ids(model: torch.nn.Module) -> set[int]:
+def eos_token_ids(model: PreTrainedModel) -> set[int]:
     """The ids on which `generate` ends a row: the model's generation_config.eos_token_id."""
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     if eos is None:
@@ -141,6 +144,7 @@ class _InPlaceLayer(DynamicLayer):
             self.lazy_initialization(key_states, value_states)
         cached, new = self.get_seq_length(), key_states.shape[-2]
         if self._buffers is None or cached + new > self._buffers[0].shape[2]:
+            assert self.keys is not None and self.values is not None  # set by lazy_initialization
             self._buffers = (
                 _with_spare_columns(self.keys, key_states, cached + new),
                 _with_spare_columns(self.values, value_states, cached + new),
@@ -168,7 +172,7 @@ def _with_spare_columns(cached: torch.Tensor, new: torch.Tensor, columns: int) -
     return buffer
 
 
-def _in_place_cache(model: torch.nn.Module) -> DynamicCache:
+def _in_place_cache(model: PreTrainedModel) -> DynamicCache:
     cache = DynamicCache(config=model.config)
     cache.layers = [_InPlaceLayer() for _ in cache.layers]  # all DynamicLayers: `supports` checked
     return cache
@@ -189,9 +193,15 @@ class _Batch:
     def columns(self) -> int:
         return int(self.mask.shape[1])
 
+    @property
+    def layers(self) -> list[Any]:
+        """The cache's layers, each holding `keys` and `values` tensors: DynamicLayers (`supports` checked it),
+        which transformers types as a union with layers that hold none and with None before the first step."""
+        return self.cache.layers
+
     def drop_partial_step(self) -> None:
         """After a failed step: cut the layers that already took the step's column back to the mask's."""
-        for layer in self.cache.layers:
+        for layer in self.layers:
             layer.keys, layer.values = layer.keys[..., : self.columns, :], layer.values[..., : self.columns, :]
 
     def keep(self, rows: Sequence[int]) -> None:
@@ -204,14 +214,14 @@ class _Batch:
         used = self.mask.any(dim=0)
         start = int(used.long().argmax()) if bool(used.any()) else self.columns
         if start:
-            for layer in self.cache.layers:
+            for layer in self.layers:
                 layer.keys, layer.values = layer.keys[..., start:, :], layer.values[..., start:, :]
             self.mask = self.mask[:, start:]
 
     def left_pad(self, columns: int) -> None:
         if columns <= 0:
             return
-        for layer in self.cache.layers:
+        for layer in self.layers:
             layer.keys = F.pad(layer.keys, (0, 0, columns, 0))
             layer.values = F.pad(layer.values, (0, 0, columns, 0))
         self.mask = F.pad(self.mask, (columns, 0))
@@ -224,11 +234,11 @@ class _Batch:
         try:
             self.left_pad(width - columns)
             other.left_pad(width - other.columns)
-            for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+            for mine, theirs in zip(self.layers, other.layers, strict=True):
                 mine.keys = torch.cat([mine.keys, theirs.keys])
                 mine.values = torch.cat([mine.values, theirs.values])
         except (torch.OutOfMemoryError, RuntimeError):
-            for layer in self.cache.layers:  # the last `columns` columns of the first `rows` rows
+            for layer in self.layers:  # the last `columns` columns of the first `rows` rows
                 layer.keys = layer.keys[:rows, :, layer.keys.shape[2] - columns :, :]
                 layer.values = layer.values[:rows, :, layer.values.shape[2] - columns :, :]
             self.mask = self.mask[:rows, self.mask.shape[1] - columns :]
@@ -251,7 +261,7 @@ class ContinuousGreedy:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: PreTrainedModel,
         slots: int,
         eos: set[int],
         pad_token_id: int,
@@ -272,6 +282,7 @@ class ContinuousGreedy:
         self.oom_backoffs = 0
         self.steps = 0  # decode forwards (prefills not counted)
         self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._cache_kwarg = kv_cache_kwarg(model)  # `cache`, or `past_key_values` before transformers 5.2x
 
     def run(self, prompts: Sequence[Sequence[int]], max_new_tokens: Sequence[int]) -> list[list[int]]:
         """The generated tokens of every prompt (an end-of-sequence token, if emitted, last), in order."""
@@ -352,8 +363,8 @@ class ContinuousGreedy:
             device_type=self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
         ):
             out = self.model(
-                input_ids=ids, attention_mask=mask, position_ids=position_ids,
-                past_key_values=cache, use_cache=True, **extra,
+                input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=True,
+                **{self._cache_kwarg: cache}, **extra,
             )  # fmt: skip
         return out.logits[:, -1, :].float()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import replacing
@@ -86,7 +86,7 @@ def history_figure(points: list[HistoryPoint], model: str) -> Figure:
     # of the task's colour, never joined to the others: its numbers are not the same measurement
     for column in points[0].scores:
         series = [(x, p.scores[column], full) for x, p, full in zip(xs, points, complete, strict=True)]
-        line = None
+        line: Any = None  # the task's first drawn series: later ones take its colour
         for full in (True, False):
             at = [(x, s) for x, s, f in series if s is not None and f is full]
             if not at:
@@ -96,7 +96,7 @@ def history_figure(points: list[HistoryPoint], model: str) -> Figure:
             shown += [v - e for v, e in zip(values, errors, strict=True)] + [
                 v + e for v, e in zip(values, errors, strict=True)
             ]
-            style = {"color": line[0].get_color()} if line is not None else {}
+            style: dict[str, Any] = {"color": line[0].get_color()} if line is not None else {}
             drawn = ax.errorbar([x for x, _ in at], values, yerr=errors, marker="o", capsize=3, linewidth=1.2,
                                 linestyle="-" if full else "none", markerfacecolor=None if full else "none",
                                 label=column if line is None else None, **style)  # fmt: skip

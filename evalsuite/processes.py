@@ -85,7 +85,7 @@ class Processes:
         torch.distributed.all_gather_object(gathered, items)
         return [item for part in gathered for item in (part or [])]
 
-    def share(self, value: T | BaseException) -> T:
+    def share(self, value: T | BaseException | None) -> T:
         """Rank 0's `value`, on every rank. Rank 0 passes the exception it hit instead, and then every rank
         raises (none goes on to wait for a peer that has stopped)."""
         received: object = value

@@ -167,7 +167,7 @@ class Timing(_Model):
 
 
 class SuiteResults(_Model):
-    schema_version: int = Field(SCHEMA_VERSION, description="do not change fields' meaning without bumping")
+    schema_version: int = Field(default=SCHEMA_VERSION, description="do not change fields' meaning without bumping")
     run_id: str
     created_at: datetime
     suite: str
@@ -255,8 +255,8 @@ def aggregate(spec: TaskSpec, scores: list[SubtaskScore]) -> tuple[float, float 
         return scores[0].value, scores[0].stderr, None
     k = len(scores)
     value = sum(s.value for s in scores) / k
-    stderrs = [s.stderr for s in scores]
-    stderr = math.sqrt(sum(se * se for se in stderrs)) / k if all(se is not None for se in stderrs) else None
+    stderrs = [s.stderr for s in scores if s.stderr is not None]
+    stderr = math.sqrt(sum(se * se for se in stderrs)) / k if len(stderrs) == k else None
     total = sum(s.documents for s in scores)
     weighted = sum(s.value * s.documents for s in scores) / total
     return value, stderr, weighted

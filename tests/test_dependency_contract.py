@@ -207,3 +207,52 @@ def test_datasets_pings_download_counts_only_while_its_config_says_so():
     with no_download_count_pings():
         assert config.HF_UPDATE_DOWNLOAD_COUNTS is False
     assert config.HF_UPDATE_DOWNLOAD_COUNTS == before  # restored: callers' processes keep their setting
+
+
+def test_hflm_reads_the_state_the_shared_prefix_backend_sets():
+    """backend.SharedPrefixLM sets HFLM's `_rank`/`_world_size` to 0/1 (lm-eval then builds every request on
+    every rank, and evalsuite splits the forwards) and `batch_size_per_gpu` around each generation chunk
+    (HFLM's `batch_size` property returns it); HFLM must still read them from there."""
+    from lm_eval.models.huggingface import HFLM
+
+    assert "return self._rank" in inspect.getsource(HFLM.rank.fget), "HFLM.rank no longer returns self._rank"
+    assert "return self._world_size" in inspect.getsource(HFLM.world_size.fget), "HFLM.world_size moved"
+    assert "return self.batch_size_per_gpu" in inspect.getsource(HFLM.batch_size.fget), (
+        "HFLM.batch_size no longer returns batch_size_per_gpu: backend.SharedPrefixLM's generation chunks break"
+    )
+    assert "self.batch_size" in inspect.getsource(HFLM.generate_until), "HFLM.generate_until stopped batching"
+
+
+def test_lm_eval_generation_helpers_keep_their_signatures():
+    """backend.py calls these three lm_eval.models.utils helpers as HFLM.generate_until does."""
+    from lm_eval.models import utils
+
+    assert list(inspect.signature(utils.handle_stop_sequences).parameters) == ["until", "eos"]
+    assert list(inspect.signature(utils.postprocess_generated_text).parameters)[:2] == ["generation", "stop"]
+    assert list(inspect.signature(utils.normalize_gen_kwargs).parameters) == ["gen_kwargs", "default_max_gen_toks"]
+    assert utils.normalize_gen_kwargs({"until": ["\n"]}, 7)["max_gen_toks"] == 7
+
+
+def test_lm_evals_request_cache_is_one_sqlitedict_per_rank():
+    """checkpoint.py finds a task's answered requests in `<use_cache>_rank<N>.db`, SqliteDict's table `unnamed`."""
+    from lm_eval import evaluator
+    from lm_eval.api import model
+    from sqlitedict import SqliteDict
+
+    assert '"_rank"' in inspect.getsource(evaluator.simple_evaluate) and '".db"' in inspect.getsource(
+        evaluator.simple_evaluate
+    ), "simple_evaluate names its request cache differently: update checkpoint.REQUEST_CACHE's glob"
+    assert "SqliteDict(cache_db" in inspect.getsource(model.CachingLM.__init__)
+    assert inspect.signature(SqliteDict.__init__).parameters["tablename"].default == "unnamed"
+
+
+def test_lm_eval_results_keep_the_keys_evalsuite_reads():
+    """results.py reads `results[leaf]["<metric>,<filter>"]` and `n-samples[leaf]["effective"]` of the
+    EvalResults simple_evaluate returns (lm_eval.result_schema types it)."""
+    from typing import get_type_hints
+
+    from lm_eval import result_schema
+
+    keys = result_schema.EvalResults.__annotations__
+    assert {"results", "n-samples", "samples", "configs"} <= set(keys), f"EvalResults keys moved: {sorted(keys)}"
+    assert "effective" in get_type_hints(result_schema._SampleCount), "n-samples[task] lost `effective`"

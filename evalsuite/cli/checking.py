@@ -58,7 +58,7 @@ def contamination(
         prefix_ratio=prefix_ratio,
         threshold=threshold,
         seed=seed,
-        batch_size=batch_size if batch_size == "auto" else _positive_int(batch_size, "--batch-size"),
+        batch_size="auto" if batch_size == "auto" else _positive_int(batch_size, "--batch-size"),
         shared_prefix=shared_prefix,
         dtype=dtype,
         device=device,

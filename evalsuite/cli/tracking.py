@@ -58,10 +58,10 @@ def compare(
 @app.command("history")
 @errors_exit_with(2)
 def history(
+    model: Annotated[str, typer.Option(help="Model id (org/name) or its results folder name (org__name).")],
     results_dirs: Annotated[
         list[Path] | None, typer.Argument(help="Results folders (default: results/).", show_default=False)
     ] = None,
-    model: Annotated[str, typer.Option(help="Model id (org/name) or its results folder name (org__name).")] = ...,
     plot: Annotated[Path | None, typer.Option(help="Also write a PNG line chart with stderr error bars.")] = None,
 ) -> None:
     """A model's H6 and per-task scores over its runs, oldest first."""
