@@ -37,6 +37,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from evalsuite import generation
+from evalsuite.errors import RunError
 from evalsuite.generation import is_out_of_memory
 from evalsuite.packing import DEFAULT_PACK_TOKENS, Pack, Request, build_batch, pack_requests, rows_in_next_forward
 from evalsuite.processes import Processes
@@ -144,7 +145,12 @@ class SharedPrefixLM(HFLM):
 
         scored = []
         for i, (_, context, continuation) in enumerate(requests):
-            assert context and continuation and len(continuation) <= self.max_length
+            if not context or not continuation or len(continuation) > self.max_length:
+                raise RunError(
+                    f"a log-likelihood request of {len(context)} context and {len(continuation)} continuation tokens "
+                    f"cannot be scored (both must be non-empty, the continuation at most the model's "
+                    f"{self.max_length} tokens); check the task's template"
+                )
             scored.append(Request(i, (context + continuation)[-(self.max_length + 1) :][:-1], continuation))
         packs = sorted(pack_requests(scored, self.pack_tokens), key=lambda p: -p.length)  # OOM shows up first
         packs = self.processes.my_share(packs, cost=lambda p: p.length)

@@ -35,7 +35,7 @@ from evalsuite.readme import (
     sequence_items,
     split_readme,
 )
-from evalsuite.render import render
+from evalsuite.render import percent, render
 from evalsuite.results import SuiteResults
 from evalsuite.suite import SuiteSpec
 
@@ -74,7 +74,7 @@ def not_comparable(results: SuiteResults, suite: SuiteSpec) -> list[tuple[str, l
 def check_publishable(results: SuiteResults, suite: SuiteSpec, allow_partial: bool, allow_not_comparable: bool) -> None:
     """Model-index results claim leaderboard numbers: partial runs and tasks that asked other requests need
     an explicit yes (and then the card's section says which and why)."""
-    if results.status != "complete" and not allow_partial:
+    if not results.is_complete and not allow_partial:
         raise CardError(
             f"run {results.run_id} is partial ({'; '.join(results.partial_reasons)}); cards carry complete "
             "runs, pass --allow-partial to publish it anyway"
@@ -105,7 +105,7 @@ def eval_results(results: SuiteResults, suite: SuiteSpec, source: CardSource | N
                 dataset_split=spec.card.dataset_split,
                 dataset_args={"num_few_shot": task.num_fewshot},
                 metric_type=spec.card.metric_type,
-                metric_value=round(100 * task.value, 2),
+                metric_value=percent(task.value),
                 metric_name=spec.card.metric_name,
                 source_name=source.name if source else None,
                 source_url=source.url if source else None,

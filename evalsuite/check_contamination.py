@@ -258,7 +258,7 @@ def _load(model: LoadableModel, dtype: str, device: str) -> tuple[Any, Any]:
 def _checked(ref: ModelRef, loadable: LoadableModel) -> CheckedModel:
     return CheckedModel(
         id=ref.model_id,
-        source=ref.source.value,
+        source=ref.source,
         location=ref.location,
         revision=ref.revision,
         file_sha256=loadable.file_sha256,

@@ -20,13 +20,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from evalsuite.errors import EvalsuiteError
+from evalsuite.errors import NotComparableError
 from evalsuite.protocol import Protocol
 from evalsuite.results import LM_EVAL_DIR, SuiteResults, TaskResult
-
-
-class NotComparableError(EvalsuiteError):
-    """The two runs differ in protocol or data; comparing their numbers would mislead."""
 
 
 class Verdict(StrEnum):

@@ -11,6 +11,7 @@ from evalsuite.compare import Comparison
 from evalsuite.contamination import ContaminationResults
 from evalsuite.data import Finding
 from evalsuite.history import HistoryPoint
+from evalsuite.render import pct
 from evalsuite.results import SuiteResults
 from evalsuite.suite import SuiteSpec
 
@@ -91,13 +92,13 @@ def format_scores(results: SuiteResults) -> str:
                 t.display_name,
                 t.metric.display,
                 str(t.num_fewshot),
-                f"{100 * t.value:.2f}",
-                f"{100 * t.stderr:.2f}" if t.stderr is not None else "-",
+                pct(t.value),
+                pct(t.stderr),
                 f"{t.documents}/{t.full_documents}",
                 "yes" if t.leaderboard_comparable else "no",
             ]
         )
-    average = f"{100 * results.h6_average:.2f}" if results.h6_average is not None else "-"
+    average = pct(results.h6_average)
     rows.append(["Average (H6)", "", "", average, "", "", "yes" if results.leaderboard_comparable else "no"])
     table = _table(["Task", "Metric", "Shots", "Value", "Stderr", "Docs", "Comparable"], rows, right={2, 3, 4, 5})
     lines = [
@@ -105,7 +106,7 @@ def format_scores(results: SuiteResults) -> str:
         f"Protocol {results.settings.protocol.value}. Comparable: the task's requests are the Open LLM "
         "Leaderboard's, document by document (protocol leaderboard-v1, its complete splits, no few-shot fallback).",
     ]
-    if results.status == "partial":
+    if not results.is_complete:
         lines.append(f"partial run, no H6 average: {'; '.join(results.partial_reasons)}")
     tasks_by_reason: dict[str, list[str]] = {}  # a protocol's reason holds for every task: say it once
     for t in results.tasks:
@@ -142,8 +143,8 @@ def format_comparison(comparison: Comparison, markdown: bool = False) -> str:
     rows = [
         [
             t.display_name,
-            f"{100 * t.baseline:.2f}",
-            f"{100 * t.candidate:.2f}",
+            pct(t.baseline),
+            pct(t.candidate),
             f"{t.delta_points:+.2f}",
             t.test,
             "-" if t.p_value is None else f"{t.p_value:.3g}",
@@ -154,8 +155,8 @@ def format_comparison(comparison: Comparison, markdown: bool = False) -> str:
     ]
     if comparison.baseline_average is not None and comparison.candidate_average is not None:
         delta = 100 * (comparison.candidate_average - comparison.baseline_average)
-        rows.append(["Average (H6)", f"{100 * comparison.baseline_average:.2f}",
-                     f"{100 * comparison.candidate_average:.2f}", f"{delta:+.2f}", "", "", "", ""])  # fmt: skip
+        rows.append(["Average (H6)", pct(comparison.baseline_average), pct(comparison.candidate_average),
+                     f"{delta:+.2f}", "", "", "", ""])  # fmt: skip
     headers = ["Task", "Baseline", "Candidate", "Δ points", "Test", "p", "Docs", "Verdict"]
     table = _table(headers, rows, right={1, 2, 3, 5, 6})
     regressed = comparison.regressed
@@ -187,11 +188,11 @@ def format_history(points: list[HistoryPoint]) -> str:
         if score is None:
             return "-"
         value, stderr = score
-        return f"{100 * value:.2f}" + (f" ± {100 * stderr:.2f}" if stderr is not None else "")
+        return pct(value) + (f" ± {pct(stderr)}" if stderr is not None else "")
 
     rows = [
         [p.label, p.run_id, p.status, "yes" if p.comparable else "no",
-         "-" if p.average is None else f"{100 * p.average:.2f}", *(cell(p.scores[c]) for c in columns)]
+         pct(p.average), *(cell(p.scores[c]) for c in columns)]
         for p in points
     ]  # fmt: skip
     header = ["Run (UTC)", "Run id", "Status", "Comparable", "Average", *columns]

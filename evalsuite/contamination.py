@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalsuite.errors import SuiteConfigError
+from evalsuite.model_ref import ModelSource
 
 # The tasks the test runs on, by suite key: the original's four, and HellaSwag and Winogrande beyond it.
 ORIGINAL_TASKS = ("arc", "mmlu", "truthfulqa", "gsm8k")
@@ -354,7 +355,7 @@ class _Model(BaseModel):
 
 class CheckedModel(_Model):
     id: str
-    source: Literal["hub", "local", "gguf"]
+    source: ModelSource
     location: str
     revision: str | None
     file_sha256: str | None = Field(description="sha256 of a .gguf file")

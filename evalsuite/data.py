@@ -274,7 +274,8 @@ def row_problem(row: object, spec: TaskSpec) -> str | None:
     the task cannot score (an answer that is not among the choices, an unknown subject)."""
     if problem := _schema_problem(row, spec.data.columns):
         return problem
-    assert isinstance(row, dict)
+    if not isinstance(row, dict):  # _schema_problem says so first; this tells the type checker
+        return "a row must be a JSON object"
     check = _VALUE_CHECKS.get(spec.key)
     return check(row, spec) if check else None
 

@@ -38,3 +38,15 @@ class CardError(EvalsuiteError):
 
 class OptionError(EvalsuiteError):
     """A command-line option has a value the command cannot use."""
+
+
+class NotComparableError(EvalsuiteError):
+    """Two runs differ in protocol or data; comparing their numbers would mislead."""
+
+
+class HistoryError(EvalsuiteError):
+    """No runs to show, or a plot that cannot be written."""
+
+
+class LeaderboardError(EvalsuiteError):
+    """Nothing to rank, or results that cannot be read."""

@@ -31,6 +31,7 @@ from evalsuite.model_ref import (
 from evalsuite.processes import Processes, launched_processes, launched_rank
 from evalsuite.progress import task_bar
 from evalsuite.protocol import Protocol
+from evalsuite.render import pct
 from evalsuite.results import (
     DataFileInfo,
     FewshotInfo,
@@ -66,7 +67,7 @@ class RunRequest:
     device: str | None = None  # None: cuda when available, else cpu
     data_dir: Path | None = None
     output_dir: Path = Path("results")
-    seeds: tuple[int, int, int, int] = (0, 1234, 1234, 1234)
+    seeds: Seeds = Seeds()
     log_samples: bool = False
     model_args: str | None = None
     add_bos_token: bool = False
@@ -84,7 +85,7 @@ class RunOutcome:
 SEED_LIMIT = 2**32  # numpy's seeds are 0 <= seed < 2**32
 
 
-def parse_seed(text: str) -> tuple[int, int, int, int]:
+def parse_seed(text: str) -> Seeds:
     """lm-eval's --seed: one int for all four seeds, or `random,numpy,torch,fewshot`."""
     try:
         parts = [int(p) for p in text.split(",")]
@@ -93,9 +94,9 @@ def parse_seed(text: str) -> tuple[int, int, int, int]:
     if any(not 0 <= p < SEED_LIMIT for p in parts):
         raise SuiteConfigError(f"--seed {text!r}: seeds go from 0 to {SEED_LIMIT - 1}")
     if len(parts) == 1:
-        return (parts[0],) * 4
+        return Seeds.all(parts[0])
     if len(parts) == 4:
-        return parts[0], parts[1], parts[2], parts[3]
+        return Seeds(random=parts[0], numpy=parts[1], torch=parts[2], fewshot=parts[3])
     raise SuiteConfigError(f"--seed {text!r}: give an int or four comma-separated ints")
 
 
@@ -208,7 +209,7 @@ def run_suite(
         backend=request.backend,
     )
     eval_settings = runner.EvalSettings(
-        limit=request.limit, seeds=runner.Seeds(*request.seeds), log_samples=request.log_samples, preset=preset
+        limit=request.limit, seeds=request.seeds, log_samples=request.log_samples, preset=preset
     )
     say(f"loading {ref.model_id} ({dtype}, {device})")
     model = runner.load_model(loadable, model_settings)
@@ -275,7 +276,7 @@ def run_suite(
                 document_ids=raw.document_ids,
                 prompt_sha256=raw.prompt_sha256,
             )
-            say(f"{step}: {100 * result.value:.2f} ({result.documents} docs, {raw.seconds:.0f}s)")
+            say(f"{step}: {pct(result.value)} ({result.documents} docs, {raw.seconds:.0f}s)")
             raw_runs.append(raw)
             task_results.append(result)
         if not processes.is_main:
@@ -333,7 +334,7 @@ def _finish(
         suite_version=suite.version,
         model=ModelInfo(
             id=ref.model_id,
-            source=ref.source.value,
+            source=ref.source,
             location=ref.location,
             revision=ref.revision,
             sha=loadable.file_sha256 or next((r.model_sha for r in raw_runs if r.model_sha), None),
@@ -352,13 +353,13 @@ def _finish(
             batch_sizes_used=sorted({b for r in raw_runs for b in r.batch_sizes}),
             add_bos_token=request.add_bos_token,
             chat_template=False,
-            seeds=Seeds(**dict(zip(("random", "numpy", "torch", "fewshot"), request.seeds, strict=True))),
+            seeds=request.seeds,
             preset=request.preset,
             model_args=dict(model.model_args),
             data_source="local" if plan.root else "hub",
             data_dir=str(plan.root.resolve()) if plan.root else None,
             device=runner.describe_device(model.device),
-            backend=model.backend.value,
+            backend=model.backend,
             processes=processes.count,
         ),
         versions=_versions(),
@@ -407,7 +408,7 @@ def _fingerprint(
         "data": [[f.split, f.sha256] for t in plan.tasks for f in t.files],
         "limit": request.limit,
         "preset": request.preset,
-        "seeds": list(request.seeds),
+        "seeds": [request.seeds.random, request.seeds.numpy, request.seeds.torch, request.seeds.fewshot],
         "log_samples": request.log_samples,
         # a data-parallel run keeps no request cache, so it does not resume a run of another process count
         # (absent for one process, so runs interrupted before this key existed still resume)

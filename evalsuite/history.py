@@ -6,17 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalsuite.errors import EvalsuiteError
+from evalsuite.errors import HistoryError
 from evalsuite.files import replacing
 from evalsuite.results import SuiteResults
 from evalsuite.suite import SuiteSpec
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-
-class HistoryError(EvalsuiteError):
-    """No runs to show, or a plot that cannot be written."""
 
 
 @dataclass(frozen=True)

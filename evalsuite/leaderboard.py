@@ -13,14 +13,10 @@ import pandas as pd
 
 from evalsuite.check_contamination import read_contamination
 from evalsuite.contamination import CONTAMINATION_FILE, ContaminationResults
-from evalsuite.errors import EvalsuiteError
-from evalsuite.render import model_size, render
+from evalsuite.errors import LeaderboardError
+from evalsuite.render import model_size, percent, render
 from evalsuite.results import RESULTS_FILE, SuiteResults, read_results
 from evalsuite.suite import SuiteSpec
-
-
-class LeaderboardError(EvalsuiteError):
-    """Nothing to rank, or results that cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -79,11 +75,11 @@ def latest_runs(runs: list[SuiteResults], include_partial: bool = True) -> list[
     """Per (model, revision, dtype): the latest complete run, else (if allowed) the latest partial one."""
     chosen: dict[tuple[str, str, str], SuiteResults] = {}
     for run in sorted(runs, key=lambda r: r.created_at):
-        if run.status != "complete" and not include_partial:
+        if not run.is_complete and not include_partial:
             continue
         key = (run.model.id, run.model.revision or run.model.sha or "", run.model.dtype)
         current = chosen.get(key)
-        if current is None or run.status == "complete" or current.status != "complete":
+        if current is None or run.is_complete or not current.is_complete:
             chosen[key] = run
     return list(chosen.values())
 
@@ -102,8 +98,8 @@ def leaderboard_rows(
                 average=run.h6_average,
                 scores={s.column: (t.value if (t := run.task(s.key)) else None) for s in suite.tasks},
                 size=model_size(run.model.parameters),
-                partial=run.status != "complete",
-                not_comparable=run.status == "complete" and not run.leaderboard_comparable,
+                partial=not run.is_complete,
+                not_comparable=run.is_complete and not run.leaderboard_comparable,
                 run_id=run.run_id,
                 contamination=contamination_cell(check) if check else None,
             )
@@ -139,7 +135,7 @@ def to_frame(rows: list[Row], suite: SuiteSpec, with_size: bool) -> pd.DataFrame
 
 
 def _pct(value: float | None) -> float | None:
-    return None if value is None else round(100 * value, 2)
+    return None if value is None else percent(value)
 
 
 def render_leaderboard(rows: list[Row], suite: SuiteSpec, fmt: str, with_size: bool = False) -> str:

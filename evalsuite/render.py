@@ -14,6 +14,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from evalsuite.paths import bundled_dir
 
 
+def percent(value: float) -> float:
+    """A fraction as the percentage cards and leaderboards publish: 2 decimals (0.63345 -> 63.35). The one
+    place evalsuite turns a stored fraction into a shown number; `pct` prints it."""
+    return round(100 * value, 2)
+
+
 def pct(value: float | None) -> str:
     """A fraction as a percentage with 2 decimals, as leaderboards print it; "-" when missing."""
     return "-" if value is None else f"{100 * value:.2f}"

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from evalsuite.errors import OutputDirError, ResultsSchemaError, RunError
 from evalsuite.files import staging_folder
+from evalsuite.model_ref import ModelSource
 from evalsuite.protocol import Protocol
 from evalsuite.suite import MetricKey, TaskSpec
 
@@ -32,9 +34,16 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Backend(StrEnum):
+    """How log-likelihood requests reach the model. Both give the same choices and values (to float rounding)."""
+
+    SHARED_PREFIX = "shared-prefix"  # evalsuite.backend: each shared prefix forwarded once
+    LM_EVAL_HF = "lm-eval-hf"  # lm-eval's own HFLM, request by request
+
+
 class ModelInfo(_Model):
     id: str = Field(description="Hub id, or the folder/file name of a local model")
-    source: Literal["hub", "local", "gguf"]
+    source: ModelSource
     location: str = Field(description="Hub id or absolute path as loaded")
     revision: str | None = Field(description="revision asked for (MODEL@revision)")
     sha: str | None = Field(description="Hub commit sha resolved by lm-eval, or sha256 of a .gguf file")
@@ -120,10 +129,18 @@ class TaskResult(_Model):
 
 
 class Seeds(_Model):
-    random: int
-    numpy: int
-    torch: int
-    fewshot: int
+    """lm-eval's four seeds (python random, numpy, torch, few-shot sampler); the defaults are lm-eval's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    random: int = 0
+    numpy: int = 1234
+    torch: int = 1234
+    fewshot: int = 1234
+
+    @classmethod
+    def all(cls, seed: int) -> Seeds:
+        return cls(random=seed, numpy=seed, torch=seed, fewshot=seed)
 
 
 class RunSettings(_Model):
@@ -142,8 +159,8 @@ class RunSettings(_Model):
     data_source: Literal["hub", "local"]
     data_dir: str | None
     device: str
-    backend: str = Field(
-        "lm-eval-hf",
+    backend: Backend = Field(
+        Backend.LM_EVAL_HF,
         description="how log-likelihoods were computed: shared-prefix (evalsuite) or lm-eval-hf; "
         "same choices, values equal to float rounding",
     )
@@ -181,6 +198,11 @@ class SuiteResults(_Model):
     settings: RunSettings
     versions: Versions
     timing: Timing
+
+    @property
+    def is_complete(self) -> bool:
+        """Every task on its full split: the run has an H6 average and can go on a card."""
+        return self.status == "complete"
 
     @model_validator(mode="after")
     def _consistent(self) -> SuiteResults:

@@ -16,7 +16,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from evalsuite.errors import RunError, SuiteConfigError
 from evalsuite.model_ref import LoadableModel
 from evalsuite.processes import Processes
 from evalsuite.protocol import DocumentRequests, prompt_fingerprint
+from evalsuite.results import Backend, Seeds
 from evalsuite.suite import Preset
 
 if TYPE_CHECKING:
@@ -51,23 +51,6 @@ RESERVED_MODEL_ARGS = {
     "batch_size": "--batch-size",
     "add_bos_token": "--add-bos-token",
 }
-
-
-@dataclass(frozen=True)
-class Seeds:
-    """lm-eval's four seeds (python random, numpy, torch, few-shot sampler); lm-eval's defaults."""
-
-    random: int = 0
-    numpy: int = 1234
-    torch: int = 1234
-    fewshot: int = 1234
-
-
-class Backend(StrEnum):
-    """How log-likelihood requests reach the model. Both give the same choices and values (to float rounding)."""
-
-    SHARED_PREFIX = "shared-prefix"  # evalsuite.backend: each shared prefix forwarded once
-    LM_EVAL_HF = "lm-eval-hf"  # lm-eval's own HFLM, request by request
 
 
 @dataclass(frozen=True)
