@@ -1,11 +1,10 @@
 """evalsuite: Open LLM Leaderboard (v1) H6 numbers from lm-evaluation-harness, typed and reproducible."""
 
-__version__ = "0.2.0"
-
 # Nothing heavy is imported here: torch, transformers and lm_eval load only when a run starts.
-from evalsuite.evaluate import RunOutcome, RunRequest, run_suite  # noqa: E402
-from evalsuite.results import SuiteResults, read_results  # noqa: E402
-from evalsuite.suite import SuiteSpec, TaskSpec, load_suite  # noqa: E402
+from evalsuite._version import __version__
+from evalsuite.evaluate import RunOutcome, RunRequest, run_suite
+from evalsuite.results import SuiteResults, read_results
+from evalsuite.suite import SuiteSpec, TaskSpec, load_suite
 
 __all__ = [
     "RunOutcome",

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from evalsuite import __version__
 from evalsuite._compat import no_download_count_pings
+from evalsuite._version import __version__
 from evalsuite.contamination import (
     CONTAMINATION_FILE,
     ITEM_TEXTS,

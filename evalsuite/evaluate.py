@@ -15,9 +15,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from evalsuite import __version__, runner  # runner imports torch/lm_eval only inside its functions
-from evalsuite._compat import no_download_count_pings
+from evalsuite import runner  # runner imports torch/lm_eval only inside its functions
+from evalsuite._version import __version__
 from evalsuite.checkpoint import Checkpoint, CheckpointState, run_key
 from evalsuite.data import DataPlan, TaskData, plan_hub, plan_local
 from evalsuite.errors import RunError, SuiteConfigError
@@ -48,7 +49,7 @@ from evalsuite.results import (
     task_result,
     write_run,
 )
-from evalsuite.suite import SuiteSpec, default_tasks_dir, load_suite
+from evalsuite.suite import Preset, SuiteSpec, default_tasks_dir, load_suite
 
 log = logging.getLogger(__name__)
 
@@ -158,21 +159,23 @@ def new_run_id(now: datetime) -> str:
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(2)}"
 
 
-def run_suite(
-    request: RunRequest, suite: SuiteSpec | None = None, progress: Progress | None = None, bars: bool | None = None
-) -> RunOutcome | None:
-    """Run the suite and write the run folder. Under a data-parallel launch (accelerate launch, torchrun)
-    every process calls this; rank 0 writes and returns the outcome, the others return None.
+@dataclass(frozen=True)
+class PreparedRun:
+    """Stage 1's product: the request checked and resolved. Building it loads nothing and writes nothing
+    (it reads the snapshot's rows, and asks the Hub whether the model and datasets are reachable)."""
 
-    `progress` gets evalsuite's one-line messages. `bars`: True, one evalsuite bar per task on stderr and no
-    other library's; False, no bars at all (stderr is a log); None, the backends' and lm-eval's own bars."""
-    say = progress or (lambda message: log.info("%s", message))
-    if launched_rank() != 0:
-        say = _silent  # one voice: rank 0 reports progress for all
+    request: RunRequest
+    suite: SuiteSpec  # the protocol's view of the suite
+    ref: ModelRef
+    plan: DataPlan
+    preset: Preset | None
+    extra_model_args: dict[str, Any]
+    warnings: tuple[str, ...]  # for the user, before anything loads (few-shot fallbacks)
+
+
+def prepare_run(request: RunRequest, suite: SuiteSpec | None = None) -> PreparedRun:
+    """Stage 1: every cheap check, in the order a user fixes them; bad input raises one EvalsuiteError."""
     suite = (suite or load_suite()).for_protocol(request.protocol)
-    tasks_dir = default_tasks_dir()
-
-    # --- cheap checks first: nothing is loaded or written until all pass
     specs = suite.select(request.tasks)
     check_limit(request.limit)
     if launched_processes() > 1 and request.backend is not runner.Backend.SHARED_PREFIX:
@@ -191,27 +194,32 @@ def run_suite(
     plan = plan_local(request.data_dir, specs) if request.data_dir else plan_hub(specs)
     check_output_dir(request.output_dir)
     check_hub_access(ref, hub_dataset=None if plan.root is not None else specs[0].data.hub_dataset)
-    for task in plan.tasks:
-        if task.fewshot.fallback:
-            say(f"warning: {task.spec.key}: {task.fewshot.note}")
+    warnings = tuple(f"warning: {t.spec.key}: {t.fewshot.note}" for t in plan.tasks if t.fewshot.fallback)
+    return PreparedRun(request, suite, ref, plan, preset, extra_model_args, warnings)
 
-    # --- the run
+
+def run_suite(
+    request: RunRequest, suite: SuiteSpec | None = None, progress: Progress | None = None, bars: bool | None = None
+) -> RunOutcome | None:
+    """Run the suite and write the run folder. Under a data-parallel launch (accelerate launch, torchrun)
+    every process calls this; rank 0 writes and returns the outcome, the others return None.
+
+    `progress` gets evalsuite's one-line messages. `bars`: True, one evalsuite bar per task on stderr and no
+    other library's; False, no bars at all (stderr is a log); None, the backends' and lm-eval's own bars.
+
+    Three stages: `prepare_run` (checks), the task loop (`_run_tasks`: load, resume, checkpoints), and the
+    results (`ResultsBuilder`, then `write_run`)."""
+    say = progress or (lambda message: log.info("%s", message))
+    if launched_rank() != 0:
+        say = _silent  # one voice: rank 0 reports progress for all
+    prepared = prepare_run(request, suite)
+    for warning in prepared.warnings:
+        say(warning)
+
     started = time.perf_counter()
-    loadable = prepare_model(ref)
-    device = request.device or runner.default_device()
-    dtype = request.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
-    model_settings = runner.ModelSettings(
-        dtype=dtype,
-        device=device,
-        batch_size=request.batch_size,
-        add_bos_token=request.add_bos_token,
-        extra_model_args=extra_model_args,
-        backend=request.backend,
-    )
-    eval_settings = runner.EvalSettings(
-        limit=request.limit, seeds=request.seeds, log_samples=request.log_samples, preset=preset
-    )
-    say(f"loading {ref.model_id} ({dtype}, {device})")
+    loadable = prepare_model(prepared.ref)
+    model_settings = _model_settings(prepared)
+    say(f"loading {prepared.ref.model_id} ({model_settings.dtype}, {model_settings.device})")
     model = runner.load_model(loadable, model_settings)
     processes = model.processes
     if processes.count != launched_processes() or processes.rank != launched_rank():
@@ -224,73 +232,93 @@ def run_suite(
             f"data-parallel over {processes.count} processes, each forwarding a share of every task's requests; "
             "an interrupted task restarts from its beginning (finished tasks are kept)"
         )
-    task_manager = runner.build_task_manager(tasks_dir)
-
-    key = run_key(_fingerprint(request, loadable, model_settings, plan, processes))
-    checkpoint = _open_checkpoint(processes, request.output_dir / ref.results_dir_name, key)
+    key = run_key(_fingerprint(request, loadable, model_settings, prepared.plan, processes))
+    checkpoint = _open_checkpoint(processes, request.output_dir / prepared.ref.results_dir_name, key)
     try:
         if checkpoint.resumed:
             say(f"resuming run {checkpoint.run_id} from {checkpoint.folder}")
-        raw_runs: list[runner.RawTaskRun] = []
-        task_results: list[TaskResult] = []
-        for index, data in enumerate(plan.tasks, start=1):
-            step = f"[{index}/{len(plan.tasks)}] {data.spec.key}"
-            raw: runner.RawTaskRun | None = None
-            if data.spec.key in checkpoint.finished_at_open:
-                say(f"{step}: finished before the interruption, not rerun")
-                if processes.is_main:
-                    finished = checkpoint.finished(data.spec.key)
-                    assert finished is not None
-                    raw = runner.RawTaskRun(
-                        data,
-                        finished.output,
-                        finished.samples,
-                        finished.seconds,
-                        finished.document_ids,
-                        finished.prompt_sha256,
-                    )
-            else:
-                if bars is not True:  # else the bar's label says which task runs
-                    say(f"{step}: {data.spec.num_fewshot}-shot, {data.spec.metric.display}")
-                if checkpoint.resumed and (cached := checkpoint.cached_requests(data.spec.key)):
-                    say(f"{step}: {cached} requests answered before the interruption are reused")
-                # lm-eval's request cache hands each rank the requests its own cache lacks; ranks must agree on
-                # the requests they split, so data-parallel runs keep no request cache
-                cache = checkpoint.request_cache(data.spec.key) if processes.count == 1 else None
-                bar = task_bar(step, show=bars is True and processes.is_main) if bars is not None else nullcontext()
-                with bar, no_download_count_pings():
-                    raw = runner.run_task(model, data, eval_settings, task_manager, tasks_dir, cache)
-                if raw is not None:
-                    checkpoint.save(data.spec.key, runner.checkpoint_json(raw))
-            if raw is None:
-                continue  # another rank's share: rank 0 holds the task's results
-            result = task_result(
-                data.spec,
-                dict(raw.output),
-                fewshot=_fewshot_info(data),
-                data_files=[
-                    DataFileInfo(split=f.split, path=str(f.path), sha256=f.sha256, rows=f.rows) for f in data.files
-                ],
-                leaderboard_differences=data.leaderboard_differences(request.protocol),
-                seconds=raw.seconds,
-                document_ids=raw.document_ids,
-                prompt_sha256=raw.prompt_sha256,
-            )
-            say(f"{step}: {pct(result.value)} ({result.documents} docs, {raw.seconds:.0f}s)")
-            raw_runs.append(raw)
-            task_results.append(result)
+        builder = ResultsBuilder(prepared, loadable, model, checkpoint, started)
+        _run_tasks(prepared, model, checkpoint, builder, say, bars)
         if not processes.is_main:
             checkpoint.release()
             return None
-        outcome = _finish(
-            request, suite, ref, loadable, model, plan, checkpoint, processes, raw_runs, task_results, started
-        )
+        results = builder.build()
+        run_dir = write_run(results, builder.lm_eval_files(), request.output_dir, prepared.ref.results_dir_name)
     except BaseException:
         checkpoint.discard_if_empty()  # failed before anything was saved: nothing to resume, nothing left
         checkpoint.release()
         raise
     checkpoint.finish()
-    return outcome
+    return RunOutcome(results=results, run_dir=run_dir)
+
+
+def _model_settings(prepared: PreparedRun) -> runner.ModelSettings:
+    request = prepared.request
+    device = request.device or runner.default_device()
+    return runner.ModelSettings(
+        dtype=request.dtype or ("bfloat16" if device.startswith("cuda") else "float32"),
+        device=device,
+        batch_size=request.batch_size,
+        add_bos_token=request.add_bos_token,
+        extra_model_args=prepared.extra_model_args,
+        backend=request.backend,
+    )
+
+
+def _run_tasks(
+    prepared: PreparedRun,
+    model: runner.LoadedModel,
+    checkpoint: Checkpoint,
+    builder: ResultsBuilder,
+    say: Progress,
+    bars: bool | None,
+) -> None:
+    """Stage 2: each task in suite order, skipping those an interrupted run finished, checkpointing each
+    as it ends; rank 0 hands every finished task to `builder`."""
+    # _compat imports huggingface_hub, and with it tqdm, which reads TQDM_DISABLE once: not at module level,
+    # since `evalsuite` (this module) is imported before the command quiets other libraries' bars
+    from evalsuite._compat import no_download_count_pings
+
+    request, processes = prepared.request, model.processes
+    settings = runner.EvalSettings(
+        limit=request.limit, seeds=request.seeds, log_samples=request.log_samples, preset=prepared.preset
+    )
+    tasks_dir = default_tasks_dir()
+    task_manager = runner.build_task_manager(tasks_dir)
+    for index, data in enumerate(prepared.plan.tasks, start=1):
+        step = f"[{index}/{len(prepared.plan.tasks)}] {data.spec.key}"
+        raw: runner.RawTaskRun | None = None
+        if data.spec.key in checkpoint.finished_at_open:
+            say(f"{step}: finished before the interruption, not rerun")
+            if processes.is_main:
+                finished = checkpoint.finished(data.spec.key)
+                if finished is None:
+                    raise RunError(f"{checkpoint.folder}: task {data.spec.key} is listed as finished but unreadable")
+                raw = runner.RawTaskRun(
+                    data,
+                    finished.output,
+                    finished.samples,
+                    finished.seconds,
+                    finished.document_ids,
+                    finished.prompt_sha256,
+                )
+        else:
+            if bars is not True:  # else the bar's label says which task runs
+                say(f"{step}: {data.spec.num_fewshot}-shot, {data.spec.metric.display}")
+            if checkpoint.resumed and (cached := checkpoint.cached_requests(data.spec.key)):
+                say(f"{step}: {cached} requests answered before the interruption are reused")
+            # lm-eval's request cache hands each rank the requests its own cache lacks; ranks must agree on
+            # the requests they split, so data-parallel runs keep no request cache
+            cache = checkpoint.request_cache(data.spec.key) if processes.count == 1 else None
+            bar = task_bar(step, show=bars is True and processes.is_main) if bars is not None else nullcontext()
+            with bar, no_download_count_pings():
+                raw = runner.run_task(model, data, settings, task_manager, tasks_dir, cache)
+            if raw is not None:
+                checkpoint.save(data.spec.key, runner.checkpoint_json(raw))
+        if raw is None:
+            continue  # another rank's share: rank 0 holds the task's results
+        result = builder.add(raw)
+        say(f"{step}: {pct(result.value)} ({result.documents} docs, {raw.seconds:.0f}s)")
 
 
 def _silent(message: str) -> None:
@@ -312,63 +340,89 @@ def _open_checkpoint(processes: Processes, model_dir: Path, key: str) -> Checkpo
     return checkpoint
 
 
-def _finish(
-    request: RunRequest,
-    suite: SuiteSpec,
-    ref: ModelRef,
-    loadable: LoadableModel,
-    model: runner.LoadedModel,
-    plan: DataPlan,
-    checkpoint: Checkpoint,
-    processes: Processes,
-    raw_runs: list[runner.RawTaskRun],
-    task_results: list[TaskResult],
-    started: float,
-) -> RunOutcome:
-    """Assemble the results file from the finished tasks and write the run folder."""
-    reasons = completeness(suite.keys, task_results, request.limit, request.preset)
-    results = SuiteResults(
-        run_id=checkpoint.run_id,
-        created_at=checkpoint.created_at,
-        suite=suite.name,
-        suite_version=suite.version,
-        model=ModelInfo(
-            id=ref.model_id,
-            source=ref.source,
-            location=ref.location,
-            revision=ref.revision,
-            sha=loadable.file_sha256 or next((r.model_sha for r in raw_runs if r.model_sha), None),
-            dtype=model.dtype,
-            parameters=model.parameters,
-        ),
-        tasks=task_results,
-        status="partial" if reasons else "complete",
-        partial_reasons=reasons,
-        h6_average=None if reasons else h6_average(task_results),
-        leaderboard_comparable=not reasons and all(t.leaderboard_comparable for t in task_results),
-        settings=RunSettings(
-            protocol=request.protocol,
-            limit=request.limit,
-            batch_size=request.batch_size,
-            batch_sizes_used=sorted({b for r in raw_runs for b in r.batch_sizes}),
-            add_bos_token=request.add_bos_token,
-            chat_template=False,
-            seeds=request.seeds,
-            preset=request.preset,
-            model_args=dict(model.model_args),
-            data_source="local" if plan.root else "hub",
-            data_dir=str(plan.root.resolve()) if plan.root else None,
-            device=runner.describe_device(model.device),
-            backend=model.backend,
-            processes=processes.count,
-        ),
-        versions=_versions(),
-        timing=Timing(
-            model_load_seconds=round(model.load_seconds, 3), total_seconds=round(time.perf_counter() - started, 3)
-        ),
-    )
-    run_dir = write_run(results, _lm_eval_files(raw_runs), request.output_dir, ref.results_dir_name)
-    return RunOutcome(results=results, run_dir=run_dir)
+class ResultsBuilder:
+    """Stage 3: each finished task's result as it comes (`add`), then the results file (`build`) and lm-eval's
+    own files beside it (`lm_eval_files`)."""
+
+    def __init__(
+        self,
+        prepared: PreparedRun,
+        loadable: LoadableModel,
+        model: runner.LoadedModel,
+        checkpoint: Checkpoint,
+        started: float,
+    ) -> None:
+        self.prepared, self.loadable, self.model, self.checkpoint = prepared, loadable, model, checkpoint
+        self.started = started
+        self.raw_runs: list[runner.RawTaskRun] = []
+        self.task_results: list[TaskResult] = []
+
+    def add(self, raw: runner.RawTaskRun) -> TaskResult:
+        data, protocol = raw.data, self.prepared.request.protocol
+        result = task_result(
+            data.spec,
+            dict(raw.output),
+            fewshot=_fewshot_info(data),
+            data_files=[
+                DataFileInfo(split=f.split, path=str(f.path), sha256=f.sha256, rows=f.rows) for f in data.files
+            ],
+            leaderboard_differences=data.leaderboard_differences(protocol),
+            seconds=raw.seconds,
+            document_ids=raw.document_ids,
+            prompt_sha256=raw.prompt_sha256,
+        )
+        self.raw_runs.append(raw)
+        self.task_results.append(result)
+        return result
+
+    def build(self) -> SuiteResults:
+        request, suite, ref, plan = (self.prepared.request, self.prepared.suite, self.prepared.ref, self.prepared.plan)
+        model, tasks = self.model, self.task_results
+        reasons = completeness(suite.keys, tasks, request.limit, request.preset)
+        return SuiteResults(
+            run_id=self.checkpoint.run_id,
+            created_at=self.checkpoint.created_at,
+            suite=suite.name,
+            suite_version=suite.version,
+            model=ModelInfo(
+                id=ref.model_id,
+                source=ref.source,
+                location=ref.location,
+                revision=ref.revision,
+                sha=self.loadable.file_sha256 or next((r.model_sha for r in self.raw_runs if r.model_sha), None),
+                dtype=model.dtype,
+                parameters=model.parameters,
+            ),
+            tasks=tasks,
+            status="partial" if reasons else "complete",
+            partial_reasons=reasons,
+            h6_average=None if reasons else h6_average(tasks),
+            leaderboard_comparable=not reasons and all(t.leaderboard_comparable for t in tasks),
+            settings=RunSettings(
+                protocol=request.protocol,
+                limit=request.limit,
+                batch_size=request.batch_size,
+                batch_sizes_used=sorted({b for r in self.raw_runs for b in r.batch_sizes}),
+                add_bos_token=request.add_bos_token,
+                chat_template=False,
+                seeds=request.seeds,
+                preset=request.preset,
+                model_args=dict(model.model_args),
+                data_source="local" if plan.root else "hub",
+                data_dir=str(plan.root.resolve()) if plan.root else None,
+                device=runner.describe_device(model.device),
+                backend=model.backend,
+                processes=model.processes.count,
+            ),
+            versions=_versions(),
+            timing=Timing(
+                model_load_seconds=round(model.load_seconds, 3),
+                total_seconds=round(time.perf_counter() - self.started, 3),
+            ),
+        )
+
+    def lm_eval_files(self) -> dict[str, str]:
+        return _lm_eval_files(self.raw_runs)
 
 
 def _lm_eval_files(raw_runs: list[runner.RawTaskRun]) -> dict[str, str]:

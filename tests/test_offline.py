@@ -49,11 +49,14 @@ def test_a_contamination_check_on_local_data_makes_no_network_call(gguf_path: Pa
 
 def test_importing_the_library_changes_no_environment_variable():
     """Everything but evalsuite.cli (the program, which quiets other libraries' bars for its own process).
-    lm-eval's own import sets HF_XET_HIGH_PERFORMANCE (lm_eval/__init__.py), so the baseline is taken after it."""
+    The baseline is taken after importing the libraries evalsuite's torch-side modules import, since they set
+    variables of their own (lm_eval/__init__.py: HF_XET_HIGH_PERFORMANCE; transformers' modeling code, through
+    torch._inductor: TORCHINDUCTOR_CACHE_DIR)."""
     modules = sorted(p.stem for p in (Path(__file__).parent.parent / "evalsuite").glob("*.py") if p.stem != "__main__")
     code = (
         "import importlib, os, sys\n"
-        "import lm_eval\n"
+        "import lm_eval, lm_eval.models.huggingface, transformers\n"
+        "from transformers import DynamicCache, PreTrainedModel\n"
         "before = dict(os.environ)\n"
         f"for name in {modules!r}:\n"
         "    importlib.import_module('evalsuite' if name == '__init__' else 'evalsuite.' + name)\n"

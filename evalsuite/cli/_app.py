@@ -9,7 +9,7 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
-from evalsuite import __version__
+from evalsuite._version import __version__
 from evalsuite.console import setup_logging
 from evalsuite.errors import EvalsuiteError
 
