@@ -110,14 +110,30 @@ class SharedPrefixLM(HFLM):
         super().__init__(*args, **kwargs)
         accelerator = getattr(self, "accelerator", None)  # set by HFLM under a multi-process launcher
         self.processes = Processes.of_accelerator(accelerator)
-        # lm-eval splits documents across ranks, and each rank then draws its few-shot exemplars from its own
-        # random stream, so scores change with the number of processes (lm-eval issue #1719). Here lm-eval
-        # sees one process everywhere: every rank builds every request, exactly as a single process does,
-        # and this class splits the forwards across ranks and gathers the answers.
-        self._rank, self._world_size = 0, 1
         self.pack_tokens = int(pack_tokens)
         self.stats = ForwardStats()
         self._keeps_selected_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    # lm-eval splits documents across ranks, and each rank then draws its few-shot exemplars from its own
+    # random stream, so scores change with the number of processes (lm-eval issue #1719). Here lm-eval sees
+    # one process everywhere (its HFLM and evaluator read these two properties): every rank builds every
+    # request, exactly as a single process does, and this class splits the forwards across ranks
+    # (`self.processes`) and gathers the answers.
+    @property
+    def rank(self) -> int:
+        return 0
+
+    @property
+    def world_size(self) -> int:
+        return 1
+
+    # Rows of the generation chunk being run under `--batch-size auto`: HFLM's generate_until batches by
+    # `self.batch_size`, so while a chunk runs this is what it reads (None: HFLM's own value).
+    _chunk_rows: int | None = None
+
+    @property
+    def batch_size(self) -> int | str:
+        return self._chunk_rows if self._chunk_rows is not None else super().batch_size
 
     def loglikelihood(self, requests: list, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         # lm-eval's "Tokenizing inputs" bar: hidden while evalsuite's task bar shows the progress
@@ -312,7 +328,7 @@ class SharedPrefixLM(HFLM):
         try:
             while start < len(order):
                 chunk = order[start : start + rows]
-                self.batch_size_per_gpu = len(chunk)  # HFLM runs the chunk as one batch
+                self._chunk_rows = len(chunk)  # HFLM runs the chunk as one batch
                 try:
                     out = super().generate_until([requests[i] for i in chunk], disable_tqdm=True)
                 except (torch.OutOfMemoryError, RuntimeError) as e:
@@ -329,7 +345,7 @@ class SharedPrefixLM(HFLM):
                 progress.update(len(chunk))
                 start += len(chunk)
         finally:
-            self.batch_size_per_gpu = "auto"  # type: ignore[assignment]  # HFLM holds "auto" here under auto
+            self._chunk_rows = None
             progress.close()
         return texts  # type: ignore[return-value]
 

@@ -24,12 +24,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from evalsuite import lm_eval_files
 from evalsuite.errors import OutputDirError
 from evalsuite.files import write_text_atomic
 
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
-REQUEST_CACHE = "requests"  # + `-<task key>`; lm-eval appends `_rank<N>.db`
 
 
 def run_key(settings: dict[str, Any]) -> str:
@@ -126,17 +126,11 @@ class Checkpoint:
 
     def request_cache(self, task_key: str) -> str:
         """lm-eval's `use_cache` path for one suite task (one file each, so counts are per task)."""
-        return str(self.folder / f"{REQUEST_CACHE}-{task_key}")
+        return lm_eval_files.request_cache_path(self.folder, task_key)
 
     def cached_requests(self, task_key: str) -> int:
         """How many of the task's requests were answered before an interruption (0 when none)."""
-        import sqlite3
-
-        total = 0
-        for db in self.folder.glob(f"{REQUEST_CACHE}-{task_key}_rank*.db"):
-            with sqlite3.connect(db) as conn:
-                total += conn.execute("SELECT COUNT(*) FROM unnamed").fetchone()[0]
-        return total
+        return lm_eval_files.cached_request_counts(self.folder).get(task_key, 0)
 
     def finished(self, task_key: str) -> FinishedTask | None:
         path = self.folder / "tasks" / f"{task_key}.json"
@@ -157,8 +151,7 @@ class Checkpoint:
         """Whether anything worth resuming is saved: a finished task or an answered request."""
         if any((self.folder / "tasks").glob("*.json")):
             return True
-        return any(self.cached_requests(path.name.removeprefix(f"{REQUEST_CACHE}-").split("_rank")[0]) for path in
-                   self.folder.glob(f"{REQUEST_CACHE}-*_rank*.db"))  # fmt: skip
+        return any(lm_eval_files.cached_request_counts(self.folder).values())
 
     def discard_if_empty(self) -> None:
         """A run that failed before saving anything leaves nothing behind: not its in-progress folder, nor the

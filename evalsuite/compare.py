@@ -12,7 +12,6 @@ same protocol on the same rows: otherwise `NotComparableError` says what differs
 
 from __future__ import annotations
 
-import json
 import math
 from enum import StrEnum
 from pathlib import Path
@@ -21,8 +20,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from evalsuite.errors import NotComparableError
+from evalsuite.lm_eval_files import sample_scores
 from evalsuite.protocol import Protocol
-from evalsuite.results import LM_EVAL_DIR, SuiteResults, TaskResult
+from evalsuite.results import SuiteResults, TaskResult
 
 
 class Verdict(StrEnum):
@@ -137,14 +137,10 @@ def _per_document_scores(run_dir: Path, task: TaskResult) -> dict[tuple[str, int
     """(lm-eval task, doc_id, doc_hash) -> the metric's per-document score, or None if samples were not logged."""
     scores: dict[tuple[str, int, str], float] = {}
     for leaf in task.lm_eval_tasks:
-        path = run_dir / LM_EVAL_DIR / f"samples_{leaf}.jsonl"
-        if not path.is_file():
+        found = sample_scores(run_dir, leaf, task.metric.name, task.metric.filter)
+        if found is None:
             return None
-        for line in path.read_text(encoding="utf-8").splitlines():
-            sample = json.loads(line)
-            if sample.get("filter", "none") != task.metric.filter:
-                continue
-            scores[(leaf, int(sample["doc_id"]), str(sample.get("doc_hash", "")))] = float(sample[task.metric.name])
+        scores.update({(leaf, doc_id, doc_hash): score for (doc_id, doc_hash), score in found.items()})
     return scores
 
 

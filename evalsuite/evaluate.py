@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from evalsuite import runner  # runner imports torch/lm_eval only inside its functions
+from evalsuite import lm_eval_files, runner  # runner imports torch/lm_eval only inside its functions
 from evalsuite._version import __version__
 from evalsuite.checkpoint import Checkpoint, CheckpointState, run_key
 from evalsuite.data import DataPlan, TaskData, plan_hub, plan_local
@@ -429,9 +429,9 @@ def _lm_eval_files(raw_runs: list[runner.RawTaskRun]) -> dict[str, str]:
     """lm-eval's own output per suite task, and its samples per lm-eval task (named as lm-eval names them)."""
     files = {}
     for raw in raw_runs:
-        files[f"{raw.data.spec.key}.json"] = runner.to_json(raw.output)
+        files[lm_eval_files.output_file(raw.data.spec.key)] = runner.to_json(raw.output)
         for leaf, samples in raw.samples.items():
-            files[f"samples_{leaf}.jsonl"] = "".join(runner.to_json(x, indent=None) + "\n" for x in samples)
+            files[lm_eval_files.samples_file(leaf)] = lm_eval_files.samples_text(samples, runner.to_json)
     return files
 
 

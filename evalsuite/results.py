@@ -18,8 +18,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from evalsuite import lm_eval_files
 from evalsuite.errors import OutputDirError, ResultsSchemaError, RunError
 from evalsuite.files import staging_folder
+from evalsuite.lm_eval_files import LM_EVAL_DIR
 from evalsuite.model_ref import ModelSource
 from evalsuite.protocol import Protocol
 from evalsuite.suite import MetricKey, TaskSpec
@@ -27,7 +29,6 @@ from evalsuite.suite import MetricKey, TaskSpec
 # Do not change the meaning of a field without incrementing this (and adding a migration to MIGRATIONS).
 SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
-LM_EVAL_DIR = "lm_eval"
 
 
 class _Model(BaseModel):
@@ -239,15 +240,15 @@ def _float(value: Any) -> float | None:
 
 
 def _leaf_scores(spec: TaskSpec, output: dict[str, Any]) -> list[SubtaskScore]:
-    leaves = output.get("group_subtasks", {}).get(spec.lm_eval_group)
+    leaves = lm_eval_files.subtask_names(output, spec.lm_eval_group)
     if not leaves:
         raise RunError(f"lm-eval output has no subtasks for group {spec.lm_eval_group!r}")
     scores = []
     for leaf in leaves:
-        shots = output.get("n-shot", {}).get(leaf)
+        shots = lm_eval_files.shots(output, leaf)
         if shots != spec.num_fewshot:
             raise RunError(f"{leaf} ran {shots}-shot but the suite says {spec.num_fewshot}-shot")
-        row = output["results"].get(leaf, {})
+        row = lm_eval_files.metrics(output, leaf)
         if spec.metric.lm_eval_key not in row:
             found = ", ".join(k for k in row if "," in k and "_stderr" not in k)
             raise RunError(f"{leaf}: lm-eval reported no {spec.metric} (found: {found or 'nothing'})")
@@ -259,7 +260,7 @@ def _leaf_scores(spec: TaskSpec, output: dict[str, Any]) -> list[SubtaskScore]:
                 lm_eval_task=leaf,
                 value=value,
                 stderr=_float(row.get(spec.metric.lm_eval_stderr_key)),
-                documents=int(output["n-samples"][leaf]["effective"]),
+                documents=lm_eval_files.documents_scored(output, leaf),
             )
         )
     return scores

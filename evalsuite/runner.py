@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from evalsuite import lm_eval_files
 from evalsuite.data import TaskData
 from evalsuite.errors import RunError, SuiteConfigError
 from evalsuite.model_ref import LoadableModel
@@ -97,7 +98,7 @@ class RawTaskRun:
     @property
     def model_sha(self) -> str | None:
         """The Hub commit lm-eval resolved for the model ("" off the Hub)."""
-        return self.output.get("config", {}).get("model_sha") or None
+        return lm_eval_files.model_sha(self.output)
 
     @property
     def batch_sizes(self) -> list[int]:

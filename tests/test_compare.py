@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from evalsuite.cli import app
 from evalsuite.compare import NotComparableError, Verdict, compare_runs
-from evalsuite.results import LM_EVAL_DIR, SCHEMA_VERSION, read_results
+from evalsuite.lm_eval_files import LM_EVAL_DIR
+from evalsuite.results import SCHEMA_VERSION, read_results
 
 runner = CliRunner()
 BASE = read_results(SAKURA)

@@ -209,18 +209,26 @@ def test_datasets_pings_download_counts_only_while_its_config_says_so():
     assert config.HF_UPDATE_DOWNLOAD_COUNTS == before  # restored: callers' processes keep their setting
 
 
-def test_hflm_reads_the_state_the_shared_prefix_backend_sets():
-    """backend.SharedPrefixLM sets HFLM's `_rank`/`_world_size` to 0/1 (lm-eval then builds every request on
-    every rank, and evalsuite splits the forwards) and `batch_size_per_gpu` around each generation chunk
-    (HFLM's `batch_size` property returns it); HFLM must still read them from there."""
+def test_hflm_reads_rank_world_size_and_batch_size_through_the_properties_evalsuite_overrides():
+    """backend.SharedPrefixLM overrides HFLM's `rank`/`world_size` (0/1: lm-eval builds every request on every
+    rank, evalsuite splits the forwards) and `batch_size` (the rows of one generation chunk under auto). That
+    works only while HFLM and the evaluator read them through the properties, never `_rank`/`_world_size`/
+    `batch_size_per_gpu` directly (outside __init__ and the properties themselves)."""
+    from lm_eval import evaluator
     from lm_eval.models.huggingface import HFLM
 
-    assert "return self._rank" in inspect.getsource(HFLM.rank.fget), "HFLM.rank no longer returns self._rank"
-    assert "return self._world_size" in inspect.getsource(HFLM.world_size.fget), "HFLM.world_size moved"
-    assert "return self.batch_size_per_gpu" in inspect.getsource(HFLM.batch_size.fget), (
-        "HFLM.batch_size no longer returns batch_size_per_gpu: backend.SharedPrefixLM's generation chunks break"
-    )
+    direct = {
+        name: [attr for attr in ("self._rank", "self._world_size", "self.batch_size_per_gpu") if attr in source]
+        for name, member in vars(HFLM).items()
+        if name not in ("__init__", "rank", "world_size", "batch_size")
+        and callable(getattr(member, "fget", member))
+        and (source := inspect.getsource(getattr(member, "fget", member)))
+    }
+    assert {name: attrs for name, attrs in direct.items() if attrs} == {}, "HFLM reads its state directly again"
     assert "self.batch_size" in inspect.getsource(HFLM.generate_until), "HFLM.generate_until stopped batching"
+    assert "lm.rank" in inspect.getsource(evaluator.evaluate) and "lm.world_size" in inspect.getsource(
+        evaluator.evaluate
+    )
 
 
 def test_lm_eval_generation_helpers_keep_their_signatures():
@@ -241,7 +249,7 @@ def test_lm_evals_request_cache_is_one_sqlitedict_per_rank():
 
     assert '"_rank"' in inspect.getsource(evaluator.simple_evaluate) and '".db"' in inspect.getsource(
         evaluator.simple_evaluate
-    ), "simple_evaluate names its request cache differently: update checkpoint.REQUEST_CACHE's glob"
+    ), "simple_evaluate names its request cache differently: update evalsuite/lm_eval_files.py"
     assert "SqliteDict(cache_db" in inspect.getsource(model.CachingLM.__init__)
     assert inspect.signature(SqliteDict.__init__).parameters["tablename"].default == "unnamed"
 
