@@ -36,9 +36,8 @@ import torch.nn.functional as F
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
-from evalsuite import generation
+from evalsuite import generation, oom
 from evalsuite.errors import RunError
-from evalsuite.generation import is_out_of_memory
 from evalsuite.packing import DEFAULT_PACK_TOKENS, Pack, Request, build_batch, pack_requests, rows_in_next_forward
 from evalsuite.processes import Processes
 from evalsuite.progress import bar_open
@@ -190,16 +189,13 @@ class SharedPrefixLM(HFLM):
             chunk = packs[start : start + rows_in_next_forward(lengths[start : start + rows], rows, tokens)]
             try:
                 results = self._score(chunk)
-            except (torch.OutOfMemoryError, RuntimeError) as e:
-                if not (is_out_of_memory(e) and self.batch_size == "auto" and len(chunk) > 1):
+            except oom.CAUGHT as e:
+                if not oom.may_back_off(e, self.batch_size == "auto", len(chunk)):
                     raise
-                # back off and keep the smaller size for the (shorter) packs that follow
-                rows = len(chunk) // 2
+                # keep the smaller size for the (shorter) packs that follow
+                rows = oom.halved(len(chunk), "scoring")
                 tokens = rows * lengths[start]
                 self.stats.oom_backoffs += 1
-                log.warning("out of memory at %d rows per forward; retrying with %d", len(chunk), rows)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
                 continue
             for index, answer in results:
                 answers[index] = answer
@@ -331,14 +327,11 @@ class SharedPrefixLM(HFLM):
                 self._chunk_rows = len(chunk)  # HFLM runs the chunk as one batch
                 try:
                     out = super().generate_until([requests[i] for i in chunk], disable_tqdm=True)
-                except (torch.OutOfMemoryError, RuntimeError) as e:
-                    if not (is_out_of_memory(e) and len(chunk) > 1):
+                except oom.CAUGHT as e:
+                    if not oom.may_back_off(e, auto=True, rows=len(chunk)):  # this path runs under auto only
                         raise
-                    rows = len(chunk) // 2
+                    rows = oom.halved(len(chunk), "generating")
                     self.stats.oom_backoffs += 1
-                    log.warning("out of memory generating %d prompts at once; retrying with %d", len(chunk), rows)
-                    if torch.cuda.is_available():
-                        torch.cuda.empty_cache()
                     continue
                 for i, text in zip(chunk, out, strict=True):
                     texts[i] = text

@@ -272,19 +272,15 @@ class ScoringRows:
 
     def run(self, score: Callable[[int], list[float]]) -> list[float]:
         """score(rows), retried with half the rows while `auto` and the device runs out of memory."""
-        import torch
-
-        from evalsuite.generation import is_out_of_memory
+        from evalsuite import oom
 
         while True:
             try:
                 return score(self.rows)
-            except (torch.OutOfMemoryError, RuntimeError) as e:
-                if not (self.auto and self.rows > 1 and is_out_of_memory(e)):
+            except oom.CAUGHT as e:
+                if not oom.may_back_off(e, self.auto, self.rows):
                     raise
-            self.rows //= 2
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            self.rows = oom.halved(self.rows, "scoring neighbours")
 
 
 def score_items(

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
+from evalsuite import oom
 from evalsuite._compat import kv_cache_kwarg
 
 log = logging.getLogger(__name__)
@@ -99,10 +100,6 @@ def eos_token_ids(model: PreTrainedModel) -> set[int]:
     if eos is None:
         return set()
     return {int(eos)} if isinstance(eos, int) else {int(e) for e in eos}
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
 class _InPlaceLayer(DynamicLayer):
@@ -393,20 +390,15 @@ class ContinuousGreedy:
         """call(argument); an out-of-memory error this generator may back off from becomes _OutOfMemory."""
         try:
             return call(argument)
-        except (torch.OutOfMemoryError, RuntimeError) as e:
-            if not (self.backoff_on_oom and is_out_of_memory(e)):
+        except oom.CAUGHT as e:
+            if not (self.backoff_on_oom and oom.is_out_of_memory(e)):
                 raise
             raise _OutOfMemory from e
 
     def _shrink(self, batch: _Batch | None, wanted: int) -> _Batch | None:
         """Halve the slots; the newest live rows beyond them go back to the front of the queue."""
-        if wanted <= 1:
-            raise torch.OutOfMemoryError("out of memory generating for a single prompt")
-        self.slots = max(1, wanted // 2)
+        self.slots = oom.halved(wanted, "generating")
         self.oom_backoffs += 1
-        log.warning("out of memory generating %d prompts at once; continuing with %d", wanted, self.slots)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
         if batch is None:
             return None
         live = [r for r, alive in enumerate(batch.live) if alive]

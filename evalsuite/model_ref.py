@@ -160,7 +160,13 @@ def check_hub_access(ref: ModelRef, hub_dataset: str | None) -> None:
     except RepositoryNotFoundError:
         what = ref.location if needs_model else hub_dataset
         raise ModelRefError(f"{what}: not found on the Hub (a typo, or private: log in with `hf auth login`)") from None
-    except Exception as e:  # network: DNS, refused, timeout, proxy
+    except Exception as e:  # network: DNS, refused, timeout, proxy; the Hub rate-limiting or down
+        if _http_status(e) == 429:
+            login = "" if os.environ.get("HF_TOKEN") else ", or log in (`hf auth login`) for a higher limit"
+            raise ModelRefError(
+                "the Hugging Face Hub is rate-limiting this machine (429 Too Many Requests); wait a few minutes "
+                f"and run again{login}"
+            ) from None
         if not _is_network_error(e):
             raise
         why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
@@ -181,10 +187,18 @@ def check_hub_access(ref: ModelRef, hub_dataset: str | None) -> None:
         ) from None
 
 
+def _http_status(error: BaseException) -> int | None:
+    response = getattr(error, "response", None)
+    return getattr(response, "status_code", None)
+
+
 def _is_network_error(error: BaseException) -> bool:
+    """A Hub that cannot be reached: no connection, a timeout, or a server error (5xx) after the client's retries."""
     names = {cls.__name__ for cls in type(error).__mro__}
+    status = _http_status(error)
     return bool(names & {"ConnectError", "ConnectTimeout", "TimeoutException", "NetworkError", "TransportError",
-                         "ConnectionError", "OfflineModeIsEnabled"}) or isinstance(error, OSError)  # fmt: skip
+                         "ConnectionError", "OfflineModeIsEnabled"}) or isinstance(error, OSError) or (
+        status is not None and status >= 500)  # fmt: skip
 
 
 def check_gguf_header(path: Path) -> None:

@@ -1,0 +1,140 @@
+"""The headline commands against a Hub-compatible server on loopback (tests/fake_hub.py), through the real
+clients: `evalsuite run ORG/MODEL@REV` (huggingface_hub resolves and downloads, transformers and lm-eval load)
+and `evalsuite card update --push ORG/MODEL --create-pr` (huggingface_hub's preupload and commit).
+
+Each command runs as the installed `evalsuite` in its own process, since huggingface_hub reads HF_ENDPOINT,
+HF_HOME and HF_HUB_OFFLINE once, when imported. Datasets still come from --data-dir here: serving the six
+datasets' repositories (dataset cards with configs, parquet shards) is not built yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_DATA
+from fake_hub import FakeHub
+
+EVALSUITE = str(Path(sys.executable).parent / "evalsuite")
+TOKEN = "hf_evalsuiteFakeToken0123456789abcdef"  # never to be printed
+
+
+def _evalsuite(args: list[str], hub: FakeHub, home: Path, **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home), "HF_TOKEN": TOKEN, **env}
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if name not in env:
+            environment.pop(name, None)
+    return subprocess.run([EVALSUITE, *args], capture_output=True, text=True, env=environment, timeout=600)
+
+
+def _values(output_dir: Path) -> dict[str, float]:
+    (results,) = output_dir.glob("*/*/results.json")
+    return {t["key"]: t["value"] for t in json.loads(results.read_text())["tasks"]}
+
+
+@pytest.fixture(scope="module")
+def published(model_folder: str, tmp_path_factory: pytest.TempPathFactory):
+    """SmolLM2 published as org/smollm2 with two revisions: the first commit, and main (a changed README)."""
+    hub = FakeHub()
+    folder = tmp_path_factory.mktemp("weights")
+    for p in Path(model_folder).iterdir():
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "README.md").write_text("# SmolLM2 on the fake Hub\n")
+    first = hub.publish_model("org/smollm2", folder)
+    (folder / "README.md").write_text("# SmolLM2 on the fake Hub\n\nSecond revision.\n")
+    main = hub.publish_model("org/smollm2", folder)
+    with hub.serving():
+        yield hub, first, main
+
+
+def test_a_hub_model_at_a_revision_gives_the_local_values_and_reruns_offline(
+    published, model_folder: str, tmp_path: Path
+):
+    hub, first, main = published
+    assert first != main
+    args = ["--data-dir", str(SAMPLE_DATA), "--tasks", "arc,truthfulqa", "--limit", "2"]
+    home = tmp_path / "hf-home"
+
+    online = _evalsuite(["run", f"org/smollm2@{first}", *args, "--output-dir", str(tmp_path / "hub")], hub, home)
+    assert online.returncode == 0, online.stderr[-3000:]
+    (results,) = (tmp_path / "hub").glob("org__smollm2/*/results.json")
+    model = json.loads(results.read_text())["model"]
+    assert (model["source"], model["revision"], model["sha"]) == ("hub", first, first)
+    assert hub.count("GET", f"/org/smollm2/resolve/{first}/model.safetensors") == 1
+    assert TOKEN not in online.stdout + online.stderr
+
+    local = _evalsuite(["run", model_folder, *args, "--output-dir", str(tmp_path / "local")], hub, home)
+    assert local.returncode == 0, local.stderr[-3000:]
+    assert _values(tmp_path / "hub") == _values(tmp_path / "local")
+
+    # the air-gapped recipe: the same command with HF_HUB_OFFLINE=1 runs from the cache, asking the Hub nothing
+    before = len(hub.requests)
+    offline = _evalsuite(
+        ["run", f"org/smollm2@{first}", *args, "--output-dir", str(tmp_path / "offline")], hub, home, HF_HUB_OFFLINE="1"
+    )
+    assert offline.returncode == 0, offline.stderr[-3000:]
+    assert len(hub.requests) == before, [r.path for r in hub.requests[before:]]
+    assert _values(tmp_path / "offline") == _values(tmp_path / "hub")
+
+
+def test_an_unknown_revision_is_one_line_before_anything_loads(published, tmp_path: Path):
+    hub, _, _ = published
+    out = tmp_path / "results"
+    result = _evalsuite(["run", "org/smollm2@nope", "--data-dir", str(SAMPLE_DATA), "--output-dir", str(out)], hub,
+                        tmp_path / "hf-home")  # fmt: skip
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line == "error: org/smollm2 has no revision 'nope' on the Hub"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (503, "the Hugging Face Hub is unreachable (HfHubHTTPError"),
+        (429, "the Hugging Face Hub is rate-limiting this machine (429 Too Many Requests); wait"),
+    ],
+)
+def test_a_hub_that_is_down_or_rate_limited_is_one_line_in_bounded_time(published, status, expected, tmp_path):
+    hub, first, _ = published
+    hub.fail_with(status)
+    try:
+        before = len(hub.requests)
+        result = _evalsuite(["run", f"org/smollm2@{first}", "--data-dir", str(SAMPLE_DATA), "--output-dir",
+                             str(tmp_path / "out")], hub, tmp_path / "hf-home")  # fmt: skip
+    finally:
+        hub.fail_with(None)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {expected}"), line
+    assert len(hub.requests) - before <= 6  # retries are bounded
+    assert not (tmp_path / "out").exists()
+
+
+def test_card_push_sends_the_readme_bytes_as_a_pull_request_and_never_the_token(published, tmp_path: Path):
+    hub, _, _ = published
+    readme = tmp_path / "README.md"
+    readme.write_bytes("---\nlicense: apache-2.0\n---\n# My model\n\nCafé, CRLF kept:\r\nend\n".encode())
+    result = _evalsuite(
+        ["card", "update", str(readme), "--results", str(_a_results_file()), "--push", "org/smollm2", "--create-pr"],
+        hub,
+        tmp_path / "hf-home",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    commit = hub.models["org/smollm2"].commits[-1]
+    assert commit["create_pr"] is True
+    assert commit["files"] == {"README.md": readme.read_bytes()}  # exactly the local file, as updated
+    assert "discussions/" in result.stderr
+    assert TOKEN not in result.stdout + result.stderr
+    uploads = [r for r in hub.requests if "/preupload/" in r.path or "/commit/" in r.path]
+    assert uploads and all(r.authorization == f"Bearer {TOKEN}" for r in uploads)
+
+
+def _a_results_file() -> Path:
+    from conftest import SAKURA
+
+    return SAKURA / "results.json"  # a complete run's results: what a card carries
