@@ -53,6 +53,7 @@ class Request:
 class FakeHub:
     def __init__(self) -> None:
         self.models: dict[str, Repo] = {}
+        self.datasets: dict[str, Repo] = {}
         self.requests: list[Request] = []
         self.failure: int | None = None
         self._server: ThreadingHTTPServer | None = None
@@ -60,9 +61,16 @@ class FakeHub:
     # --- what the tests set up
 
     def publish_model(self, repo_id: str, folder: Path, branch: str = "main") -> str:
-        """The folder's files as a new commit of `repo_id` on `branch`; returns the commit sha."""
+        """The folder's files as a new commit of model `repo_id` on `branch`; returns the commit sha."""
         files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-        repo = self.models.setdefault(repo_id, Repo())
+        return self._publish(self.models, repo_id, files, branch)
+
+    def publish_dataset(self, repo_id: str, files: dict[str, bytes], branch: str = "main") -> str:
+        """`files` (path in repo -> bytes) as a new commit of dataset `repo_id`; returns the commit sha."""
+        return self._publish(self.datasets, repo_id, files, branch)
+
+    def _publish(self, repos: dict[str, Repo], repo_id: str, files: dict[str, bytes], branch: str) -> str:
+        repo = repos.setdefault(repo_id, Repo())
         sha = hashlib.sha1(repo_id.encode() + str(len(repo.revisions)).encode() + b"".join(files.values())).hexdigest()
         revision = Revision(sha, files)
         repo.revisions[branch] = revision
@@ -124,24 +132,32 @@ class FakeHub:
         parts = path.strip("/").split("/")
         if parts == ["api", "validate-yaml"] and method == "POST":  # the metadata check of a README upload
             return self._validate_yaml(handler, body)
-        if parts[:2] == ["api", "models"] and len(parts) >= 4:
+        if parts[:1] == ["api"] and len(parts) >= 4 and parts[1] in ("models", "datasets"):
+            repos = self.models if parts[1] == "models" else self.datasets
             repo_id, rest = "/".join(parts[2:4]), parts[4:]
             if not rest:
-                return self._model_info(handler, method, repo_id, "main")
+                return self._info(handler, method, repos, repo_id, "main")
             if rest[0] == "revision" and len(rest) >= 2:
-                return self._model_info(handler, method, repo_id, "/".join(rest[1:]))
+                return self._info(handler, method, repos, repo_id, "/".join(rest[1:]))
             if rest[0] == "tree" and len(rest) >= 2:
-                return self._tree(handler, method, repo_id, rest[1], "/".join(rest[2:]))
+                recursive = parse_qs(url.query).get("recursive") == ["true"]
+                return self._tree(handler, method, repos, repo_id, rest[1], "/".join(rest[2:]), recursive)
+            if rest[0] == "paths-info" and len(rest) >= 2 and method == "POST":
+                return self._paths_info(handler, repos, repo_id, rest[1], body)
             if rest[0] == "preupload" and method == "POST":
                 return self._preupload(handler, repo_id, body)
             if rest[0] == "commit" and method == "POST":
                 return self._commit(handler, repo_id, "/".join(rest[1:]), parse_qs(url.query), body)
+        if parts[:1] == ["datasets"] and len(parts) >= 6 and parts[3] == "resolve":
+            return self._resolve(handler, method, self.datasets, "/".join(parts[1:3]), parts[4], "/".join(parts[5:]))
         if len(parts) >= 5 and parts[2] == "resolve":
-            return self._resolve(handler, method, "/".join(parts[:2]), parts[3], "/".join(parts[4:]))
+            return self._resolve(handler, method, self.models, "/".join(parts[:2]), parts[3], "/".join(parts[4:]))
         _send(handler, method, 404, b'{"error": "not served by the fake Hub"}', {"X-Error-Code": "RepoNotFound"})
 
-    def _revision(self, handler: BaseHTTPRequestHandler, method: str, repo_id: str, rev: str) -> Revision | None:
-        repo = self.models.get(repo_id)
+    def _revision(
+        self, handler: BaseHTTPRequestHandler, method: str, repos: dict[str, Repo], repo_id: str, rev: str
+    ) -> Revision | None:
+        repo = repos.get(repo_id)
         if repo is None:
             _send(handler, method, 404, b'{"error": "Repository not found"}', {"X-Error-Code": "RepoNotFound"})
             return None
@@ -150,8 +166,10 @@ class FakeHub:
             _send(handler, method, 404, b'{"error": "Invalid rev id"}', {"X-Error-Code": "RevisionNotFound"})
         return revision
 
-    def _model_info(self, handler: BaseHTTPRequestHandler, method: str, repo_id: str, rev: str) -> None:
-        revision = self._revision(handler, method, repo_id, rev)
+    def _info(
+        self, handler: BaseHTTPRequestHandler, method: str, repos: dict[str, Repo], repo_id: str, rev: str
+    ) -> None:
+        revision = self._revision(handler, method, repos, repo_id, rev)
         if revision is None:
             return
         info = {
@@ -160,9 +178,18 @@ class FakeHub:
         }  # fmt: skip
         _send(handler, method, 200, json.dumps(info).encode(), {"Content-Type": "application/json"})
 
-    def _tree(self, handler: BaseHTTPRequestHandler, method: str, repo_id: str, rev: str, folder: str) -> None:
-        """The entries directly under `folder` (the Hub's tree listing); 404 EntryNotFound if there are none."""
-        revision = self._revision(handler, method, repo_id, rev)
+    def _tree(
+        self,
+        handler: BaseHTTPRequestHandler,
+        method: str,
+        repos: dict[str, Repo],
+        repo_id: str,
+        rev: str,
+        folder: str,
+        recursive: bool = False,
+    ) -> None:
+        """The entries under `folder` (the Hub's tree listing); 404 EntryNotFound if there are none."""
+        revision = self._revision(handler, method, repos, repo_id, rev)
         if revision is None:
             return
         prefix = f"{folder}/" if folder else ""
@@ -170,20 +197,40 @@ class FakeHub:
         for name, content in revision.files.items():
             if not name.startswith(prefix):
                 continue
-            head, _, tail = name[len(prefix) :].partition("/")
-            path = prefix + head
-            if tail:
+            parts = name[len(prefix) :].split("/")
+            for depth in range(1, len(parts) if recursive else 1):  # the folders on the way
+                path = prefix + "/".join(parts[:depth])
                 entries.setdefault(path, {"type": "directory", "path": path, "oid": revision.sha, "size": 0})
+            if recursive or len(parts) == 1:
+                entries[name] = _file_entry(name, content)
             else:
-                oid = hashlib.sha1(content).hexdigest()
-                entries[path] = {"type": "file", "path": path, "oid": oid, "size": len(content)}
+                path = prefix + parts[0]
+                entries.setdefault(path, {"type": "directory", "path": path, "oid": revision.sha, "size": 0})
         if not entries:
             return _send(handler, method, 404, b'{"error": "Entry not found"}', {"X-Error-Code": "EntryNotFound"})
-        _send(handler, method, 200, json.dumps(sorted(entries.values(), key=lambda e: e["path"])).encode(),
-              {"Content-Type": "application/json"})  # fmt: skip
+        listing = json.dumps(sorted(entries.values(), key=lambda e: e["path"])).encode()
+        _send(handler, method, 200, listing, {"Content-Type": "application/json"})
 
-    def _resolve(self, handler: BaseHTTPRequestHandler, method: str, repo_id: str, rev: str, name: str) -> None:
-        revision = self._revision(handler, method, repo_id, rev)
+    def _paths_info(
+        self, handler: BaseHTTPRequestHandler, repos: dict[str, Repo], repo_id: str, rev: str, body: bytes
+    ) -> None:
+        """The entries of the paths asked for that exist (files, or folders holding files)."""
+        revision = self._revision(handler, "POST", repos, repo_id, rev)
+        if revision is None:
+            return
+        fields = parse_qs(body.decode()) if not body.startswith(b"{") else json.loads(body)
+        entries = []
+        for path in fields.get("paths", []):
+            if path in revision.files:
+                entries.append(_file_entry(path, revision.files[path]))
+            elif any(name.startswith(path.rstrip("/") + "/") for name in revision.files):
+                entries.append({"type": "directory", "path": path, "oid": revision.sha, "size": 0})
+        _send(handler, "POST", 200, json.dumps(entries).encode(), {"Content-Type": "application/json"})
+
+    def _resolve(
+        self, handler: BaseHTTPRequestHandler, method: str, repos: dict[str, Repo], repo_id: str, rev: str, name: str
+    ) -> None:
+        revision = self._revision(handler, method, repos, repo_id, rev)
         if revision is None:
             return
         if name not in revision.files:
@@ -240,6 +287,10 @@ class FakeHub:
         _send(handler, "POST", 200, json.dumps(answer).encode(), {"Content-Type": "application/json"})
 
 
+def _file_entry(path: str, content: bytes) -> dict:
+    return {"type": "file", "path": path, "oid": hashlib.sha1(content).hexdigest(), "size": len(content)}
+
+
 def _send(handler: BaseHTTPRequestHandler, method: str, status: int, body: bytes, headers: dict[str, str]) -> None:
     handler.send_response(status)
     for name, value in headers.items():
@@ -248,3 +299,43 @@ def _send(handler: BaseHTTPRequestHandler, method: str, status: int, body: bytes
     handler.end_headers()
     if method != "HEAD":
         handler.wfile.write(body)
+
+
+def h6_dataset_repos(data_dir: Path) -> dict[str, dict[str, bytes]]:
+    """The six H6 datasets as their Hub repositories lay them out today (a dataset card whose `configs` name the
+    parquet shards), built from an offline snapshot's rows (`<dir>/<split>.jsonl`). Splits the snapshot lacks
+    (HellaSwag's train in ../shared/data/h6) are missing here too. MMLU gets a config per subject and `all`."""
+    import io
+
+    from datasets import Dataset
+
+    from evalsuite.suite import load_suite
+
+    repos: dict[str, dict[str, bytes]] = {}
+    for spec in load_suite().tasks:
+        layout = spec.data
+        splits = {p.stem: [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+                  for p in sorted((data_dir / layout.dir).glob("*.jsonl"))}  # fmt: skip
+        configs: dict[str, dict[str, list[dict]]] = {}
+        if layout.subset_column:  # MMLU: one config per subject, and `all`
+            for split, rows in splits.items():
+                configs.setdefault(layout.hub_all_config or "all", {})[split] = rows
+                for subject in layout.subsets:
+                    chosen = [r for r in rows if r[layout.subset_column] == subject]
+                    if chosen:
+                        configs.setdefault(subject, {})[split] = chosen
+        else:
+            configs[layout.hub_config or "default"] = splits
+        files: dict[str, bytes] = {}
+        card = ["---", "configs:"]
+        for config, by_split in configs.items():
+            folder = config if layout.hub_config or layout.subset_column else "data"
+            card += [f"- config_name: {config}", "  data_files:"]
+            for split, rows in by_split.items():
+                buffer = io.BytesIO()
+                Dataset.from_list(rows).to_parquet(buffer)
+                files[f"{folder}/{split}-00000-of-00001.parquet"] = buffer.getvalue()
+                card += [f"  - split: {split}", f"    path: {folder}/{split}-*"]
+        files["README.md"] = "\n".join([*card, "---", ""]).encode()
+        repos[layout.hub_dataset] = files
+    return repos

@@ -2,9 +2,10 @@
 clients: `evalsuite run ORG/MODEL@REV` (huggingface_hub resolves and downloads, transformers and lm-eval load)
 and `evalsuite card update --push ORG/MODEL --create-pr` (huggingface_hub's preupload and commit).
 
-Each command runs as the installed `evalsuite` in its own process, since huggingface_hub reads HF_ENDPOINT,
-HF_HOME and HF_HUB_OFFLINE once, when imported. Datasets still come from --data-dir here: serving the six
-datasets' repositories (dataset cards with configs, parquet shards) is not built yet.
+The datasets are published too, as their Hub repositories lay them out today (dataset cards whose `configs`
+name parquet shards, built from the sample rows; HellaSwag without its train split, as ../shared lacks it),
+and the real `datasets` library loads them through lm-eval. Each command runs as the installed `evalsuite`
+in its own process, since huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE once, when imported.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLE_DATA
-from fake_hub import FakeHub
+from fake_hub import FakeHub, h6_dataset_repos
 
 EVALSUITE = str(Path(sys.executable).parent / "evalsuite")
 TOKEN = "hf_evalsuiteFakeToken0123456789abcdef"  # never to be printed
@@ -47,38 +48,68 @@ def published(model_folder: str, tmp_path_factory: pytest.TempPathFactory):
     first = hub.publish_model("org/smollm2", folder)
     (folder / "README.md").write_text("# SmolLM2 on the fake Hub\n\nSecond revision.\n")
     main = hub.publish_model("org/smollm2", folder)
+    for repo_id, files in h6_dataset_repos(SAMPLE_DATA).items():
+        hub.publish_dataset(repo_id, files)
     with hub.serving():
         yield hub, first, main
 
 
-def test_a_hub_model_at_a_revision_gives_the_local_values_and_reruns_offline(
+def test_a_hub_model_and_hub_datasets_give_the_local_values_and_rerun_offline(
     published, model_folder: str, tmp_path: Path
 ):
     hub, first, main = published
     assert first != main
-    args = ["--data-dir", str(SAMPLE_DATA), "--tasks", "arc,truthfulqa", "--limit", "2"]
+    tasks = ["--tasks", "arc,truthfulqa,winogrande", "--limit", "2"]
     home = tmp_path / "hf-home"
 
-    online = _evalsuite(["run", f"org/smollm2@{first}", *args, "--output-dir", str(tmp_path / "hub")], hub, home)
+    # no --data-dir: lm-eval loads allenai/ai2_arc, truthfulqa/truthful_qa and allenai/winogrande from the Hub
+    online = _evalsuite(["run", f"org/smollm2@{first}", *tasks, "--output-dir", str(tmp_path / "hub")], hub, home)
     assert online.returncode == 0, online.stderr[-3000:]
     (results,) = (tmp_path / "hub").glob("org__smollm2/*/results.json")
-    model = json.loads(results.read_text())["model"]
-    assert (model["source"], model["revision"], model["sha"]) == ("hub", first, first)
+    recorded = json.loads(results.read_text())
+    assert (recorded["model"]["source"], recorded["model"]["revision"], recorded["model"]["sha"]) == (
+        "hub",
+        first,
+        first,
+    )
+    assert recorded["settings"]["data_source"] == "hub"
     assert hub.count("GET", f"/org/smollm2/resolve/{first}/model.safetensors") == 1
+    assert hub.count("GET", "/datasets/allenai/winogrande/resolve/") >= 2  # its train (few-shot) and validation shards
     assert TOKEN not in online.stdout + online.stderr
 
-    local = _evalsuite(["run", model_folder, *args, "--output-dir", str(tmp_path / "local")], hub, home)
+    # the same rows read from the snapshot by the same weights from a local folder: the same values
+    local = _evalsuite(
+        ["run", model_folder, *tasks, "--data-dir", str(SAMPLE_DATA), "--output-dir", str(tmp_path / "local")],
+        hub,
+        home,
+    )
     assert local.returncode == 0, local.stderr[-3000:]
     assert _values(tmp_path / "hub") == _values(tmp_path / "local")
 
     # the air-gapped recipe: the same command with HF_HUB_OFFLINE=1 runs from the cache, asking the Hub nothing
     before = len(hub.requests)
     offline = _evalsuite(
-        ["run", f"org/smollm2@{first}", *args, "--output-dir", str(tmp_path / "offline")], hub, home, HF_HUB_OFFLINE="1"
+        ["run", f"org/smollm2@{first}", *tasks, "--output-dir", str(tmp_path / "offline")],
+        hub,
+        home,
+        HF_HUB_OFFLINE="1",
     )
     assert offline.returncode == 0, offline.stderr[-3000:]
     assert len(hub.requests) == before, [r.path for r in hub.requests[before:]]
     assert _values(tmp_path / "offline") == _values(tmp_path / "hub")
+
+
+def test_a_split_the_hub_dataset_lacks_is_one_line_and_nothing_written(published, tmp_path: Path):
+    hub, first, _ = published
+    out = tmp_path / "results"
+    result = _evalsuite(["run", f"org/smollm2@{first}", "--tasks", "hellaswag", "--limit", "1", "--output-dir",
+                         str(out)], hub, tmp_path / "hf-home")  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: hellaswag: the Hub dataset Rowan/hellaswag has no 'train' split, which lm-eval reads for this task; "
+        "pass --data-dir with a snapshot (a missing few-shot split falls back to the eval split there)"
+    )
+    assert not out.exists() or not any(out.rglob("*.json"))
 
 
 def test_an_unknown_revision_is_one_line_before_anything_loads(published, tmp_path: Path):
