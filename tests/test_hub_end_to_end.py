@@ -169,3 +169,18 @@ def _a_results_file() -> Path:
     from conftest import SAKURA
 
     return SAKURA / "results.json"  # a complete run's results: what a card carries
+
+
+def test_a_contamination_check_reads_the_hub_datasets_as_the_snapshot(published, model_folder: str, tmp_path: Path):
+    hub, first, _ = published
+    check = ["--tasks", "truthfulqa,mmlu", "--items", "2", "--neighbours", "3"]
+    hub_check = _evalsuite(["contamination", f"org/smollm2@{first}", "--reference", f"org/smollm2@{first}", *check,
+                            "--output-dir", str(tmp_path / "hub")], hub, tmp_path / "hf-home")  # fmt: skip
+    assert hub_check.returncode == 0, hub_check.stderr[-3000:]
+    assert hub.count("GET", "/datasets/cais/mmlu/resolve/") >= 1  # MMLU as the original reads it: the `all` config
+    local_args = ["contamination", model_folder, "--reference", model_folder, *check, "--data-dir", str(SAMPLE_DATA)]
+    local_check = _evalsuite([*local_args, "--output-dir", str(tmp_path / "local")], hub, tmp_path / "hf-home")
+    assert local_check.returncode == 0, local_check.stderr[-3000:]
+    (hub_items,) = (tmp_path / "hub").glob("*/contamination-*/items.jsonl")
+    (local_items,) = (tmp_path / "local").glob("*/contamination-*/items.jsonl")
+    assert hub_items.read_text() == local_items.read_text()  # same items, neighbours' losses and r(x)
