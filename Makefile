@@ -10,12 +10,13 @@ export EVALSUITE_CACHE_DIR ?= $(CURDIR)/.cache/evalsuite
 
 .PHONY: setup browser demo test lint clean
 
-$(BIN)/evalsuite: pyproject.toml
+$(BIN)/evalsuite: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU wheel of torch (on disk here); an unpinned torch would pull GBs of CUDA.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	# The versions CI passed with (constraints.txt), within pyproject.toml's ranges.
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 $(GGUF): | $(BIN)/evalsuite
