@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -12,6 +12,7 @@ from evalsuite.cli._app import app, one_line_errors
 from evalsuite.console import format_contamination
 from evalsuite.contamination import ORIGINAL_TASKS
 from evalsuite.errors import SuiteConfigError
+from evalsuite.evaluate import parse_batch_size
 
 
 @app.command("contamination")
@@ -58,7 +59,7 @@ def contamination(
         prefix_ratio=prefix_ratio,
         threshold=threshold,
         seed=seed,
-        batch_size="auto" if batch_size == "auto" else _positive_int(batch_size, "--batch-size"),
+        batch_size=_scoring_batch_size(batch_size),
         shared_prefix=shared_prefix,
         dtype=dtype,
         device=device,
@@ -69,11 +70,9 @@ def contamination(
     typer.echo(f"results: {outcome.folder}")
 
 
-def _positive_int(text: str, option: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise SuiteConfigError(f"{option} {text!r}: give a positive int or 'auto'")
-    return value
+def _scoring_batch_size(text: str) -> int | Literal["auto"]:
+    """`run`'s --batch-size parsing, less lm-eval's `auto:N` (the check re-probes nothing)."""
+    size = parse_batch_size(text)
+    if isinstance(size, str) and size != "auto":
+        raise SuiteConfigError(f"--batch-size {text!r}: give a positive int or 'auto'")
+    return "auto" if size == "auto" else int(size)
