@@ -16,7 +16,9 @@ transformers:
   name, is deprecated: removed from `forward` in 5.40, from `generate` in 6.0). `kv_cache_kwarg` and
   `returned_kv_cache` use whichever name the installed version has; `Cache.batch_repeat_interleave` copies
   a one-row cache to many rows (the contamination check's shared prefill). generation.py's decode steps
-  pass their cache by the same name (no deprecation warning on every GSM8K run).
+  pass their cache by the same name (no deprecation warning on every GSM8K run). Beyond that, only
+  generation.py's continuous batching edits a cache's layers (`DynamicLayer.keys/values/update`), in place,
+  as its own adapter; the contract test covers it too (docs/ARCHITECTURE.md lists every touch point).
 
 datasets:
 - every load of a packaged builder (the `json` files of `--data-dir`, once per lm-eval task: 62 in a full run)
@@ -24,11 +26,9 @@ datasets:
   unless `config.HF_UPDATE_DOWNLOAD_COUNTS` is false. `no_download_count_pings` turns it off for the calls
   inside it and back after: an offline run makes no network call, and no environment variable is changed.
 
-huggingface_hub (not exported from its top level):
-- `repocard.REGEX_YAML_BLOCK`: how the Hub finds a card's front matter. `card update` must see exactly the
-  front matter the Hub sees (a BOM-less match at the start, `--- ` closers with trailing blanks, any newline).
-- `repocard_data.eval_results_to_model_index` / `model_index_to_eval_results`: the model-index <-> EvalResult
-  conversions ModelCardData itself uses; `utils.yaml_dump`: the YAML style huggingface_hub writes cards in.
+huggingface_hub: exported API only (ModelCard, ModelCardData, EvalResult, HfApi). The one rule evalsuite
+repeats rather than calls is where a card's front matter ends (`readme.FRONT_MATTER`: card update edits the
+bytes, which ModelCard cannot do); the contract test checks it cuts cards where ModelCard does.
 """
 
 from __future__ import annotations
@@ -36,30 +36,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import re
 from collections.abc import Iterator
 from typing import Any
-
-from huggingface_hub.repocard import REGEX_YAML_BLOCK
-from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
-from huggingface_hub.utils import yaml_dump
 
 __all__ = [
     "cache_compiled_templates",
     "no_download_count_pings",
     "quiet_git_probe",
-    "eval_results_to_model_index",
-    "hub_front_matter_match",
     "kv_cache_kwarg",
     "returned_kv_cache",
-    "model_index_to_eval_results",
-    "yaml_dump",
 ]
-
-
-def hub_front_matter_match(text: str) -> re.Match[str] | None:
-    """The Hub's front-matter match on a card's text (groups: opener, YAML, closer)."""
-    return REGEX_YAML_BLOCK.search(text)
 
 
 @contextlib.contextmanager

@@ -21,7 +21,6 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCardData
 
-from evalsuite._compat import eval_results_to_model_index, model_index_to_eval_results, yaml_dump
 from evalsuite.contamination import ContaminationResults
 from evalsuite.errors import CardError
 from evalsuite.files import write_text_atomic
@@ -162,17 +161,36 @@ def render_contamination(results: ContaminationResults) -> str:
 _MODEL_INDEX = ("model-index",)
 
 
+# model-index <-> EvalResult goes through ModelCardData, the conversion huggingface_hub applies when it reads
+# and writes a card's metadata.
+
+
+def _model_index_entry(name: str, results: list[EvalResult]) -> dict[str, Any]:
+    """The model-index entry huggingface_hub writes for `results` of the model `name`."""
+    (entry,) = ModelCardData(model_name=name, eval_results=results).to_dict()["model-index"]
+    return dict(entry)
+
+
+def _parsed_results(result: Any) -> list[EvalResult]:
+    """The EvalResults huggingface_hub reads from one model-index result dict ([] for one it cannot read)."""
+    try:
+        metadata: dict[str, Any] = {"model-index": [{"name": "-", "results": [result]}]}  # as in a card's YAML
+        data = ModelCardData(**metadata)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return []  # not a result huggingface_hub can read: not evalsuite's to touch
+    return list(data.eval_results or [])
+
+
 def _is_ours(result: Any, ours: EvalResult) -> bool:
     """Whether a model-index result dict is `ours`: same task, dataset (type, config, split, revision), metric."""
-    try:
-        _, parsed = model_index_to_eval_results([{"name": "-", "results": [result]}])
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return False  # not a result huggingface_hub can read: not evalsuite's to touch
-    return any(r.unique_identifier == ours.unique_identifier and r.metric_type == ours.metric_type for r in parsed)
+    return any(
+        r.unique_identifier == ours.unique_identifier and r.metric_type == ours.metric_type
+        for r in _parsed_results(result)
+    )
 
 
 def _result_dict(result: EvalResult) -> dict[str, Any]:
-    return eval_results_to_model_index("-", [result])[0]["results"][0]
+    return dict(_model_index_entry("-", [result])["results"][0])
 
 
 def _replacement(existing: dict[str, Any], ours: EvalResult) -> dict[str, Any]:
@@ -248,7 +266,9 @@ def _holds_any(entry: Any, ours: list[EvalResult]) -> bool:
 
 
 def _dump(value: Any) -> str:
-    return yaml_dump(value, sort_keys=False)
+    """YAML in the style huggingface_hub writes cards in (block style, keys in order, UTF-8 as is); the
+    contract test checks it against ModelCardData.to_yaml."""
+    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
 
 
 def _new_model_index(lines: list[str], nl: str, entry: dict[str, Any]) -> list[str]:
@@ -277,7 +297,7 @@ def _updated_front_matter(
     if block is None and "model-index" in metadata:
         raise CardError("front matter: cannot find the `model-index:` line (flow style?); write it as a block first")
     if block is None or existing in (None, []):
-        entry = eval_results_to_model_index(model_name or name, ours)[0]
+        entry = _model_index_entry(model_name or name, ours)
         expected["model-index"] = [entry]
         if block is None:
             return "".join(_new_model_index(lines, nl, entry)), expected
@@ -292,7 +312,7 @@ def _updated_front_matter(
         raise CardError("front matter: cannot find each model-index entry on its own lines; fix its layout first")
     position = _target_entry(existing, name, model_name, ours)
     if position is None:  # a new entry after the last one
-        entry = eval_results_to_model_index(model_name or name, ours)[0]
+        entry = _model_index_entry(model_name or name, ours)
         expected["model-index"].append(entry)
         dash, _ = item_indent(lines[items[0][0]])
         at = items[-1][1]

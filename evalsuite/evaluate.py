@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite import lm_eval_files, runner  # runner imports torch/lm_eval only inside its functions
+from evalsuite._compat import no_download_count_pings
 from evalsuite._version import __version__
 from evalsuite.checkpoint import Checkpoint, CheckpointState, run_key
 from evalsuite.data import DataPlan, TaskData, plan_hub, plan_local
@@ -275,10 +276,6 @@ def _run_tasks(
 ) -> None:
     """Stage 2: each task in suite order, skipping those an interrupted run finished, checkpointing each
     as it ends; rank 0 hands every finished task to `builder`."""
-    # _compat imports huggingface_hub, and with it tqdm, which reads TQDM_DISABLE once: not at module level,
-    # since `evalsuite` (this module) is imported before the command quiets other libraries' bars
-    from evalsuite._compat import no_download_count_pings
-
     request, processes = prepared.request, model.processes
     settings = runner.EvalSettings(
         limit=request.limit, seeds=request.seeds, log_samples=request.log_samples, preset=prepared.preset

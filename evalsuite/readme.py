@@ -1,8 +1,9 @@
 """The text of a model card README: where its front matter is, where its managed section is, and line-level
 edits of YAML block structure that leave every other byte as it was.
 
-Front matter is found exactly as huggingface_hub finds it (its own pattern, through `_compat`), so a
-byte-order mark, a closing `--- ` with trailing spaces or mixed line endings never hide it. Edits work on
+Front matter is found by the Hub's rule (`FRONT_MATTER`, the rule huggingface_hub's ModelCard reads cards by;
+tests/test_dependency_contract.py checks both cut sample cards at the same byte), so a byte-order mark, a
+closing `--- ` with trailing spaces or mixed line endings never hide it. Edits work on
 lines: a YAML block sequence is split into its items by indentation, and only the items evalsuite owns are
 replaced; the caller re-parses the result and checks that it means what was intended.
 """
@@ -12,10 +13,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from evalsuite._compat import hub_front_matter_match
 from evalsuite.errors import CardError
 
 BOM = "\ufeff"
+# A card's front matter: an opening `---` line at the very start (blank space before it allowed), the
+# shortest YAML text after it, then a closing `---` line that may end in spaces or tabs (or the file).
+# Groups: opener, YAML, closer (with the newline before it).
+FRONT_MATTER = re.compile(r"^(\s*---(?:\r\n|\r|\n))([\S\s]*?)((?:\r\n|\r|\n)---[ \t]*(?:\r\n|\n|$))")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
@@ -47,7 +51,7 @@ def split_readme(text: str) -> Readme:
     bom = BOM if text.startswith(BOM) else ""
     text = text[len(bom) :]
     newline = _dominant_newline(text)
-    match = hub_front_matter_match(text)
+    match = FRONT_MATTER.search(text)
     if match is None:
         return Readme(bom, "", None, "", text, newline)
     # the newline before the closing `---` belongs to the YAML's last line

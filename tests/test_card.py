@@ -11,9 +11,8 @@ import pytest
 import yaml
 from conftest import FIXTURES, SAKURA
 from golden import check_golden
-from huggingface_hub import ModelCard
+from huggingface_hub import ModelCard, ModelCardData
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
-from huggingface_hub.repocard_data import model_index_to_eval_results
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -51,7 +50,8 @@ def test_golden_model_index_in_the_bots_form(update_golden):
 
 def test_model_index_round_trips_through_huggingface_hub():
     text = render_model_index(RESULTS, SUITE, source=LEADERBOARD_SOURCE)
-    name, parsed = model_index_to_eval_results(yaml.safe_load(text)["model-index"])
+    data = ModelCardData(**yaml.safe_load(text))
+    name, parsed = data.model_name, data.eval_results
     assert name == "kyujinpy/Sakura-SOLAR-Instruct"
     got = {(r.dataset_type, r.metric_type): (r.metric_value, r.dataset_args) for r in parsed}
     assert got == {

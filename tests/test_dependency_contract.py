@@ -13,7 +13,10 @@ Protocol leaderboard-v1 (evalsuite/fewshot.py, runner.TaskGroup):
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
+import pytest
+import yaml
 from conftest import SAMPLE_DATA
 
 from evalsuite import runner
@@ -105,31 +108,57 @@ def test_prompt_templates_are_compiled_once_and_render_the_same_text():
     assert calls, "lm-eval's tasks no longer render their templates through lm_eval.utils.apply_template"
 
 
-# --- huggingface_hub (evalsuite/_compat.py): card update must see the front matter the Hub sees
+# --- huggingface_hub (exported API only): card update must see the front matter the Hub sees
+
+CARDS = Path(__file__).parent / "fixtures" / "cards"
+FRONT_MATTER_CASES = [
+    "---\nlicense: mit\n---  \nbody",  # a closer with trailing blanks
+    "---\r\na: 1\r\n---\r\n\r\n# body\r\n",  # CRLF
+    "\n\n---\na: 1\n---\n",  # blank lines before the opener
+    "---\na: '--- x'\n---\nbody\n---\nmore\n",  # the first `---` line closes
+    "---\na: 1\n",  # no closer: no front matter
+    "# title\n---\na: 1\n---\n",  # not at the start: no front matter
+    "---\na: 1\n---",  # a closer at the end of the file
+]
 
 
-def test_hub_front_matter_pattern():
-    from evalsuite._compat import hub_front_matter_match
-
-    match = hub_front_matter_match("---\nlicense: mit\n---  \nbody")
-    assert match is not None, "huggingface_hub.repocard.REGEX_YAML_BLOCK no longer matches a `--- ` closer"
-    assert match.group(2) == "license: mit"
-    assert match.group(3) == "\n---  \n", "REGEX_YAML_BLOCK's groups moved (opener, YAML, closer)"
-    assert hub_front_matter_match("---\r\na: 1\r\n---\r\n").group(2) == "a: 1"
+SAMPLE_CARDS = sorted(p for p in CARDS.rglob("*.md") if p.name != "SOURCES.md")
 
 
-def test_hub_model_index_conversions():
-    from huggingface_hub import EvalResult
+@pytest.mark.parametrize(
+    "text",
+    FRONT_MATTER_CASES + [p.read_text() for p in SAMPLE_CARDS],
+    ids=[f"case{i}" for i in range(len(FRONT_MATTER_CASES))] + [p.stem for p in SAMPLE_CARDS],
+)
+def test_readme_front_matter_ends_where_model_card_says(text: str):
+    from huggingface_hub import ModelCard
 
-    from evalsuite._compat import eval_results_to_model_index, model_index_to_eval_results, yaml_dump
+    from evalsuite.readme import split_readme
+
+    readme = split_readme(text)
+    card = ModelCard(text)
+    assert readme.body == card.text, "huggingface_hub's ModelCard no longer cuts front matter as readme.FRONT_MATTER"
+    metadata = yaml.safe_load(readme.front_matter or "") or {}
+    assert {k: v for k, v in metadata.items() if k != "model-index"} == {
+        k: v for k, v in card.data.to_dict().items() if k not in ("model-index", "eval_results", "model_name")
+    }
+
+
+def test_model_index_conversions_and_yaml_style_are_huggingface_hubs():
+    from huggingface_hub import EvalResult, ModelCardData
+
+    from evalsuite import card
 
     result = EvalResult(task_type="text-generation", dataset_type="ai2_arc", dataset_name="ARC",
-                        metric_type="acc_norm", metric_value=70.99)  # fmt: skip
-    index = eval_results_to_model_index("m", [result])
-    assert index[0]["name"] == "m" and index[0]["results"][0]["metrics"] == [{"type": "acc_norm", "value": 70.99}]
-    name, parsed = model_index_to_eval_results(index)
-    assert name == "m" and parsed[0].unique_identifier == result.unique_identifier
-    assert yaml_dump({"a": [1]}, sort_keys=False) == "a:\n- 1\n", "huggingface_hub's YAML style changed"
+                        metric_type="acc_norm", metric_value=70.99, dataset_args={"num_few_shot": 25})  # fmt: skip
+    entry = card._model_index_entry("m", [result])
+    assert entry["name"] == "m" and entry["results"][0]["metrics"] == [{"type": "acc_norm", "value": 70.99}]
+    (parsed,) = card._parsed_results(entry["results"][0])
+    assert parsed.unique_identifier == result.unique_identifier and parsed.metric_value == 70.99
+    assert card._parsed_results({"task": "not a mapping"}) == [], "ModelCardData no longer refuses bad results"
+    written = ModelCardData(model_name="m", eval_results=[result], license="mit", tags=["ü"]).to_yaml()
+    ours = card._dump({"license": "mit", "tags": ["ü"], "model-index": [entry]})
+    assert ours == written + "\n", "huggingface_hub writes card YAML in another style than card._dump"
 
 
 # --- transformers / lm-eval: what `--model-args` may name (runner.check_model_args)
@@ -164,18 +193,79 @@ def test_lm_eval_probes_git_through_the_evaluator_module():
     assert evaluator.get_git_commit_hash() is None or isinstance(evaluator.get_git_commit_hash(), str)
 
 
-def test_a_one_row_kv_cache_is_copied_to_many_rows_and_generate_continues_from_it():
-    """The contamination check's shared prefill: forward the prefix once, `batch_repeat_interleave` the cache,
-    hand it to `generate` under the installed name; the tokens equal generate's own from the whole prompt."""
+def _tiny_llama():
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
-
-    from evalsuite._compat import kv_cache_kwarg, returned_kv_cache
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)  # fmt: skip
-    model = LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(config).eval()
+
+
+def test_dynamic_cache_layers_are_what_continuous_batching_edits():
+    """generation.py's continuous batching edits a DynamicCache's layers directly: it replaces each layer with
+    `_InPlaceLayer` (a DynamicLayer subclass), reassigns `keys`/`values` ([rows, kv heads, columns, head dim])
+    to drop rows or columns, and relies on the model writing each step through `layer.update`."""
+    import torch
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    from evalsuite import generation
+    from evalsuite._compat import kv_cache_kwarg
+
+    model = _tiny_llama()
+    layers = DynamicCache(config=model.config).layers
+    assert len(layers) == 2 and all(type(layer) is DynamicLayer for layer in layers), (
+        "DynamicCache(config=...) no longer builds one DynamicLayer per decoder layer"
+    )
+    layer = DynamicLayer()
+    assert layer.keys is None and layer.values is None and layer.is_initialized is False, (
+        "DynamicLayer() no longer starts with keys/values None and is_initialized False"
+    )
+    states = ["key_states", "value_states"]
+    methods = {
+        "update": states,
+        "lazy_initialization": states,
+        "get_seq_length": [],
+        "batch_select_indices": ["indices"],
+    }
+    for method, params in methods.items():
+        signature = inspect.signature(getattr(DynamicLayer, method))
+        assert list(signature.parameters)[1 : 1 + len(params)] == params, f"DynamicLayer.{method}{signature} moved"
+
+    ids = torch.tensor([[1, 5, 9, 13], [2, 6, 10, 14], [3, 7, 11, 15]])
+    plain, in_place = DynamicCache(config=model.config), generation._in_place_cache(model)
+    with torch.no_grad():
+        for cache in (plain, in_place):
+            model(ids[:, :3], **{kv_cache_kwarg(model): cache}, use_cache=True)
+            cache.batch_select_indices(torch.tensor([0, 2]))
+            for layer in cache.layers:  # drop the first column, as a compaction does
+                layer.keys, layer.values = layer.keys[..., 1:, :], layer.values[..., 1:, :]
+        logits = [
+            model(ids[[0, 2], 3:], **{kv_cache_kwarg(model): cache}, attention_mask=torch.ones(2, 3, dtype=torch.long),
+                  position_ids=torch.tensor([[3], [3]]), use_cache=True).logits
+            for cache in (plain, in_place)
+        ]  # fmt: skip
+    assert all(isinstance(layer, generation._InPlaceLayer) for layer in in_place.layers), (
+        "the model replaced the cache's layers: generation._InPlaceLayer is no longer used"
+    )
+    for mine, theirs in zip(in_place.layers, plain.layers, strict=True):
+        assert mine.keys.shape == theirs.keys.shape == (2, 2, 3, 8), (
+            "DynamicLayer.keys is no longer [rows, heads, columns, dim]"
+        )
+        assert torch.equal(mine.keys, theirs.keys) and torch.equal(mine.values, theirs.values)
+    assert torch.equal(logits[0], logits[1])
+
+
+def test_a_one_row_kv_cache_is_copied_to_many_rows_and_generate_continues_from_it():
+    """The contamination check's shared prefill: forward the prefix once, `batch_repeat_interleave` the cache,
+    hand it to `generate` under the installed name; the tokens equal generate's own from the whole prompt."""
+    import torch
+
+    from evalsuite._compat import kv_cache_kwarg, returned_kv_cache
+
+    model = _tiny_llama()
     ids = torch.tensor([[1, 5, 9, 13, 17]])
     with torch.no_grad():
         cache = returned_kv_cache(model(ids[:, :-1], use_cache=True))
