@@ -230,6 +230,9 @@ def test_a_killed_check_resumes_by_task_and_gives_the_uninterrupted_numbers(
     assert (resumed.folder / "items.jsonl").read_text() == (uninterrupted.folder / "items.jsonl").read_text()
 
 
+ITEMS_TRAINED_ON = 15
+
+
 def _fine_tune_on(texts: list[str], clean: Path, into: Path) -> None:
     """A contaminated copy: a few epochs of plain language modelling on the items' own texts."""
     import torch
@@ -241,9 +244,9 @@ def _fine_tune_on(texts: list[str], clean: Path, into: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(clean, dtype=torch.float32)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    for _ in range(3):
-        for start in range(0, len(texts), 10):
-            batch = tokenizer(texts[start : start + 10], padding=True, return_tensors="pt")
+    for _ in range(4):
+        for start in range(0, len(texts), 5):
+            batch = tokenizer(texts[start : start + 5], padding=True, return_tensors="pt")
             labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
             model(**batch, labels=labels).loss.backward()
             optimizer.step()
@@ -258,15 +261,16 @@ def test_a_model_trained_on_the_items_is_flagged_and_the_clean_one_is_not(
     from evalsuite.model_ref import parse_model_ref, prepare_model
 
     clean = Path(prepare_model(parse_model_ref(str(gguf_path))).pretrained)
-    items = select_items("arc", _rows(shared_data, "arc"), 30).items  # the 30 the seeded shuffle selects
+    # 15 items: measured shares 0.97 vs 0.07 on 30, so 15 keep the margin at half the cost
+    items = select_items("arc", _rows(shared_data, "arc"), ITEMS_TRAINED_ON).items  # as the seeded shuffle selects
     contaminated = tmp_path / "SmolLM2-contaminated"
     _fine_tune_on([item.text for item in items], clean, contaminated)
 
     shares = {}
     for name, target in (("contaminated", contaminated), ("clean", clean)):
         request = ContaminationRequest(
-            model=str(target), reference=str(clean), data_dir=shared_data, tasks=("arc",), items=30, neighbours=8,
-            output_dir=tmp_path / "results",
+            model=str(target), reference=str(clean), data_dir=shared_data, tasks=("arc",), items=ITEMS_TRAINED_ON,
+            neighbours=8, output_dir=tmp_path / "results",
         )  # fmt: skip
         outcome = run_contamination(request)
         (task,) = outcome.results.tasks
