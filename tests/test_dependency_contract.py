@@ -354,3 +354,24 @@ def test_lm_eval_results_keep_the_keys_evalsuite_reads():
     keys = result_schema.EvalResults.__annotations__
     assert {"results", "n-samples", "samples", "configs"} <= set(keys), f"EvalResults keys moved: {sorted(keys)}"
     assert "effective" in get_type_hints(result_schema._SampleCount), "n-samples[task] lost `effective`"
+
+
+def test_simple_evaluate_takes_the_keywords_evalsuite_passes():
+    from lm_eval import simple_evaluate
+
+    passed = {"model", "model_args", "tasks", "limit", "samples", "log_samples", "task_manager", "use_cache",
+              "random_seed", "numpy_random_seed", "torch_random_seed", "fewshot_random_seed"}  # fmt: skip
+    gone = passed - set(inspect.signature(simple_evaluate).parameters)
+    assert not gone, f"lm_eval.simple_evaluate no longer takes {sorted(gone)} (runner.run_task passes them)"
+
+
+def test_lm_evals_task_folders_still_define_the_tasks_the_suite_builds_on():
+    """runner.build_task_manager indexes only lm-eval's folders in runner._LM_EVAL_TASK_DIRS beside tasks/:
+    every lm-eval task the suite's groups name must be found there."""
+    manager = runner.build_task_manager(default_tasks_dir())
+    named = set()
+    for path in default_tasks_dir().glob("h6_*.yaml"):
+        named |= {m["task"] for m in yaml.safe_load(path.read_text())["task"] if isinstance(m, dict)}
+    assert len(named) == 5 + 57
+    missing = sorted(named - set(manager.all_tasks))
+    assert not missing, f"lm-eval's folders {runner._LM_EVAL_TASK_DIRS} no longer define {missing[:5]}"
