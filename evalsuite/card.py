@@ -168,7 +168,7 @@ _MODEL_INDEX = ("model-index",)
 def _model_index_entry(name: str, results: list[EvalResult]) -> dict[str, Any]:
     """The model-index entry huggingface_hub writes for `results` of the model `name`."""
     (entry,) = ModelCardData(model_name=name, eval_results=results).to_dict()["model-index"]
-    return dict(entry)
+    return entry
 
 
 def _parsed_results(result: Any) -> list[EvalResult]:
@@ -190,7 +190,7 @@ def _is_ours(result: Any, ours: EvalResult) -> bool:
 
 
 def _result_dict(result: EvalResult) -> dict[str, Any]:
-    return dict(_model_index_entry("-", [result])["results"][0])
+    return _model_index_entry("-", [result])["results"][0]
 
 
 def _replacement(existing: dict[str, Any], ours: EvalResult) -> dict[str, Any]:

@@ -269,13 +269,13 @@ def load_task_group(
     """Build a suite task's lm-eval tasks (data loaded) and bind the leaderboard's sampler to their documents."""
     from evalsuite.fewshot import LeaderboardWalkSampler
 
-    where = data.spec.data.hub_dataset + (f" ({data.spec.data.hub_config})" if data.spec.data.hub_config else "")
     try:
         loaded = task_manager.load([_group_config(tasks_dir, data)])
     except KeyError as e:  # lm-eval indexes the dataset by split name: a split the Hub dataset lacks
         if data.is_local:
             raise
         split = e.args[0] if e.args else "?"
+        where = data.spec.data.hub_dataset + (f" ({data.spec.data.hub_config})" if data.spec.data.hub_config else "")
         raise RunError(
             f"{data.spec.key}: the Hub dataset {where} has no {split!r} split, which lm-eval reads for this task; "
             "pass --data-dir with a snapshot (a missing few-shot split falls back to the eval split there)"

@@ -261,7 +261,7 @@ def test_a_model_trained_on_the_items_is_flagged_and_the_clean_one_is_not(
     from evalsuite.model_ref import parse_model_ref, prepare_model
 
     clean = Path(prepare_model(parse_model_ref(str(gguf_path))).pretrained)
-    # 15 items: measured shares 0.97 vs 0.07 on 30, so 15 keep the margin at half the cost
+    # 15 items keep the margin at half the cost (measured shares: 0.97 vs 0.07 on 30 items, 1.00 vs 0.07 on 15)
     items = select_items("arc", _rows(shared_data, "arc"), ITEMS_TRAINED_ON).items  # as the seeded shuffle selects
     contaminated = tmp_path / "SmolLM2-contaminated"
     _fine_tune_on([item.text for item in items], clean, contaminated)
