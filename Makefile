@@ -35,9 +35,10 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest
 
-lint: setup
-	$(BIN)/ruff check evalsuite tests tools
+lint: $(BIN)/evalsuite
+	$(BIN)/ruff check evalsuite tests tools bench
 	$(BIN)/mypy  # evalsuite/, strict where the libraries ship types ([tool.mypy] in pyproject.toml)
+	$(BIN)/lint-imports  # the layers of docs/ARCHITECTURE.md ([tool.importlinter] in pyproject.toml)
 
 clean:
 	rm -rf $(VENV) .cache

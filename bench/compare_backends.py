@@ -53,11 +53,12 @@ class Measured:
 def _measure(args: argparse.Namespace) -> None:
     import torch
 
-    from evalsuite import runner
-    from evalsuite.evaluate import RunRequest, run_suite
+    from evalsuite import engine
+    from evalsuite.run import RunRequest, run_suite
+    from evalsuite.settings import Backend
 
     counters = {"calls": 0, "tokens": 0, "seconds": 0.0}
-    original_load = runner.load_model
+    original_load = engine.load_model
 
     def load_and_hook(model, settings):  # count every forward the backend makes
         loaded = original_load(model, settings)
@@ -81,7 +82,7 @@ def _measure(args: argparse.Namespace) -> None:
         module.register_forward_hook(after, with_kwargs=True)
         return loaded
 
-    runner.load_model = load_and_hook
+    engine.load_model = load_and_hook  # the run pipeline loads through evalsuite.engine.load_model
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     outcome = run_suite(
@@ -95,7 +96,7 @@ def _measure(args: argparse.Namespace) -> None:
             data_dir=args.data_dir,
             output_dir=Path(args.output_dir),
             log_samples=True,
-            backend=runner.Backend(args.backend),
+            backend=Backend(args.backend),
         ),
         progress=lambda message: print(f"  {args.backend}: {message}", file=sys.stderr, flush=True),
     )

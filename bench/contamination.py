@@ -3,7 +3,7 @@
 The original (swj0419/detect-pretrain-code-contamination) samples an item's 100 neighbours with `generate`
 from its prefix repeated 100 times, then scores each neighbour on its own in padded batches of 32. evalsuite's
 default forwards the prefix once (its KV cache copied to the 100 rows) and scores x and its neighbours packed
-(their common start once, evalsuite/packing.py). Both ways run here in one process on the same model and items,
+(their common start once, evalsuite/engine/packing.py). Both ways run here in one process on the same model and items,
 with the same seeds; the script prints the time of each way, items/s, and whether the sampled neighbours, the
 ranks r(x) and the reported shares are identical.
 
@@ -49,16 +49,18 @@ def main() -> None:
 
     import torch
 
-    from evalsuite.check_contamination import _load
-    from evalsuite.contamination import reported_share, score_items, select_items
+    from evalsuite.contamination import reported_share, select_items
     from evalsuite.data import eval_rows, plan_local
-    from evalsuite.model_ref import parse_model_ref, prepare_model
+    from evalsuite.engine import load_causal_lm, prepare_model, resolve, score_items
+    from evalsuite.model import parse_model_ref
+    from evalsuite.settings import Dtype
     from evalsuite.suite import load_suite
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
-    target = _load(prepare_model(parse_model_ref(args.model)), dtype, device)
-    reference = target if not args.reference else _load(prepare_model(parse_model_ref(args.reference)), dtype, device)
+    device, dtype = resolve(args.device, Dtype.parse(args.dtype) if args.dtype else None)
+    target = load_causal_lm(prepare_model(parse_model_ref(args.model)), dtype, device)
+    reference = (
+        target if not args.reference else load_causal_lm(prepare_model(parse_model_ref(args.reference)), dtype, device)
+    )
 
     lines = [
         "| task | items | original s | shared-prefix s | **time ratio** | items/s original / shared | "

@@ -111,10 +111,10 @@ def _sync(device: str) -> None:
 
 def collect_requests(data_dir: Path, keys: list[str], limit: int, mmlu_limit: int, encode, vocab: int):
     """The suite's real requests per task, as (docs, requests) with token ids folded into `vocab`."""
-    from evalsuite import runner
     from evalsuite.data import plan_local
-    from evalsuite.protocol import Protocol
-    from evalsuite.suite import default_tasks_dir, load_suite
+    from evalsuite.engine import runner
+    from evalsuite.settings import Seeds
+    from evalsuite.suite import Protocol, default_tasks_dir, load_suite
 
     suite = load_suite().for_protocol(Protocol.LEADERBOARD_V1)  # evalsuite run's default
     tasks_dir = default_tasks_dir()
@@ -123,7 +123,7 @@ def collect_requests(data_dir: Path, keys: list[str], limit: int, mmlu_limit: in
     collected: dict[str, tuple[int, int, list[Request], list]] = {}
     for data in plan.tasks:
         group = runner.load_task_group(task_manager, tasks_dir, data)
-        runner.build_requests(group, mmlu_limit if data.spec.key == "mmlu" else limit, runner.Seeds())
+        runner.build_requests(group, mmlu_limit if data.spec.key == "mmlu" else limit, Seeds())
         requests: list[Request] = []
         generations = []
         documents = 0
@@ -176,7 +176,7 @@ def main() -> None:
     from lm_eval.models.huggingface import HFLM
     from transformers import AutoTokenizer
 
-    from evalsuite.backend import SharedPrefixLM
+    from evalsuite.engine.backend import SharedPrefixLM
 
     dtype = getattr(torch, args.dtype)
     config = TINY if args.tiny else SOLAR_10_7B

@@ -14,7 +14,7 @@ only their lengths matter here).
 
 `--schedule N` compares the two ways of scheduling N prompts: lm-eval's fixed batches (`model.generate`,
 a batch decodes until its longest answer ends) and evalsuite's continuous batching
-(evalsuite/generation.py). A random model never stops on its own, so each prompt stops at the length of
+(evalsuite/engine/generation.py). A random model never stops on its own, so each prompt stops at the length of
 its GSM8K reference answer plus the "\n\nQuestion:" that ends it (capped at 256 tokens), a stand-in for
 the answer lengths of a model that solves the task; both schedules get the same lengths.
 """
@@ -58,7 +58,7 @@ def compare_schedules(model, tokenizer, prompts: list[str], lengths: list[int], 
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    from evalsuite.generation import ContinuousGreedy
+    from evalsuite.engine.generation import ContinuousGreedy
 
     vocab = model.config.vocab_size
     ids = [[t % vocab for t in tokenizer(p, add_special_tokens=False)["input_ids"]] for p in prompts]
@@ -234,7 +234,7 @@ def main() -> None:
             )  # fmt: skip
 
     def continuous(batch: int, new_tokens: int) -> None:
-        from evalsuite.generation import ContinuousGreedy
+        from evalsuite.engine.generation import ContinuousGreedy
 
         encoded = tokenizer(prompts[:batch], add_special_tokens=False)["input_ids"]
         ids = [[t % vocab for t in row] for row in encoded]

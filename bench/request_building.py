@@ -1,5 +1,5 @@
 """Time lm-eval building a task's requests (no model), with lm-eval's own template rendering and with the
-compiled-template cache evalsuite installs (evalsuite/_compat.py), side by side on the same rows.
+compiled-template cache evalsuite installs (evalsuite/engine/compat.py), side by side on the same rows.
 
     python bench/request_building.py [--data-dir ../shared/data/h6] [--tasks arc,mmlu] [--protocol leaderboard-v1]
 
@@ -20,15 +20,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _leg(args: argparse.Namespace) -> None:
-    from evalsuite import runner
     from evalsuite.data import plan_local
-    from evalsuite.protocol import Protocol, prompt_fingerprint
-    from evalsuite.suite import default_tasks_dir, load_suite
+    from evalsuite.engine import runner
+    from evalsuite.settings import Seeds
+    from evalsuite.suite import Protocol, default_tasks_dir, load_suite, prompt_fingerprint
 
     if args.plain:  # lm-eval's own apply_template: build_task_manager would install the cache
-        import evalsuite._compat
+        import evalsuite.engine.compat
 
-        evalsuite._compat.cache_compiled_templates = lambda: None
+        evalsuite.engine.compat.cache_compiled_templates = lambda: None
     suite = load_suite().for_protocol(Protocol(args.protocol))
     tasks_dir = default_tasks_dir()
     task_manager = runner.build_task_manager(tasks_dir)
@@ -36,7 +36,7 @@ def _leg(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         group = runner.load_task_group(task_manager, tasks_dir, data)
         loaded = time.perf_counter()
-        documents = runner.build_requests(group, None, runner.Seeds())
+        documents = runner.build_requests(group, None, Seeds())
         built = time.perf_counter()
         row = {"task": data.spec.key, "documents": len(documents), "load_s": round(loaded - started, 2),
                "build_s": round(built - loaded, 2), "fingerprint": prompt_fingerprint(documents)}  # fmt: skip

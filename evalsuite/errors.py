@@ -1,15 +1,54 @@
 """Errors that reach the user as one line saying what to fix.
 
-Modules raise these; `cli.main()` is the single place that turns them into a message and an exit code.
+Library modules raise these in the library's own terms: a message names the keyword argument that fixes it
+(`data_dir`, `batch_size`) through `param`, so `str(error)` reads `data_dir ../snap: no such directory`
+for a library caller. The CLI renders the same error with the flag instead (`--data-dir ../snap: ...`,
+evalsuite/cli/_app.py), the single place that turns errors into a message and an exit code.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+# Marks a parameter's name inside a message; never shown (the ASCII unit separator).
+_PARAM = "\x1f"
+
+
+def param(name: str) -> str:
+    """The library parameter `name` (a RunRequest field, a function's keyword) inside an error message: shown as
+    `name` by the library, as the flag that sets it by the CLI."""
+    return f"{_PARAM}{name}{_PARAM}"
 
 
 class EvalsuiteError(Exception):
     """Base class: the message must tell the user what to fix."""
 
+    def __str__(self) -> str:
+        return self.message(lambda name: name)
+
+    def message(self, term: Callable[[str], str]) -> str:
+        """The message with each `param` written as `term(name)` (the CLI passes its flag names)."""
+        parts = (str(self.args[0]) if self.args else "").split(_PARAM)
+        parts[1::2] = [term(name) for name in parts[1::2]]
+        return "".join(parts)
+
+    @property
+    def marked(self) -> str:
+        """The message as raised, its parameters still marked (to re-raise it elsewhere: another process)."""
+        return str(self.args[0]) if self.args else ""
+
 
 class SuiteConfigError(EvalsuiteError):
     """The suite spec or the requested task selection is wrong."""
+
+
+class OptionError(EvalsuiteError):
+    """An option (a request's field, a command-line option) has a value the command cannot use."""
 
 
 class ModelRefError(EvalsuiteError):
@@ -28,16 +67,16 @@ class ResultsSchemaError(EvalsuiteError):
     """A results file is not one this version of evalsuite can read."""
 
 
+class NoResultsError(EvalsuiteError):
+    """A results folder holds no run (or is not there)."""
+
+
 class RunError(EvalsuiteError):
     """lm-eval failed, or produced something that breaks the protocol."""
 
 
 class CardError(EvalsuiteError):
     """A model card cannot be rendered or updated as asked (partial run, broken front matter, ...)."""
-
-
-class OptionError(EvalsuiteError):
-    """A command-line option has a value the command cannot use."""
 
 
 class NotComparableError(EvalsuiteError):
@@ -50,3 +89,11 @@ class HistoryError(EvalsuiteError):
 
 class LeaderboardError(EvalsuiteError):
     """Nothing to rank, or results that cannot be read."""
+
+
+def invalid_file(path: Path | str, what: str, error: ValidationError) -> str:
+    """One line for a file pydantic refused: `<path>: invalid <what> at <field>: <why>` (the first problem)."""
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    why = str(first["msg"]).removeprefix("Value error, ")
+    return f"{path}: invalid {what}{f' at {where}' if where else ''}: {why}"

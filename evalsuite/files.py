@@ -47,3 +47,26 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Write `text` as UTF-8, newlines untouched (a CRLF file stays CRLF)."""
     with replacing(path) as tmp:
         tmp.write_bytes(text.encode("utf-8"))
+
+
+def missing_folders(path: Path) -> list[Path]:
+    """`path` and its ancestors that do not exist yet, outermost first: what a `mkdir(parents=True)` would make,
+    and so what to take away again (`remove_empty_folders`) if the work they were made for fails."""
+    missing = []
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            break
+        missing.append(folder)
+    return list(reversed(missing))
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove `folders` (outermost first, as `missing_folders` lists them) from the innermost out, stopping at
+    the first that is not empty: a failed run takes away the folders it made, and nothing else."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            break

@@ -20,11 +20,6 @@ def bundled_dir(name: str) -> Path:
     return _PACKAGE_DIR.parent / name
 
 
-def sample_data_dir() -> Path:
-    """The small slice of real H6 rows shipped with evalsuite (see its SOURCES.md)."""
-    return _PACKAGE_DIR / "sample_data" / "h6"
-
-
 def cache_dir() -> Path:
     """evalsuite's cache: $EVALSUITE_CACHE_DIR, else $XDG_CACHE_HOME/evalsuite, else ~/.cache/evalsuite."""
     if explicit := os.environ.get("EVALSUITE_CACHE_DIR"):

@@ -1,8 +1,9 @@
 """evalsuite's own progress display: one bar per task, on stderr, with requests answered, rate and ETA.
 
-`run_suite` opens a `task_bar` around each task; the model backends report the requests they answer through
-`requests(...)`, which feeds the open bar. Outside a task bar (library use, benchmarks) `requests(...)` is a
-plain tqdm bar, as before. Other libraries' bars are silenced elsewhere (console.quiet_libraries).
+The run pipelines (evalsuite.run) open a `task_bar` around each task; the engine's model backends report the
+requests they answer through `requests(...)`, which feeds the open bar. Outside a task bar (library use,
+benchmarks) `requests(...)` is a plain tqdm bar. Other libraries' bars are silenced by the CLI before they
+are imported (evalsuite/cli/verbosity.py), their loggers and warnings by evalsuite/cli/logs.py.
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ REAL_RUN_LIMIT = 2
 REAL_RUN_BATCH_SIZE = 8
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/* from the current output")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
@@ -40,7 +44,8 @@ def gguf_path() -> Path:
 @pytest.fixture(scope="session")
 def model_folder(gguf_path: Path) -> str:
     """The demo model as a Hugging Face folder (the GGUF dequantized once into the cache)."""
-    from evalsuite.model_ref import parse_model_ref, prepare_model
+    from evalsuite.engine import prepare_model
+    from evalsuite.model import parse_model_ref
 
     return prepare_model(parse_model_ref(str(gguf_path))).pretrained
 
@@ -48,7 +53,7 @@ def model_folder(gguf_path: Path) -> str:
 @pytest.fixture(scope="session")
 def real_run(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory):
     """One real `evalsuite run` of all six tasks over the sample rows, shared by the real-stack tests."""
-    from evalsuite.evaluate import RunRequest, run_suite
+    from evalsuite.run import RunRequest, run_suite
 
     request = RunRequest(
         model=str(gguf_path),
@@ -61,10 +66,6 @@ def real_run(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory):
     messages: list[str] = []
     outcome = run_suite(request, progress=messages.append)
     return outcome, messages
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/* from the current output")
 
 
 @pytest.fixture

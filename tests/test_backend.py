@@ -8,8 +8,8 @@ import random
 import pytest
 import torch
 
-from evalsuite.backend import SharedPrefixLM
-from evalsuite.packing import MIN_SHARED_TOKENS, Request, build_batch, pack_requests, rows_in_next_forward
+from evalsuite.engine.backend import SharedPrefixLM
+from evalsuite.engine.packing import MIN_SHARED_TOKENS, Request, build_batch, pack_requests, rows_in_next_forward
 
 
 def _request(index: int, tokens: list[int], continuation: int = 1) -> Request:

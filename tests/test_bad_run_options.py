@@ -17,7 +17,7 @@ import pytest
 from conftest import SAMPLE_DATA
 from typer.testing import CliRunner
 
-from evalsuite import runner
+from evalsuite import engine
 from evalsuite.cli import app
 from evalsuite.errors import RunError
 
@@ -26,7 +26,8 @@ cli = CliRunner()
 
 @pytest.fixture(scope="module")
 def model_folder(gguf_path: Path) -> Path:
-    from evalsuite.model_ref import parse_model_ref, prepare_model
+    from evalsuite.engine import prepare_model
+    from evalsuite.model import parse_model_ref
 
     return Path(prepare_model(parse_model_ref(str(gguf_path))).pretrained)
 
@@ -36,7 +37,7 @@ def no_model_load(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the bad option was caught")
 
-    monkeypatch.setattr(runner, "load_model", refuse)
+    monkeypatch.setattr(engine, "load_model", refuse)
 
 
 def _without_model_type(folder: Path, tmp_path: Path) -> Path:
@@ -102,7 +103,7 @@ def test_a_run_that_fails_before_saving_anything_leaves_nothing(model_folder, mo
     def failing_task(*args, **kwargs):
         raise RunError("lm-eval failed on purpose")
 
-    monkeypatch.setattr(runner, "run_task", failing_task)
+    monkeypatch.setattr(engine, "run_task", failing_task)
     out = tmp_path / "new" / "results"
     args = ["run", str(model_folder), "--data-dir", str(SAMPLE_DATA), "--output-dir", str(out), "--tasks", "arc"]
     result = cli.invoke(app, [*args, "--limit", "1"])

@@ -14,7 +14,8 @@ from conftest import REPO, SAMPLE_DATA
 
 
 def test_gpu_benchmark_runs_on_a_toy_model(gguf_path: Path, tmp_path: Path):
-    from evalsuite.model_ref import parse_model_ref, prepare_model
+    from evalsuite.engine import prepare_model
+    from evalsuite.model import parse_model_ref
 
     tokenizer = prepare_model(parse_model_ref(str(gguf_path))).pretrained
     figures = tmp_path / "gpu.json"

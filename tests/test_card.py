@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from evalsuite.card import END_MARKER, START_MARKER, CardSource, read_readme, render_model_index, update_readme
 from evalsuite.cli import app
 from evalsuite.errors import CardError
+from evalsuite.publish.card import END_MARKER, START_MARKER, read_readme, update_readme
+from evalsuite.publish.model_index import CardSource, render_model_index
 from evalsuite.results import SCHEMA_VERSION, read_results
 from evalsuite.suite import load_suite
 

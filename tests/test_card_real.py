@@ -20,8 +20,8 @@ from huggingface_hub import metadata_load
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from typer.testing import CliRunner
 
-from evalsuite.card import END_MARKER, START_MARKER
 from evalsuite.cli import app
+from evalsuite.publish.card import END_MARKER, START_MARKER
 from evalsuite.results import read_results
 
 REAL = FIXTURES / "cards" / "real"

@@ -11,9 +11,9 @@ from conftest import FIXTURES, SAKURA
 from typer.testing import CliRunner
 
 from evalsuite.cli import app
-from evalsuite.compare import NotComparableError, Verdict, compare_runs
-from evalsuite.lm_eval_files import LM_EVAL_DIR
 from evalsuite.results import SCHEMA_VERSION, read_results
+from evalsuite.results.lm_eval_files import LM_EVAL_DIR
+from evalsuite.track.compare import NotComparableError, Verdict, compare_runs
 
 runner = CliRunner()
 BASE = read_results(SAKURA)

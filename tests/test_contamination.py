@@ -18,8 +18,6 @@ from conftest import FIXTURES, SAKURA, SAMPLE_DATA
 from golden import check_golden
 from typer.testing import CliRunner
 
-from evalsuite import check_contamination
-from evalsuite.check_contamination import ContaminationRequest, read_contamination, run_contamination
 from evalsuite.cli import app
 from evalsuite.contamination import (
     ITEM_TEXTS,
@@ -29,6 +27,9 @@ from evalsuite.contamination import (
     reported_share,
     select_items,
 )
+from evalsuite.results import read_contamination
+from evalsuite.run import ContaminationRequest, run_contamination
+from evalsuite.run import contamination as check_contamination
 
 cli = CliRunner()
 SPLITS = {
@@ -108,7 +109,7 @@ def test_the_statistic_on_known_losses():
     ],
 )
 def test_bad_input_is_one_line_before_a_model_loads(args, message, gguf_path: Path, tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(check_contamination, "_load", lambda *a: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(check_contamination, "load_causal_lm", lambda *a: pytest.fail("a model was loaded"))
     out = tmp_path / "results"
     base = ["contamination", str(gguf_path), "--reference", str(gguf_path), "--data-dir", str(SAMPLE_DATA)]
     result = cli.invoke(app, [*base, "--output-dir", str(out), *args])
@@ -121,7 +122,8 @@ def test_bad_input_is_one_line_before_a_model_loads(args, message, gguf_path: Pa
 def test_auto_scoring_rows_halve_on_out_of_memory_and_stay_halved():
     import torch
 
-    from evalsuite.contamination import ScoringRows
+    from evalsuite.engine import scoring_rows
+    from evalsuite.settings import BatchSize
 
     tried = []
 
@@ -131,24 +133,25 @@ def test_auto_scoring_rows_halve_on_out_of_memory_and_stay_halved():
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return [float(rows)]
 
-    auto = ScoringRows.parse("auto", "cuda")
-    assert auto.run(score) == [32.0] and tried == [256, 128, 64, 32]
-    assert auto.run(score) == [32.0] and tried[4:] == [32]  # the next item starts from what fit
-    assert ScoringRows.parse("auto", "cpu").rows == 32  # no OOM to back off from on a CPU: the original's 32
+    auto = scoring_rows(BatchSize.parse("auto"), "cuda")
+    assert auto.run(score, "scoring") == [32.0] and tried == [256, 128, 64, 32]
+    assert auto.run(score, "scoring") == [32.0] and tried[4:] == [32]  # the next item starts from what fit
+    assert scoring_rows(BatchSize.parse("auto"), "cpu").rows == 32  # no OOM to back off from on a CPU: the original's
     with pytest.raises(torch.OutOfMemoryError):  # a fixed size is the user's: never changed behind their back
-        ScoringRows.parse(64, "cuda").run(score)
+        scoring_rows(BatchSize(64), "cuda").run(score, "scoring")
     with pytest.raises(RuntimeError, match="shape"):  # other errors are not out-of-memory
-        auto.run(lambda rows: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
+        auto.run(lambda rows: (_ for _ in ()).throw(RuntimeError("shape mismatch")), "scoring")
 
 
 def test_the_shared_prefix_way_gives_the_originals_neighbours_and_ranks(gguf_path: Path, shared_data: Path):
     """Prefix forwarded once, neighbours scored packed: the same sampled texts and the same r(x) as the original's
     way (every neighbour on its own, padded batches), losses equal up to float rounding."""
-    from evalsuite.check_contamination import _load
-    from evalsuite.contamination import packed_token_losses, score_items
-    from evalsuite.model_ref import parse_model_ref, prepare_model
+    from evalsuite.engine import load_causal_lm, prepare_model, score_items
+    from evalsuite.engine.neighbours import packed_token_losses
+    from evalsuite.model import parse_model_ref
+    from evalsuite.settings import Dtype
 
-    model = _load(prepare_model(parse_model_ref(str(gguf_path))), "float32", "cpu")
+    model = load_causal_lm(prepare_model(parse_model_ref(str(gguf_path))), Dtype.FLOAT32, "cpu")
     items = (
         select_items("arc", _rows(shared_data, "arc"), 2).items
         + select_items("gsm8k", _rows(shared_data, "gsm8k"), 1).items
@@ -168,7 +171,8 @@ def test_the_shared_prefix_way_gives_the_originals_neighbours_and_ranks(gguf_pat
 def test_a_killed_check_resumes_by_task_and_gives_the_uninterrupted_numbers(
     gguf_path: Path, tmp_path: Path, monkeypatch
 ):
-    from evalsuite.model_ref import parse_model_ref, prepare_model
+    from evalsuite.engine import prepare_model
+    from evalsuite.model import parse_model_ref
 
     # a reference whose tokenizer differs (one added token): allowed, with a warning
     clean = Path(prepare_model(parse_model_ref(str(gguf_path))).pretrained)
@@ -258,7 +262,8 @@ def _fine_tune_on(texts: list[str], clean: Path, into: Path) -> None:
 def test_a_model_trained_on_the_items_is_flagged_and_the_clean_one_is_not(
     gguf_path: Path, shared_data: Path, tmp_path: Path
 ):
-    from evalsuite.model_ref import parse_model_ref, prepare_model
+    from evalsuite.engine import prepare_model
+    from evalsuite.model import parse_model_ref
 
     clean = Path(prepare_model(parse_model_ref(str(gguf_path))).pretrained)
     # 15 items keep the margin at half the cost (measured shares: 0.97 vs 0.07 on 30 items, 1.00 vs 0.07 on 15)
@@ -288,7 +293,7 @@ def test_a_model_trained_on_the_items_is_flagged_and_the_clean_one_is_not(
 
 
 def test_committed_json_schema_is_current():
-    from evalsuite.contamination import CONTAMINATION_SCHEMA_VERSION, ContaminationResults
+    from evalsuite.results import CONTAMINATION_SCHEMA_VERSION, ContaminationResults
 
     path = (
         Path(__file__).resolve().parent.parent
@@ -310,7 +315,7 @@ def _solar_like(tmp_path: Path, model_id: str = SOLAR, shares: dict[str, float] 
     here, not run."""
     from datetime import UTC, datetime
 
-    from evalsuite.contamination import (
+    from evalsuite.results import (
         CheckedModel,
         ContaminationResults,
         ContaminationSettings,
@@ -366,7 +371,7 @@ def _between(text: str, start: str, end: str) -> str:
 
 
 def test_card_update_gives_the_check_its_own_section_losslessly_and_idempotently(tmp_path: Path):
-    from evalsuite.card import CONTAMINATION_END_MARKER, CONTAMINATION_START_MARKER, END_MARKER, START_MARKER
+    from evalsuite.publish.card import CONTAMINATION_END_MARKER, CONTAMINATION_START_MARKER, END_MARKER, START_MARKER
 
     readme = tmp_path / "README.md"
     original = SAKURA_CARD.read_bytes().decode("utf-8")

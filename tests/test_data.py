@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_DATA
 
-from evalsuite.data import Level, plan_local, sha256_and_rows, verify_snapshot
+from evalsuite.data import DataPlan, Level, TaskData, plan_local, sha256_and_rows, verify_snapshot
 from evalsuite.errors import DataDirError
-from evalsuite.protocol import Protocol
-from evalsuite.suite import load_suite
+from evalsuite.suite import Protocol, load_suite
 
 SUITE = load_suite()
+
+
+def _task(plan: DataPlan, key: str) -> TaskData:
+    return next(t for t in plan.tasks if t.spec.key == key)
 
 
 def test_full_snapshot_verifies_with_only_the_hellaswag_train_warning(shared_data: Path):
@@ -59,7 +62,7 @@ def test_schema_errors_are_reported_with_their_line(tmp_path: Path):
 def test_plan_records_hashes_and_the_fewshot_fallback():
     v1 = Protocol.LEADERBOARD_V1
     plan = plan_local(SAMPLE_DATA, SUITE.for_protocol(v1).tasks)
-    arc = plan.for_task("arc")
+    arc = _task(plan, "arc")
     assert [f.split for f in arc.files] == ["test", "train"]
     assert arc.files[0].sha256 == sha256_and_rows(SAMPLE_DATA / "arc_challenge" / "test.jsonl")[0]
     assert not arc.fewshot.fallback
@@ -67,13 +70,13 @@ def test_plan_records_hashes_and_the_fewshot_fallback():
     assert arc.leaderboard_differences(v1) == [
         "train split has 50 of 1119 rows, test split has 12 of 1172 rows, so exemplars differ from the leaderboard's"
     ]
-    hellaswag = plan.for_task("hellaswag")
+    hellaswag = _task(plan, "hellaswag")
     assert hellaswag.fewshot.fallback and hellaswag.fewshot.split == "validation"
     assert "train split missing" in hellaswag.fewshot.note
     assert hellaswag.leaderboard_differences(v1) == [hellaswag.fewshot.note]
-    assert plan.for_task("truthfulqa").leaderboard_differences(v1) == []  # 0-shot: a partial split is fine
-    assert plan.for_task("mmlu").leaderboard_differences(v1) == []  # first 5 dev rows: all of dev is here
-    assert plan.for_task("mmlu").leaderboard_differences(Protocol.LM_EVAL) == [
+    assert _task(plan, "truthfulqa").leaderboard_differences(v1) == []  # 0-shot: a partial split is fine
+    assert _task(plan, "mmlu").leaderboard_differences(v1) == []  # first 5 dev rows: all of dev is here
+    assert _task(plan, "mmlu").leaderboard_differences(Protocol.LM_EVAL) == [
         "protocol lm-eval: lm-eval 0.4's exemplars and settings, not the leaderboard's"
     ]
 
@@ -83,7 +86,7 @@ def test_full_splits_are_leaderboard_comparable(shared_data: Path):
     differences = {t.spec.key: t.leaderboard_differences(Protocol.LEADERBOARD_V1) for t in plan.tasks}
     assert differences == {
         "arc": [],
-        "hellaswag": [plan.for_task("hellaswag").fewshot.note],  # no train split in ../shared/data/h6
+        "hellaswag": [_task(plan, "hellaswag").fewshot.note],  # no train split in ../shared/data/h6
         "mmlu": [],
         "truthfulqa": [],
         "winogrande": [],
@@ -94,7 +97,7 @@ def test_full_splits_are_leaderboard_comparable(shared_data: Path):
 def test_missing_eval_split_is_an_error(tmp_path: Path):
     root = _copy_sample(tmp_path)
     (root / "gsm8k" / "test.jsonl").unlink()
-    with pytest.raises(DataDirError, match=r"missing gsm8k/test.jsonl .*leave gsm8k out with --tasks"):
+    with pytest.raises(DataDirError, match=r"missing gsm8k/test.jsonl .*leave gsm8k out with tasks"):
         plan_local(root, SUITE.tasks)
     plan_local(root, SUITE.select(["arc"]))  # fine without gsm8k
 
@@ -108,7 +111,7 @@ def test_mmlu_subject_filter_on_the_full_file(shared_data: Path, tmp_path: Path)
     """The json loader gets each subject task's config name; the filter keeps exactly that subject's rows."""
     import datasets
 
-    from evalsuite.runner import _keep_rows_of_subset
+    from evalsuite.engine.runner import _keep_rows_of_subset
 
     files = {"test": str(shared_data / "mmlu" / "test.jsonl"), "dev": str(shared_data / "mmlu" / "dev.jsonl")}
     keep = _keep_rows_of_subset("subject")

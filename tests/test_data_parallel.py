@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import REAL_RUN_BATCH_SIZE, REAL_RUN_LIMIT, SAMPLE_DATA
 
-from evalsuite.processes import Processes
+from evalsuite.engine.processes import Processes
 from evalsuite.results import read_results
 
 

@@ -1,7 +1,7 @@
 """What evalsuite relies on in lm-eval beyond its documented command line, checked against the installed version,
 so an lm-eval upgrade that moves one of these fails here, by name, and not as wrong prompts somewhere else.
 
-Protocol leaderboard-v1 (evalsuite/fewshot.py, runner.TaskGroup):
+Protocol leaderboard-v1 (evalsuite/engine/fewshot.py, runner.TaskGroup):
 - a task config's `fewshot_config.sampler` may be a `ContextSampler` subclass; lm-eval builds it as
   `cls(fewshot_docs, rnd=None)` and keeps it as `task.sampler`; `set_fewshot_seed` calls `sampler.set_rnd`;
 - `Task.build_all_requests(limit=, samples=)` asks the sampler once per document, in `doc_iterator` order
@@ -19,10 +19,10 @@ import pytest
 import yaml
 from conftest import SAMPLE_DATA
 
-from evalsuite import runner
 from evalsuite.data import plan_local
-from evalsuite.protocol import Protocol
-from evalsuite.suite import Preset, default_tasks_dir, load_suite
+from evalsuite.engine import model_args, runner
+from evalsuite.settings import Seeds
+from evalsuite.suite import Preset, Protocol, default_tasks_dir, load_suite
 
 
 def test_context_sampler_interface():
@@ -37,7 +37,7 @@ def test_context_sampler_interface():
 
 def _arc_group(preset=None) -> runner.TaskGroup:
     """ARC on the sample rows with a sampler that records what lm-eval asks of it."""
-    from evalsuite.fewshot import LeaderboardWalkSampler
+    from evalsuite.engine.fewshot import LeaderboardWalkSampler
 
     suite = load_suite().for_protocol(Protocol.LEADERBOARD_V1)
     data = plan_local(SAMPLE_DATA, suite.select(["arc"])).tasks[0]
@@ -83,10 +83,10 @@ def test_samples_are_built_in_hub_order_and_renumbered():
 
 
 def test_prompt_templates_are_compiled_once_and_render_the_same_text():
-    # evalsuite/_compat.py replaces lm_eval.utils.apply_template, which lm-eval's tasks call through the module
+    # evalsuite/engine/compat.py replaces lm_eval.utils.apply_template, which lm-eval's tasks call through the module
     from lm_eval import utils
 
-    from evalsuite._compat import cache_compiled_templates
+    from evalsuite.engine.compat import cache_compiled_templates
 
     original = utils.apply_template
     assert list(inspect.signature(original).parameters) == ["template", "doc"], "apply_template moved"
@@ -102,7 +102,7 @@ def test_prompt_templates_are_compiled_once_and_render_the_same_text():
     cached = utils.apply_template
     utils.apply_template = lambda template, doc: calls.append(template) or cached(template, doc)
     try:
-        runner.build_requests(group, 1, runner.Seeds())
+        runner.build_requests(group, 1, Seeds())
     finally:
         utils.apply_template = cached
     assert calls, "lm-eval's tasks no longer render their templates through lm_eval.utils.apply_template"
@@ -133,7 +133,7 @@ SAMPLE_CARDS = sorted(p for p in CARDS.rglob("*.md") if p.name != "SOURCES.md")
 def test_readme_front_matter_ends_where_model_card_says(text: str):
     from huggingface_hub import ModelCard
 
-    from evalsuite.readme import split_readme
+    from evalsuite.publish.readme import split_readme
 
     readme = split_readme(text)
     card = ModelCard(text)
@@ -147,21 +147,21 @@ def test_readme_front_matter_ends_where_model_card_says(text: str):
 def test_model_index_conversions_and_yaml_style_are_huggingface_hubs():
     from huggingface_hub import EvalResult, ModelCardData
 
-    from evalsuite import card
+    from evalsuite.publish import model_index
 
     result = EvalResult(task_type="text-generation", dataset_type="ai2_arc", dataset_name="ARC",
                         metric_type="acc_norm", metric_value=70.99, dataset_args={"num_few_shot": 25})  # fmt: skip
-    entry = card._model_index_entry("m", [result])
+    entry = model_index._model_index_entry("m", [result])
     assert entry["name"] == "m" and entry["results"][0]["metrics"] == [{"type": "acc_norm", "value": 70.99}]
-    (parsed,) = card._parsed_results(entry["results"][0])
+    (parsed,) = model_index._parsed_results(entry["results"][0])
     assert parsed.unique_identifier == result.unique_identifier and parsed.metric_value == 70.99
-    assert card._parsed_results({"task": "not a mapping"}) == [], "ModelCardData no longer refuses bad results"
+    assert model_index._parsed_results({"task": "not a mapping"}) == [], "ModelCardData no longer refuses bad results"
     written = ModelCardData(model_name="m", eval_results=[result], license="mit", tags=["ü"]).to_yaml()
-    ours = card._dump({"license": "mit", "tags": ["ü"], "model-index": [entry]})
-    assert ours == written + "\n", "huggingface_hub writes card YAML in another style than card._dump"
+    ours = model_index._dump({"license": "mit", "tags": ["ü"], "model-index": [entry]})
+    assert ours == written + "\n", "huggingface_hub writes card YAML in another style than model_index._dump"
 
 
-# --- transformers / lm-eval: what `--model-args` may name (runner.check_model_args)
+# --- transformers / lm-eval: what `--model-args` may name (model_args.check_model_args)
 
 
 def test_from_pretrained_still_takes_the_model_args_evalsuite_lets_through():
@@ -169,8 +169,8 @@ def test_from_pretrained_still_takes_the_model_args_evalsuite_lets_through():
 
     source = inspect.getsource(PreTrainedModel.from_pretrained)
     params = inspect.signature(PreTrainedModel.from_pretrained).parameters
-    gone = [k for k in runner.FROM_PRETRAINED_MODEL_ARGS if k not in params and f'"{k}"' not in source]
-    assert not gone, f"from_pretrained no longer takes {gone}; drop them from runner.FROM_PRETRAINED_MODEL_ARGS"
+    gone = [k for k in model_args.FROM_PRETRAINED_MODEL_ARGS if k not in params and f'"{k}"' not in source]
+    assert not gone, f"from_pretrained no longer takes {gone}; drop them from model_args.FROM_PRETRAINED_MODEL_ARGS"
 
 
 def test_hflm_takes_keyword_arguments_by_name():
@@ -184,10 +184,10 @@ def test_hflm_takes_keyword_arguments_by_name():
 def test_lm_eval_probes_git_through_the_evaluator_module():
     from lm_eval import evaluator
 
-    from evalsuite._compat import quiet_git_probe
+    from evalsuite.engine.compat import quiet_git_probe
 
     assert "get_git_commit_hash()" in inspect.getsource(evaluator.simple_evaluate), (
-        "simple_evaluate no longer calls evaluator.get_git_commit_hash(); drop _compat.quiet_git_probe"
+        "simple_evaluate no longer calls evaluator.get_git_commit_hash(); drop engine.compat.quiet_git_probe"
     )
     quiet_git_probe()
     assert evaluator.get_git_commit_hash() is None or isinstance(evaluator.get_git_commit_hash(), str)
@@ -211,8 +211,8 @@ def test_dynamic_cache_layers_are_what_continuous_batching_edits():
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
 
-    from evalsuite import generation
-    from evalsuite._compat import kv_cache_kwarg
+    from evalsuite.engine import generation
+    from evalsuite.engine.compat import kv_cache_kwarg
 
     model = _tiny_llama()
     layers = DynamicCache(config=model.config).layers
@@ -263,7 +263,7 @@ def test_a_one_row_kv_cache_is_copied_to_many_rows_and_generate_continues_from_i
     hand it to `generate` under the installed name; the tokens equal generate's own from the whole prompt."""
     import torch
 
-    from evalsuite._compat import kv_cache_kwarg, returned_kv_cache
+    from evalsuite.engine.compat import kv_cache_kwarg, returned_kv_cache
 
     model = _tiny_llama()
     ids = torch.tensor([[1, 5, 9, 13, 17]])
@@ -282,16 +282,16 @@ def test_a_one_row_kv_cache_is_copied_to_many_rows_and_generate_continues_from_i
 
 
 def test_datasets_pings_download_counts_only_while_its_config_says_so():
-    """`_compat.no_download_count_pings`: datasets' loader sends its S3 download-count request from
+    """`data.no_download_count_pings`: datasets' loader sends its S3 download-count request from
     `load.increase_load_count`, gated by `config.HF_UPDATE_DOWNLOAD_COUNTS` (read at call time)."""
     from datasets import config, load
 
-    from evalsuite._compat import no_download_count_pings
+    from evalsuite.data import no_download_count_pings
 
     source = inspect.getsource(load.increase_load_count)
     assert "config.HF_UPDATE_DOWNLOAD_COUNTS" in source, (
         "datasets.load.increase_load_count no longer reads config.HF_UPDATE_DOWNLOAD_COUNTS: "
-        "_compat.no_download_count_pings stops nothing; find the new switch"
+        "data.no_download_count_pings stops nothing; find the new switch"
     )
     before = config.HF_UPDATE_DOWNLOAD_COUNTS
     with no_download_count_pings():
@@ -339,13 +339,13 @@ def test_lm_evals_request_cache_is_one_sqlitedict_per_rank():
 
     assert '"_rank"' in inspect.getsource(evaluator.simple_evaluate) and '".db"' in inspect.getsource(
         evaluator.simple_evaluate
-    ), "simple_evaluate names its request cache differently: update evalsuite/lm_eval_files.py"
+    ), "simple_evaluate names its request cache differently: update evalsuite/results/lm_eval_files.py"
     assert "SqliteDict(cache_db" in inspect.getsource(model.CachingLM.__init__)
     assert inspect.signature(SqliteDict.__init__).parameters["tablename"].default == "unnamed"
 
 
 def test_lm_eval_results_keep_the_keys_evalsuite_reads():
-    """results.py reads `results[leaf]["<metric>,<filter>"]` and `n-samples[leaf]["effective"]` of the
+    """results/from_lm_eval.py reads `results[leaf]["<metric>,<filter>"]` and `n-samples[leaf]["effective"]` of the
     EvalResults simple_evaluate returns (lm_eval.result_schema types it)."""
     from typing import get_type_hints
 
@@ -375,3 +375,21 @@ def test_lm_evals_task_folders_still_define_the_tasks_the_suite_builds_on():
     assert len(named) == 5 + 57
     missing = sorted(named - set(manager.all_tasks))
     assert not missing, f"lm-eval's folders {runner._LM_EVAL_TASK_DIRS} no longer define {missing[:5]}"
+
+
+def test_lm_evals_json_helper_makes_its_output_plain_as_run_task_expects():
+    """runner._plain_json serialises lm-eval's output with lm-eval's own `handle_non_serializable`, so that what a
+    run reports, writes and resumes from are the same plain values: numpy numbers as Python numbers (float32
+    ones exactly as `float()` gives them), sets as lists, anything else as its text."""
+    import numpy as np
+    from lm_eval.utils import handle_non_serializable
+
+    from evalsuite.engine.runner import _plain_json
+
+    assert handle_non_serializable(np.int64(3)) == 3 and type(handle_non_serializable(np.int64(3))) is int
+    assert handle_non_serializable(np.float32(0.1)) == float(np.float32(0.1))
+    assert handle_non_serializable(np.bool_(True)) is True
+    assert handle_non_serializable({2}) == [2]
+    assert handle_non_serializable(len) == str(len)
+    plain = _plain_json({"acc,none": np.float64(0.25), "n": np.int64(2), "f": np.float32(0.1), "s": (1, 2)})
+    assert plain == {"acc,none": 0.25, "n": 2, "f": float(np.float32(0.1)), "s": [1, 2]}

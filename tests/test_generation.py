@@ -1,4 +1,4 @@
-"""GSM8K generation in the shared-prefix backend: continuous batching (evalsuite/generation.py) gives the
+"""GSM8K generation in the shared-prefix backend: continuous batching (evalsuite/engine/generation.py) gives the
 texts lm-eval's HFLM gives, on the real SmolLM2 model and real GSM8K rows, in fewer decode steps; batch
 sizing and out-of-memory back-off; lm-eval's own batches where continuous batching does not apply."""
 
@@ -8,16 +8,16 @@ import json
 
 import pytest
 import torch
+from conftest import SAMPLE_DATA
 
-from evalsuite.backend import (
+from evalsuite.engine.backend import (
     GENERATION_MAX_ROWS,
     GENERATION_MEMORY_SHARE,
     SharedPrefixLM,
     generation_rows,
     kv_bytes_per_token,
 )
-from evalsuite.generation import ContinuousGreedy, _Batch, eos_token_ids, supports
-from evalsuite.paths import sample_data_dir
+from evalsuite.engine.generation import ContinuousGreedy, _Batch, eos_token_ids, supports
 
 # lm-eval's gsm8k generation settings, with a smaller token budget to keep the test short
 GSM8K_GEN = {"until": ["Question:", "</s>", "<|im_end|>"], "do_sample": False, "temperature": 0.0}
@@ -35,7 +35,7 @@ def _gsm8k_requests(count: int, max_gen_toks: int, shots: int = 2) -> list:
     from lm_eval.api.instance import Instance
 
     def rows(split: str) -> list[dict]:
-        return [json.loads(line) for line in (sample_data_dir() / "gsm8k" / f"{split}.jsonl").read_text().splitlines()]
+        return [json.loads(line) for line in (SAMPLE_DATA / "gsm8k" / f"{split}.jsonl").read_text().splitlines()]
 
     train, test = rows("train"), rows("test")
     gen = {**GSM8K_GEN, "max_gen_toks": max_gen_toks}
@@ -224,7 +224,7 @@ def _toy_batch(rows: int, columns: int, first_prompt: int) -> _Batch:
 
 
 def test_merged_rows_are_right_aligned_and_a_failed_merge_changes_nothing(monkeypatch: pytest.MonkeyPatch):
-    from evalsuite import generation
+    from evalsuite.engine import generation
 
     batch, new = _toy_batch(2, 5, first_prompt=0), _toy_batch(1, 8, first_prompt=2)
     before = [(layer.keys.clone(), layer.values.clone()) for layer in batch.cache.layers]
@@ -261,7 +261,7 @@ def test_decode_steps_write_the_cache_in_place_and_hold_what_dynamic_layer_holds
     it copies the cache only when the spare columns run out or the tensors were replaced."""
     from transformers.cache_utils import DynamicLayer
 
-    from evalsuite.generation import SPARE_COLUMNS, _InPlaceLayer
+    from evalsuite.engine.generation import SPARE_COLUMNS, _InPlaceLayer
 
     torch.manual_seed(0)
     ours, reference = _InPlaceLayer(), DynamicLayer()

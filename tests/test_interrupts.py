@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from evalsuite.interrupts import stop_on_signals
+from evalsuite.cli.interrupts import stop_on_signals
 
 
 def test_a_signal_during_an_import_is_raised_once_the_import_is_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

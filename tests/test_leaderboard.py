@@ -12,7 +12,8 @@ from golden import check_golden
 from typer.testing import CliRunner
 
 from evalsuite.cli import app
-from evalsuite.leaderboard import find_results, latest_runs, leaderboard_rows
+from evalsuite.publish.leaderboard import latest_runs, leaderboard_rows
+from evalsuite.results import find_runs
 from evalsuite.suite import load_suite
 
 RESULTS = FIXTURES / "results"
@@ -21,7 +22,7 @@ runner = CliRunner()
 
 
 def test_latest_complete_run_per_model_sorted_by_average():
-    runs = latest_runs(find_results([RESULTS]))
+    runs = latest_runs(find_runs([RESULTS]))
     rows = leaderboard_rows(runs, SUITE)
     assert [(r.model, r.partial) for r in rows] == [
         ("kyujinpy/Sakura-SOLAR-Instruct", False),
@@ -33,7 +34,7 @@ def test_latest_complete_run_per_model_sorted_by_average():
 
 
 def test_complete_only_leaves_partial_runs_out():
-    runs = latest_runs(find_results([RESULTS]), include_partial=False)
+    runs = latest_runs(find_runs([RESULTS]), include_partial=False)
     assert sorted(r.model.id for r in runs) == sorted(
         ["kyujinpy/Sakura-SOLAR-Instruct", "upstage/SOLAR-10.7B-Instruct-v1.0", "openai-community/gpt2"]
     )
@@ -127,8 +128,7 @@ def test_complete_runs_that_did_not_ask_the_leaderboards_requests_are_marked():
 
 
 def test_contamination_column_shows_each_models_latest_check(tmp_path: Path):
-    from evalsuite.contamination import ContaminationResults
-    from evalsuite.leaderboard import find_contamination
+    from evalsuite.results import ContaminationResults, find_contamination
 
     results = tmp_path / "results"
     shutil.copytree(RESULTS, results)
@@ -143,7 +143,7 @@ def test_contamination_column_shows_each_models_latest_check(tmp_path: Path):
     folder = results / "other-models" / "upstage__SOLAR-10.7B-Instruct-v1.0" / "contamination-20240109T000000Z-0002"
     folder.mkdir()
     (folder / "contamination.json").write_text(ContaminationResults.model_dump_json(newer))
-    rows = leaderboard_rows(latest_runs(find_results([results])), SUITE, find_contamination([results]))
+    rows = leaderboard_rows(latest_runs(find_runs([results])), SUITE, find_contamination([results]))
     assert {r.model: r.contamination for r in rows} == {
         "kyujinpy/Sakura-SOLAR-Instruct": None,
         "upstage/SOLAR-10.7B-Instruct-v1.0": "ARC 0.06 · MMLU 0.15 · TruthfulQA 0.28 · GSM8K 0.70 (r < 0.2)",

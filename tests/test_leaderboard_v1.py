@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SAMPLE_DATA
 
-from evalsuite import runner
 from evalsuite.data import plan_local
-from evalsuite.prompts import PromptsRequest, build_prompts
-from evalsuite.protocol import DocumentRequests, Protocol, leaderboard_exemplar_draws
-from evalsuite.suite import default_tasks_dir, load_suite
+from evalsuite.engine import runner
+from evalsuite.run import PromptsRequest, build_prompts
+from evalsuite.settings import Backend, BatchSize, Dtype, Seeds
+from evalsuite.suite import DocumentRequests, Protocol, default_tasks_dir, leaderboard_exemplar_draws, load_suite
 
 REFERENCE = REPO.parent / "shared" / "data" / "v1-reference"
 V1 = load_suite().for_protocol(Protocol.LEADERBOARD_V1)
@@ -115,7 +115,7 @@ def test_a_preset_asks_what_the_full_run_asked_of_its_documents(snapshot: Path, 
     data = plan_local(snapshot, V1.select(["arc"])).tasks[0]
     group = runner.load_task_group(runner.build_task_manager(default_tasks_dir()), default_tasks_dir(), data,
                                    V1.preset("nightly"))  # fmt: skip
-    documents = runner.build_requests(group, None, runner.Seeds())
+    documents = runner.build_requests(group, None, Seeds())
     chosen = group.document_ids["arc_challenge"]
     assert [d.doc_id for d in documents] == chosen and len(chosen) == 100 and chosen != list(range(100))
     expected = _reference_requests(reference, "arc")
@@ -181,7 +181,7 @@ def _gsm8k_task(protocol: Protocol, limit: int):
     suite = load_suite().for_protocol(protocol)
     data = plan_local(SAMPLE_DATA, suite.select(["gsm8k"])).tasks[0]
     group = runner.load_task_group(runner.build_task_manager(default_tasks_dir()), default_tasks_dir(), data)
-    runner.build_requests(group, limit, runner.Seeds())
+    runner.build_requests(group, limit, Seeds())
     return group.tasks["gsm8k"], suite.task("gsm8k").metric
 
 
@@ -238,17 +238,18 @@ def test_gsm8k_reference_answers_are_read_alike_on_every_real_row(shared_data: P
 COLON_DOCUMENTS = (23, 116)
 
 
-@pytest.mark.parametrize("backend", [runner.Backend.SHARED_PREFIX, runner.Backend.LM_EVAL_HF])
+@pytest.mark.parametrize("backend", [Backend.SHARED_PREFIX, Backend.LM_EVAL_HF])
 def test_gsm8k_generation_stops_at_the_first_colon_under_leaderboard_v1_only(backend, gguf_path, shared_data):
     from lm_eval.api.instance import Instance
 
-    from evalsuite.model_ref import parse_model_ref, prepare_model
+    from evalsuite.engine import prepare_model
+    from evalsuite.model import parse_model_ref
 
     def gsm8k_group(protocol: Protocol, limit: int | None) -> runner.TaskGroup:
         suite = load_suite().for_protocol(protocol)
         data = plan_local(shared_data, suite.select(["gsm8k"])).tasks[0]
         group = runner.load_task_group(runner.build_task_manager(default_tasks_dir()), default_tasks_dir(), data)
-        runner.build_requests(group, limit, runner.Seeds())
+        runner.build_requests(group, limit, Seeds())
         return group
 
     leaderboard = [i for i in gsm8k_group(Protocol.LEADERBOARD_V1, None).tasks["gsm8k"].instances
@@ -260,7 +261,9 @@ def test_gsm8k_generation_stops_at_the_first_colon_under_leaderboard_v1_only(bac
              for i in leaderboard]  # fmt: skip
     model = runner.load_model(
         prepare_model(parse_model_ref(str(gguf_path))),
-        runner.ModelSettings(dtype="float32", device="cpu", batch_size=8, add_bos_token=False, backend=backend),
+        runner.ModelSettings(
+            dtype=Dtype.FLOAT32, device="cpu", batch_size=BatchSize(8), add_bos_token=False, backend=backend
+        ),
     )
     stopped = model.lm.generate_until(leaderboard)
     unstopped = model.lm.generate_until(plain)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from evalsuite.errors import ModelRefError
-from evalsuite.model_ref import ModelSource, check_gguf_header, parse_model_ref
+from evalsuite.model import ModelSource, check_gguf_header, parse_model_ref
 
 
 def test_hub_id_with_revision():

@@ -25,10 +25,9 @@ from pathlib import Path
 import pytest
 from conftest import REAL_RUN_BATCH_SIZE, REAL_RUN_LIMIT, SAMPLE_DATA
 
-from evalsuite.evaluate import RunOutcome, RunRequest, run_suite
-from evalsuite.prompts import PromptsRequest, build_prompts
-from evalsuite.protocol import Protocol, prompt_fingerprint
-from evalsuite.runner import Backend
+from evalsuite.run import PromptsRequest, RunOutcome, RunRequest, build_prompts, run_suite
+from evalsuite.settings import Backend
+from evalsuite.suite import Protocol, prompt_fingerprint
 
 # key -> (lm-eval task, shots, few-shot split, metric, dataset dir, eval split)
 PROTOCOL = {

@@ -75,7 +75,8 @@ def _train_on_wrong_options(source: str, rows: list[dict], target: Path) -> floa
 
 @pytest.fixture(scope="module")
 def runs(gguf_path: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from evalsuite.model_ref import parse_model_ref, prepare_model
+    from evalsuite.engine import prepare_model
+    from evalsuite.model import parse_model_ref
 
     scratch = tmp_path_factory.mktemp("regression")
     folder = prepare_model(parse_model_ref(str(gguf_path))).pretrained

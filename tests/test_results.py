@@ -13,13 +13,11 @@ from conftest import FIXTURES
 from fakes import lm_eval_output
 
 from evalsuite.errors import OutputDirError, ResultsSchemaError, RunError
-from evalsuite.protocol import Protocol
 from evalsuite.results import (
     SCHEMA_VERSION,
     FewshotInfo,
     ModelInfo,
     RunSettings,
-    Seeds,
     SuiteResults,
     Timing,
     Versions,
@@ -27,11 +25,11 @@ from evalsuite.results import (
     completeness,
     h6_average,
     read_results,
-    results_json_schema,
     task_result,
     write_run,
 )
-from evalsuite.suite import load_suite
+from evalsuite.settings import Seeds
+from evalsuite.suite import Protocol, load_suite
 
 SUITE = load_suite().for_protocol(Protocol.LM_EVAL)
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "evalsuite" / "schema" / f"results.v{SCHEMA_VERSION}.json"
@@ -166,7 +164,7 @@ def test_schema_version_comes_first_and_round_trips(tmp_path: Path):
 
 def test_committed_json_schema_is_current():
     assert SCHEMA_FILE.is_file(), f"write it: python -m evalsuite.schema > {SCHEMA_FILE}"
-    assert json.loads(SCHEMA_FILE.read_text()) == results_json_schema(), (
+    assert json.loads(SCHEMA_FILE.read_text()) == SuiteResults.model_json_schema(), (
         "SuiteResults changed: regenerate with `python -m evalsuite.schema` (and bump SCHEMA_VERSION if a field "
         "changed meaning)"
     )

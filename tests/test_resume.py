@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_DATA
 
-from evalsuite.checkpoint import Checkpoint
 from evalsuite.errors import OutputDirError
 from evalsuite.results import read_results
+from evalsuite.run.checkpoint import Checkpoint
 
 
 def _command(gguf: Path, out: Path) -> list[str]:

@@ -11,9 +11,9 @@ from pathlib import Path
 from conftest import REAL_RUN_LIMIT, SAMPLE_DATA
 
 from evalsuite.data import sha256_and_rows
-from evalsuite.prompts import PromptsRequest, build_prompts
-from evalsuite.protocol import Protocol, prompt_fingerprint
 from evalsuite.results import read_results
+from evalsuite.run import PromptsRequest, build_prompts
+from evalsuite.suite import Protocol, prompt_fingerprint
 
 SHOTS = {"arc": 25, "hellaswag": 10, "mmlu": 5, "truthfulqa": 0, "winogrande": 5, "gsm8k": 5}
 METRICS = {

@@ -63,7 +63,7 @@ def test_h6_group_lists_every_suite_task():
 
 def test_plain_lm_eval_indexes_the_groups():
     """`lm_eval --include_path tasks --tasks h6` works: lm-eval's own index finds every group."""
-    from evalsuite.runner import build_task_manager
+    from evalsuite.engine import build_task_manager
 
     tm = build_task_manager(TASKS)
     for name in ["h6", *(s.lm_eval_group for s in SUITE.tasks)]:

@@ -10,7 +10,7 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 
 from evalsuite._version import __version__
-from evalsuite.console import setup_logging
+from evalsuite.cli.logs import setup_logging
 from evalsuite.errors import EvalsuiteError
 
 # Locals can hold HF tokens: never print them in tracebacks. Help is click's plain text (rich_markup_mode=None):
@@ -34,8 +34,24 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+# The library's parameters that errors name (evalsuite.errors.param), where the flag that sets one is not
+# `--` + its name with dashes.
+_FLAGS = {"model": "MODEL", "seeds": "--seed"}
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of a library parameter: `data_dir` -> `--data-dir`, `model` -> `MODEL`."""
+    return _FLAGS.get(name) or "--" + name.replace("_", "-")
+
+
+def error_line(error: EvalsuiteError) -> str:
+    """`error: <message>` on one line, naming the flags that fix it, whatever a library put in it."""
+    return "error: " + " ".join(error.message(flag).split())
+
+
 def errors_exit_with(code: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Turn EvalsuiteError into `error: <message>` on stderr and exit `code`."""
+    """Turn EvalsuiteError into `error: <message>` on stderr and exit `code` (EVALSUITE_DEBUG=1: the traceback,
+    the causes included)."""
 
     def decorate(command: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(command)
@@ -45,8 +61,7 @@ def errors_exit_with(code: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
             except EvalsuiteError as e:
                 if os.environ.get("EVALSUITE_DEBUG") == "1":
                     raise
-                message = " ".join(str(e).split())  # one line, whatever a library put in it
-                typer.echo(f"error: {message}", err=True)
+                typer.echo(error_line(e), err=True)
                 raise typer.Exit(code) from None
 
         return wrapper

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
-from evalsuite.check_contamination import ContaminationRequest, run_contamination
 from evalsuite.cli._app import app, one_line_errors
-from evalsuite.console import format_contamination
 from evalsuite.contamination import ORIGINAL_TASKS
-from evalsuite.errors import SuiteConfigError
-from evalsuite.evaluate import parse_batch_size
+from evalsuite.settings import BatchSize, Dtype
 
 
 @app.command("contamination")
@@ -49,6 +46,9 @@ def contamination(
     Prints, per task, the share of items whose text the model finds likelier than all but a few of its
     neighbours, `result < 0.1, %: 0.06` as model cards quote it. A sign, not a proof.
     """
+    from evalsuite.cli.tables import format_contamination
+    from evalsuite.run import ContaminationRequest, run_contamination
+
     request = ContaminationRequest(
         model=model,
         reference=reference,
@@ -59,20 +59,12 @@ def contamination(
         prefix_ratio=prefix_ratio,
         threshold=threshold,
         seed=seed,
-        batch_size=_scoring_batch_size(batch_size),
+        batch_size=BatchSize.parse(batch_size, allow_reprobes=False),  # the check re-probes nothing
         shared_prefix=shared_prefix,
-        dtype=dtype,
+        dtype=Dtype.parse(dtype) if dtype is not None else None,
         device=device,
         output_dir=output_dir,
     )
     outcome = run_contamination(request, progress=lambda message: typer.echo(message, err=True))
     typer.echo(format_contamination(outcome.results))
     typer.echo(f"results: {outcome.folder}")
-
-
-def _scoring_batch_size(text: str) -> int | Literal["auto"]:
-    """`run`'s --batch-size parsing, less lm-eval's `auto:N` (the check re-probes nothing)."""
-    size = parse_batch_size(text)
-    if isinstance(size, str) and size != "auto":
-        raise SuiteConfigError(f"--batch-size {text!r}: give a positive int or 'auto'")
-    return "auto" if size == "auto" else int(size)

@@ -4,30 +4,17 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from evalsuite.card import (
-    CardSource,
-    check_publishable,
-    push_readme,
-    read_readme,
-    render_contamination,
-    render_markdown,
-    render_model_index,
-    update_contamination,
-    update_readme,
-    write_readme,
-)
-from evalsuite.card import diff as card_diff
-from evalsuite.check_contamination import is_contamination, read_contamination
 from evalsuite.cli._app import app, card_app, one_line_errors
-from evalsuite.errors import CardError
-from evalsuite.files import write_text_atomic
-from evalsuite.leaderboard import find_contamination, find_results, latest_runs, leaderboard_rows, render_leaderboard
-from evalsuite.results import SuiteResults, locate_run, read_results
-from evalsuite.suite import load_suite
+from evalsuite.errors import CardError, LeaderboardError
+from evalsuite.publish.leaderboard import BoardFormat
+
+if TYPE_CHECKING:
+    from evalsuite.publish.model_index import CardSource
+    from evalsuite.results import SuiteResults
 
 ResultsArg = Annotated[
     Path, typer.Argument(help="A results.json, a run folder, or a model's results folder.", show_default=False)
@@ -44,6 +31,8 @@ SourceUrlOpt = Annotated[str | None, typer.Option(help="`source.url` of each res
 
 
 def _source(name: str | None, url: str | None) -> CardSource | None:
+    from evalsuite.publish.model_index import CardSource
+
     if (name is None) != (url is None):
         raise CardError("--source-name and --source-url go together")
     return CardSource(name=name, url=url) if name and url else None
@@ -51,6 +40,8 @@ def _source(name: str | None, url: str | None) -> CardSource | None:
 
 def _read_run(path: Path) -> SuiteResults:
     """A run for a card; a model's results folder means its newest complete run (said on stderr)."""
+    from evalsuite.results import locate_run, read_results
+
     run, note = locate_run(path, newest_complete=True)
     if note:
         typer.echo(note, err=True)
@@ -74,6 +65,10 @@ def card_render(
     source_url: SourceUrlOpt = None,
 ) -> None:
     """Print a run's model-index YAML or its Markdown results table (or a contamination check's table)."""
+    from evalsuite.publish.card import check_publishable, render_contamination, render_markdown
+    from evalsuite.results import is_contamination, read_contamination
+    from evalsuite.suite import load_suite
+
     if is_contamination(results_path):
         if format is not CardFormat.MARKDOWN:
             raise CardError(f"{results_path}: a contamination check has no model-index form; use --format markdown")
@@ -84,6 +79,8 @@ def card_render(
     # the Markdown section marks tasks that are not comparable, and says why; model-index entries cannot
     check_publishable(results, suite, allow_partial, allow_not_comparable or format is CardFormat.MARKDOWN)
     if format is CardFormat.MODEL_INDEX:
+        from evalsuite.publish.model_index import render_model_index
+
         typer.echo(render_model_index(results, suite, model_name, _source(source_name, source_url)), nl=False)
     else:
         typer.echo(render_markdown(results, suite), nl=False)
@@ -112,6 +109,17 @@ def card_update(
 ) -> None:
     """Write a run's model-index results and results section, and/or a contamination check's section, into
     README.md, leaving the rest as it was."""
+    from evalsuite.publish.card import (
+        check_publishable,
+        diff,
+        read_readme,
+        update_contamination,
+        update_readme,
+        write_readme,
+    )
+    from evalsuite.results import is_contamination, read_contamination
+    from evalsuite.suite import load_suite
+
     if results_path is None and contamination_path is None:
         raise CardError("give --results RUN, --contamination CHECK, or both")
     if create_pr and not push:
@@ -146,7 +154,7 @@ def card_update(
         typer.echo(f"{readme} is up to date", err=True)
         return
     if dry_run:
-        typer.echo(card_diff(old, new, readme), nl=False)
+        typer.echo(diff(old, new, readme), nl=False)
         return
     if new != old:
         write_readme(readme, new)
@@ -154,13 +162,9 @@ def card_update(
     else:
         typer.echo(f"{readme} already up to date", err=True)
     if push:
+        from evalsuite.publish.hub import push_readme
+
         typer.echo(f"pushed: {push_readme(readme, push, create_pr)}", err=True)
-
-
-class BoardFormat(StrEnum):
-    MARKDOWN = "markdown"
-    CSV = "csv"
-    HTML = "html"
 
 
 @app.command("leaderboard")
@@ -176,17 +180,22 @@ def leaderboard(
 ) -> None:
     """Rank the latest run of each (model, revision, dtype) by H6 average; a Contamination column shows each
     model's latest `evalsuite contamination` check when the folders hold any."""
+    from evalsuite.files import write_text_atomic
+    from evalsuite.publish import leaderboard as board
+    from evalsuite.results import find_contamination, find_runs
+    from evalsuite.suite import load_suite
+
     suite = load_suite()
     dirs = results_dirs or [Path("results")]
-    runs = latest_runs(find_results(dirs), include_partial=not complete_only)
+    runs = board.latest_runs(find_runs(dirs), include_partial=not complete_only)
     if not runs:
-        raise CardError("no complete runs to rank; drop --complete-only to show partial ones")
-    rows = leaderboard_rows(runs, suite, find_contamination(dirs))
-    text = render_leaderboard(rows, suite, format.value, with_size=model_size)
+        raise LeaderboardError("no complete runs to rank; drop --complete-only to show partial ones")
+    rows = board.leaderboard_rows(runs, suite, find_contamination(dirs))
+    text = board.render_leaderboard(rows, suite, format, with_size=model_size)
     if out is None:
         typer.echo(text, nl=False)
         return
     if not out.parent.is_dir():
-        raise CardError(f"--out {out}: folder {out.parent} does not exist")
+        raise LeaderboardError(f"--out {out}: folder {out.parent} does not exist")
     write_text_atomic(out, text)
     typer.echo(f"wrote {out}", err=True)

@@ -7,24 +7,19 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
 from evalsuite.cli._app import VerboseOpt, app, data_app, one_line_errors
-from evalsuite.console import format_findings, format_scores, format_suite, setup_logging
-from evalsuite.data import Level, verify_snapshot
+from evalsuite.cli.logs import setup_logging
+from evalsuite.cli.verbosity import asks_verbose
 from evalsuite.errors import OutputDirError, SuiteConfigError
-from evalsuite.evaluate import RunRequest, parse_batch_size, parse_seed, run_suite
-from evalsuite.files import replacing
-from evalsuite.interrupts import stop_on_signals
-from evalsuite.processes import launched_rank
-from evalsuite.progress import interactive
-from evalsuite.prompts import PromptsRequest, TaskPrompts, build_prompts
-from evalsuite.protocol import parse_protocol
-from evalsuite.runner import Backend
-from evalsuite.suite import load_suite
-from evalsuite.verbosity import asks_verbose
+from evalsuite.settings import Backend, BatchSize, Dtype, Seeds
+from evalsuite.suite import load_suite, parse_protocol
+
+if TYPE_CHECKING:
+    from evalsuite.run import TaskPrompts
 
 
 def _progress(message: str) -> None:
@@ -35,7 +30,10 @@ TasksOpt = Annotated[
     str | None, typer.Option(help="Comma-separated task keys (see `evalsuite tasks`); default: all six.")
 ]
 LimitOpt = Annotated[
-    int | None, typer.Option(help="Only the first N documents of each task (of each subject for MMLU), Hub order.")
+    int | None,
+    typer.Option(
+        help="Only the first N documents of each task (of each subject for MMLU), Hub order; the run is partial."
+    ),
 ]
 DataDirOpt = Annotated[
     Path | None,
@@ -78,31 +76,54 @@ def run(
     model: ModelArg,
     tasks: TasksOpt = None,
     limit: LimitOpt = None,
-    batch_size: Annotated[str, typer.Option(help="Requests per forward pass: an int, or 'auto'.")] = "8",
+    batch_size: Annotated[
+        str,
+        typer.Option(
+            help="Rows per forward pass: N, auto or auto:N. auto: the shared-prefix backend starts at 64 and halves "
+            "on out-of-memory, and sizes GSM8K's decoding batch from the free memory; lm-eval-hf lets lm-eval "
+            "probe (auto:N: again N times). Recorded."
+        ),
+    ] = "8",
     dtype: Annotated[
         str | None,
         typer.Option(help="Model dtype (float32, bfloat16, float16, auto). Default: float32 on CPU, bfloat16 on CUDA."),
     ] = None,
     device: Annotated[
-        str | None, typer.Option(help="Torch device (cpu, cuda, cuda:1). Default: cuda if available.")
+        str | None,
+        typer.Option(
+            help="Torch device (cpu, cuda, cuda:N). Default: cuda if available. CUDA on a machine without it is "
+            "refused before anything loads."
+        ),
     ] = None,
     data_dir: DataDirOpt = None,
     output_dir: Annotated[Path, typer.Option(help="Where <org>__<name>/<run-id>/ is written.")] = Path("results"),
     seed: Annotated[
-        str, typer.Option(help="lm-eval seeds: one int for all, or random,numpy,torch,fewshot.")
+        str,
+        typer.Option(
+            help="lm-eval's seeds, each 0 to 2^32-1: one int for all four, or random,numpy,torch,fewshot. The "
+            "few-shot seed picks exemplars only under --protocol lm-eval."
+        ),
     ] = "0,1234,1234,1234",
     log_samples: Annotated[
         bool, typer.Option(help="Also write every scored sample (lm_eval/samples_<lm-eval task>.jsonl).")
     ] = False,
     model_args: Annotated[
-        str | None, typer.Option(help="Extra lm-eval HF model args, k=v,k2=v2 (e.g. trust_remote_code=True).")
+        str | None,
+        typer.Option(
+            help="Extra lm-eval HF model args, k=v,k2=v2 (e.g. trust_remote_code=True): HFLM's arguments, "
+            "from_pretrained's keywords, a local model's config.json attributes, pack_tokens (shared-prefix). "
+            "Others, and keys with an option of their own, are refused before the model loads."
+        ),
     ] = None,
     add_bos_token: Annotated[
         bool, typer.Option(help="Prepend BOS. Off by default: the leaderboard's harness never added it.")
     ] = False,
     preset: Annotated[
         str | None,
-        typer.Option(help="A fixed, recorded subset of documents per task (nightly: see tasks/suite.yaml)."),
+        typer.Option(
+            help="A fixed, recorded subset of documents per task (nightly: see `evalsuite tasks --json`); the run "
+            "is partial. Not with --limit."
+        ),
     ] = None,
     backend: Annotated[
         Backend,
@@ -114,7 +135,18 @@ def run(
     protocol: ProtocolOpt = "leaderboard-v1",
     verbose: VerboseOpt = False,
 ) -> None:
-    """Run the H6 suite on MODEL and write a results folder; print the six scores and the average."""
+    """Run the H6 suite on MODEL and write a results folder; print the six scores and the average.
+
+    Bad input fails before the model loads: one line, exit 1, nothing written. On a terminal, one bar per task;
+    Ctrl-C saves what is done (exit 130) and the same command again resumes. Results go to
+    OUTPUT_DIR/<org>__<name>/<run-id>/ (results.json, lm_eval/).
+    """
+    from evalsuite.cli.interrupts import stop_on_signals
+    from evalsuite.cli.tables import format_scores
+    from evalsuite.engine import launched_rank
+    from evalsuite.progress import interactive
+    from evalsuite.run import RunRequest, run_suite
+
     if verbose:
         setup_logging(verbose=True)
     verbose = verbose or asks_verbose(sys.argv[1:])
@@ -122,12 +154,12 @@ def run(
         model=model,
         tasks=_task_keys(tasks),
         limit=limit,
-        batch_size=parse_batch_size(batch_size),
-        dtype=dtype,
+        batch_size=BatchSize.parse(batch_size),
+        dtype=Dtype.parse(dtype) if dtype is not None else None,
         device=device,
         data_dir=data_dir,
         output_dir=output_dir,
-        seeds=parse_seed(seed),
+        seeds=Seeds.parse(seed),
         log_samples=log_samples,
         model_args=model_args,
         add_bos_token=add_bos_token,
@@ -174,6 +206,9 @@ def prompts(
     Requests are (context, continuation) pairs; GSM8K's are (context, generation settings).
     lm-eval builds them from its templates with the protocol's exemplars, as `evalsuite run` does.
     """
+    from evalsuite.files import replacing
+    from evalsuite.run import PromptsRequest, build_prompts
+
     request = PromptsRequest(tasks=_task_keys(tasks), limit=limit, data_dir=data_dir, protocol=parse_protocol(protocol))
     if out is not None and out.is_dir():
         raise OutputDirError(f"--out {out}: is a directory; give a file path")
@@ -208,6 +243,8 @@ def list_tasks(
     protocol: ProtocolOpt = "leaderboard-v1",
 ) -> None:
     """Print the suite as a protocol runs it: each task's lm-eval task, shots, exemplars, metric and dataset."""
+    from evalsuite.cli.tables import format_suite
+
     suite = load_suite().for_protocol(parse_protocol(protocol))
     if as_json:
         typer.echo(json.dumps(suite.model_dump(mode="json"), indent=2))
@@ -222,6 +259,9 @@ def verify(
     strict: Annotated[bool, typer.Option(help="Also fail on warnings (partial splits, few-shot fallbacks).")] = False,
 ) -> None:
     """Check an offline snapshot: every split the suite needs, row counts, schema. Exit 1 on errors."""
+    from evalsuite.cli.tables import format_findings
+    from evalsuite.data import Level, verify_snapshot
+
     findings = verify_snapshot(directory, load_suite())
     typer.echo(format_findings(findings))
     errors = sum(f.level is Level.ERROR for f in findings)

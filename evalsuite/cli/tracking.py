@@ -9,13 +9,7 @@ from typing import Annotated
 import typer
 
 from evalsuite.cli._app import app, errors_exit_with
-from evalsuite.compare import compare_runs
-from evalsuite.console import format_comparison, format_history
 from evalsuite.errors import OptionError
-from evalsuite.history import model_history, plot_history
-from evalsuite.leaderboard import find_results
-from evalsuite.results import locate_run, read_results
-from evalsuite.suite import load_suite
 
 
 class CompareFormat(StrEnum):
@@ -38,6 +32,10 @@ def compare(
     format: Annotated[CompareFormat, typer.Option("--format")] = CompareFormat.TABLE,
 ) -> None:
     """Compare two runs task by task. Exit 0: no regression; 1: regression; 2: error or not comparable."""
+    from evalsuite.cli.tables import format_comparison
+    from evalsuite.results import locate_run, read_results
+    from evalsuite.track.compare import compare_runs
+
     if not 0 < alpha < 1:
         raise OptionError(f"--alpha {alpha}: give a level between 0 and 1")
     if max_drop < 0:
@@ -65,7 +63,12 @@ def history(
     plot: Annotated[Path | None, typer.Option(help="Also write a PNG line chart with stderr error bars.")] = None,
 ) -> None:
     """A model's H6 and per-task scores over its runs, oldest first."""
-    points = model_history(find_results(results_dirs or [Path("results")]), model, load_suite())
+    from evalsuite.cli.tables import format_history
+    from evalsuite.results import find_runs
+    from evalsuite.suite import load_suite
+    from evalsuite.track.history import model_history, plot_history
+
+    points = model_history(find_runs(results_dirs or [Path("results")]), model, load_suite())
     if plot is not None:
         plot_history(points, model, plot)
     typer.echo(format_history(points))

@@ -1,1 +1,3 @@
-"""The committed JSON Schema of results.json: `python -m evalsuite.schema` prints it (tests check it is current)."""
+"""The committed JSON Schemas of evalsuite's files (results.v<N>.json, contamination.v<N>.json), generated from
+evalsuite.results' models: `python -m evalsuite.schema [results|contamination]` prints them, and a test fails
+while a committed file is stale."""

@@ -3,9 +3,8 @@
 import json
 import sys
 
-from evalsuite.contamination import ContaminationResults
-from evalsuite.results import results_json_schema
+from evalsuite.results import ContaminationResults, SuiteResults
 
 kind = sys.argv[1] if len(sys.argv) > 1 else "results"
-schema = ContaminationResults.model_json_schema() if kind == "contamination" else results_json_schema()
+schema = (ContaminationResults if kind == "contamination" else SuiteResults).model_json_schema()
 print(json.dumps(schema, indent=2))

@@ -1,0 +1,147 @@
+"""The tables `evalsuite` prints on stdout: plain Markdown-style, aligned for terminals, pasteable into a README."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from evalsuite.results import pct
+
+if TYPE_CHECKING:
+    from evalsuite.data import Finding
+    from evalsuite.results import ContaminationResults, SuiteResults
+    from evalsuite.suite import SuiteSpec
+    from evalsuite.track.compare import Comparison
+    from evalsuite.track.history import HistoryPoint
+
+
+def _table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
+    """A plain Markdown-style table, aligned for terminals and pasteable into a README."""
+    right = right or set()
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return (
+            "| "
+            + " | ".join(
+                c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " |"
+        )
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if i in right else "-" * (w + 2) for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def format_scores(results: SuiteResults) -> str:
+    rows = []
+    for t in results.tasks:
+        rows.append(
+            [
+                t.display_name,
+                t.metric.display,
+                str(t.num_fewshot),
+                pct(t.value),
+                pct(t.stderr),
+                f"{t.documents}/{t.full_documents}",
+                "yes" if t.leaderboard_comparable else "no",
+            ]
+        )
+    average = pct(results.h6_average)
+    rows.append(["Average (H6)", "", "", average, "", "", "yes" if results.leaderboard_comparable else "no"])
+    table = _table(["Task", "Metric", "Shots", "Value", "Stderr", "Docs", "Comparable"], rows, right={2, 3, 4, 5})
+    lines = [
+        table,
+        f"Protocol {results.settings.protocol.value}. Comparable: the task's requests are the Open LLM "
+        "Leaderboard's, document by document (protocol leaderboard-v1, its complete splits, no few-shot fallback).",
+    ]
+    if not results.is_complete:
+        lines.append(f"partial run, no H6 average: {'; '.join(results.partial_reasons)}")
+    tasks_by_reason: dict[str, list[str]] = {}  # a protocol's reason holds for every task: say it once
+    for t in results.tasks:
+        for reason in t.not_comparable_reasons:
+            tasks_by_reason.setdefault(reason, []).append(t.key)
+    lines += [f"{', '.join(keys)} not comparable: {reason}" for reason, keys in tasks_by_reason.items()]
+    return "\n".join(lines)
+
+
+def format_suite(suite: SuiteSpec) -> str:
+    rows = [
+        [
+            t.key,
+            t.display_name,
+            t.lm_eval_group,
+            str(t.num_fewshot),
+            f"{t.fewshot_split or '-'} ({t.fewshot_sampler})" if t.num_fewshot else "-",
+            str(t.metric),  # the lm-eval key, as lm-eval users read it
+            t.aggregation,
+            " / ".join(x for x in (t.data.hub_dataset, t.data.hub_config, t.data.eval_split) if x),
+        ]
+        for t in suite.tasks
+    ]
+    headers = ["Key", "Display name", "lm-eval task", "Shots", "Few-shot from", "Metric", "Aggregation", "Hub dataset"]
+    protocol = f", protocol {suite.protocol.value}" if suite.protocol else ""
+    return f"{suite.title} (suite {suite.name} v{suite.version}{protocol})\n" + _table(headers, rows, right={3})
+
+
+def format_findings(findings: list[Finding]) -> str:
+    return _table(["Status", "File", "Detail"], [[f.level.value, f.file, f.message] for f in findings])
+
+
+def format_comparison(comparison: Comparison, markdown: bool = False) -> str:
+    rows = [
+        [
+            t.display_name,
+            pct(t.baseline),
+            pct(t.candidate),
+            f"{t.delta_points:+.2f}",
+            t.test,
+            "-" if t.p_value is None else f"{t.p_value:.3g}",
+            str(t.documents),
+            t.verdict.value.upper() if t.regressed else t.verdict.value,
+        ]
+        for t in comparison.tasks
+    ]
+    if comparison.baseline_average is not None and comparison.candidate_average is not None:
+        delta = 100 * (comparison.candidate_average - comparison.baseline_average)
+        rows.append(["Average (H6)", pct(comparison.baseline_average), pct(comparison.candidate_average),
+                     f"{delta:+.2f}", "", "", "", ""])  # fmt: skip
+    headers = ["Task", "Baseline", "Candidate", "Δ points", "Test", "p", "Docs", "Verdict"]
+    table = _table(headers, rows, right={1, 2, 3, 5, 6})
+    regressed = comparison.regressed
+    summary = (
+        f"REGRESSION in {', '.join(regressed)}" if regressed else "no regression"
+    ) + f" (alpha {comparison.alpha}, max drop {comparison.max_drop} points)"
+    sides = [f"baseline:  {comparison.baseline_run}", f"candidate: {comparison.candidate_run}"]
+    if markdown:
+        lines = [f"### evalsuite compare: {summary}", "", *(f"- {s}" for s in sides), "", table]
+    else:
+        lines = [*sides, table, summary]
+    lines += [f"warning: {w}" for w in comparison.warnings]
+    return "\n".join(lines)
+
+
+def format_contamination(results: ContaminationResults) -> str:
+    """The card's contamination table: the model, then one `result < 0.1, %: 0.06` cell per task."""
+    headers = ["Model", *(t.column for t in results.tasks)]
+    rows = [[results.target.id, *(t.reported for t in results.tasks)]]
+    note = f"{results.settings.items} items per task, {results.settings.neighbours} neighbours each from "
+    note += f"{results.reference.id}; {results.meaning}"
+    return _table(headers, rows) + "\n" + note
+
+
+def format_history(points: list[HistoryPoint]) -> str:
+    columns = list(points[0].scores)
+
+    def cell(score: tuple[float, float | None] | None) -> str:
+        if score is None:
+            return "-"
+        value, stderr = score
+        return pct(value) + (f" ± {pct(stderr)}" if stderr is not None else "")
+
+    rows = [
+        [p.label, p.run_id, p.status, "yes" if p.comparable else "no",
+         pct(p.average), *(cell(p.scores[c]) for c in columns)]
+        for p in points
+    ]  # fmt: skip
+    header = ["Run (UTC)", "Run id", "Status", "Comparable", "Average", *columns]
+    return _table(header, rows, right=set(range(4, 5 + len(columns))))

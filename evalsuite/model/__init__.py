@@ -1,0 +1,26 @@
+"""The model under evaluation as the user named it (MODEL: a Hub id with an optional @revision, a Hugging Face
+model folder, or a .gguf file), classified and checked before anything loads, and whether the Hub can serve it.
+
+Imports huggingface_hub inside `check_hub_access` only; never lm-eval, torch or transformers (loading, and a
+GGUF's dequantization, are evalsuite.engine's).
+"""
+
+from evalsuite.model.hub import check_hub_access
+from evalsuite.model.ref import (
+    LoadableModel,
+    ModelRef,
+    ModelSource,
+    check_gguf_header,
+    parse_model_ref,
+    read_config,
+)
+
+__all__ = [
+    "LoadableModel",
+    "ModelRef",
+    "ModelSource",
+    "check_gguf_header",
+    "check_hub_access",
+    "parse_model_ref",
+    "read_config",
+]

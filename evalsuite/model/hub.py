@@ -1,0 +1,91 @@
+"""Whether the Hub can serve what a run needs, asked once before anything loads (one line, not the libraries'
+retries and tracebacks, when it cannot)."""
+
+from __future__ import annotations
+
+import os
+
+from evalsuite.errors import ModelRefError, param
+from evalsuite.model.ref import ModelRef, ModelSource
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def check_hub_access(ref: ModelRef, hub_dataset: str | None) -> None:
+    """Before anything loads: one line when the run needs the Hub (a Hub model; datasets without --data-dir,
+    `hub_dataset` being one of them) and cannot have it, instead of the libraries' retries and tracebacks.
+
+    A model the Hub does not know (or that needs a login) is caught here too.
+    """
+    needs_model = ref.source is ModelSource.HUB
+    if _truthy(os.environ.get("HF_DATASETS_OFFLINE")):
+        hub_dataset = None  # the user says the datasets are cached
+    if not needs_model and hub_dataset is None:
+        return
+    from huggingface_hub import HfApi, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    cached = needs_model and isinstance(try_to_load_from_cache(ref.location, "config.json", revision=ref.revision), str)
+    if _truthy(os.environ.get("HF_HUB_OFFLINE")):
+        if needs_model and not cached:
+            raise ModelRefError(
+                f"HF_HUB_OFFLINE is set and {ref.location} is not in the Hugging Face cache; unset it, or download "
+                f"the model (`hf download {ref.location}`) and pass its folder"
+            )
+        return
+    api = HfApi()
+    try:
+        if needs_model:
+            api.model_info(ref.location, revision=ref.revision, timeout=10)
+        else:
+            api.dataset_info(hub_dataset, timeout=10)  # type: ignore[arg-type]
+    except GatedRepoError as e:
+        raise ModelRefError(
+            f"{ref.location} is gated: accept its terms on the Hub and log in (`hf auth login`)"
+        ) from e
+    except RevisionNotFoundError as e:
+        raise ModelRefError(f"{ref.location} has no revision {ref.revision!r} on the Hub") from e
+    except RepositoryNotFoundError as e:
+        what = ref.location if needs_model else hub_dataset
+        raise ModelRefError(f"{what}: not found on the Hub (a typo, or private: log in with `hf auth login`)") from e
+    except Exception as e:  # network: DNS, refused, timeout, proxy; the Hub rate-limiting or down
+        if _http_status(e) == 429:
+            login = "" if os.environ.get("HF_TOKEN") else ", or log in (`hf auth login`) for a higher limit"
+            raise ModelRefError(
+                "the Hugging Face Hub is rate-limiting this machine (429 Too Many Requests); wait a few minutes "
+                f"and run again{login}"
+            ) from e
+        if not _is_network_error(e):
+            raise
+        why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
+        if needs_model and not cached:
+            raise ModelRefError(
+                f"the Hugging Face Hub is unreachable ({why}) and {ref.location} is not in the local cache; run "
+                f"where the Hub is reachable, or download the model there (`hf download {ref.location}`) and pass "
+                "its folder as MODEL"
+            ) from e
+        if needs_model:
+            raise ModelRefError(
+                f"the Hugging Face Hub is unreachable ({why}); {ref.location} is in the local cache: run with "
+                "HF_HUB_OFFLINE=1 to use it" + (f" and {param('data_dir')} for the datasets" if hub_dataset else "")
+            ) from e
+        raise ModelRefError(
+            f"the Hugging Face Hub is unreachable ({why}) and the datasets come from it: pass {param('data_dir')} "
+            "with an offline snapshot (see `evalsuite data verify`), or set HF_DATASETS_OFFLINE=1 if they are cached"
+        ) from e
+
+
+def _http_status(error: BaseException) -> int | None:
+    response = getattr(error, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _is_network_error(error: BaseException) -> bool:
+    """A Hub that cannot be reached: no connection, a timeout, or a server error (5xx) after the client's retries."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    status = _http_status(error)
+    return bool(names & {"ConnectError", "ConnectTimeout", "TimeoutException", "NetworkError", "TransportError",
+                         "ConnectionError", "OfflineModeIsEnabled"}) or isinstance(error, OSError) or (
+        status is not None and status >= 500)  # fmt: skip

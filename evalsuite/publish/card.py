@@ -1,0 +1,173 @@
+"""Model cards: a README's results section and contamination section rendered from a run or a check, and the
+README brought up to date in place (with the model-index results, evalsuite/publish/model_index.py), touching
+nothing evalsuite does not own.
+
+What evalsuite owns in a README: its model-index results (model_index.py), and in the body the text between
+`<!-- evalsuite:start -->` and `<!-- evalsuite:end -->` (the results) and between
+`<!-- evalsuite:contamination:start -->` and `<!-- evalsuite:contamination:end -->` (a contamination check's
+table). Every other byte stays as it was; the README keeps its line endings.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from evalsuite.errors import CardError, param
+from evalsuite.files import write_text_atomic
+from evalsuite.publish.model_index import CardSource, eval_results, parse_front_matter, updated_front_matter
+from evalsuite.publish.readme import find_section, split_readme
+from evalsuite.publish.render import render
+from evalsuite.results import ContaminationResults, SuiteResults
+from evalsuite.suite import SuiteSpec
+
+START_MARKER = "<!-- evalsuite:start -->"
+END_MARKER = "<!-- evalsuite:end -->"
+# The contamination table has a section of its own: a card may show either without the other.
+CONTAMINATION_START_MARKER = "<!-- evalsuite:contamination:start -->"
+CONTAMINATION_END_MARKER = "<!-- evalsuite:contamination:end -->"
+
+
+def not_comparable(results: SuiteResults, suite: SuiteSpec) -> list[tuple[str, list[str]]]:
+    """(display name, reasons) of each task whose requests were not the leaderboard's, in suite order."""
+    return [
+        (spec.display_name, t.not_comparable_reasons or ["not the leaderboard's requests"])
+        for spec in suite.tasks
+        if (t := results.task(spec.key)) is not None and not t.leaderboard_comparable
+    ]
+
+
+def check_publishable(results: SuiteResults, suite: SuiteSpec, allow_partial: bool, allow_not_comparable: bool) -> None:
+    """Model-index results claim leaderboard numbers: partial runs and tasks that asked other requests need
+    an explicit yes (and then the card's section says which and why)."""
+    if not results.is_complete and not allow_partial:
+        raise CardError(
+            f"run {results.run_id} is partial ({'; '.join(results.partial_reasons)}); cards carry complete "
+            f"runs, pass {param('allow_partial')} to publish it anyway"
+        )
+    differing = not_comparable(results, suite)
+    if differing and not allow_not_comparable:
+        names = ", ".join(name for name, _ in differing)
+        raise CardError(
+            f"run {results.run_id}: {names} did not ask the leaderboard's requests ({differing[0][1][0]}); pass "
+            f"{param('allow_not_comparable')} to publish them anyway, marked as such"
+        )
+
+
+def render_markdown(results: SuiteResults, suite: SuiteSpec) -> str:
+    differing = not_comparable(results, suite)
+    marked = {name for name, _ in differing}
+    rows = [
+        {"name": spec.display_name, "value": t.value, "not_comparable": spec.display_name in marked}
+        for spec in suite.tasks
+        if (t := results.task(spec.key))
+    ]
+    return render(
+        "card_section.md.j2",
+        evalsuite_version=results.versions.evalsuite,
+        lm_eval_version=results.versions.lm_eval,
+        dtype=results.model.dtype,
+        batch_size=results.settings.batch_size,
+        protocol=results.settings.protocol.value,
+        partial_reasons="; ".join(results.partial_reasons),
+        average=results.h6_average,
+        rows=rows,
+        not_comparable=[{"name": name, "reasons": "; ".join(reasons)} for name, reasons in differing],
+    )
+
+
+def render_contamination(results: ContaminationResults) -> str:
+    """The card's contamination table, as upstage/SOLAR-10.7B-Instruct-v1.0's card shows it."""
+    return render(
+        "contamination_section.md.j2",
+        evalsuite_version=results.versions.get("evalsuite", "?"),
+        items=results.settings.items,
+        neighbours=results.settings.neighbours,
+        reference=results.reference.id,
+        threshold=f"{results.settings.threshold:g}",
+        model=results.target.id,
+        tasks=results.tasks,
+    )
+
+
+def update_readme(
+    text: str,
+    results: SuiteResults,
+    suite: SuiteSpec,
+    model_name: str | None = None,
+    source: CardSource | None = None,
+) -> str:
+    """The README with evalsuite's model-index results and section brought up to date. Pure.
+
+    Only the model-index results evalsuite writes (in this model's entry) and the text between the markers
+    change; every other byte, comment and newline stays. The new front matter is parsed again and must mean
+    the old metadata plus these results, or nothing is written.
+    """
+    readme = split_readme(text)
+    nl = readme.newline
+    front = readme.front_matter or ""
+    metadata = parse_front_matter(front)
+    ours = eval_results(results, suite, source)
+    new_front, expected = updated_front_matter(front, nl, metadata, results.model.id, model_name, ours)
+    if parse_front_matter(new_front) != expected:
+        raise CardError(
+            "front matter: could not write the results without changing other YAML (unusual layout); "
+            "write the model-index by hand or simplify its layout"
+        )
+
+    body = _with_section(readme.body, nl, START_MARKER, END_MARKER, render_markdown(results, suite))
+    return readme.with_body(body).with_front_matter(new_front).text()
+
+
+def update_contamination(text: str, contamination: ContaminationResults) -> str:
+    """The README with its contamination section brought up to date (added at the end if missing). Pure;
+    the front matter and every byte outside the section stay (model-index has no place for this test)."""
+    readme = split_readme(text)
+    body = _with_section(
+        readme.body, readme.newline, CONTAMINATION_START_MARKER, CONTAMINATION_END_MARKER,
+        render_contamination(contamination),
+    )  # fmt: skip
+    return readme.with_body(body).text()
+
+
+def _with_section(body: str, nl: str, start_marker: str, end_marker: str, content: str) -> str:
+    """`body` with the text between the markers replaced by `content`, or the section appended."""
+    section_text = (start_marker + "\n" + content + end_marker).replace("\n", nl)
+    section = find_section(body, start_marker, end_marker)
+    if section is not None:
+        return body[: section.start] + section_text + body[section.end :]
+    if body and not body.endswith("\n"):
+        body += nl
+    return body + (nl if body else "") + section_text + nl
+
+
+def read_readme(path: Path) -> str:
+    """The README's text ("" for a README still to be created). Its folder must exist: a missing folder is
+    more often a typo than a wish for a new one."""
+    target = path.resolve()  # through a symlink, to the file it points at
+    if not target.parent.is_dir():
+        raise CardError(f"{path}: folder {target.parent} does not exist; create it or fix the path")
+    try:
+        data = target.read_bytes()
+    except FileNotFoundError:
+        return ""
+    except OSError as e:
+        raise CardError(f"{path}: cannot read ({e.strerror})") from e
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CardError(f"{path}: not UTF-8 (byte {e.start}); convert it to UTF-8 first") from e
+
+
+def write_readme(path: Path, text: str) -> None:
+    """Replace the README atomically, keeping its permissions; a symlinked README is written through its link
+    (the link stays a link)."""
+    write_text_atomic(path.resolve(), text)
+
+
+def diff(old: str, new: str, path: Path) -> str:
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path.name}", f"b/{path.name}"
+        )
+    )

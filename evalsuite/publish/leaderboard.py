@@ -1,0 +1,148 @@
+"""Leaderboards across runs: the latest run per (model, revision, dtype), sorted by H6 average, with each model's
+latest contamination check; as Markdown, CSV (pandas, imported for it alone) or a self-contained HTML page.
+Renderers get plain rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from evalsuite.publish.render import render
+from evalsuite.results import ContaminationResults, SuiteResults, model_size, percent
+from evalsuite.suite import SuiteSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class BoardFormat(StrEnum):
+    MARKDOWN = "markdown"
+    CSV = "csv"
+    HTML = "html"
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str
+    revision: str
+    dtype: str
+    average: float | None
+    scores: dict[str, float | None] = field(default_factory=dict)  # column -> fraction
+    size: str = "-"
+    partial: bool = False
+    not_comparable: bool = False  # complete, but some task did not ask the leaderboard's requests
+    run_id: str = ""
+    contamination: str | None = None  # the model's latest contamination check, compact: "ARC 0.06 · GSM8K 0.70"
+
+    @property
+    def label(self) -> str:
+        return self.model + (" (partial)" if self.partial else " (not comparable)" if self.not_comparable else "")
+
+
+def contamination_cell(check: ContaminationResults) -> str:
+    """One leaderboard cell: each task's reported share, `ARC 0.06 · MMLU 0.15` (the threshold said when it
+    is not the original's 0.1)."""
+    cell = " · ".join(f"{t.column} {t.share:.2f}" for t in check.tasks)
+    threshold = check.settings.threshold
+    return cell if threshold == 0.1 else f"{cell} (r < {threshold:g})"
+
+
+def _latest_check(run: SuiteResults, checks: list[ContaminationResults]) -> ContaminationResults | None:
+    """The newest check of the run's model at the same revision."""
+    same = [c for c in checks if c.target.id == run.model.id and c.target.revision == run.model.revision]
+    return max(same, key=lambda c: c.created_at, default=None)
+
+
+def latest_runs(runs: list[SuiteResults], include_partial: bool = True) -> list[SuiteResults]:
+    """Per (model, revision, dtype): the latest complete run, else (if allowed) the latest partial one."""
+    chosen: dict[tuple[str, str, str], SuiteResults] = {}
+    for run in sorted(runs, key=lambda r: r.created_at):
+        if not run.is_complete and not include_partial:
+            continue
+        key = (run.model.id, run.model.revision or run.model.sha or "", run.model.dtype)
+        current = chosen.get(key)
+        if current is None or run.is_complete or not current.is_complete:
+            chosen[key] = run
+    return list(chosen.values())
+
+
+def leaderboard_rows(
+    runs: list[SuiteResults], suite: SuiteSpec, checks: list[ContaminationResults] | None = None
+) -> list[Row]:
+    rows = []
+    for run in runs:
+        check = _latest_check(run, checks or [])
+        rows.append(
+            Row(
+                model=run.model.id,
+                revision=run.model.revision or (run.model.sha or "")[:12],
+                dtype=run.model.dtype,
+                average=run.h6_average,
+                scores={s.column: (t.value if (t := run.task(s.key)) else None) for s in suite.tasks},
+                size=model_size(run.model.parameters),
+                partial=not run.is_complete,
+                not_comparable=run.is_complete and not run.leaderboard_comparable,
+                run_id=run.run_id,
+                contamination=contamination_cell(check) if check else None,
+            )
+        )
+    # complete runs by average (desc), then partial ones by the mean of what they have
+    return sorted(rows, key=lambda r: (r.partial, -(r.average if r.average is not None else _mean(r.scores))))
+
+
+def _mean(scores: dict[str, float | None]) -> float:
+    values = [v for v in scores.values() if v is not None]
+    return sum(values) / len(values) if values else 0.0
+
+
+CONTAMINATION_COLUMN = "Contamination"
+
+
+def _with_contamination(rows: list[Row]) -> bool:
+    """The contamination column shows only when some model has a check."""
+    return any(row.contamination for row in rows)
+
+
+def to_frame(rows: list[Row], suite: SuiteSpec, with_size: bool) -> pd.DataFrame:
+    import pandas as pd  # only the csv format needs it
+
+    records = []
+    for row in rows:
+        record: dict[str, object] = {"Model": row.label, "Average": _pct(row.average)}
+        record |= {c: _pct(row.scores[c]) for c in (s.column for s in suite.tasks)}
+        if with_size:
+            record["Model Size"] = row.size
+        if _with_contamination(rows):
+            record[CONTAMINATION_COLUMN] = row.contamination or ""
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else percent(value)
+
+
+def render_leaderboard(rows: list[Row], suite: SuiteSpec, fmt: BoardFormat, with_size: bool = False) -> str:
+    columns = [s.column for s in suite.tasks]
+    if fmt is BoardFormat.MARKDOWN:
+        return render(
+            "leaderboard.md.j2", rows=rows, columns=columns, with_size=with_size,
+            contamination_column=CONTAMINATION_COLUMN if _with_contamination(rows) else None,
+        )  # fmt: skip
+    if fmt is BoardFormat.CSV:
+        return to_frame(rows, suite, with_size).to_csv(index=False, float_format="%.2f")
+    return render(
+        "leaderboard.html.j2",
+        rows=[
+            {"model": r.model, "partial": r.partial, "not_comparable": r.not_comparable, "revision": r.revision,
+             "dtype": r.dtype, "size": r.size, "average": _pct(r.average),
+             "scores": [_pct(r.scores[c]) for c in columns], "contamination": r.contamination or ""}
+            for r in rows
+        ],
+        columns=columns,
+        contamination_column=CONTAMINATION_COLUMN if _with_contamination(rows) else None,
+        with_size=with_size,
+        title=suite.title,
+    )  # fmt: skip

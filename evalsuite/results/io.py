@@ -1,0 +1,145 @@
+"""Reading and writing run folders: `results.json` validated on every read, a run written all at once (staged,
+then renamed), and finding runs in results folders.
+
+    <output_dir>/<org>__<name>/<run_id>/results.json
+                                        lm_eval/<task>.json, lm_eval/samples_<lm-eval task>.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from evalsuite.errors import NoResultsError, OutputDirError, ResultsSchemaError, invalid_file, param
+from evalsuite.files import missing_folders, remove_empty_folders, staging_folder
+from evalsuite.results.lm_eval_files import LM_EVAL_DIR
+from evalsuite.results.migrations import migrate
+from evalsuite.results.schema import SCHEMA_VERSION, SuiteResults
+
+RESULTS_FILE = "results.json"
+
+
+def write_run(
+    results: SuiteResults,
+    lm_eval_outputs: dict[str, str],
+    output_dir: Path,
+    model_dir_name: str,
+) -> Path:
+    """Write `<output_dir>/<model_dir_name>/<run_id>/` all at once: staged, then renamed into place.
+
+    `lm_eval_outputs` maps file names (relative to the run's lm_eval/ folder) to their text. On failure
+    nothing is left behind, not even the folders this call created.
+    """
+    created = missing_folders(output_dir / model_dir_name)
+    final = output_dir / model_dir_name / results.run_id
+    staging: Path | None = None
+    written = False
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            raise OutputDirError(f"{final} already exists; results are never overwritten")
+        staging = staging_folder(final.parent, f".{results.run_id}.")
+        (staging / LM_EVAL_DIR).mkdir()
+        for name, text in lm_eval_outputs.items():
+            (staging / LM_EVAL_DIR / name).write_text(text, encoding="utf-8")
+        (staging / RESULTS_FILE).write_text(results.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        os.replace(staging, final)
+        written = True
+        return final
+    except OSError as e:
+        raise OutputDirError(f"cannot write results under {output_dir}: {e.strerror or e}") from e
+    finally:
+        if not written:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            remove_empty_folders(created)
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """Fail early, before hours of compute, if results could not be written under `output_dir`."""
+    existing = next((p for p in [output_dir, *output_dir.parents] if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise OutputDirError(f"{param('output_dir')} {output_dir}: {existing} is not a directory")
+    try:
+        probe = tempfile.NamedTemporaryFile(dir=existing, prefix=".evalsuite-write-probe-")
+    except OSError as e:
+        raise OutputDirError(f"{param('output_dir')} {output_dir}: {existing} is not writable ({e.strerror})") from e
+    probe.close()
+
+
+def read_results(path: Path) -> SuiteResults:
+    """Read a results.json (or a run folder holding one), validated: every score a finite fraction, documents
+    within their split, the H6 average the mean of the six. Anything else is one ResultsSchemaError."""
+    if path.is_dir():
+        path = path / RESULTS_FILE
+    try:
+        raw = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise ResultsSchemaError(f"{path}: cannot read ({e.strerror})") from e
+    except UnicodeDecodeError as e:
+        raise ResultsSchemaError(f"{path}: not UTF-8 (byte {e.start}); not a results file evalsuite wrote") from e
+    except json.JSONDecodeError as e:
+        raise ResultsSchemaError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from e
+    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ResultsSchemaError(f"{path}: not an evalsuite results file (no integer schema_version)")
+    if version > SCHEMA_VERSION:
+        raise ResultsSchemaError(
+            f"{path}: schema_version {version} was written by a newer evalsuite (this one reads "
+            f"{SCHEMA_VERSION}); upgrade evalsuite"
+        )
+    try:
+        return SuiteResults.model_validate(migrate(raw))
+    except (KeyError, TypeError) as e:
+        raise ResultsSchemaError(f"{path}: invalid results file of schema_version {version}: {e!r}") from e
+    except ValidationError as e:
+        raise ResultsSchemaError(invalid_file(path, "results file", e)) from e
+
+
+def run_dirs(path: Path) -> list[Path]:
+    """The run folders (holding a results.json) directly under a model's results folder, oldest first."""
+    return sorted(p.parent for p in path.glob(f"*/{RESULTS_FILE}") if not p.parent.name.startswith("."))
+
+
+def locate_run(path: Path, newest_complete: bool) -> tuple[Path, str | None]:
+    """The run a path names: a results.json, a run folder, or a model's results folder (`results/org__name`).
+
+    For a model's folder: its newest complete run when `newest_complete` (with a note saying which), else
+    an error listing the runs to choose from.
+    """
+    if not path.is_dir() or (path / RESULTS_FILE).exists():
+        return path, None
+    runs = run_dirs(path)
+    if not runs:
+        raise ResultsSchemaError(f"{path}: no {RESULTS_FILE} in it or in its run folders")
+    listing = ", ".join(r.name for r in runs[-5:]) + (f" (and {len(runs) - 5} older)" if len(runs) > 5 else "")
+    if not newest_complete:
+        raise ResultsSchemaError(f"{path} holds {len(runs)} runs ({listing}); give one run folder")
+    complete = [r for r in runs if read_results(r).status == "complete"]
+    if not complete:
+        raise ResultsSchemaError(
+            f"{path} holds no complete run ({listing}); give a run folder and {param('allow_partial')}"
+        )
+    return complete[-1], f"using {complete[-1]}, the newest complete run of {len(runs)}"
+
+
+def find_runs(paths: Iterable[Path]) -> list[SuiteResults]:
+    """Every run under the given results folders (or the results files themselves), each read and validated."""
+    paths = list(paths)
+    found = []
+    for root in paths:
+        if root.is_file():
+            found.append(read_results(root))
+            continue
+        if not root.is_dir():
+            raise NoResultsError(f"{root}: no such directory")
+        found += [read_results(p) for p in sorted(root.rglob(RESULTS_FILE))]
+    if not found:
+        raise NoResultsError(f"no {RESULTS_FILE} under {', '.join(map(str, paths))}; run `evalsuite run` first")
+    return found

@@ -1,0 +1,103 @@
+"""lm-eval's formats, read and written here only: what `simple_evaluate` returns (the keys evalsuite reads), the
+per-sample files a run folder keeps in lm-eval's layout, and lm-eval's request-cache files. Every other module
+goes through these functions (JSON only: lm-eval itself is never imported here); the keys and names are
+checked against the installed lm-eval by tests/test_dependency_contract.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+LM_EVAL_DIR = "lm_eval"  # a run folder's copy of lm-eval's own output
+REQUEST_CACHE = "requests"  # lm-eval's request cache of one suite task: `requests-<key>` + `_rank<N>.db`
+_CACHE_TABLE = "unnamed"  # SqliteDict's default table, where lm-eval's CachingLM keeps answered requests
+
+
+# ------------------------------------------------------------------------ what simple_evaluate returns
+
+
+def subtask_names(output: Mapping[str, Any], group: str) -> list[str]:
+    """The lm-eval tasks a group ran (MMLU: its 57 subjects), in lm-eval's order; [] if none."""
+    return list(output.get("group_subtasks", {}).get(group) or [])
+
+
+def shots(output: Mapping[str, Any], task: str) -> int | None:
+    return output.get("n-shot", {}).get(task)
+
+
+def metrics(output: Mapping[str, Any], task: str) -> Mapping[str, Any]:
+    """The task's row of `results`: `"<metric>,<filter>"` -> value (numpy floats, "N/A" stderrs)."""
+    return output["results"].get(task, {})
+
+
+def documents_scored(output: Mapping[str, Any], task: str) -> int:
+    """Documents the task scored (after --limit or a preset): n-samples' `effective` count."""
+    return int(output["n-samples"][task]["effective"])
+
+
+def model_sha(output: Mapping[str, Any]) -> str | None:
+    """The Hub commit lm-eval resolved for the model (None off the Hub)."""
+    return output.get("config", {}).get("model_sha") or None
+
+
+# ------------------------------------------------------------------------------- a run folder's files
+
+
+def output_file(task_key: str) -> str:
+    """lm-eval's output of one suite task, as a run folder keeps it under LM_EVAL_DIR."""
+    return f"{task_key}.json"
+
+
+def samples_file(task: str) -> str:
+    """The per-document samples of one lm-eval task, named as lm-eval's --log_samples names them."""
+    return f"samples_{task}.jsonl"
+
+
+def output_text(output: Mapping[str, Any]) -> str:
+    """lm-eval's output of one task (plain JSON values) as a run folder keeps it."""
+    return json.dumps(output, indent=2, ensure_ascii=False)
+
+
+def samples_text(samples: list[dict[str, Any]]) -> str:
+    """`samples` (plain JSON values) as a samples file: one JSON object per line."""
+    return "".join(json.dumps(sample, ensure_ascii=False) + "\n" for sample in samples)
+
+
+def sample_scores(run_dir: Path, task: str, metric: str, filter_name: str) -> dict[tuple[int, str], float] | None:
+    """(doc_id, doc_hash) -> the metric's per-document score in a run folder's samples file of `task`, for
+    the samples of `filter_name`; None when the run kept no samples."""
+    path = run_dir / LM_EVAL_DIR / samples_file(task)
+    if not path.is_file():
+        return None
+    scores = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        sample = json.loads(line)
+        if sample.get("filter", "none") != filter_name:
+            continue
+        scores[(int(sample["doc_id"]), str(sample.get("doc_hash", "")))] = float(sample[metric])
+    return scores
+
+
+# ------------------------------------------------------------------------------------- request cache
+
+
+def request_cache_path(folder: Path, task_key: str) -> str:
+    """What to pass lm-eval as `use_cache` for one suite task (lm-eval appends `_rank<N>.db`)."""
+    return str(folder / f"{REQUEST_CACHE}-{task_key}")
+
+
+def cached_request_counts(folder: Path) -> dict[str, int]:
+    """Suite task key -> requests answered in lm-eval's request caches under `folder` (all ranks)."""
+    import sqlite3
+
+    counts: dict[str, int] = {}
+    for db in sorted(folder.glob(f"{REQUEST_CACHE}-*_rank*.db")):
+        task_key = db.name.removeprefix(f"{REQUEST_CACHE}-").rsplit("_rank", 1)[0]
+        with sqlite3.connect(db) as conn:
+            counts[task_key] = (
+                counts.get(task_key, 0) + conn.execute(f"SELECT COUNT(*) FROM {_CACHE_TABLE}").fetchone()[0]
+            )
+    return counts

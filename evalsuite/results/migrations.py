@@ -1,0 +1,32 @@
+"""Migrations of results files: MIGRATIONS[v - 1] turns a schema v file's raw JSON into a schema v + 1 one.
+Append-only; each step is a pure function of the raw dict, applied before validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evalsuite.results.schema import SCHEMA_VERSION
+from evalsuite.suite import Protocol
+
+
+def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """v2 records the protocol. Every v1 run asked lm-eval 0.4's requests (its own few-shot draws and GSM8K
+    settings), which v1 still called leaderboard-comparable when the few-shot split was complete."""
+    raw["settings"]["protocol"] = Protocol.LM_EVAL.value
+    reason = "protocol lm-eval: lm-eval 0.4's exemplars and settings, not the leaderboard's (a schema 1 run)"
+    for task in raw["tasks"]:
+        task["leaderboard_comparable"] = False
+        task["not_comparable_reasons"] = [reason]
+    raw["leaderboard_comparable"] = False
+    return raw
+
+
+MIGRATIONS = [_v1_to_v2]
+
+
+def migrate(raw: dict[str, Any]) -> dict[str, Any]:
+    """A results file's raw JSON, brought from its schema_version to the current one."""
+    for step in MIGRATIONS[raw["schema_version"] - 1 :]:
+        raw = step(raw)
+    raw["schema_version"] = SCHEMA_VERSION
+    return raw

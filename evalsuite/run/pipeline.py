@@ -1,0 +1,364 @@
+"""`run_suite`: one H6 run from a MODEL string to a results folder, in three stages.
+
+1. `prepare_run`: every check that is cheap (task keys, limit, model path, data dir, output dir, the Hub),
+   before the model loads, so bad input fails in a second and leaves nothing behind;
+2. the task loop (`_run_tasks`): load the model, resume what an interrupted run finished, run and checkpoint
+   each task;
+3. the results (`ResultsBuilder`, then `write_run`): the typed results file and lm-eval's own files, at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from evalsuite import engine
+from evalsuite._version import __version__
+from evalsuite.data import DataPlan, TaskData, no_download_count_pings, plan_data
+from evalsuite.errors import RunError, SuiteConfigError, param
+from evalsuite.model import LoadableModel, ModelRef, check_hub_access, parse_model_ref
+from evalsuite.progress import task_bar
+from evalsuite.results import (
+    DataFileInfo,
+    FewshotInfo,
+    ModelInfo,
+    RunSettings,
+    SuiteResults,
+    TaskResult,
+    Timing,
+    Versions,
+    check_output_dir,
+    completeness,
+    h6_average,
+    lm_eval_files,
+    pct,
+    task_result,
+    write_run,
+)
+from evalsuite.run.checkpoint import Checkpoint, CheckpointState, run_key
+from evalsuite.run.common import Progress, new_run_id, progress_or_log, silent
+from evalsuite.settings import Backend, BatchSize, Dtype, Seeds, check_limit
+from evalsuite.suite import Preset, Protocol, SuiteSpec, default_tasks_dir, load_suite
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What `evalsuite run` asks, as typed values (a batch size or dtype given as text is parsed here, once)."""
+
+    model: str
+    tasks: Sequence[str] | None = None
+    limit: int | None = None
+    batch_size: BatchSize = BatchSize(8)
+    dtype: Dtype | None = None  # None: float32 on CPU, bfloat16 on CUDA
+    device: str | None = None  # None: cuda when available, else cpu
+    data_dir: Path | None = None
+    output_dir: Path = Path("results")
+    seeds: Seeds = Seeds()
+    log_samples: bool = False
+    model_args: str | None = None
+    add_bos_token: bool = False
+    preset: str | None = None
+    backend: Backend = Backend.SHARED_PREFIX
+    protocol: Protocol = Protocol.LEADERBOARD_V1
+
+    def __post_init__(self) -> None:
+        # library callers may write batch_size=8 or "auto", dtype="bfloat16": parsed into the types once
+        if not isinstance(self.batch_size, BatchSize):
+            object.__setattr__(self, "batch_size", BatchSize.parse(self.batch_size))
+        if self.dtype is not None and not isinstance(self.dtype, Dtype):
+            object.__setattr__(self, "dtype", Dtype.parse(self.dtype))
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    results: SuiteResults
+    run_dir: Path
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """Stage 1's product: the request checked and resolved. Building it loads nothing and writes nothing
+    (it reads the snapshot's rows, and asks the Hub whether the model and datasets are reachable)."""
+
+    request: RunRequest
+    suite: SuiteSpec  # the protocol's view of the suite
+    ref: ModelRef
+    plan: DataPlan
+    preset: Preset | None
+    extra_model_args: dict[str, str]
+    warnings: tuple[str, ...]  # for the user, before anything loads (few-shot fallbacks)
+
+
+def prepare_run(request: RunRequest, suite: SuiteSpec | None = None) -> PreparedRun:
+    """Stage 1: every cheap check, in the order a user fixes them; bad input raises one EvalsuiteError."""
+    suite = (suite or load_suite()).for_protocol(request.protocol)
+    specs = suite.select(request.tasks)
+    check_limit(request.limit)
+    if engine.launched_processes() > 1 and request.backend is not Backend.SHARED_PREFIX:
+        raise SuiteConfigError(
+            f"{param('backend')} {request.backend.value} cannot run data-parallel: lm-eval's split draws other "
+            "few-shot exemplars for each number of processes; use the default backend (shared-prefix)"
+        )
+    preset = suite.preset(request.preset) if request.preset else None
+    if preset is not None and request.limit is not None:
+        raise SuiteConfigError(f"{param('preset')} {request.preset} fixes the documents itself; drop {param('limit')}")
+    engine.check_device(request.device)
+    ref = parse_model_ref(request.model)
+    extra_model_args = engine.parse_model_args(request.model_args)
+    engine.check_model_args(extra_model_args, request.backend, ref.config_keys())
+    plan = plan_data(request.data_dir, specs)
+    check_output_dir(request.output_dir)
+    check_hub_access(ref, hub_dataset=None if plan.root is not None else specs[0].data.hub_dataset)
+    warnings = tuple(f"warning: {t.spec.key}: {t.fewshot.note}" for t in plan.tasks if t.fewshot.fallback)
+    return PreparedRun(request, suite, ref, plan, preset, extra_model_args, warnings)
+
+
+def run_suite(
+    request: RunRequest, suite: SuiteSpec | None = None, progress: Progress | None = None, bars: bool | None = None
+) -> RunOutcome | None:
+    """Run the suite and write the run folder. Under a data-parallel launch (accelerate launch, torchrun)
+    every process calls this; rank 0 writes and returns the outcome, the others return None.
+
+    `progress` gets evalsuite's one-line messages. `bars`: True, one evalsuite bar per task on stderr and no
+    other library's; False, no bars at all (stderr is a log); None, the backends' and lm-eval's own bars."""
+    say = progress_or_log(progress) if engine.launched_rank() == 0 else silent  # rank 0 speaks for all
+    prepared = prepare_run(request, suite)
+    for warning in prepared.warnings:
+        say(warning)
+
+    started = time.perf_counter()
+    loadable = engine.prepare_model(prepared.ref)
+    model_settings = _model_settings(prepared)
+    say(f"loading {prepared.ref.model_id} ({model_settings.dtype}, {model_settings.device})")
+    model = engine.load_model(loadable, model_settings)
+    processes = model.processes
+    if processes.count != engine.launched_processes() or processes.rank != engine.launched_rank():
+        raise RunError(
+            f"launched as rank {engine.launched_rank()} of {engine.launched_processes()} processes, but the model "
+            f"runs as rank {processes.rank} of {processes.count}: data-parallel runs need one machine "
+            "(accelerate launch, torchrun)"
+        )
+    if processes.count > 1:
+        say(
+            f"data-parallel over {processes.count} processes, each forwarding a share of every task's requests; "
+            "an interrupted task restarts from its beginning (finished tasks are kept)"
+        )
+    key = run_key(_fingerprint(request, loadable, model_settings, prepared.plan, processes))
+    checkpoint = _open_checkpoint(processes, request.output_dir / prepared.ref.results_dir_name, key)
+    try:
+        if checkpoint.resumed:
+            say(f"resuming run {checkpoint.run_id} from {checkpoint.folder}")
+        builder = ResultsBuilder(prepared, loadable, model, checkpoint, started)
+        _run_tasks(prepared, model, checkpoint, builder, say, bars)
+        if not processes.is_main:
+            checkpoint.release()
+            return None
+        results = builder.build()
+        run_dir = write_run(results, builder.lm_eval_files(), request.output_dir, prepared.ref.results_dir_name)
+    except BaseException:
+        checkpoint.discard_if_empty()  # failed before anything was saved: nothing to resume, nothing left
+        checkpoint.release()
+        raise
+    checkpoint.finish()
+    return RunOutcome(results=results, run_dir=run_dir)
+
+
+def _model_settings(prepared: PreparedRun) -> engine.ModelSettings:
+    request = prepared.request
+    device, dtype = engine.resolve(request.device, request.dtype)
+    return engine.ModelSettings(
+        dtype=dtype,
+        device=device,
+        batch_size=request.batch_size,
+        add_bos_token=request.add_bos_token,
+        extra_model_args=prepared.extra_model_args,
+        backend=request.backend,
+    )
+
+
+def _run_tasks(
+    prepared: PreparedRun,
+    model: engine.LoadedModel,
+    checkpoint: Checkpoint,
+    builder: ResultsBuilder,
+    say: Progress,
+    bars: bool | None,
+) -> None:
+    """Stage 2: each task in suite order, skipping those an interrupted run finished, checkpointing each
+    as it ends; rank 0 hands every finished task to `builder`."""
+    request, processes = prepared.request, model.processes
+    settings = engine.EvalSettings(
+        limit=request.limit, seeds=request.seeds, log_samples=request.log_samples, preset=prepared.preset
+    )
+    tasks_dir = default_tasks_dir()
+    task_manager = engine.build_task_manager(tasks_dir)
+    for index, data in enumerate(prepared.plan.tasks, start=1):
+        step = f"[{index}/{len(prepared.plan.tasks)}] {data.spec.key}"
+        finished: engine.FinishedTask | None = None
+        if data.spec.key in checkpoint.finished_at_open:
+            say(f"{step}: finished before the interruption, not rerun")
+            if processes.is_main:
+                finished = checkpoint.finished(data.spec.key)
+        else:
+            if bars is not True:  # else the bar's label says which task runs
+                say(f"{step}: {data.spec.num_fewshot}-shot, {data.spec.metric.display}")
+            if checkpoint.resumed and (cached := checkpoint.cached_requests(data.spec.key)):
+                say(f"{step}: {cached} requests answered before the interruption are reused")
+            # lm-eval's request cache hands each rank the requests its own cache lacks; ranks must agree on
+            # the requests they split, so data-parallel runs keep no request cache
+            cache = checkpoint.request_cache(data.spec.key) if processes.count == 1 else None
+            bar = task_bar(step, show=bars is True and processes.is_main) if bars is not None else nullcontext()
+            with bar, no_download_count_pings():
+                finished = engine.run_task(model, data, settings, task_manager, tasks_dir, cache)
+            if finished is not None:
+                checkpoint.save(data.spec.key, finished)
+        if finished is None:
+            continue  # another rank's share: rank 0 holds the task's results
+        result = builder.add(data, finished)
+        say(f"{step}: {pct(result.value)} ({result.documents} docs, {finished.seconds:.0f}s)")
+
+
+def _open_checkpoint(processes: engine.Processes, model_dir: Path, key: str) -> Checkpoint:
+    """Rank 0 opens (or resumes) the run's checkpoint; the other ranks follow the state it shares."""
+    if not processes.is_main:
+        state: CheckpointState = processes.share(None)  # rank 0's
+        return Checkpoint.follow(state)
+    now = datetime.now(UTC)
+    try:
+        checkpoint = Checkpoint.open(model_dir, key, new_run_id(now), now)
+    except BaseException as e:
+        processes.share(e)  # every rank raises it
+        raise
+    processes.share(checkpoint.state)
+    return checkpoint
+
+
+class ResultsBuilder:
+    """Stage 3: each finished task's result as it comes (`add`), then the results file (`build`) and lm-eval's
+    own files beside it (`lm_eval_files`)."""
+
+    def __init__(
+        self,
+        prepared: PreparedRun,
+        loadable: LoadableModel,
+        model: engine.LoadedModel,
+        checkpoint: Checkpoint,
+        started: float,
+    ) -> None:
+        self.prepared, self.loadable, self.model, self.checkpoint = prepared, loadable, model, checkpoint
+        self.started = started
+        self.finished: list[tuple[TaskData, engine.FinishedTask]] = []
+        self.task_results: list[TaskResult] = []
+
+    def add(self, data: TaskData, finished: engine.FinishedTask) -> TaskResult:
+        result = task_result(
+            data.spec,
+            finished.lm_eval_output,
+            fewshot=_fewshot_info(data),
+            data_files=[
+                DataFileInfo(split=f.split, path=str(f.path), sha256=f.sha256, rows=f.rows) for f in data.files
+            ],
+            leaderboard_differences=data.leaderboard_differences(self.prepared.request.protocol),
+            seconds=finished.seconds,
+            document_ids=finished.document_ids,
+            prompt_sha256=finished.prompt_sha256,
+        )
+        self.finished.append((data, finished))
+        self.task_results.append(result)
+        return result
+
+    def build(self) -> SuiteResults:
+        request, suite, ref, plan = (self.prepared.request, self.prepared.suite, self.prepared.ref, self.prepared.plan)
+        model, tasks = self.model, self.task_results
+        reasons = completeness(suite.keys, tasks, request.limit, request.preset)
+        model_sha = next((f.model_sha for _, f in self.finished if f.model_sha), None)
+        return SuiteResults(
+            run_id=self.checkpoint.run_id,
+            created_at=self.checkpoint.created_at,
+            suite=suite.name,
+            suite_version=suite.version,
+            model=ModelInfo(
+                id=ref.model_id,
+                source=ref.source,
+                location=ref.location,
+                revision=ref.revision,
+                sha=self.loadable.file_sha256 or model_sha,
+                dtype=model.dtype,
+                parameters=model.parameters,
+            ),
+            tasks=tasks,
+            status="partial" if reasons else "complete",
+            partial_reasons=reasons,
+            h6_average=None if reasons else h6_average(tasks),
+            leaderboard_comparable=not reasons and all(t.leaderboard_comparable for t in tasks),
+            settings=RunSettings(
+                protocol=request.protocol,
+                limit=request.limit,
+                batch_size=request.batch_size.recorded,
+                batch_sizes_used=sorted({b for _, f in self.finished for b in f.batch_sizes}),
+                add_bos_token=request.add_bos_token,
+                chat_template=False,
+                seeds=request.seeds,
+                preset=request.preset,
+                model_args=dict(model.model_args),
+                data_source="local" if plan.root else "hub",
+                data_dir=str(plan.root.resolve()) if plan.root else None,
+                device=engine.describe_device(model.device),
+                backend=model.backend,
+                processes=model.processes.count,
+            ),
+            versions=Versions.installed(),
+            timing=Timing(
+                model_load_seconds=round(model.load_seconds, 3),
+                total_seconds=round(time.perf_counter() - self.started, 3),
+            ),
+        )
+
+    def lm_eval_files(self) -> dict[str, str]:
+        """lm-eval's own output per suite task, and its samples per lm-eval task (named as lm-eval names them)."""
+        files = {}
+        for data, finished in self.finished:
+            files[lm_eval_files.output_file(data.spec.key)] = lm_eval_files.output_text(finished.lm_eval_output)
+            for leaf, samples in finished.samples.items():
+                files[lm_eval_files.samples_file(leaf)] = lm_eval_files.samples_text(samples)
+        return files
+
+
+def _fingerprint(
+    request: RunRequest,
+    model: LoadableModel,
+    settings: engine.ModelSettings,
+    plan: DataPlan,
+    processes: engine.Processes,
+) -> dict[str, Any]:
+    """Everything that moves scores: the same command over the same data resumes the same run."""
+    return {
+        "evalsuite": __version__,
+        "model": [model.ref.source.value, model.ref.location, model.ref.revision, model.file_sha256],
+        "settings": [settings.dtype.value, settings.device, str(settings.batch_size), settings.add_bos_token,
+                     sorted(settings.extra_model_args.items()), settings.backend.value],
+        "protocol": request.protocol.value,
+        "tasks": [t.spec.key for t in plan.tasks],
+        "data": [[f.split, f.sha256] for t in plan.tasks for f in t.files],
+        "limit": request.limit,
+        "preset": request.preset,
+        "seeds": [request.seeds.random, request.seeds.numpy, request.seeds.torch, request.seeds.fewshot],
+        "log_samples": request.log_samples,
+        # a data-parallel run keeps no request cache, so it does not resume a run of another process count
+        # (absent for one process, so runs interrupted before this key existed still resume)
+        **({"processes": processes.count} if processes.count > 1 else {}),
+    }  # fmt: skip
+
+
+def _fewshot_info(data: TaskData) -> FewshotInfo:
+    return FewshotInfo(
+        split=data.fewshot.split if data.spec.num_fewshot else None,
+        sampler=data.fewshot.sampler if data.spec.num_fewshot else None,
+        fallback=data.fewshot.fallback,
+        note=data.fewshot.note,
+    )
