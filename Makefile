@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine (see README.md):
 #   make demo   build .venv, fetch the real SmolLM2-135M-Instruct, run `evalsuite run` on the sample data
 #   make test   run the whole test suite (real model, real lm-eval, real rows; installs Debian's chromium)
+# While working: make test-fast (no model, no browser, under a minute) and make lint.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ GGUF := .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
 # The cache of dequantized GGUF models; kept inside the checkout so a fresh clone starts clean.
 export EVALSUITE_CACHE_DIR ?= $(CURDIR)/.cache/evalsuite
 
-.PHONY: setup browser demo test lint clean
+.PHONY: setup browser demo test test-fast lint clean
 
 $(BIN)/evalsuite: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,10 @@ browser:
 
 test: setup browser
 	$(BIN)/python -m pytest
+
+# The tests marked neither model, lm_eval, browser nor subprocess (tests/conftest.py): only the venv is needed.
+test-fast: $(BIN)/evalsuite
+	$(BIN)/python -m pytest --fast
 
 lint: $(BIN)/evalsuite
 	$(BIN)/ruff check evalsuite tests tools bench

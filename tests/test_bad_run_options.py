@@ -124,6 +124,7 @@ def _evalsuite(args: list[str], tmp_path: Path, **env: str) -> subprocess.Comple
 UNREACHABLE = {"HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens on the discard port: connection refused
 
 
+@pytest.mark.subprocess
 def test_an_unreachable_hub_is_one_line_before_anything_loads(tmp_path: Path):
     out = tmp_path / "results"
     args = ["run", "someorg/somemodel", "--data-dir", str(SAMPLE_DATA), "--output-dir", str(out), "--tasks", "arc"]
@@ -135,6 +136,7 @@ def test_an_unreachable_hub_is_one_line_before_anything_loads(tmp_path: Path):
     assert not out.exists()
 
 
+@pytest.mark.subprocess
 def test_datasets_from_an_unreachable_hub_ask_for_a_data_dir(model_folder: Path, tmp_path: Path):
     out = tmp_path / "results"
     result = _evalsuite(["run", str(model_folder), "--output-dir", str(out), "--tasks", "arc"], tmp_path, **UNREACHABLE)

@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO, SAMPLE_DATA
+
+pytestmark = pytest.mark.subprocess  # each benchmark runs as its own script
 
 
 def test_gpu_benchmark_runs_on_a_toy_model(gguf_path: Path, tmp_path: Path):

@@ -76,6 +76,7 @@ def test_bad_options(tmp_path: Path, gguf_stub: Path):
     _bad_run([str(gguf_stub), "--model-args", "dtype=float16"], tmp_path / "out", "use --dtype instead")
 
 
+@pytest.mark.subprocess
 def test_corrupt_gguf_through_the_real_loader(tmp_path: Path):
     """A file with a GGUF header but garbage after it reaches transformers' GGUF reader and fails cleanly."""
     corrupt = tmp_path / "broken.gguf"
@@ -182,6 +183,7 @@ def test_prompts_bad_input_is_one_line_and_writes_nothing(tmp_path: Path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.lm_eval
 def test_prompts_writes_json_lines_atomically(tmp_path: Path):
     out = tmp_path / "prompts.jsonl"
     out.write_text("an earlier dump\n")

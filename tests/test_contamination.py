@@ -510,6 +510,7 @@ def test_a_check_without_data_dir_reads_the_hub_datasets(gguf_path: Path, tmp_pa
     assert (hub.folder / "items.jsonl").read_text() == (local.folder / "items.jsonl").read_text()
 
 
+@pytest.mark.subprocess
 def test_datasets_from_an_unreachable_hub_are_one_line_asking_for_a_data_dir(gguf_path: Path, tmp_path: Path):
     out = tmp_path / "results"
     environment = {**os.environ, "HF_HOME": str(tmp_path / "hf-home"), "HF_ENDPOINT": "http://127.0.0.1:9"}

@@ -41,6 +41,7 @@ def _samples(run_dir: Path) -> dict[tuple[str, int, str], dict]:
     return rows
 
 
+@pytest.mark.subprocess
 def test_two_processes_give_the_single_process_results(real_run, gguf_path: Path, tmp_path: Path):
     single, _ = real_run
     out = tmp_path / "out"

@@ -47,6 +47,7 @@ def _arc_group(preset=None) -> runner.TaskGroup:
     return group
 
 
+@pytest.mark.lm_eval
 def test_build_all_requests_asks_the_sampler_once_per_document_in_hub_order():
     group = _arc_group()
     (task,) = group.tasks.values()
@@ -66,6 +67,7 @@ def test_build_all_requests_asks_the_sampler_once_per_document_in_hub_order():
     assert first.request_type == "loglikelihood" and len(first.args) == 2 and first.idx == 0
 
 
+@pytest.mark.lm_eval
 def test_samples_are_built_in_hub_order_and_renumbered():
     suite = load_suite()
     group = _arc_group(Preset(seed=1234, documents={key: 4 for key in suite.keys}))  # 4 of the sample's 12
@@ -82,6 +84,7 @@ def test_samples_are_built_in_hub_order_and_renumbered():
     assert [d.doc_id for d in group.requests()] == chosen
 
 
+@pytest.mark.lm_eval
 def test_prompt_templates_are_compiled_once_and_render_the_same_text():
     # evalsuite/engine/compat.py replaces lm_eval.utils.apply_template, which lm-eval's tasks call through the module
     from lm_eval import utils
@@ -181,6 +184,7 @@ def test_hflm_takes_keyword_arguments_by_name():
     assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()), "HFLM stopped forwarding **kwargs"
 
 
+@pytest.mark.subprocess
 def test_lm_eval_probes_git_through_the_evaluator_module():
     from lm_eval import evaluator
 
@@ -365,6 +369,7 @@ def test_simple_evaluate_takes_the_keywords_evalsuite_passes():
     assert not gone, f"lm_eval.simple_evaluate no longer takes {sorted(gone)} (runner.run_task passes them)"
 
 
+@pytest.mark.lm_eval
 def test_lm_evals_task_folders_still_define_the_tasks_the_suite_builds_on():
     """runner.build_task_manager indexes only lm-eval's folders in runner._LM_EVAL_TASK_DIRS beside tasks/:
     every lm-eval task the suite's groups name must be found there."""

@@ -20,6 +20,8 @@ import pytest
 from conftest import SAMPLE_DATA
 from fake_hub import FakeHub, h6_dataset_repos
 
+pytestmark = pytest.mark.subprocess  # the real clients, in the command's own process (reading HF_ENDPOINT)
+
 EVALSUITE = str(Path(sys.executable).parent / "evalsuite")
 TOKEN = "hf_evalsuiteFakeToken0123456789abcdef"  # never to be printed
 

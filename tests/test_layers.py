@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+pytestmark = pytest.mark.subprocess  # lint-imports runs as its own command
+
 LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
 
 

@@ -79,6 +79,7 @@ def _browser(tmp_path: Path):
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
+@pytest.mark.browser
 def test_html_page_in_headless_chromium(tmp_path: Path):
     from selenium.webdriver.common.by import By
 

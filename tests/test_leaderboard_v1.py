@@ -22,6 +22,8 @@ from evalsuite.run import PromptsRequest, build_prompts
 from evalsuite.settings import Backend, BatchSize, Dtype, Seeds
 from evalsuite.suite import DocumentRequests, Protocol, default_tasks_dir, leaderboard_exemplar_draws, load_suite
 
+pytestmark = pytest.mark.lm_eval  # every test builds lm-eval requests
+
 REFERENCE = REPO.parent / "shared" / "data" / "v1-reference"
 V1 = load_suite().for_protocol(Protocol.LEADERBOARD_V1)
 GSM8K_V1_STOPS = [":", "Question:", "Question"]  # b281b09 lm_eval/tasks/gsm8k.py

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import SAMPLE_DATA
 
 BLOCK_SOCKETS = Path(__file__).parent / "block_sockets.py"
@@ -30,6 +31,7 @@ def _where(attempts: list[dict]) -> str:
     return "\n".join(f"{a['kind']} {a['target']} from\n{''.join(a['stack'][-8:])}" for a in attempts[:2])
 
 
+@pytest.mark.subprocess
 def test_a_data_dir_run_of_a_local_model_makes_no_network_call(gguf_path: Path, tmp_path: Path):
     args = ["run", str(gguf_path), "--data-dir", str(SAMPLE_DATA), "--tasks", "arc,truthfulqa", "--limit", "1",
             "--output-dir", str(tmp_path / "results")]  # fmt: skip
@@ -38,6 +40,7 @@ def test_a_data_dir_run_of_a_local_model_makes_no_network_call(gguf_path: Path, 
     assert list((tmp_path / "results").glob("*/*/results.json"))
 
 
+@pytest.mark.subprocess
 def test_a_contamination_check_on_local_data_makes_no_network_call(gguf_path: Path, tmp_path: Path):
     args = ["contamination", str(gguf_path), "--reference", str(gguf_path), "--data-dir", str(SAMPLE_DATA),
             "--tasks", "arc", "--items", "1", "--neighbours", "2",
@@ -47,6 +50,7 @@ def test_a_contamination_check_on_local_data_makes_no_network_call(gguf_path: Pa
     assert list((tmp_path / "results").glob("*/contamination-*/contamination.json"))
 
 
+@pytest.mark.subprocess
 def test_importing_the_library_changes_no_environment_variable():
     """Everything but evalsuite.cli (the program, which quiets other libraries' bars for its own process).
     The baseline is taken after importing the libraries evalsuite's torch-side modules import, since they set

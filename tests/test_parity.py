@@ -165,6 +165,7 @@ def lm_eval_protocol_run(gguf_path, tmp_path_factory) -> RunOutcome:
     return run_suite(request, progress=lambda message: None)
 
 
+@pytest.mark.lm_eval
 def test_mmlu_requests_are_the_same_under_both_protocols():
     fingerprints = {
         protocol: prompt_fingerprint(

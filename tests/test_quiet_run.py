@@ -14,6 +14,7 @@ import sys
 import termios
 from pathlib import Path
 
+import pytest
 from conftest import SAMPLE_DATA
 from typer.testing import CliRunner
 
@@ -37,6 +38,7 @@ def _run_args(gguf_path: Path, tmp_path: Path, tasks: str) -> list[str]:
     return ["run", str(gguf_path), "--data-dir", str(SAMPLE_DATA), "--output-dir", str(out), "--tasks", tasks]
 
 
+@pytest.mark.subprocess
 def test_a_logged_run_shows_only_evalsuites_lines(gguf_path: Path, tmp_path: Path):
     """stderr redirected (CI logs): no bars at all, no line from lm-eval, transformers, datasets or git."""
     args = [EVALSUITE, *_run_args(gguf_path, tmp_path, "arc,gsm8k"), "--limit", "1"]
@@ -48,6 +50,7 @@ def test_a_logged_run_shows_only_evalsuites_lines(gguf_path: Path, tmp_path: Pat
     assert "| AI2 Reasoning Challenge (25-Shot) | acc_norm " in result.stdout  # the metric as a person writes it
 
 
+@pytest.mark.subprocess
 def test_a_terminal_shows_one_bar_per_task_and_nothing_else(gguf_path: Path, tmp_path: Path):
     primary, secondary = pty.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
@@ -74,6 +77,7 @@ def test_a_terminal_shows_one_bar_per_task_and_nothing_else(gguf_path: Path, tmp
     assert "[1/2] arc: " in screen and "Average (H6)" in stdout
 
 
+@pytest.mark.subprocess
 def test_verbose_lets_the_libraries_speak(gguf_path: Path, tmp_path: Path):
     args = [EVALSUITE, *_run_args(gguf_path, tmp_path, "arc"), "--limit", "1", "-v"]
     result = subprocess.run(args, capture_output=True, text=True, env=_environment(tmp_path), timeout=600)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.subprocess  # every run and compare is the real command
+
 DOCUMENTS = 60
 EPOCHS = 4
 

@@ -38,6 +38,7 @@ def _cached(folder: Path, task: str) -> int:
     return total
 
 
+@pytest.mark.subprocess
 def test_kill_9_mid_task_then_resume(gguf_path: Path, tmp_path: Path):
     started = time.perf_counter()
     reference = subprocess.run(_command(gguf_path, tmp_path / "ref"), capture_output=True, text=True, timeout=600)
@@ -103,6 +104,7 @@ def test_kill_9_mid_task_then_resume(gguf_path: Path, tmp_path: Path):
     )
 
 
+@pytest.mark.subprocess
 def test_sigterm_says_how_to_resume(gguf_path: Path, tmp_path: Path):
     proc = subprocess.Popen(_command(gguf_path, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600

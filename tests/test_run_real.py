@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REAL_RUN_LIMIT, SAMPLE_DATA
 
 from evalsuite.data import sha256_and_rows
@@ -119,6 +120,7 @@ def test_data_files_are_hashed(real_run):
     assert outcome.results.settings.data_source == "local"
 
 
+@pytest.mark.subprocess
 def test_cli_run_over_the_full_snapshot(gguf_path, shared_data, tmp_path):
     """The command itself, on the full real rows (two quick tasks): progress on stderr, table on stdout."""
     out = tmp_path / "results"

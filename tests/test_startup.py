@@ -10,6 +10,8 @@ import sys
 import pytest
 from conftest import FIXTURES, SAKURA
 
+pytestmark = pytest.mark.subprocess  # a fresh interpreter: sys.modules as a user's command starts
+
 MODEL_LIBRARIES = {"torch", "lm_eval", "transformers", "datasets", "accelerate"}
 # Run the CLI in-process as the `evalsuite` script does, then report which top-level modules were imported.
 PROBE = """

@@ -61,6 +61,7 @@ def test_h6_group_lists_every_suite_task():
     assert [m["group"] for m in _group("h6")["task"]] == [s.lm_eval_group for s in SUITE.tasks]
 
 
+@pytest.mark.lm_eval
 def test_plain_lm_eval_indexes_the_groups():
     """`lm_eval --include_path tasks --tasks h6` works: lm-eval's own index finds every group."""
     from evalsuite.engine import build_task_manager
