@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine (see README.md):
 #   make demo   build .venv, fetch the real SmolLM2-135M-Instruct, run `evalsuite run` on the sample data
 #   make test   run the whole test suite (real model, real lm-eval, real rows; installs Debian's chromium)
-# While working: make test-fast (no model, no browser, under a minute) and make lint.
+# While working: make test-fast (no model, no browser, under a minute), make lint, make docs.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ GGUF := .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
 # The cache of dequantized GGUF models; kept inside the checkout so a fresh clone starts clean.
 export EVALSUITE_CACHE_DIR ?= $(CURDIR)/.cache/evalsuite
 
-.PHONY: setup browser demo test test-fast lint clean
+.PHONY: setup browser demo test test-fast lint docs clean
 
 $(BIN)/evalsuite: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ lint: $(BIN)/evalsuite
 	$(BIN)/ruff check evalsuite tests tools bench
 	$(BIN)/mypy  # evalsuite/, strict where the libraries ship types ([tool.mypy] in pyproject.toml)
 	$(BIN)/lint-imports  # the layers of docs/ARCHITECTURE.md ([tool.importlinter] in pyproject.toml)
+
+# docs/commands.md from the typer app (tests/test_docs.py fails while it is stale)
+docs: $(BIN)/evalsuite
+	$(BIN)/python tools/make_docs.py
 
 clean:
 	rm -rf $(VENV) .cache
