@@ -87,6 +87,10 @@ class HistoryError(EvalsuiteError):
     """No runs to show, or a plot that cannot be written."""
 
 
+class ArchiveError(EvalsuiteError):
+    """The leaderboard's archive does not hold what was asked, or cannot be read or reached."""
+
+
 class LeaderboardError(EvalsuiteError):
     """Nothing to rank, or results that cannot be read."""
 

@@ -1,0 +1,47 @@
+"""The archive on the Hub, through huggingface_hub: downloaded once into its cache, then read from there (with
+HF_HUB_OFFLINE=1 too). An unreachable Hub with nothing cached is one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evalsuite.errors import ArchiveError, param
+
+CONTENTS_REPO = "open-llm-leaderboard-old/contents"
+RESULTS_REPO = "open-llm-leaderboard-old/results"
+
+
+def contents_file() -> Path:
+    """The contents table's parquet file, from the Hub's cache (downloaded on first use)."""
+    folder = _snapshot(CONTENTS_REPO, ["data/*.parquet"])
+    files = sorted(folder.glob("data/*.parquet"))
+    if len(files) != 1:
+        raise ArchiveError(f"{CONTENTS_REPO}: expected one parquet file under data/, found {len(files)}")
+    return files[0]
+
+
+def results_files(model: str) -> list[Path]:
+    """The model's results files (`<org>/<model>/results_*.json`), from the Hub's cache."""
+    folder = _snapshot(RESULTS_REPO, [f"{model}/results_*.json"])
+    return sorted((folder / model).glob("results_*.json"))
+
+
+def _snapshot(repo_id: str, patterns: list[str]) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=patterns))
+    except RepositoryNotFoundError as e:
+        raise ArchiveError(f"{repo_id}: not found on the Hub") from e
+    except LocalEntryNotFoundError as e:  # offline (HF_HUB_OFFLINE=1, or the Hub unreachable) with no cache
+        raise ArchiveError(
+            f"the leaderboard's archive ({repo_id}) is not in the Hugging Face cache and the Hub cannot be "
+            f"reached; run once where it can, or pass {param('published')} with a copy of the contents table"
+        ) from e
+    except Exception as e:  # the Hub down or rate-limiting: the library's error, on one line
+        why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
+        raise ArchiveError(
+            f"the leaderboard's archive ({repo_id}) could not be read from the Hub ({why}); pass "
+            f"{param('published')} with a copy of the contents table"
+        ) from e
