@@ -424,7 +424,7 @@ def test_card_update_contamination_on_a_new_readme_and_with_crlf(tmp_path: Path)
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ([], "give --results RUN, --contamination CHECK, or both"),
+        ([], "give --results RUN, --contamination CHECK, --peers MODELS or --from-leaderboard MODEL"),
         (["--results", str(SAKURA), "--contamination", "{check}"], "give files of the same model"),
         (["--contamination", str(SAKURA)], "not a contamination check's folder or file"),
     ],

@@ -13,6 +13,7 @@ from evalsuite.errors import CardError, LeaderboardError
 from evalsuite.publish.leaderboard import BoardFormat
 
 if TYPE_CHECKING:
+    from evalsuite.archive import PublishedEvaluation
     from evalsuite.publish.model_index import CardSource
     from evalsuite.results import SuiteResults
 
@@ -28,6 +29,46 @@ SourceNameOpt = Annotated[
     str | None, typer.Option(help="`source.name` of each result (needs --source-url). Default: no source.")
 ]
 SourceUrlOpt = Annotated[str | None, typer.Option(help="`source.url` of each result.")]
+PeersOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Models whose Open LLM Leaderboard published numbers to add beside the runs, comma-separated "
+        "ORG/NAME or ORG/NAME:PRECISION (default: its full-precision, latest evaluation). Marked as published.",
+        show_default=False,
+    ),
+]
+PublishedOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="A local copy of the leaderboard's contents table (its parquet, or a CSV with its columns). "
+        "Default: open-llm-leaderboard-old/contents from the Hub (cached; works offline once cached).",
+        show_default=False,
+    ),
+]
+
+
+def _peer_ids(peers: list[str] | None) -> list[str]:
+    """`--peers A,B --peers C` as [A, B, C], each checked to be ORG/NAME[:PRECISION]."""
+    ids = [item.strip() for given in peers or [] for item in given.split(",") if item.strip()]
+    for peer in ids:
+        model, _, precision = peer.partition(":")
+        org, slash, name = model.partition("/")
+        if not (org and slash and name) or "/" in name or (":" in peer and not precision):
+            raise LeaderboardError(f"--peers {peer}: give a Hub model id, ORG/NAME or ORG/NAME:PRECISION")
+    return ids
+
+
+def _peers(peers: list[str] | None, published: Path | None) -> list[PublishedEvaluation]:
+    """The leaderboard's row for each peer (nothing read when there are none)."""
+    ids = _peer_ids(peers)
+    if not ids:
+        if published is not None:
+            raise LeaderboardError("--published is the table peers come from; give --peers too")
+        return []
+    from evalsuite.archive import load_contents
+
+    contents = load_contents(published)
+    return [contents.select(peer) for peer in ids]
 
 
 def _source(name: str | None, url: str | None) -> CardSource | None:
@@ -106,24 +147,47 @@ def card_update(
     model_name: ModelNameOpt = None,
     source_name: SourceNameOpt = None,
     source_url: SourceUrlOpt = None,
+    peers: PeersOpt = None,
+    from_leaderboard: Annotated[
+        str | None,
+        typer.Option(
+            help="Write the Open LLM Leaderboard's published numbers for this model (ORG/NAME[:PRECISION]) as "
+            "its bot did: model-index results with the leaderboard as source, and its |Metric|Value| section.",
+            show_default=False,
+        ),
+    ] = None,
+    published: PublishedOpt = None,
 ) -> None:
-    """Write a run's model-index results and results section, and/or a contamination check's section, into
-    README.md, leaving the rest as it was."""
+    """Write a run's model-index results and results section, a contamination check's section, a table beside
+    the leaderboard's published peers (--peers), or the leaderboard's own published numbers
+    (--from-leaderboard) into README.md, leaving the rest as it was."""
+    from evalsuite.publish import leaderboard as board
     from evalsuite.publish.card import (
         check_publishable,
         diff,
         read_readme,
         update_contamination,
+        update_from_leaderboard,
+        update_peers,
         update_readme,
         write_readme,
     )
     from evalsuite.results import is_contamination, read_contamination
     from evalsuite.suite import load_suite
 
-    if results_path is None and contamination_path is None:
-        raise CardError("give --results RUN, --contamination CHECK, or both")
+    if results_path is None and contamination_path is None and not peers and from_leaderboard is None:
+        raise CardError("give --results RUN, --contamination CHECK, --peers MODELS or --from-leaderboard MODEL")
+    if results_path is not None and from_leaderboard is not None:
+        raise CardError("--results and --from-leaderboard both write the card's model-index results; give one")
+    if from_leaderboard is not None and (source_name or source_url):
+        raise CardError("--from-leaderboard's source is the leaderboard; leave out --source-name/--source-url")
     if create_pr and not push:
         raise CardError("--create-pr needs --push REPO_ID")
+    peer_ids = _peer_ids(peers)
+    if from_leaderboard is not None:
+        _peer_ids([from_leaderboard])  # the same ORG/NAME[:PRECISION] check
+    if published is not None and not peer_ids and from_leaderboard is None:
+        raise CardError("--published is the table peers come from; give --peers or --from-leaderboard too")
     results = contamination = None
     suite = load_suite()
     if results_path is not None:
@@ -133,6 +197,13 @@ def card_update(
         if not is_contamination(contamination_path):
             raise CardError(f"--contamination {contamination_path}: not a contamination check's folder or file")
         contamination = read_contamination(contamination_path)
+    published_row = peer_rows = None
+    if peer_ids or from_leaderboard is not None:
+        from evalsuite.archive import load_contents
+
+        contents = load_contents(published)
+        peer_rows = board.peer_rows([contents.select(peer) for peer in peer_ids], suite) if peer_ids else None
+        published_row = contents.select(from_leaderboard) if from_leaderboard is not None else None
     if results is not None and contamination is not None and results.model.id != contamination.target.id:
         raise CardError(
             f"--results is a run of {results.model.id} but --contamination checked {contamination.target.id}; "
@@ -144,11 +215,22 @@ def card_update(
         new = update_readme(new, results, suite, model_name, _source(source_name, source_url))
     if contamination is not None:
         new = update_contamination(new, contamination)
+    if published_row is not None:
+        new = update_from_leaderboard(new, published_row, suite, model_name)
+    if peer_rows is not None:
+        measured = board.leaderboard_rows([results], suite) if results is not None else []
+        new = update_peers(new, board.render_compact(board.ranked(measured + peer_rows)))
     if check:
         if new != old:
-            given = (f" --results {results_path}" if results_path else "") + (
-                f" --contamination {contamination_path}" if contamination_path else ""
-            )
+            given = "".join(
+                f" {option} {value}"
+                for option, value in (
+                    ("--results", results_path), ("--contamination", contamination_path),
+                    ("--peers", ",".join(peer_ids)), ("--from-leaderboard", from_leaderboard),
+                    ("--published", published),
+                )
+                if value
+            )  # fmt: skip
             typer.echo(f"{readme} is out of date; run `evalsuite card update {readme}{given}`", err=True)
             raise typer.Exit(1)
         typer.echo(f"{readme} is up to date", err=True)
@@ -176,26 +258,59 @@ def leaderboard(
     format: Annotated[BoardFormat, typer.Option("--format")] = BoardFormat.MARKDOWN,
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
     complete_only: Annotated[bool, typer.Option(help="Leave partial runs out (else they are marked).")] = False,
-    model_size: Annotated[bool, typer.Option(help="Add a Model Size column from the parameter count.")] = False,
+    model_size: Annotated[
+        bool, typer.Option(help="Add a Model Size column from the parameter count (peers: the leaderboard's).")
+    ] = False,
+    peers: PeersOpt = None,
+    published: PublishedOpt = None,
 ) -> None:
     """Rank the latest run of each (model, revision, dtype) by H6 average; a Contamination column shows each
-    model's latest `evalsuite contamination` check when the folders hold any."""
+    model's latest `evalsuite contamination` check when the folders hold any. --peers adds the Open LLM
+    Leaderboard's published rows for other models, marked as its numbers; --format compact is the card's
+    `| Model | H6 | Model Size |` table, the runs in bold."""
     from evalsuite.files import write_text_atomic
     from evalsuite.publish import leaderboard as board
-    from evalsuite.results import find_contamination, find_runs
+    from evalsuite.results import find_contamination
     from evalsuite.suite import load_suite
 
+    if out is not None and not out.parent.is_dir():
+        raise LeaderboardError(f"--out {out}: folder {out.parent} does not exist")
     suite = load_suite()
-    dirs = results_dirs or [Path("results")]
-    runs = board.latest_runs(find_runs(dirs), include_partial=not complete_only)
-    if not runs:
+    peer_rows = board.peer_rows(_peers(peers, published), suite)
+    dirs = _board_dirs(results_dirs, peers_only=bool(peer_rows))
+    runs = board.latest_runs(_runs(dirs, peers_only=bool(peer_rows)), include_partial=not complete_only)
+    if not runs and not peer_rows:
         raise LeaderboardError("no complete runs to rank; drop --complete-only to show partial ones")
-    rows = board.leaderboard_rows(runs, suite, find_contamination(dirs))
+    rows = board.ranked(board.leaderboard_rows(runs, suite, find_contamination(dirs)) + peer_rows)
     text = board.render_leaderboard(rows, suite, format, with_size=model_size)
     if out is None:
         typer.echo(text, nl=False)
         return
-    if not out.parent.is_dir():
-        raise LeaderboardError(f"--out {out}: folder {out.parent} does not exist")
     write_text_atomic(out, text)
     typer.echo(f"wrote {out}", err=True)
+
+
+def _board_dirs(results_dirs: list[Path] | None, peers_only: bool) -> list[Path]:
+    """The folders to rank: those given (each must exist), else results/ (which may be missing when peers
+    alone make the table)."""
+    if results_dirs:
+        return results_dirs
+    default = Path("results")
+    return [] if peers_only and not default.is_dir() else [default]
+
+
+def _runs(dirs: list[Path], peers_only: bool) -> list[SuiteResults]:
+    from evalsuite.errors import NoResultsError
+    from evalsuite.results import find_runs
+
+    if not dirs:
+        return []
+    missing = [d for d in dirs if not d.exists()]
+    if missing:
+        raise NoResultsError(f"{missing[0]}: no such directory")
+    try:
+        return find_runs(dirs)
+    except NoResultsError:
+        if peers_only:  # empty folders: the table is the peers alone
+            return []
+        raise

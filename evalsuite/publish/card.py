@@ -5,7 +5,9 @@ nothing evalsuite does not own.
 What evalsuite owns in a README: its model-index results (model_index.py), and in the body the text between
 `<!-- evalsuite:start -->` and `<!-- evalsuite:end -->` (the results) and between
 `<!-- evalsuite:contamination:start -->` and `<!-- evalsuite:contamination:end -->` (a contamination check's
-table). Every other byte stays as it was; the README keeps its line endings.
+table), `<!-- evalsuite:peers:start -->` ... (the compact table beside the leaderboard's published peers) and
+`<!-- evalsuite:leaderboard:start -->` ... (the leaderboard's own published numbers, as its bot wrote them).
+Every other byte stays as it was; the README keeps its line endings.
 """
 
 from __future__ import annotations
@@ -13,9 +15,17 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from evalsuite.archive import PublishedEvaluation
 from evalsuite.errors import CardError, param
 from evalsuite.files import write_text_atomic
-from evalsuite.publish.model_index import CardSource, eval_results, parse_front_matter, updated_front_matter
+from evalsuite.publish.model_index import (
+    LEADERBOARD_URL,
+    CardSource,
+    eval_results,
+    parse_front_matter,
+    published_eval_results,
+    updated_front_matter,
+)
 from evalsuite.publish.readme import find_section, split_readme
 from evalsuite.publish.render import render
 from evalsuite.results import ContaminationResults, SuiteResults
@@ -26,6 +36,15 @@ END_MARKER = "<!-- evalsuite:end -->"
 # The contamination table has a section of its own: a card may show either without the other.
 CONTAMINATION_START_MARKER = "<!-- evalsuite:contamination:start -->"
 CONTAMINATION_END_MARKER = "<!-- evalsuite:contamination:end -->"
+# The compact table of this model beside the leaderboard's published peers.
+PEERS_START_MARKER = "<!-- evalsuite:peers:start -->"
+PEERS_END_MARKER = "<!-- evalsuite:peers:end -->"
+# The leaderboard's published numbers for this model, as its bot's pull requests wrote them.
+LEADERBOARD_START_MARKER = "<!-- evalsuite:leaderboard:start -->"
+LEADERBOARD_END_MARKER = "<!-- evalsuite:leaderboard:end -->"
+# The heading of the section the leaderboard's bot added to cards (without markers): a card holding it has it.
+BOT_SECTION_HEADING = "# [Open LLM Leaderboard Evaluation Results]"
+DETAILS_URL = "https://huggingface.co/datasets/open-llm-leaderboard/details_{org}__{name}"
 
 
 def not_comparable(results: SuiteResults, suite: SuiteSpec) -> list[tuple[str, list[str]]]:
@@ -171,3 +190,61 @@ def diff(old: str, new: str, path: Path) -> str:
             old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path.name}", f"b/{path.name}"
         )
     )
+
+
+def update_peers(text: str, table: str) -> str:
+    """The README with its peers table (leaderboard.render_compact) brought up to date. Pure; the front matter
+    and every byte outside the section stay."""
+    readme = split_readme(text)
+    body = _with_section(readme.body, readme.newline, PEERS_START_MARKER, PEERS_END_MARKER, table)
+    return readme.with_body(body).text()
+
+
+def render_published(evaluation: PublishedEvaluation, suite: SuiteSpec) -> str:
+    """The `|Metric|Value|` section the leaderboard's bot put in cards, from its published row."""
+    org, _, name = evaluation.model.partition("/")
+    names = ["Avg.", *(s.display_name for s in suite.tasks)]
+    values = [evaluation.average, *(evaluation.scores[s.column] for s in suite.tasks)]
+    width = max(len(n) for n in names)
+    rows = [f"|{n.ljust(width)}|{v:5.2f}|" for n, v in zip(names, values, strict=True)]
+    return render(
+        "leaderboard_section.md.j2",
+        leaderboard_url=LEADERBOARD_URL,
+        details_url=DETAILS_URL.format(org=org, name=name),
+        header=f"|{_centred('Metric', width)}|Value|",
+        rule=f"|{'-' * width}|----:|",
+        rows=rows,
+    )
+
+
+def update_from_leaderboard(
+    text: str, evaluation: PublishedEvaluation, suite: SuiteSpec, model_name: str | None = None
+) -> str:
+    """The README with the leaderboard's published numbers for its model, as the leaderboard's bot wrote them:
+    model-index results with the leaderboard as their source (a new entry named after the repo alone, as the
+    bot named it) and the `|Metric|Value|` section, unless the card already has the bot's own. Pure."""
+    readme = split_readme(text)
+    nl = readme.newline
+    front = readme.front_matter or ""
+    metadata = parse_front_matter(front)
+    ours = published_eval_results(evaluation, suite)
+    repo_name = evaluation.model.rsplit("/", 1)[-1]
+    new_front, expected = updated_front_matter(front, nl, metadata, evaluation.model, model_name, ours, repo_name)
+    if parse_front_matter(new_front) != expected:
+        raise CardError(
+            "front matter: could not write the results without changing other YAML (unusual layout); "
+            "write the model-index by hand or simplify its layout"
+        )
+    body = readme.body
+    ours_already = find_section(body, LEADERBOARD_START_MARKER, LEADERBOARD_END_MARKER) is not None
+    if ours_already or BOT_SECTION_HEADING not in body:  # the bot's own section stays as the bot wrote it
+        body = _with_section(
+            body, nl, LEADERBOARD_START_MARKER, LEADERBOARD_END_MARKER, render_published(evaluation, suite)
+        )
+    return readme.with_body(body).with_front_matter(new_front).text()
+
+
+def _centred(text: str, width: int) -> str:
+    """Centred as the bot's tables centre a header: the odd space on the right (str.center puts it left)."""
+    left = (width - len(text)) // 2
+    return " " * left + text + " " * (width - len(text) - left)

@@ -1,6 +1,7 @@
 """Leaderboards across runs: the latest run per (model, revision, dtype), sorted by H6 average, with each model's
-latest contamination check; as Markdown, CSV (pandas, imported for it alone) or a self-contained HTML page.
-Renderers get plain rows.
+latest contamination check, and peers: the archived Open LLM Leaderboard's published rows for other models, each
+marked as the leaderboard's. As Markdown, CSV (pandas, imported for it alone), a self-contained HTML page, or the
+compact `| Model | H6 | Model Size |` table model cards carry. Renderers get plain rows.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from evalsuite.archive import PublishedEvaluation
 from evalsuite.publish.render import render
 from evalsuite.results import ContaminationResults, SuiteResults, model_size, percent
 from evalsuite.suite import SuiteSpec
@@ -21,6 +23,20 @@ class BoardFormat(StrEnum):
     MARKDOWN = "markdown"
     CSV = "csv"
     HTML = "html"
+    COMPACT = "compact"  # H6 and Model Size only, measured rows in bold: the table model cards set beside peers
+
+
+# Where a row's numbers come from: shown in a Source column whenever a table holds peers.
+MEASURED = "measured"
+PUBLISHED = "Open LLM Leaderboard"
+SOURCE_COLUMN = "Source"
+_ARCHIVE = "the archived v1 leaderboard, open-llm-leaderboard-old/contents"
+PUBLISHED_NOTE = f"Rows from the Open LLM Leaderboard are its published numbers ({_ARCHIVE}), not measured here."
+COMPACT_NOTE = (
+    f"In bold: measured with evalsuite. The other rows are the Open LLM Leaderboard's published numbers "
+    f"({_ARCHIVE}), not measured here."
+)
+PEERS_ONLY_NOTE = f"The Open LLM Leaderboard's published numbers ({_ARCHIVE}), not measured here."
 
 
 @dataclass(frozen=True)
@@ -35,10 +51,18 @@ class Row:
     not_comparable: bool = False  # complete, but some task did not ask the leaderboard's requests
     run_id: str = ""
     contamination: str | None = None  # the model's latest contamination check, compact: "ARC 0.06 · GSM8K 0.70"
+    published: bool = False  # the leaderboard's published row for a peer, not a run of evalsuite
+    shown_precision: str | None = None  # said after a peer's name when the archive holds it in several
 
     @property
     def label(self) -> str:
+        if self.published:
+            return self.model + (f" ({self.shown_precision})" if self.shown_precision else "")
         return self.model + (" (partial)" if self.partial else " (not comparable)" if self.not_comparable else "")
+
+    @property
+    def source(self) -> str:
+        return PUBLISHED if self.published else MEASURED
 
 
 def contamination_cell(check: ContaminationResults) -> str:
@@ -88,8 +112,37 @@ def leaderboard_rows(
                 contamination=contamination_cell(check) if check else None,
             )
         )
-    # complete runs by average (desc), then partial ones by the mean of what they have
-    return sorted(rows, key=lambda r: (r.partial, -(r.average if r.average is not None else _mean(r.scores))))
+    return ranked(rows)
+
+
+def peer_rows(evaluations: list[PublishedEvaluation], suite: SuiteSpec) -> list[Row]:
+    """The leaderboard's published rows for peers (scores as it showed them, in %, kept as fractions here)."""
+    rows = []
+    for evaluation in evaluations:
+        rows.append(
+            Row(
+                model=evaluation.model,
+                revision=(evaluation.sha or "")[:12],
+                dtype=evaluation.precision,
+                average=evaluation.average / 100,
+                scores={s.column: _fraction(evaluation.scores.get(s.column)) for s in suite.tasks},
+                size=model_size(evaluation.parameters),
+                published=True,
+                shown_precision=evaluation.precision if evaluation.others else None,
+            )
+        )
+    return rows
+
+
+def ranked(rows: list[Row]) -> list[Row]:
+    """Complete rows by average (desc), then partial ones by the mean of what they have."""
+    return sorted(
+        rows, key=lambda r: (r.partial, -(r.average if r.average is not None else _mean(r.scores)), r.published)
+    )
+
+
+def _fraction(published_percent: float | None) -> float | None:
+    return None if published_percent is None else published_percent / 100
 
 
 def _mean(scores: dict[str, float | None]) -> float:
@@ -105,6 +158,11 @@ def _with_contamination(rows: list[Row]) -> bool:
     return any(row.contamination for row in rows)
 
 
+def _with_sources(rows: list[Row]) -> bool:
+    """The Source column (and the note under the table) shows only when some row is a published one."""
+    return any(row.published for row in rows)
+
+
 def to_frame(rows: list[Row], suite: SuiteSpec, with_size: bool) -> pd.DataFrame:
     import pandas as pd  # only the csv format needs it
 
@@ -116,6 +174,8 @@ def to_frame(rows: list[Row], suite: SuiteSpec, with_size: bool) -> pd.DataFrame
             record["Model Size"] = row.size
         if _with_contamination(rows):
             record[CONTAMINATION_COLUMN] = row.contamination or ""
+        if _with_sources(rows):
+            record[SOURCE_COLUMN] = row.source
         records.append(record)
     return pd.DataFrame.from_records(records)
 
@@ -126,23 +186,46 @@ def _pct(value: float | None) -> float | None:
 
 def render_leaderboard(rows: list[Row], suite: SuiteSpec, fmt: BoardFormat, with_size: bool = False) -> str:
     columns = [s.column for s in suite.tasks]
+    contamination_column = CONTAMINATION_COLUMN if _with_contamination(rows) else None
+    source_column = SOURCE_COLUMN if _with_sources(rows) else None
+    published_note = PUBLISHED_NOTE if _with_sources(rows) else None
+    if fmt is BoardFormat.COMPACT:
+        return render_compact(rows)
     if fmt is BoardFormat.MARKDOWN:
         return render(
             "leaderboard.md.j2", rows=rows, columns=columns, with_size=with_size,
-            contamination_column=CONTAMINATION_COLUMN if _with_contamination(rows) else None,
+            contamination_column=contamination_column, source_column=source_column, published_note=published_note,
         )  # fmt: skip
     if fmt is BoardFormat.CSV:
         return to_frame(rows, suite, with_size).to_csv(index=False, float_format="%.2f")
     return render(
         "leaderboard.html.j2",
         rows=[
-            {"model": r.model, "partial": r.partial, "not_comparable": r.not_comparable, "revision": r.revision,
-             "dtype": r.dtype, "size": r.size, "average": _pct(r.average),
-             "scores": [_pct(r.scores[c]) for c in columns], "contamination": r.contamination or ""}
+            {"model": r.model, "label": r.label, "published": r.published, "partial": r.partial,
+             "not_comparable": r.not_comparable, "revision": r.revision, "dtype": r.dtype, "size": r.size,
+             "average": _pct(r.average), "scores": [_pct(r.scores[c]) for c in columns],
+             "contamination": r.contamination or "", "source": r.source}
             for r in rows
         ],
         columns=columns,
-        contamination_column=CONTAMINATION_COLUMN if _with_contamination(rows) else None,
+        contamination_column=contamination_column,
+        source_column=source_column,
+        published_note=published_note,
         with_size=with_size,
         title=suite.title,
     )  # fmt: skip
+
+
+def render_compact(rows: list[Row]) -> str:
+    """`| Model | H6 | Model Size |`, the measured rows in bold, as model cards set their number beside peers'."""
+    return render(
+        "leaderboard_compact.md.j2",
+        rows=[{"model": r.label, "average": r.average, "size": r.size, "bold": not r.published} for r in rows],
+        published_note=_compact_note(rows),
+    )
+
+
+def _compact_note(rows: list[Row]) -> str | None:
+    if not _with_sources(rows):
+        return None
+    return COMPACT_NOTE if any(not r.published for r in rows) else PEERS_ONLY_NOTE

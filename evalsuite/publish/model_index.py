@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCardData
 
+from evalsuite.archive import PublishedEvaluation
 from evalsuite.errors import CardError, param
 from evalsuite.publish.readme import indented, is_content, item_indent, key_block, lines_of, sequence_items
 from evalsuite.results import SuiteResults, percent
@@ -40,11 +41,26 @@ class CardSource:
 
 def eval_results(results: SuiteResults, suite: SuiteSpec, source: CardSource | None = None) -> list[EvalResult]:
     """One EvalResult per task that ran, in suite order, values as percentages with 2 decimals."""
+    scores = {t.key: (percent(t.value), t.num_fewshot) for t in results.tasks}
+    return _eval_results(scores, suite, source)
+
+
+def published_eval_results(evaluation: PublishedEvaluation, suite: SuiteSpec) -> list[EvalResult]:
+    """The leaderboard's published numbers for a model as its bot wrote them: each task's score as published,
+    the suite's shots, the leaderboard as the source."""
+    scores = {s.key: (evaluation.scores[s.column], s.num_fewshot) for s in suite.tasks if s.column in evaluation.scores}
+    return _eval_results(scores, suite, CardSource.open_llm_leaderboard(evaluation.model))
+
+
+def _eval_results(
+    scores: dict[str, tuple[float, int]], suite: SuiteSpec, source: CardSource | None
+) -> list[EvalResult]:
+    """suite key -> (value in %, shots) as EvalResults, in suite order."""
     out = []
     for spec in suite.tasks:
-        task = results.task(spec.key)
-        if task is None:
+        if spec.key not in scores:
             continue
+        value, shots = scores[spec.key]
         out.append(
             EvalResult(
                 task_type=TASK_TYPE,
@@ -53,9 +69,9 @@ def eval_results(results: SuiteResults, suite: SuiteSpec, source: CardSource | N
                 dataset_name=spec.display_name,
                 dataset_config=spec.card.dataset_config,
                 dataset_split=spec.card.dataset_split,
-                dataset_args={"num_few_shot": task.num_fewshot},
+                dataset_args={"num_few_shot": shots},
                 metric_type=spec.card.metric_type,
-                metric_value=percent(task.value),
+                metric_value=value,
                 metric_name=spec.card.metric_name,
                 source_name=source.name if source else None,
                 source_url=source.url if source else None,
@@ -199,18 +215,26 @@ def _new_model_index(lines: list[str], nl: str, entry: dict[str, Any]) -> list[s
 
 
 def updated_front_matter(
-    front: str, nl: str, metadata: dict[str, Any], name: str, model_name: str | None, ours: list[EvalResult]
+    front: str,
+    nl: str,
+    metadata: dict[str, Any],
+    name: str,
+    model_name: str | None,
+    ours: list[EvalResult],
+    new_entry_name: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The front matter with `ours` written in, editing only the lines of results evalsuite owns, and the
-    metadata it must parse to."""
+    metadata it must parse to. A new model-index entry is named `model_name`, else `new_entry_name`, else
+    the model id `name`."""
     lines = lines_of(front)
+    new_name = model_name or new_entry_name or name
     expected = copy.deepcopy(metadata)
     block = key_block(lines, _MODEL_INDEX, 0)
     existing = metadata.get("model-index")
     if block is None and "model-index" in metadata:
         raise CardError("front matter: cannot find the `model-index:` line (flow style?); write it as a block first")
     if block is None or existing in (None, []):
-        entry = _model_index_entry(model_name or name, ours)
+        entry = _model_index_entry(new_name, ours)
         expected["model-index"] = [entry]
         if block is None:
             return "".join(_new_model_index(lines, nl, entry)), expected
@@ -225,7 +249,7 @@ def updated_front_matter(
         raise CardError("front matter: cannot find each model-index entry on its own lines; fix its layout first")
     position = _target_entry(existing, name, model_name, ours)
     if position is None:  # a new entry after the last one
-        entry = _model_index_entry(model_name or name, ours)
+        entry = _model_index_entry(new_name, ours)
         expected["model-index"].append(entry)
         dash, _ = item_indent(lines[items[0][0]])
         at = items[-1][1]
