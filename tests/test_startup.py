@@ -45,8 +45,11 @@ def test_help_imports_no_model_library_pandas_or_hub():
         ["card", "render", str(SAKURA), "--format", "markdown"],
         ["compare", str(SAKURA), str(SAKURA)],
         ["run", "--help"],
+        ["leaderboard", "--peers", "Qwen/Qwen-14B", "--published", str(FIXTURES / "archive" / "contents.csv")],
+        ["compare", "leaderboard:HenryJJ/Instruct_Yi-6B_Dolly15K", str(SAKURA),
+         "--published-results", str(FIXTURES / "archive" / "results")],
     ],
-    ids=["leaderboard", "card render", "compare", "run --help"],
+    ids=["leaderboard", "card render", "compare", "run --help", "leaderboard --peers", "compare leaderboard:"],
 )
 def test_commands_that_run_no_model_import_no_model_library(args: list[str]):
     loaded = _modules_after(*args)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from evalsuite.suite import SuiteSpec
     from evalsuite.track.compare import Comparison
     from evalsuite.track.history import HistoryPoint
+    from evalsuite.track.reproduce import Reproduction
 
 
 def _table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
@@ -117,6 +118,61 @@ def format_comparison(comparison: Comparison, markdown: bool = False) -> str:
     else:
         lines = [*sides, table, summary]
     lines += [f"warning: {w}" for w in comparison.warnings]
+    return "\n".join(lines)
+
+
+def format_reproduction(result: Reproduction, markdown: bool = False) -> str:
+    """`compare leaderboard:MODEL RUN`: per task both values, the difference and the noise band, then the verdict."""
+
+    def noise(tolerance: float | None) -> str:
+        return "-" if tolerance is None else f"±{tolerance:.2f}"
+
+    rows = [
+        [
+            t.display_name,
+            pct(t.published),
+            pct(t.measured),
+            f"{t.delta_points:+.2f}",
+            noise(t.tolerance_points),
+            str(t.documents),
+            "-" if t.within_noise is None else "yes" if t.within_noise else "NO",
+        ]
+        for t in result.tasks
+    ]
+    if result.published_average is not None and result.measured_average is not None:
+        delta = 100 * (result.measured_average - result.published_average)
+        rows.append(["Average (H6)", pct(result.published_average), pct(result.measured_average), f"{delta:+.2f}",
+                     "", "", ""])  # fmt: skip
+    table = _table(["Task", "Leaderboard", "Run", "Δ points", "Noise", "Docs", "Within"], rows, right={1, 2, 3, 4, 5})
+    precision = f", {result.published_precision}" if result.published_precision else ""
+    sha = f" @ {result.published_sha[:12]}" if result.published_sha else ""
+    sides = [
+        f"leaderboard: {result.published_model}{sha}{precision} (its published results: "
+        f"{', '.join(result.published_files)})",
+        f"run:         {result.run}",
+    ]
+    notes = [f"left out: {why}" for why in result.left_out]
+    for t in result.tasks:
+        if t.subjects:
+            widest = t.subjects[0]
+            gap = (
+                f"the widest gap {widest.subject} {widest.delta_points:+.2f} points"
+                if round(widest.delta_points, 2)
+                else "each within 0.005 points of the leaderboard's"
+            )
+            notes.append(f"{t.display_name}: {len(t.subjects)} subjects compared, {gap}")
+    basis = {t.basis for t in result.tasks}
+    notes.append(
+        "noise: one standard error (same documents, same requests: sampling noise cancels)"
+        if basis == {"same documents"}
+        else "noise: one standard error on complete splits; 1.96 x the two sides' combined standard error on subsets"
+    )
+    warnings = [f"warning: {w}" for w in result.warnings]
+    if markdown:
+        lines = [f"### evalsuite compare: {result.summary}", "", *(f"- {s}" for s in sides), "", table, "",
+                 *(f"- {n}" for n in notes + warnings)]  # fmt: skip
+    else:
+        lines = [*sides, table, *notes, *warnings, result.summary]
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 QUIET_ENVIRONMENT = {
     "TQDM_DISABLE": "1",  # lm-eval's bars that take no `disable` argument (evalsuite's own bar passes one)
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # huggingface_hub's, and through it transformers' "Loading weights"
+    "HF_HUB_VERBOSITY": "error",  # its logger, which it configures itself when first imported (after ours)
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
