@@ -20,6 +20,14 @@ class Backend(StrEnum):
     LM_EVAL_HF = "lm-eval-hf"  # lm-eval's own HFLM, request by request
 
 
+class GenerationEngine(StrEnum):
+    """What decodes GSM8K's greedy generations in the shared-prefix backend (`--model-args generation=...`).
+    Both give lm-eval's texts; bench/RESULTS.md has their times."""
+
+    EVALSUITE = "evalsuite"  # evalsuite.engine.generation.ContinuousGreedy: its own continuous batching (default)
+    TRANSFORMERS = "transformers"  # transformers' ContinuousBatchingManager, driven by ManagedGreedy
+
+
 class Dtype(StrEnum):
     """The model's dtype; `auto` lets transformers take the checkpoint's own."""
 

@@ -66,6 +66,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("--device nonsense", ["--device", "gpu0"], "--device 'gpu0': give cpu, cuda or cuda:N"),
     ("unknown --model-args key", ["--model-args", "foo=1"], "'foo' is not an argument of lm-eval's HF model"),
     ("pack_tokens=abc", ["--model-args", "pack_tokens=abc"], "pack_tokens=abc: give a positive number of tokens"),
+    ("generation=vllm", ["--model-args", "generation=vllm"], "generation=vllm: give evalsuite or transformers"),
     ("--batch-size auto:foo", ["--batch-size", "auto:foo"], "--batch-size 'auto:foo': give auto, auto:N"),
     ("--batch-size 0", ["--batch-size", "0"], "--batch-size '0': give a positive int or 'auto'"),
     ("--seed -1", ["--seed", "-1"], "--seed '-1': seeds go from 0 to 4294967295"),

@@ -262,6 +262,54 @@ def test_dynamic_cache_layers_are_what_continuous_batching_edits():
     assert torch.equal(logits[0], logits[1])
 
 
+def test_transformers_continuous_batching_manager_is_what_managed_greedy_drives():
+    """engine/generation.py's ManagedGreedy drives transformers' ContinuousBatchingManager: built by
+    `init_continuous_batching(generation_config=, continuous_batching_config=)` from a ContinuousBatchingConfig
+    with the fields it sets; `start`, `add_request(input_ids, request_id=, max_new_tokens=, streaming=,
+    eos_token_id=)`, `get_result(timeout=)` giving GenerationOutputs (`request_id`, `generated_tokens` so far,
+    `error`, `is_finished()`), `cancel_request`, `is_running`, `background_thread_status.fatal_error`,
+    `stop(block=, hard_stop=)`, `destroy`; and a greedy request's tokens equal `generate`'s."""
+    import dataclasses
+
+    import torch
+    from transformers import ContinuousBatchingConfig
+    from transformers.generation.continuous_batching import ContinuousBatchingManager
+    from transformers.generation.continuous_batching.requests import GenerationOutput
+
+    from evalsuite.engine import generation
+
+    fields = {f.name for f in dataclasses.fields(ContinuousBatchingConfig)}
+    used = {"page_size", "num_blocks", "max_requests_per_batch", "max_batch_tokens", "allow_block_sharing",
+            "auto_switch_to_flash", "use_cuda_graph", "default_compile_level"}  # fmt: skip
+    assert used <= fields, f"ContinuousBatchingConfig no longer has {sorted(used - fields)}"
+    methods = {
+        "add_request": ["input_ids", "request_id", "max_new_tokens", "streaming"],
+        "get_result": ["request_id", "timeout"],
+        "cancel_request": ["request_id"],
+        "stop": ["block", "timeout", "keep_for_next_session", "hard_stop"],
+    }
+    for method, params in methods.items():
+        signature = inspect.signature(getattr(ContinuousBatchingManager, method))
+        assert set(params) <= set(signature.parameters), f"ContinuousBatchingManager.{method}{signature} moved"
+    assert "eos_token_id" in inspect.signature(ContinuousBatchingManager.add_request).parameters
+    output_fields = {f.name for f in dataclasses.fields(GenerationOutput)}
+    assert {"request_id", "generated_tokens", "error", "status"} <= output_fields, output_fields
+
+    model = _tiny_llama()
+    prompts = [[1, 5, 9, 13, 17], [2, 6, 10], [3, 7, 11, 15, 19, 23, 27]]
+    expected = []
+    for prompt in prompts:
+        ids = torch.tensor([prompt])
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+                             pad_token_id=0, eos_token_id=None)  # fmt: skip
+        expected.append(out[0, len(prompt) :].tolist())
+    generator = generation.ManagedGreedy(
+        model, budget=generation.CacheBudget(slots=2, tokens=16), eos=set(), pad_token_id=0
+    )
+    assert generator.run(prompts, [6, 6, 6]) == expected, "the manager's greedy tokens are no longer generate's"
+    assert model.config._attn_implementation == "sdpa", "the manager left the model on another attention"
+
+
 def test_a_one_row_kv_cache_is_copied_to_many_rows_and_generate_continues_from_it():
     """The contamination check's shared prefill: forward the prefix once, `batch_repeat_interleave` the cache,
     hand it to `generate` under the installed name; the tokens equal generate's own from the whole prompt."""

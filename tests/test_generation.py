@@ -1,6 +1,8 @@
-"""GSM8K generation in the shared-prefix backend: continuous batching (evalsuite/engine/generation.py) gives the
-texts lm-eval's HFLM gives, on the real SmolLM2 model and real GSM8K rows, in fewer decode steps; batch
-sizing and out-of-memory back-off; lm-eval's own batches where continuous batching does not apply."""
+"""GSM8K generation in the shared-prefix backend: both continuous-batching engines (evalsuite/engine/generation.py)
+give the texts lm-eval's HFLM gives, on the real SmolLM2 model and real GSM8K rows: evalsuite's own loop (the
+default) in fewer decode steps, and transformers' ContinuousBatchingManager (`generation=transformers`) with
+lm-eval's stop strings as its tokens stream, both protocols; endings by EOS, budget and context window; failed
+requests; batch sizing and out-of-memory back-off; lm-eval's own batches where neither applies."""
 
 from __future__ import annotations
 
@@ -17,17 +19,19 @@ from evalsuite.engine.backend import (
     generation_rows,
     kv_bytes_per_token,
 )
-from evalsuite.engine.generation import ContinuousGreedy, _Batch, eos_token_ids, supports
+from evalsuite.engine.generation import CacheBudget, ContinuousGreedy, ManagedGreedy, _Batch, eos_token_ids, supports
+from evalsuite.errors import RunError
+from evalsuite.suite import Protocol
 
 # lm-eval's gsm8k generation settings, with a smaller token budget to keep the test short
 GSM8K_GEN = {"until": ["Question:", "</s>", "<|im_end|>"], "do_sample": False, "temperature": 0.0}
 
 
-def _lms(folder: str, batch_size: int | str):
+def _lms(folder: str, batch_size: int | str, generation: str = "evalsuite", **extra):
     from lm_eval.models.huggingface import HFLM
 
-    args = {"pretrained": folder, "dtype": "float32", "device": "cpu", "batch_size": batch_size}
-    return HFLM(**args), SharedPrefixLM(**args)
+    args = {"pretrained": folder, "dtype": "float32", "device": "cpu", "batch_size": batch_size, **extra}
+    return HFLM(**args), SharedPrefixLM(**args, generation=generation)
 
 
 def _gsm8k_requests(count: int, max_gen_toks: int, shots: int = 2) -> list:
@@ -302,3 +306,169 @@ def test_decode_steps_write_the_cache_in_place_and_hold_what_dynamic_layer_holds
     update(1)
     update(1)
     assert buffers() == 4 and ours.keys.shape == reference.keys.shape == (2, 2, 7 + SPARE_COLUMNS + 3, 4)
+
+
+# --- transformers' ContinuousBatchingManager (generation=transformers)
+
+
+def _run_requests(count: int, max_gen_toks: int, protocol: Protocol = Protocol.LEADERBOARD_V1) -> list:
+    """The first GSM8K requests of the sample rows exactly as `evalsuite run` builds them, with a smaller
+    token budget than the task's 256 to keep the tests short."""
+    from lm_eval.api.instance import Instance
+
+    from evalsuite.run.prompts import PromptsRequest, build_prompts
+
+    (task,) = build_prompts(PromptsRequest(tasks=["gsm8k"], limit=count, data_dir=SAMPLE_DATA, protocol=protocol))
+    return [
+        Instance(
+            "generate_until",
+            doc={},
+            arguments=(context, {**settings, "max_gen_toks": max_gen_toks}),
+            idx=0,
+            metadata=("gsm8k", document.doc_id, 1),
+        )  # fmt: skip
+        for document in task.documents
+        for context, settings in document.requests
+    ]
+
+
+def _model(folder: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval(), tokenizer
+
+
+@pytest.mark.parametrize("protocol, count, budget", [(Protocol.LEADERBOARD_V1, 3, 32), (Protocol.LM_EVAL, 4, 24)])
+def test_the_managers_texts_are_hflms_on_real_gsm8k_requests(model_folder: str, protocol, count, budget):
+    requests = _run_requests(count, max_gen_toks=budget, protocol=protocol)
+    stops = requests[0].args[1]["until"]
+    assert (":" in stops) == (protocol is Protocol.LEADERBOARD_V1)  # the leaderboard's first stop is ':'
+    plain, shared = _lms(model_folder, batch_size=3, generation="transformers")
+    requests_per_forward: list[int] = []
+    shared.model.register_forward_pre_hook(
+        lambda _m, args, kwargs: requests_per_forward.append(len(kwargs["cu_seq_lens_q"]) - 1), with_kwargs=True
+    )
+    expected = plain.generate_until(requests, disable_tqdm=True)
+    got = shared.generate_until(requests, disable_tqdm=True)
+    assert got == expected  # text by text, in the caller's order
+    assert requests_per_forward and max(requests_per_forward) <= 3  # --batch-size 3: at most 3 requests at once
+    lengths = [len(shared.tok_encode(text)) for text in got]
+    assert max(lengths) == budget and min(lengths) < budget, lengths  # budget and stop-string endings
+    if protocol is Protocol.LEADERBOARD_V1:  # cut at the first ':', as test_leaderboard_v1 shows for a run
+        assert all(":" not in text for text in got) and "" in got
+
+
+def test_endings_by_end_of_sequence_and_by_budget_are_generates(model_folder: str):
+    model, tokenizer = _model(model_folder)
+    prompts = [tokenizer(r.args[0])["input_ids"][-(150 + 60 * i) :] for i, r in enumerate(_run_requests(4, 1))]
+    expected = []
+    for prompt in prompts:
+        ids = torch.tensor([prompt])
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=None)  # fmt: skip
+        expected.append(out[0, len(prompt) :].tolist())
+    # an "end-of-sequence" token the model emits for the first time 4th or later in the first prompt's answer:
+    # that request ends on it, the token kept last
+    first = next(k for k in range(3, 12) if expected[0][k] not in expected[0][:k])
+    eos = expected[0][first]
+    budgets = [12, 12, 3, 7]
+    finished: list[int] = []
+    generator = ManagedGreedy(
+        model, budget=CacheBudget(slots=2, tokens=400), eos={eos}, pad_token_id=tokenizer.pad_token_id,
+        on_final=lambda i, tokens: finished.append(i),
+    )  # fmt: skip
+    got = generator.run(prompts, budgets)
+    assert sorted(finished) == [0, 1, 2, 3]
+    for i, tokens in enumerate(got):
+        ends = [k for k, t in enumerate(expected[i][: budgets[i]]) if t == eos]
+        want = expected[i][: ends[0] + 1] if ends else expected[i][: budgets[i]]
+        assert tokens == want, i
+    assert got[0][-1] == eos and len(got[0]) == first + 1 and len(got[2]) == 3
+
+
+def test_a_text_final_at_a_stop_string_is_cancelled_with_the_tokens_it_had(model_folder: str):
+    model, tokenizer = _model(model_folder)
+    prompts = [tokenizer(r.args[0])["input_ids"][-200:] for r in _run_requests(3, 1)]
+    whole = ManagedGreedy(model, budget=CacheBudget(slots=3, tokens=300), eos=set(), pad_token_id=0).run(
+        prompts, [20] * 3
+    )
+    generator = ManagedGreedy(
+        model, budget=CacheBudget(slots=3, tokens=300), eos=set(), pad_token_id=0,
+        is_final=lambda i, tokens: len(tokens) >= 4 + 3 * i,
+    )  # fmt: skip
+    got = generator.run(prompts, [20] * 3)
+    assert got == [whole[i][: 4 + 3 * i] for i in range(3)]
+    assert generator.tokens_decoded < 3 * 20  # cancelled: the manager stopped decoding them early
+
+
+def test_a_prompt_longer_than_the_context_window_is_cut_as_lm_eval_cuts_it(model_folder: str):
+    requests = _run_requests(2, max_gen_toks=16)
+    plain, shared = _lms(
+        model_folder, batch_size=2, generation="transformers", max_length=256
+    )  # GSM8K's prompts are ~700 tokens
+    assert len(shared.tok_encode(requests[0].args[0])) > 256
+    assert shared.generate_until(requests, disable_tqdm=True) == plain.generate_until(requests, disable_tqdm=True)
+
+
+# --- a request that fails, a manager that stops
+
+
+def test_a_failed_generation_is_an_error_naming_the_prompts_never_an_empty_answer(model_folder: str):
+    _, shared = _lms(model_folder, batch_size=2, generation="transformers")
+    calls: list[int] = []
+
+    def fails_on_the_third_forward(_module, args, kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("a kernel failed")
+
+    shared.model.register_forward_pre_hook(fails_on_the_third_forward, with_kwargs=True)
+    with pytest.raises(RunError, match=r"^generation failed for gsm8k document \d: a kernel failed$"):
+        shared.generate_until(_run_requests(3, max_gen_toks=8), disable_tqdm=True)
+
+
+def test_a_manager_that_stops_before_every_request_is_done_is_an_error(model_folder: str, monkeypatch):
+    from transformers.generation.continuous_batching import ContinuousBatchingManager
+
+    model, _ = _model(model_folder)
+    monkeypatch.setattr(ContinuousBatchingManager, "_run_generation_loop", lambda self, use_inference_mode: None)
+    generator = ManagedGreedy(model, budget=CacheBudget(slots=2, tokens=64), eos=set(), pad_token_id=0)
+    with pytest.raises(RunError, match="generation failed for prompt 0, 1: the generation thread stopped"):
+        generator.run([[1, 2, 3], [4, 5]], [4, 4])
+
+
+def _fail_above_tokens(lm, tokens: int) -> None:
+    """Make the model raise CUDA's out-of-memory error on forwards of more than `tokens` tokens."""
+
+    def forward_or_oom(_module, args, kwargs):
+        if kwargs["input_ids"].numel() > tokens:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    lm.model.register_forward_pre_hook(forward_or_oom, with_kwargs=True)
+
+
+def test_the_manager_backs_off_on_out_of_memory_under_auto_with_the_same_texts(model_folder: str):
+    requests = _run_requests(3, max_gen_toks=8)
+    plain, _ = _lms(model_folder, batch_size=3)
+    expected = plain.generate_until(requests, disable_tqdm=True)
+
+    _, auto = _lms(model_folder, batch_size="auto", generation="transformers")
+    _fail_above_tokens(auto, 1500)  # the free memory allows all 3 prompts (~2,100 tokens) in one forward; the "GPU" not
+    got = auto.generate_until(requests, disable_tqdm=True)
+    assert got == expected
+    assert auto.stats.oom_backoffs >= 1
+
+
+def test_the_managers_out_of_memory_with_a_fixed_batch_size_is_raised(model_folder: str):
+    _, fixed = _lms(model_folder, batch_size=4, generation="transformers")
+    _fail_above_tokens(fixed, 1500)
+    with pytest.raises(torch.OutOfMemoryError):
+        fixed.generate_until(_run_requests(4, max_gen_toks=4), disable_tqdm=True)
+
+
+def test_the_end_of_sequence_ids_are_generation_configs(model_folder: str):
+    model, tokenizer = _model(model_folder)
+    assert eos_token_ids(model) == {tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    model.generation_config.eos_token_id = [2, 0]
+    assert eos_token_ids(model) == {0, 2}

@@ -25,7 +25,12 @@ class _OncePerMessage(logging.Filter):
         return True
 
 
-_LIBRARY_LOGGERS = ("lm_eval", "transformers", "datasets", "huggingface_hub", "accelerate", "torch", "httpx", "urllib3")
+# "ContinuousBatchingLogger": transformers' continuous batching (GSM8K's generation) logs under that name, with
+# a handler of its own, outside the "transformers" logger
+_LIBRARY_LOGGERS = (
+    "lm_eval", "transformers", "ContinuousBatchingLogger", "datasets", "huggingface_hub", "accelerate", "torch",
+    "httpx", "urllib3",
+)  # fmt: skip
 
 
 _quieted: dict[str, list] = {}  # what quieting changed, to undo it when a command asks for -v after all

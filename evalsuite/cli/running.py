@@ -79,9 +79,9 @@ def run(
     batch_size: Annotated[
         str,
         typer.Option(
-            help="Rows per forward pass: N, auto or auto:N. auto: the shared-prefix backend starts at 64 and halves "
-            "on out-of-memory, and sizes GSM8K's decoding batch from the free memory; lm-eval-hf lets lm-eval "
-            "probe (auto:N: again N times). Recorded."
+            help="Rows per forward pass: N, auto or auto:N; for GSM8K, requests decoding at once. auto: the "
+            "shared-prefix backend starts at 64 rows and halves on out-of-memory, and sizes GSM8K's from the free "
+            "memory; lm-eval-hf lets lm-eval probe (auto:N: again N times). Recorded."
         ),
     ] = "8",
     dtype: Annotated[

@@ -3,8 +3,9 @@ transformers (import-linter's contracts in pyproject.toml check it).
 
 - runner: lm-eval's driver (task manager, task groups with the protocol's overrides, `simple_evaluate`)
 - backend: evalsuite's lm-eval model classes (shared-prefix scoring, continuous-batching generation)
-- packing, generation, processes, oom, fewshot: the backend's parts (prefix packing, greedy continuous
-  batching, data-parallel ranks, out-of-memory back-off, the leaderboard's few-shot sampler)
+- packing, generation, processes, oom, fewshot: the backend's parts (prefix packing, greedy generation
+  through transformers' continuous batching, data-parallel ranks, out-of-memory back-off, the
+  leaderboard's few-shot sampler)
 - neighbours: the contamination check's sampling and scoring
 - gguf, devices, model_args: making a MODEL loadable, the torch device, extra model arguments
 - compat: what evalsuite relies on inside lm-eval and transformers (docs/ARCHITECTURE.md, guarded by

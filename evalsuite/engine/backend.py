@@ -16,11 +16,11 @@ positions that score a continuation go through the LM head. Requests with identi
 choices) are forwarded once, as HFLM does.
 
 Tokenization, truncation and the request cache are HFLM's. Generation (GSM8K) keeps HFLM's tokenization,
-stop strings and text clean-up, but greedy requests decode with continuous batching
-(evalsuite/engine/generation.py): a prompt leaves the batch when its own answer is final and a waiting one takes
-its place, instead of a fixed batch decoding until its longest answer ends. Under `--batch-size auto` the
-number of prompts decoding at once comes from the free memory, and in a data-parallel launch the forwards
-and generations are split across processes (evalsuite/engine/processes.py).
+stop strings and text clean-up, but greedy requests decode with transformers' continuous batching
+(evalsuite/engine/generation.py): a request leaves when its own answer is final and a waiting one takes its
+place, instead of a fixed batch decoding until its longest answer ends. `--batch-size N`: at most N requests
+decoding at once; under `auto` that number comes from the free memory. In a data-parallel launch the
+forwards and generations are split across processes (evalsuite/engine/processes.py).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from evalsuite.engine.processes import Processes
 from evalsuite.errors import RunError
 from evalsuite.progress import bar_open
 from evalsuite.progress import requests as requests_progress
-from evalsuite.settings import BatchSize
+from evalsuite.settings import BatchSize, GenerationEngine
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,13 @@ def free_memory_bytes(device: torch.device) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+def _document(request, position: int) -> str:
+    """How an error names a generation request: its task and document, or its position."""
+    if request.task_name is not None and request.doc_id is not None:
+        return f"{request.task_name} document {request.doc_id}"
+    return f"request {position}"
+
+
 def _normalized_gen_kwargs(gen_kwargs: dict, default_max_gen_toks: int) -> dict:
     from lm_eval.models.utils import normalize_gen_kwargs
 
@@ -110,10 +117,14 @@ def _normalized_gen_kwargs(gen_kwargs: dict, default_max_gen_toks: int) -> dict:
 class SharedPrefixLM(HFLM):
     """HFLM whose log-likelihood requests share the forward pass of their common prefix.
 
-    Extra model arg: `pack_tokens` (int), the row budget of a pack.
+    Extra model args: `pack_tokens` (int), the row budget of a pack; `generation` (evalsuite or transformers),
+    what decodes greedy generations (settings.GenerationEngine).
     """
 
-    def __init__(self, *args, pack_tokens: int | str = DEFAULT_PACK_TOKENS, **kwargs) -> None:
+    def __init__(
+        self, *args, pack_tokens: int | str = DEFAULT_PACK_TOKENS, generation: str = "evalsuite", **kwargs
+    ) -> None:
+        self.generation_engine = GenerationEngine(generation)  # checked before loading (engine.model_args)
         super().__init__(*args, **kwargs)
         # the batch size as evalsuite asked for it (HFLM keeps only "auto" of `auto:N`)
         self.batch = BatchSize.parse(kwargs.get("batch_size", 1))
@@ -227,9 +238,10 @@ class SharedPrefixLM(HFLM):
         )
 
     def _generate(self, requests: list, disable_tqdm: bool) -> list[str]:
-        """Greedy requests go through continuous batching (evalsuite/engine/generation.py): a prompt leaves the
-        batch when its own answer is final and a waiting prompt takes its place. Anything else (sampling,
-        beam search, generation_config processors, sliding-window caches) goes through HFLM's batches."""
+        """Greedy requests go through continuous batching (evalsuite/engine/generation.py, the engine of the
+        `generation` model arg): a prompt leaves the batch when its own answer is final and a waiting prompt
+        takes its place. Anything else (sampling, beam search, generation_config processors, sliding-window
+        caches for evalsuite's engine, autocast for transformers') goes through HFLM's batches."""
         if not requests:
             return []
         why_not = self._continuous_unsupported(requests)
@@ -241,12 +253,15 @@ class SharedPrefixLM(HFLM):
     def _continuous_unsupported(self, requests: list) -> str | None:
         if self.backend != "causal" or self.think_end_token is not None:
             return "not a plain causal model"
+        manager = self.generation_engine is GenerationEngine.TRANSFORMERS
+        if manager and self.mixed_precision_dtype is not None:  # autocast is per thread; the manager has its own
+            return f"autocast to {self.mixed_precision_dtype} with generation=transformers"
         for request in requests:
             kwargs = _normalized_gen_kwargs(request.args[1], self.max_gen_toks)
             extra = {k: v for k, v in kwargs.items() if k not in ("until", "max_gen_toks")}
             if extra != {"do_sample": False, "temperature": 0.0}:
                 return f"generation settings {extra}"
-        return generation.supports(self.model)
+        return generation.supports(self.model, self.generation_engine)
 
     def _generation_slots(self, prompt_lengths: Sequence[int], new_tokens: int) -> int:
         """Prompts decoding at once: the batch size, or under `auto` as many as the KV cache of the longest
@@ -294,23 +309,30 @@ class SharedPrefixLM(HFLM):
             self.cache_hook.add_partial("generate_until", tuple(requests[i].args), texts[i])
             progress.update(1)
 
-        generator = generation.ContinuousGreedy(
-            self.model,
-            slots=self._generation_slots([len(p) for p in prompts], max(budgets)),
-            eos=generation.eos_token_ids(self.model),
-            pad_token_id=self.tokenizer.pad_token_id,
-            is_final=is_final,
-            on_final=on_final,
-            autocast_dtype=self.mixed_precision_dtype,
-            backoff_on_oom=self.batch.auto,
-        )
+        generator = self._generator(prompts, budgets, is_final, on_final)
         try:
             generator.run([prompts[i] for i in order], [budgets[i] for i in order])
+        except generation.GenerationFailed as failure:
+            documents = ", ".join(_document(requests[order[p]], order[p]) for p in failure.prompts)
+            raise RunError(f"generation failed for {documents}: {failure.reason}") from failure
         finally:
             progress.close()
             self.stats.oom_backoffs += generator.oom_backoffs
         assert all(t is not None for t in texts)
         return texts  # type: ignore[return-value]
+
+    def _generator(
+        self, prompts: list[list[int]], budgets: list[int], is_final, on_final
+    ) -> generation.ContinuousGreedy | generation.ManagedGreedy:
+        slots = self._generation_slots([len(p) for p in prompts], max(budgets))
+        common = dict(
+            eos=generation.eos_token_ids(self.model), pad_token_id=self.tokenizer.pad_token_id,
+            is_final=is_final, on_final=on_final, backoff_on_oom=self.batch.auto,
+        )  # fmt: skip
+        if self.generation_engine is GenerationEngine.TRANSFORMERS:
+            longest = max(len(p) + b for p, b in zip(prompts, budgets, strict=True))
+            return generation.ManagedGreedy(self.model, budget=generation.CacheBudget(slots, longest), **common)
+        return generation.ContinuousGreedy(self.model, slots=slots, autocast_dtype=self.mixed_precision_dtype, **common)
 
     def _generate_in_batches(self, requests: list, disable_tqdm: bool) -> list[str]:
         """HFLM's generation; under `--batch-size auto`, in batches sized by the KV cache they need.

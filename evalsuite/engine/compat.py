@@ -18,7 +18,8 @@ transformers:
   a one-row cache to many rows (the contamination check's shared prefill). generation.py's decode steps
   pass their cache by the same name (no deprecation warning on every GSM8K run). Beyond that, only
   generation.py's continuous batching edits a cache's layers (`DynamicLayer.keys/values/update`), in place,
-  as its own adapter; the contract test covers it too.
+  as its own adapter, and only generation.py drives transformers' ContinuousBatchingManager (the opt-in
+  engine); the contract tests cover both.
 
 datasets' one touch point is evalsuite/data/hub.py's, huggingface_hub's (exported API only) are in
 evalsuite/publish and evalsuite/model; docs/ARCHITECTURE.md lists every touch point with its guard.

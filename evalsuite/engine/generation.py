@@ -1,22 +1,43 @@
-"""Greedy generation with continuous batching (GSM8K): a prompt leaves the batch as soon as its own answer
-is final, and a waiting prompt takes its place.
+"""Greedy generation for GSM8K with continuous batching: a prompt leaves the batch as soon as its own answer is
+final, and a waiting prompt takes its place. Two engines, the same texts (lm-eval's HFLM's):
 
-lm-eval's HFLM hands fixed batches to `model.generate`, which decodes until the batch's last prompt is
-done: one answer that rambles to `max_gen_toks` keeps every other row of its batch decoding. With the
-SmolLM2 demo model most GSM8K answers stop within ~60 tokens and a few run to 256, so a fixed batch
-spends most of its steps on rows whose text is already final. On a GPU a decode step of a large model
-costs about the same for 64 or 128 rows (bench/RESULTS.md), so the number of steps is the cost; here the
-batch stays full while prompts wait, and the steps follow the average answer length, not the longest.
+- `ContinuousGreedy` (the default, `--model-args generation=evalsuite`): evalsuite's own loop over one
+  transformers KV cache of `DynamicLayer`s that it edits (rows right-aligned and left-padded, spare columns
+  written in place, rows compacted as they leave).
+- `ManagedGreedy` (`--model-args generation=transformers`): transformers' own `ContinuousBatchingManager`
+  (paged KV cache, prefix pages shared), driven the way lm-eval's generation needs (below).
 
-Every prompt gets the tokens `model.generate` would give it: at each step the greedy choice from its own
-prompt and its own tokens, at the positions it would have alone (rows are left-padded and right-aligned
-in one KV cache; padding is masked), so its text is the same up to the float rounding of differently
-shaped matrix products. A prompt is final when it emits an end-of-sequence token, reaches its token
-budget, or when the caller says its text is final (lm-eval cuts a generation at its first stop string, so
-what would follow cannot change it).
+Why the loop stays the default (figures in bench/RESULTS.md): on real GSM8K requests on a CPU both give
+HFLM's texts, but the manager is slower than HFLM's fixed batches and far slower than the loop. With sdpa or
+eager attention it runs each forward as one flattened sequence of every request's tokens under a dense
+mask, so every query attends over all requests' cached tokens; it is built for flash-attention kernels,
+which evalsuite does not switch to on its own (they change the numbers). It has not run on a GPU yet;
+bench/gpu_generation.py --paths measures the three side by side.
 
-Works on caches made only of `DynamicLayer`s (full attention, the common decoder LMs); `supports` says
+The loop. lm-eval's HFLM hands fixed batches to `model.generate`, which decodes until the batch's last
+prompt is done: one answer that rambles to `max_gen_toks` keeps every other row of its batch decoding. With
+the SmolLM2 demo model most GSM8K answers stop within ~60 tokens and a few run to 256, so a fixed batch
+spends most of its steps on rows whose text is already final. Here the batch stays full while prompts
+wait, and the steps follow the average answer length, not the longest. Every prompt gets the tokens
+`model.generate` would give it: at each step the greedy choice from its own prompt and its own tokens, at
+the positions it would have alone (rows are left-padded and right-aligned in one KV cache; padding is
+masked), so its text is the same up to the float rounding of differently shaped matrix products. A prompt
+is final when it emits an end-of-sequence token, reaches its token budget, or when the caller says its
+text is final (lm-eval cuts a generation at its first stop string, so what would follow cannot change it).
+It works on caches made only of `DynamicLayer`s (full attention, the common decoder LMs); `supports` says
 why not otherwise, and the caller then uses lm-eval's path.
+
+The manager ends a request only on an end-of-sequence token or its token budget. Each request streams its
+tokens; the caller's `is_final` is asked after each (lm-eval's stop strings), and a request whose text is
+final is cancelled with exactly the tokens it had then (the manager may have decoded one more, which is
+dropped). Every request must come back finished: a failed request, or a manager that stops before all are
+done, raises `GenerationFailed` naming the prompts, never an empty answer (the manager's own
+`generate_batch` returns partial results and only logs what is missing). Memory and kernels are set
+explicitly: a cache for `CacheBudget.slots` requests of the longest prompt plus its budget, not the
+manager's default share of the machine (60% of RAM on CPU, 90% of a GPU); the model's attention as loaded;
+no CUDA graphs, no compilation. Out of memory under `--batch-size auto`: the requests not yet final start
+again in a new manager with half the requests and half the tokens per forward. It decodes in a thread of
+its own; `run` waits on its results in the caller's thread.
 """
 
 from __future__ import annotations
@@ -25,7 +46,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -35,6 +56,8 @@ from transformers.cache_utils import DynamicLayer
 
 from evalsuite.engine import oom
 from evalsuite.engine.compat import kv_cache_kwarg
+from evalsuite.errors import RunError
+from evalsuite.settings import GenerationEngine
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +98,16 @@ _NEUTRAL_GENERATION_SETTINGS: dict[str, tuple] = {
 }
 
 
-def supports(model: PreTrainedModel) -> str | None:
-    """None if greedy continuous batching reproduces `model.generate` for this model; else why not."""
+def supports(model: PreTrainedModel, engine: GenerationEngine = GenerationEngine.EVALSUITE) -> str | None:
+    """None if the engine's greedy continuous batching reproduces `model.generate` for this model; else why not.
+    (Both engines are handed no logits processors, so a generation_config that sets one keeps lm-eval's path.)"""
     config = getattr(model, "generation_config", None)
     for name, neutral in _NEUTRAL_GENERATION_SETTINGS.items():
         value = getattr(config, name, None)
         if value not in neutral:
             return f"generation_config.{name}={value!r} changes greedy choices"
+    if engine is GenerationEngine.TRANSFORMERS:
+        return None  # the manager takes any attention and cache layout it has an allocator for
     attention = getattr(model.config, "_attn_implementation", None) or "eager"
     if attention not in ("sdpa", "eager"):
         return f"attention implementation {attention!r}"
@@ -415,3 +441,164 @@ class ContinuousGreedy:
 
 class _OutOfMemory(Exception):
     """An out-of-memory error the generator backs off from."""
+
+
+# --- transformers' own continuous batching (ContinuousBatchingManager)
+
+# Tokens per page of the manager's paged KV cache (its default); a request holds whole pages.
+PAGE_SIZE = 256
+# Prompt and decode tokens one forward of the manager may take (its default; a longer prefill is split).
+MAX_BATCH_TOKENS = 8192
+# Seconds the caller waits on the manager's results before it checks that the manager still runs.
+POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class CacheBudget:
+    """What one manager is sized for: `slots` requests at once (its `max_requests_per_batch`), each up to
+    `tokens` long (prompt and new tokens; the cache holds `pages` whole pages), and at most `batch_tokens`
+    tokens per forward."""
+
+    slots: int
+    tokens: int
+    batch_tokens: int = MAX_BATCH_TOKENS
+
+    @property
+    def pages(self) -> int:
+        return self.slots * -(-self.tokens // PAGE_SIZE)
+
+    def halved(self) -> CacheBudget:
+        """Half the slots and half the tokens per forward, after running out of memory."""
+        if self.slots <= 1 and self.batch_tokens <= PAGE_SIZE:
+            raise torch.OutOfMemoryError("out of memory generating for a single request at a time")
+        halved = replace(self, slots=max(1, self.slots // 2), batch_tokens=max(PAGE_SIZE, self.batch_tokens // 2))
+        log.warning(
+            "out of memory generating %d requests (%d tokens per forward) at once; retrying with %d (%d)",
+            self.slots, self.batch_tokens, halved.slots, halved.batch_tokens,
+        )  # fmt: skip
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return halved
+
+
+class GenerationFailed(RunError):
+    """Requests the manager did not finish: `prompts` (their positions in `run`'s input) and why."""
+
+    def __init__(self, prompts: Sequence[int], reason: str) -> None:
+        self.prompts, self.reason = list(prompts), reason
+        shown = ", ".join(map(str, self.prompts[:5])) + (", ..." if len(self.prompts) > 5 else "")
+        super().__init__(f"generation failed for prompt {shown}: {reason}")
+
+    @property
+    def out_of_memory(self) -> bool:
+        # the manager reports a failure as text; its own cache check says "Memory footprint ... is more than"
+        return "out of memory" in self.reason.lower() or "memory footprint" in self.reason.lower()
+
+
+class ManagedGreedy:
+    """Greedy decoding of many prompts through transformers' ContinuousBatchingManager.
+
+    `is_final(prompt, tokens)` is asked as each prompt's tokens stream in (besides the manager's own
+    end-of-sequence and budget endings); `on_final(prompt, tokens)` hears each prompt as it finishes.
+    `backoff_on_oom`: when the manager fails on out-of-memory, the prompts not yet final start again with
+    half the budget (`CacheBudget.halved`) instead of raising.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        budget: CacheBudget,
+        eos: set[int],
+        pad_token_id: int,
+        is_final: Callable[[int, list[int]], bool] = lambda prompt, tokens: False,
+        on_final: Callable[[int, list[int]], None] = lambda prompt, tokens: None,
+        backoff_on_oom: bool = False,
+    ) -> None:
+        self.model = model
+        self.budget = budget
+        self.eos = sorted(eos)
+        self.pad_token_id = pad_token_id
+        self.is_final = is_final
+        self.on_final = on_final
+        self.backoff_on_oom = backoff_on_oom
+        self.oom_backoffs = 0
+        self.tokens_decoded = 0  # every token the manager generated, those after a cancellation included
+
+    def run(self, prompts: Sequence[Sequence[int]], max_new_tokens: Sequence[int]) -> list[list[int]]:
+        """The generated tokens of every prompt (an end-of-sequence token, if emitted, last), in order."""
+        tokens: dict[int, list[int]] = {}
+        for i, budget in enumerate(max_new_tokens):
+            if budget <= 0:
+                tokens[i] = []
+                self.on_final(i, [])
+        waiting = [i for i in range(len(prompts)) if i not in tokens]
+        while waiting:
+            try:
+                self._run_manager(prompts, max_new_tokens, waiting, tokens)
+            except GenerationFailed as failure:
+                if not (self.backoff_on_oom and failure.out_of_memory):
+                    if failure.out_of_memory:
+                        raise torch.OutOfMemoryError(str(failure)) from failure
+                    raise
+                self.budget = self.budget.halved()
+                self.oom_backoffs += 1
+            waiting = [i for i in waiting if i not in tokens]
+        return [tokens[i] for i in range(len(prompts))]
+
+    def _run_manager(self, prompts, max_new_tokens, waiting: list[int], tokens: dict[int, list[int]]) -> None:
+        """Decode the waiting prompts in one manager; each final one goes into `tokens` as it ends."""
+        from transformers import ContinuousBatchingConfig, GenerationConfig
+
+        eos: int | list[int] = self.eos or -1  # -1: none (the manager's convention)
+        generation_config = GenerationConfig(
+            do_sample=False, max_new_tokens=max(max_new_tokens[i] for i in waiting), eos_token_id=eos,
+            pad_token_id=self.pad_token_id,
+        )  # fmt: skip
+        config = ContinuousBatchingConfig(
+            page_size=PAGE_SIZE,
+            num_blocks=self.budget.pages,
+            max_requests_per_batch=self.budget.slots,
+            max_batch_tokens=self.budget.batch_tokens,
+            allow_block_sharing=True,  # a prompt's pages that equal another's are computed once
+            auto_switch_to_flash=False,
+            use_cuda_graph=False,
+            default_compile_level=0,
+        )
+        model: Any = self.model  # transformers' ContinuousMixin, which its stubs do not show on PreTrainedModel
+        manager = model.init_continuous_batching(generation_config=generation_config, continuous_batching_config=config)
+        live: dict[str, int] = {}  # request id -> prompt, until the prompt is final
+        seen: dict[str, int] = {}  # tokens of each request seen so far
+        with torch.inference_mode():  # the manager's thread runs in the mode it was started in
+            manager.start()
+        try:
+            for i in waiting:
+                request_id = f"prompt-{i}"
+                manager.add_request(
+                    list(prompts[i]), request_id=request_id, max_new_tokens=int(max_new_tokens[i]), streaming=True,
+                    eos_token_id=eos,
+                )  # fmt: skip
+                live[request_id] = i
+            while live:
+                output = manager.get_result(timeout=POLL_SECONDS)
+                if output is None:
+                    if not manager.is_running():
+                        error = manager.background_thread_status.fatal_error
+                        raise GenerationFailed(sorted(live.values()), str(error or "the generation thread stopped"))
+                    continue
+                generated = list(output.generated_tokens)
+                self.tokens_decoded += max(0, len(generated) - seen.get(output.request_id, 0))
+                seen[output.request_id] = len(generated)
+                prompt = live.get(output.request_id)
+                if prompt is None:
+                    continue  # a token decoded before the manager saw the request's cancellation
+                if output.error is not None:
+                    raise GenerationFailed([prompt], output.error)
+                if output.is_finished() or self.is_final(prompt, generated):
+                    if not output.is_finished():
+                        manager.cancel_request(output.request_id)
+                    del live[output.request_id]
+                    tokens[prompt] = generated
+                    self.on_final(prompt, generated)
+        finally:
+            manager.stop(block=True, hard_stop=True)
+            manager.destroy()

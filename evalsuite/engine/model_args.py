@@ -4,7 +4,7 @@ checked against what the model class takes before anything loads."""
 from __future__ import annotations
 
 from evalsuite.errors import SuiteConfigError, param
-from evalsuite.settings import Backend
+from evalsuite.settings import Backend, GenerationEngine
 
 # model_args keys evalsuite sets from its own settings (the RunRequest field that sets each); model_args may not.
 RESERVED_MODEL_ARGS = {
@@ -49,7 +49,7 @@ def check_model_args(args: dict[str, str], backend: Backend, config_keys: frozen
     from lm_eval.models.huggingface import HFLM
 
     hflm = {n for n in inspect.signature(HFLM.__init__).parameters if n not in ("self", "kwargs")}
-    ours = {"pack_tokens"} if backend is Backend.SHARED_PREFIX else set()
+    ours = {"pack_tokens", "generation"} if backend is Backend.SHARED_PREFIX else set()
     known = hflm | ours | set(FROM_PRETRAINED_MODEL_ARGS) | config_keys
     for key, value in args.items():
         if key not in known:
@@ -68,3 +68,8 @@ def check_model_args(args: dict[str, str], backend: Backend, config_keys: frozen
             raise SuiteConfigError(
                 f"{param('model_args')} pack_tokens={args['pack_tokens']}: give a positive number of tokens"
             )
+    if "generation" in args and args["generation"] not in {e.value for e in GenerationEngine}:
+        raise SuiteConfigError(
+            f"{param('model_args')} generation={args['generation']}: give "
+            + " or ".join(e.value for e in GenerationEngine)
+        )

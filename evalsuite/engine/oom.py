@@ -1,5 +1,6 @@
 """Backing off from out-of-memory errors, the one way every batched loop does it (scoring packs, HFLM's
-generation chunks, continuous batching's slots, the contamination check's scoring rows): only under
+generation chunks, GSM8K's requests at once (generation.CacheBudget, which also halves its tokens
+per forward), the contamination check's scoring rows): only under
 `batch_size` auto (a fixed size is the user's and its error is theirs to see), by halving the rows, which
 then stay halved for the rest of the loop (`Rows`). Imported only where torch already is.
 """
