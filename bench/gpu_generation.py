@@ -113,6 +113,107 @@ def compare_schedules(model, tokenizer, prompts: list[str], lengths: list[int], 
     )
 
 
+def leaderboard_requests(data_dir: Path, count: int, protocol: str) -> list:
+    """The first `count` GSM8K generation requests exactly as `evalsuite run` sends them (lm-eval Instances)."""
+    from lm_eval.api.instance import Instance
+
+    from evalsuite.run.prompts import PromptsRequest, build_prompts
+    from evalsuite.suite import Protocol
+
+    request = PromptsRequest(tasks=["gsm8k"], limit=count, data_dir=data_dir, protocol=Protocol(protocol))
+    (task,) = build_prompts(request)
+    return [
+        Instance(
+            "generate_until",
+            doc={},
+            arguments=(context, dict(settings)),
+            idx=0,
+            metadata=("gsm8k", document.doc_id, 1),
+        )  # fmt: skip
+        for document in task.documents
+        for context, settings in document.requests
+    ]
+
+
+def compare_paths(model, tokenizer, requests: list, batch_size: int | str, device: str) -> list[dict]:
+    """lm-eval's HFLM (fixed batches through `model.generate`), evalsuite's own continuous batching (the
+    "loop", ContinuousGreedy, the default) and transformers' ContinuousBatchingManager ("manager",
+    ManagedGreedy, `--model-args generation=transformers`), one
+    after the other on the same model and requests: texts, wall time, tokens decoded, peak memory.
+
+    Tokens decoded: rows of the decode forwards (fixed batches and the loop: a row stays in its batch until
+    the batch's last answer ends or the loop compacts it; the prefill's first token not counted); for the
+    manager, the tokens it generated after each prefill, those after a cancellation included."""
+    import torch
+    from lm_eval.models.huggingface import HFLM
+
+    from evalsuite.engine import generation
+    from evalsuite.engine.backend import SharedPrefixLM
+
+    decode_rows = [0]
+
+    def count(_module, args, kwargs) -> None:
+        ids = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
+        if ids.shape[1] == 1:
+            decode_rows[0] += int(ids.shape[0])
+
+    hook = model.register_forward_pre_hook(count, with_kwargs=True)
+    managed: list[generation.ManagedGreedy] = []
+    real_run = generation.ManagedGreedy.run
+
+    def recording_run(self, prompts, budgets):
+        managed.append(self)
+        return real_run(self, prompts, budgets)
+
+    generation.ManagedGreedy.run = recording_run  # type: ignore[method-assign]
+    paths = []
+    try:
+        for path in ("lm-eval HFLM", "loop", "manager"):
+            common = dict(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=None)
+            if path == "lm-eval HFLM":
+                lm = HFLM(**common)
+            else:  # the shared-prefix backend with each engine (`--model-args generation=...`)
+                lm = SharedPrefixLM(**common, generation="evalsuite" if path == "loop" else "transformers")
+            decode_rows[0], managed[:] = 0, []
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            _sync(device)
+            started = time.perf_counter()
+            texts = lm.generate_until(requests, disable_tqdm=True)
+            _sync(device)
+            seconds = time.perf_counter() - started
+            decoded = sum(g.tokens_decoded for g in managed) - len(requests) if path == "manager" else decode_rows[0]
+            peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
+            paths.append({"path": path, "texts": texts, "seconds": seconds, "decoded": decoded, "peak_mb": peak})
+    finally:
+        generation.ManagedGreedy.run = real_run  # type: ignore[method-assign]
+        hook.remove()
+    return paths
+
+
+def print_paths(paths: list[dict], requests: int, heading: str) -> None:
+    reference = paths[0]["texts"]
+    print(heading)
+    print("| path | texts equal to lm-eval HFLM's | wall s | ratio to HFLM | tokens decoded | tokens/s | peak MB |")
+    print("|---|--:|--:|--:|--:|--:|--:|")
+    for p in paths:
+        same = sum(a == b for a, b in zip(p["texts"], reference, strict=True))
+        peak = "-" if p["peak_mb"] is None else f"{p['peak_mb']:,.0f}"
+        print(
+            f"| {p['path']} | {same} of {requests} | {p['seconds']:.1f} | {p['seconds'] / paths[0]['seconds']:.2f} "
+            f"| {p['decoded']:,} | {p['decoded'] / p['seconds']:,.0f} | {peak} |"
+        )
+    for p in paths[1:]:
+        for i, (a, b) in enumerate(zip(p["texts"], reference, strict=True)):
+            if a != b:
+                at = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+                print(
+                    f"{p['path']}: request {i} differs from character {at}: {a[at : at + 40]!r} vs {b[at : at + 40]!r}"
+                )
+    print(flush=True)
+
+
 class ForwardClock:
     """Times every forward of the model (device synchronised at both ends), so that prefill and decode steps
     come from one run: subtracting a separately timed prefill from a longer run is noisy on a CPU."""
@@ -195,6 +296,14 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--profile", action="store_true", help="profile 8 decode steps of each cache (first batch)")
     parser.add_argument("--schedule", type=int, help="compare fixed and continuous batching on this many prompts")
+    parser.add_argument(
+        "--paths", type=int,
+        help="lm-eval's HFLM, evalsuite's loop and transformers' manager on this many real GSM8K requests "
+        "(as `evalsuite run` builds them): texts, wall time, tokens decoded",
+    )  # fmt: skip
+    parser.add_argument("--protocol", default="leaderboard-v1", help="the requests' protocol (with --paths)")
+    parser.add_argument("--batch-size", default="8", help="the backends' batch size (with --paths)")
+    parser.add_argument("--max-gen-toks", type=int, help="a smaller token budget than the task's 256 (with --paths)")
     args = parser.parse_args()
 
     import torch
@@ -209,10 +318,32 @@ def main() -> None:
 
         model = AutoModelForCausalLM.from_pretrained(args.pretrained, dtype=dtype, attn_implementation="sdpa")
         model = model.to(args.device).eval()
-    else:
-        model = build_model(TINY if args.tiny else SOLAR_10_7B, args.device, dtype)
+    else:  # --paths feeds the tokenizer's ids to the model unfolded: give the model the tokenizer's vocabulary
+        shape = (TINY if args.tiny else SOLAR_10_7B) | ({"vocab_size": len(tokenizer)} if args.paths else {})
+        model = build_model(shape, args.device, dtype)
     vocab = model.config.vocab_size
     batches = [int(b) for b in args.batches.split(",")]
+    if args.paths:
+        import platform
+
+        requests = leaderboard_requests(args.data_dir, args.paths, args.protocol)
+        for request in requests if args.max_gen_toks else []:
+            request.args[1]["max_gen_toks"] = args.max_gen_toks
+        batch_size = args.batch_size if args.batch_size.startswith("auto") else int(args.batch_size)
+        paths = compare_paths(model, tokenizer, requests, batch_size, args.device)
+        import transformers
+
+        model_name = Path(args.pretrained).name if args.pretrained else "random SOLAR-10.7B-shaped"
+        heading = (
+            f"### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.device} "
+            f"({torch.cuda.get_device_name() if args.device.startswith('cuda') else platform.machine()}, "
+            f"{torch.get_num_threads()} threads), torch {torch.__version__}, transformers {transformers.__version__}; "
+            f"model {model_name} ({args.dtype}); {len(requests)} GSM8K requests "
+            f"under {args.protocol}; batch size {args.batch_size}"
+            f"{f'; max_gen_toks {args.max_gen_toks}' if args.max_gen_toks else ''}\n"
+        )
+        print_paths(paths, len(requests), heading)
+        return
     if args.schedule:
         prompts = gsm8k_prompts(args.data_dir, args.schedule)
         lengths = answer_lengths(args.data_dir, tokenizer, args.schedule)

@@ -67,6 +67,22 @@ def test_generation_step_benchmark_times_and_profiles_each_cache(model_folder: s
     assert done.stdout.count("--- profile") == 2 and "aten::" in done.stdout
 
 
+def test_generation_paths_benchmark_sets_lm_evals_texts_beside_both_engines(model_folder: str):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu_generation.py"), "--tiny", "--device", "cpu", "--dtype", "float32",
+         "--tokenizer", model_folder, "--data-dir", str(SAMPLE_DATA), "--paths", "3", "--max-gen-toks", "6",
+         "--batch-size", "2"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [
+        line.split(" | ") for line in done.stdout.splitlines() if line.startswith(("| lm-eval", "| loop", "| manager"))
+    ]
+    paths = {row[0].lstrip("| "): row[1] for row in rows}
+    # float32 on a toy model: every engine gives HFLM's texts
+    assert paths == {"lm-eval HFLM": "3 of 3", "loop": "3 of 3", "manager": "3 of 3"}, done.stdout
+
+
 def test_request_building_benchmark_compares_both_renderings():
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "request_building.py"), "--data-dir", str(SAMPLE_DATA),
