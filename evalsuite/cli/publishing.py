@@ -13,9 +13,13 @@ from evalsuite.errors import CardError, LeaderboardError
 from evalsuite.publish.leaderboard import BoardFormat
 
 if TYPE_CHECKING:
+    from huggingface_hub import EvalResultEntry
+
     from evalsuite.archive import PublishedEvaluation
+    from evalsuite.publish.benchmarks import Benchmarks
     from evalsuite.publish.model_index import CardSource
     from evalsuite.results import SuiteResults
+    from evalsuite.suite import SuiteSpec
 
 ResultsArg = Annotated[
     Path, typer.Argument(help="A results.json, a run folder, or a model's results folder.", show_default=False)
@@ -91,6 +95,7 @@ def _read_run(path: Path) -> SuiteResults:
 
 class CardFormat(StrEnum):
     MODEL_INDEX = "model-index"
+    EVAL_RESULTS = "eval-results"
     MARKDOWN = "markdown"
 
 
@@ -98,21 +103,29 @@ class CardFormat(StrEnum):
 @one_line_errors
 def card_render(
     results_path: ResultsArg,
-    format: Annotated[CardFormat, typer.Option("--format", help="model-index YAML or the Markdown section.")],
+    format: Annotated[
+        CardFormat,
+        typer.Option(
+            "--format",
+            help="model-index YAML (README front matter), eval-results YAML (a `.eval_results/*.yaml` file; the "
+            "benchmarks from tasks/suite.yaml, without asking the Hub) or the Markdown section.",
+        ),
+    ],
     allow_partial: AllowPartialOpt = False,
     allow_not_comparable: AllowNotComparableOpt = False,
     model_name: ModelNameOpt = None,
     source_name: SourceNameOpt = None,
     source_url: SourceUrlOpt = None,
 ) -> None:
-    """Print a run's model-index YAML or its Markdown results table (or a contamination check's table)."""
+    """Print a run's model-index YAML, its `.eval_results` YAML or its Markdown results table (or a
+    contamination check's table)."""
     from evalsuite.publish.card import check_publishable, render_contamination, render_markdown
     from evalsuite.results import is_contamination, read_contamination
     from evalsuite.suite import load_suite
 
     if is_contamination(results_path):
         if format is not CardFormat.MARKDOWN:
-            raise CardError(f"{results_path}: a contamination check has no model-index form; use --format markdown")
+            raise CardError(f"{results_path}: a contamination check has no {format.value} form; use --format markdown")
         typer.echo(render_contamination(read_contamination(results_path)), nl=False)
         return
     results = _read_run(results_path)
@@ -123,8 +136,31 @@ def card_render(
         from evalsuite.publish.model_index import render_model_index
 
         typer.echo(render_model_index(results, suite, model_name, _source(source_name, source_url)), nl=False)
+    elif format is CardFormat.EVAL_RESULTS:
+        from evalsuite.publish import benchmarks
+
+        found = benchmarks.from_spec(suite)
+        for note in found.notes:
+            typer.echo(note, err=True)
+        source = _source(source_name, source_url)
+        typer.echo(_eval_results_entries(results, suite, found, source, "use another --format")[1], nl=False)
     else:
         typer.echo(render_markdown(results, suite), nl=False)
+
+
+def _eval_results_entries(
+    results: SuiteResults, suite: SuiteSpec, found: Benchmarks, source: CardSource | None, remedy: str
+) -> tuple[list[EvalResultEntry], str]:
+    """The run's `.eval_results` entries and their YAML; none is an error (an empty file means nothing)."""
+    from evalsuite.publish import eval_results
+
+    items = eval_results.entries(results, suite, found, source)
+    if not items:
+        raise CardError(
+            f"run {results.run_id}: none of its tasks has a benchmark registered on the Hub, so there is no "
+            f".eval_results entry to write; {remedy}"
+        )
+    return items, eval_results.render(items)
 
 
 @card_app.command("update")
@@ -157,8 +193,18 @@ def card_update(
         ),
     ] = None,
     published: PublishedOpt = None,
+    with_eval_results: Annotated[
+        bool,
+        typer.Option(
+            "--eval-results",
+            help="Also write the run's results in the Hub's newer format, .eval_results/h6-<protocol>.yaml beside "
+            "the README (the benchmarks checked against each dataset's eval.yaml on the Hub first); --push "
+            "sends both files in one commit.",
+        ),
+    ] = False,
 ) -> None:
-    """Write a run's model-index results and results section, a contamination check's section, a table beside
+    """Write a run's model-index results and results section (and with --eval-results its
+    `.eval_results` file), a contamination check's section, a table beside
     the leaderboard's published peers (--peers), or the leaderboard's own published numbers
     (--from-leaderboard) into README.md, leaving the rest as it was."""
     from evalsuite.publish import leaderboard as board
@@ -183,6 +229,8 @@ def card_update(
         raise CardError("--from-leaderboard's source is the leaderboard; leave out --source-name/--source-url")
     if create_pr and not push:
         raise CardError("--create-pr needs --push REPO_ID")
+    if with_eval_results and results_path is None:
+        raise CardError("--eval-results writes a run's results; give --results RUN")
     peer_ids = _peer_ids(peers)
     if from_leaderboard is not None:
         _peer_ids([from_leaderboard])  # the same ORG/NAME[:PRECISION] check
@@ -220,8 +268,26 @@ def card_update(
     if peer_rows is not None:
         measured = board.leaderboard_rows([results], suite) if results is not None else []
         new = update_peers(new, board.render_compact(board.ranked(measured + peer_rows)))
+    # the `.eval_results` file: (path in the repo, local path, old text, new text), all made before anything is written
+    extra: tuple[str, Path, str, str] | None = None
+    if with_eval_results and results is not None:
+        from evalsuite.publish import benchmarks, eval_results
+
+        found = benchmarks.from_hub(suite)
+        for note in found.notes:
+            typer.echo(note, err=True)
+        source = _source(source_name, source_url)
+        items, _ = _eval_results_entries(results, suite, found, source, "leave out --eval-results")
+        in_repo = eval_results.file_name(results)
+        local = readme.parent / in_repo
+        old_file = eval_results.read_file(local)
+        owned = {s.hub_benchmark.dataset_id for s in suite.tasks if s.hub_benchmark}
+        extra = (in_repo, local, old_file, eval_results.updated_file(old_file, items, owned, found.not_benchmarks))
     if check:
-        if new != old:
+        stale = [str(readme)] if new != old else []
+        if extra and extra[2] != extra[3]:
+            stale.append(str(extra[1]))
+        if stale:
             given = "".join(
                 f" {option} {value}"
                 for option, value in (
@@ -231,22 +297,39 @@ def card_update(
                 )
                 if value
             )  # fmt: skip
-            typer.echo(f"{readme} is out of date; run `evalsuite card update {readme}{given}`", err=True)
+            given += " --eval-results" if extra else ""
+            typer.echo(
+                f"{' and '.join(stale)} {'is' if len(stale) == 1 else 'are'} out of date; run "
+                f"`evalsuite card update {readme}{given}`",
+                err=True,
+            )
             raise typer.Exit(1)
-        typer.echo(f"{readme} is up to date", err=True)
+        typer.echo(f"{readme}{' and ' + str(extra[1]) if extra else ''} up to date", err=True)
         return
     if dry_run:
         typer.echo(diff(old, new, readme), nl=False)
+        if extra:
+            typer.echo(diff(extra[2], extra[3], extra[1], label=extra[0]), nl=False)
         return
+    if extra:
+        from evalsuite.publish.eval_results import write_file
+
+        in_repo, local, old_file, new_file = extra
+        if new_file != old_file:
+            write_file(local, new_file)
+            typer.echo(f"wrote {local}", err=True)
+        else:
+            typer.echo(f"{local} already up to date", err=True)
     if new != old:
         write_readme(readme, new)
         typer.echo(f"updated {readme}", err=True)
     else:
         typer.echo(f"{readme} already up to date", err=True)
     if push:
-        from evalsuite.publish.hub import push_readme
+        from evalsuite.publish.hub import push_files
 
-        typer.echo(f"pushed: {push_readme(readme, push, create_pr)}", err=True)
+        files = {"README.md": readme, **({extra[0]: extra[1]} if extra else {})}
+        typer.echo(f"pushed: {push_files(files, push, create_pr)}", err=True)
 
 
 @app.command("leaderboard")

@@ -184,11 +184,11 @@ def write_readme(path: Path, text: str) -> None:
     write_text_atomic(path.resolve(), text)
 
 
-def diff(old: str, new: str, path: Path) -> str:
+def diff(old: str, new: str, path: Path, label: str | None = None) -> str:
+    """A unified diff, its file named `label` (default: the file's name)."""
+    name = label or path.name
     return "".join(
-        difflib.unified_diff(
-            old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path.name}", f"b/{path.name}"
-        )
+        difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{name}", f"b/{name}")
     )
 
 

@@ -1,4 +1,5 @@
-"""Uploads to the Hub: a model card's README, byte for byte as it is on disk (huggingface_hub's upload API)."""
+"""Uploads to the Hub: a model card's README (and its `.eval_results` file), byte for byte as they are on disk,
+in one commit (huggingface_hub's commit API)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,24 @@ from pathlib import Path
 from evalsuite.errors import CardError
 
 
-def push_readme(path: Path, repo_id: str, create_pr: bool) -> str:
-    """Upload the README file, byte for byte as it is on disk, to the Hub model repo; returns the commit or PR URL.
+def push_files(files: dict[str, Path], repo_id: str, create_pr: bool) -> str:
+    """Upload each local file to its path in the Hub model repo, byte for byte as it is on disk, in one commit
+    (or one pull request); returns the commit or PR URL.
 
     (ModelCard.push_to_hub would serialise its parsed metadata again: comments dropped, lists reflowed.)
     Token from HF_TOKEN or the huggingface_hub login, never printed.
     """
-    from huggingface_hub import HfApi
+    from huggingface_hub import CommitOperationAdd, HfApi
 
-    data = path.resolve().read_bytes()
+    operations = [
+        CommitOperationAdd(path_in_repo=path_in_repo, path_or_fileobj=local.resolve().read_bytes())
+        for path_in_repo, local in files.items()
+    ]
     try:
-        commit = HfApi().upload_file(
-            path_or_fileobj=data,
-            path_in_repo="README.md",
+        commit = HfApi().create_commit(
             repo_id=repo_id,
             repo_type="model",
+            operations=operations,
             commit_message="Update evaluation results (evalsuite card update)",
             create_pr=create_pr,
         )

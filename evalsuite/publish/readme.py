@@ -140,18 +140,20 @@ def key_block(
     return None
 
 
-def sequence_items(lines: list[str], start: int, stop: int) -> list[tuple[int, int]]:
+def sequence_items(
+    lines: list[str], start: int, stop: int, where: str = "front matter: under model-index"
+) -> list[tuple[int, int]]:
     """[start, end) line spans of the items of the block sequence in lines[start:stop].
 
     An item runs from its `-` line to its last content line; comments and blank lines between items stay
-    outside every item.
+    outside every item. `where` names the YAML in errors.
     """
     content = [i for i in range(start, stop) if is_content(lines[i])]
     if not content:
         return []
     indent = indent_of(lines[content[0]])
     if not _is_item_start(lines[content[0]], indent):
-        raise CardError("front matter: expected a YAML list (`- ...`) under model-index; fix it by hand")
+        raise CardError(f"{where}: expected a YAML block list (`- ...`); fix it by hand")
     items: list[list[int]] = []
     for i in content:
         if _is_item_start(lines[i], indent):
@@ -159,7 +161,7 @@ def sequence_items(lines: list[str], start: int, stop: int) -> list[tuple[int, i
         elif indent_of(lines[i]) > indent:
             items[-1][1] = i + 1
         else:
-            raise CardError(f"front matter: unexpected indentation in line {i + 1} of the YAML; fix it by hand")
+            raise CardError(f"{where}: unexpected indentation in line {i + 1} of the YAML; fix it by hand")
     return [(a, b) for a, b in items]
 
 

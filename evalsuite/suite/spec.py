@@ -52,6 +52,21 @@ class CardFields(_Frozen):
     metric_name: str | None = None
 
 
+class HubBenchmark(_Frozen):
+    """Where the Hub's `.eval_results/*.yaml` files put a task: a benchmark dataset the Hub registered (it has
+    an eval.yaml listing its task ids), the task id, the scale of the value, and whether the dataset was seen
+    registered when the spec was written (offline, only those are written)."""
+
+    dataset_id: str
+    task_id: str
+    scale: Literal["percent", "fraction"] = "percent"
+    registered: bool
+
+    def value(self, fraction: float) -> float:
+        """A score (a fraction in [0, 1]) on this benchmark's scale: percent with 2 decimals, or 4 decimals."""
+        return round(100 * fraction, 2) if self.scale == "percent" else round(fraction, 4)
+
+
 ColumnType = Literal["string", "integer", "array", "object"]
 
 
@@ -87,6 +102,7 @@ class TaskSpec(_Frozen):
     metric: MetricKey
     aggregation: Literal["single", "macro_mean"]
     card: CardFields
+    hub_benchmark: HubBenchmark | None = None
     data: DataLayout
     lm_eval_overrides: dict[str, Any] = Field(
         default_factory=dict, description="lm-eval task-config keys a protocol sets on every member of the group"
@@ -111,6 +127,11 @@ class TaskSpec(_Frozen):
     @property
     def full_eval_rows(self) -> int:
         return self.data.rows[self.data.eval_split]
+
+    @property
+    def hub_config(self) -> str:
+        """The Hub config the suite scores (MMLU: `all`, the config holding every subject), as eval.yaml names it."""
+        return self.data.hub_all_config or self.data.hub_config or "default"
 
     def under(self, protocol: ProtocolSpec) -> TaskSpec:
         """This task as `protocol` runs it."""
