@@ -164,6 +164,36 @@ def test_model_index_conversions_and_yaml_style_are_huggingface_hubs():
     assert ours == written + "\n", "huggingface_hub writes card YAML in another style than model_index._dump"
 
 
+def test_eval_results_entries_files_and_errors_are_huggingface_hubs():
+    """`.eval_results` (publish/eval_results.py, publish/benchmarks.py, publish/hub.py): the folder's name, the
+    entry's fields and YAML keys both ways, the source rule, the download errors that mean "no eval.yaml" and
+    "not cached", hf_hub_download's `local_files_only`, and a commit of several files."""
+    import huggingface_hub
+    from huggingface_hub import EvalResultEntry, constants, eval_result_entries_to_yaml, parse_eval_result_entries
+    from huggingface_hub import errors as hub_errors
+
+    assert constants.EVAL_RESULTS_FOLDER == ".eval_results"
+    entry = EvalResultEntry(dataset_id="openai/gsm8k", task_id="gsm8k", value=65.2, date="2024-01-01T00:00:00Z",
+                            source_url="https://x", source_name="logs", notes="5-shot")  # fmt: skip
+    (data,) = eval_result_entries_to_yaml([entry])
+    assert data == {"dataset": {"id": "openai/gsm8k", "task_id": "gsm8k"}, "value": 65.2,
+                    "date": "2024-01-01T00:00:00Z", "source": {"url": "https://x", "name": "logs"},
+                    "notes": "5-shot"}  # fmt: skip
+    assert list(data) == ["dataset", "value", "date", "source", "notes"]  # the key order the golden files hold
+    assert parse_eval_result_entries([data]) == [entry]
+    with pytest.raises(ValueError):
+        EvalResultEntry(dataset_id="d", task_id="t", value=1, source_name="no url")
+    with pytest.raises(KeyError):  # eval_results._parse turns this into one line
+        parse_eval_result_entries([{"value": 1}])
+    assert issubclass(hub_errors.RemoteEntryNotFoundError, hub_errors.EntryNotFoundError)
+    assert issubclass(hub_errors.LocalEntryNotFoundError, hub_errors.EntryNotFoundError)
+    assert not issubclass(hub_errors.LocalEntryNotFoundError, hub_errors.RemoteEntryNotFoundError)
+    assert {"repo_type", "local_files_only"} <= set(inspect.signature(huggingface_hub.hf_hub_download).parameters)
+    commit = inspect.signature(huggingface_hub.HfApi.create_commit).parameters
+    assert {"repo_id", "operations", "commit_message", "repo_type", "create_pr"} <= set(commit)
+    assert {"path_in_repo", "path_or_fileobj"} <= set(inspect.signature(huggingface_hub.CommitOperationAdd).parameters)
+
+
 # --- transformers / lm-eval: what `--model-args` may name (model_args.check_model_args)
 
 

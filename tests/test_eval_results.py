@@ -262,3 +262,23 @@ def test_the_task_id_is_taken_from_the_benchmarks_eval_yaml(text: str, expected:
     task_id, why = task_in_eval_yaml(spec, spec.hub_benchmark, text)
     assert task_id == expected
     assert bool(why) == (expected is None)
+
+
+def test_a_hub_that_is_down_is_asked_once_then_the_cache_and_the_spec_answer(monkeypatch: pytest.MonkeyPatch):
+    import httpx2 as httpx  # what huggingface_hub 2.4 builds its errors on
+    import huggingface_hub
+    from huggingface_hub.errors import HfHubHTTPError
+
+    calls: list[tuple[str, bool]] = []
+
+    def download(repo_id: str, filename: str, repo_type: str, local_files_only: bool) -> str:
+        calls.append((repo_id, local_files_only))
+        response = httpx.Response(503, request=httpx.Request("HEAD", "http://hub/..."))
+        raise HfHubHTTPError("Server error '503 Service Unavailable' for url 'http://hub/...'", response=response)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    found = benchmarks.from_hub(SUITE)
+    assert [only for _, only in calls] == [False, True, True, True, True, True]  # asked once, then cache only
+    assert list(found.found) == ["gsm8k"] and found.found["gsm8k"].origin is Origin.SPEC
+    assert "(HfHubHTTPError: Server error '503 Service Unavailable'" in found.notes[0]
+    assert "using tasks/suite.yaml's benchmarks (unchecked)" in found.notes[0]

@@ -100,20 +100,16 @@ def test_benchmarks_come_from_eval_yaml_and_push_sends_both_files_in_one_commit(
     assert offline.returncode == 0, offline.stderr
 
 
-@pytest.mark.parametrize("how", ["offline", "down"])
-def test_an_unreachable_hub_falls_back_to_the_spec_with_a_line(hub: FakeHub, how: str, tmp_path: Path):
+def test_an_unreachable_hub_falls_back_to_the_spec_with_a_line(hub: FakeHub, tmp_path: Path):
+    """Offline with nothing cached. (A Hub that answers 503 takes the same path after huggingface_hub's ~20 s
+    of back-off, asked once: test_eval_results.py checks that the other datasets come from the cache only.)"""
     readme = tmp_path / "README.md"
-    env = {"HF_HUB_OFFLINE": "1"} if how == "offline" else {}
-    hub.fail_with(None if how == "offline" else 503)
-    try:
-        result = _evalsuite(_update(readme), hub, tmp_path / "empty-hf-home", **env)
-    finally:
-        hub.fail_with(None)
+    result = _evalsuite(_update(readme), hub, tmp_path / "empty-hf-home", HF_HUB_OFFLINE="1")
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(_entries(tmp_path / FILE)) == ["openai/gsm8k"]  # the one the spec records as registered
     assert "the Hub could not be reached for eval.yaml of allenai/ai2_arc, Rowan/hellaswag" in result.stderr
     assert "using tasks/suite.yaml's benchmarks (unchecked)" in result.stderr
-    assert ("(offline)" if how == "offline" else "503 Service Unavailable") in result.stderr
+    assert "(offline)" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 4  # the fallback, the ones left out, the two files written
     assert "left out of .eval_results, not known to be Hub benchmarks: AI2 Reasoning Challenge" in result.stderr
 
