@@ -166,8 +166,13 @@ def read_readme(path: Path) -> str:
     target = path.resolve()  # through a symlink, to the file it points at
     if not target.parent.is_dir():
         raise CardError(f"{path}: folder {target.parent} does not exist; create it or fix the path")
+    return read_text_or_empty(path)
+
+
+def read_text_or_empty(path: Path) -> str:
+    """A file's UTF-8 text, read through a symlink ("" for a file still to be written); one line otherwise."""
     try:
-        data = target.read_bytes()
+        data = path.resolve().read_bytes()
     except FileNotFoundError:
         return ""
     except OSError as e:

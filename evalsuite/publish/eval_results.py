@@ -25,7 +25,7 @@ from huggingface_hub import EvalResultEntry, constants, eval_result_entries_to_y
 from evalsuite.errors import CardError
 from evalsuite.files import missing_folders, remove_empty_folders, write_text_atomic
 from evalsuite.publish.benchmarks import Benchmarks
-from evalsuite.publish.card import not_comparable
+from evalsuite.publish.card import not_comparable, read_text_or_empty
 from evalsuite.publish.model_index import CardSource
 from evalsuite.publish.readme import indented, is_content, lines_of, sequence_items
 from evalsuite.results import SuiteResults
@@ -137,16 +137,7 @@ def updated_file(existing: str, ours: list[EvalResultEntry], owned: set[str], dr
 
 def read_file(path: Path) -> str:
     """A `.eval_results` file's text ("" for one still to be written)."""
-    try:
-        data = path.resolve().read_bytes()
-    except FileNotFoundError:
-        return ""
-    except OSError as e:
-        raise CardError(f"{path}: cannot read ({e.strerror})") from e
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise CardError(f"{path}: not UTF-8 (byte {e.start}); convert it to UTF-8 first") from e
+    return read_text_or_empty(path)
 
 
 def write_file(path: Path, text: str) -> None:
