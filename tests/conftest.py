@@ -67,7 +67,7 @@ def _tier_guards(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
         real_init = subprocess.Popen.__init__
 
         def no_process(self: subprocess.Popen, args: Any, *rest: Any, **kwargs: Any) -> None:
-            if _is_provenance_probe(args):  # lm-eval's, not the test's
+            if _is_library_probe(args):  # lm-eval's or matplotlib's, not the test's
                 real_init(self, args, *rest, **kwargs)
                 return
             pytest.fail(f"{node.nodeid} starts a process ({args!r:.80}): mark it @pytest.mark.subprocess")
@@ -77,13 +77,20 @@ def _tier_guards(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
         _refuse_lm_eval(node.nodeid, monkeypatch)
 
 
-# Where lm-eval's `simple_evaluate` starts processes to record where it ran, on every call: torch's environment
-# report (pip list, conda list, lscpu, ...) and `git describe` (through evalsuite's quiet probe).
-_PROVENANCE_PROBES = ("torch/utils/collect_env.py", "evalsuite/engine/compat.py", "lm_eval/loggers/utils.py")
+# Where libraries start processes of their own: lm-eval's `simple_evaluate` records where it ran, on every call
+# (torch's environment report: pip list, conda list, lscpu, ...; `git describe` through evalsuite's quiet probe),
+# and matplotlib asks fontconfig (`fc-list`) once, when it first builds its font cache: in a fresh venv that is
+# whichever test plots first.
+_LIBRARY_PROBES = (
+    "torch/utils/collect_env.py",
+    "evalsuite/engine/compat.py",
+    "lm_eval/loggers/utils.py",
+    "matplotlib/font_manager.py",
+)
 
 
-def _is_provenance_probe(args: Any) -> bool:
-    return any(frame.filename.endswith(_PROVENANCE_PROBES) for frame in traceback.extract_stack())
+def _is_library_probe(args: Any) -> bool:
+    return any(frame.filename.endswith(_LIBRARY_PROBES) for frame in traceback.extract_stack())
 
 
 def _refuse_lm_eval(nodeid: str, monkeypatch: pytest.MonkeyPatch) -> None:
