@@ -1,5 +1,5 @@
 """`evalsuite contamination`: the original's item selection on the real rows, the statistic on known losses,
-bad input before a model loads, and the story that matters on the real model: SmolLM2 fine-tuned on 30 ARC
+bad input before a model loads, and the story that matters on the real model: SmolLM2 fine-tuned on 10 ARC
 items is flagged, the clean model is not.
 """
 
@@ -234,7 +234,7 @@ def test_a_killed_check_resumes_by_task_and_gives_the_uninterrupted_numbers(
     assert (resumed.folder / "items.jsonl").read_text() == (uninterrupted.folder / "items.jsonl").read_text()
 
 
-ITEMS_TRAINED_ON = 15
+ITEMS_TRAINED_ON = 10
 
 
 def _fine_tune_on(texts: list[str], clean: Path, into: Path) -> None:
@@ -266,7 +266,8 @@ def test_a_model_trained_on_the_items_is_flagged_and_the_clean_one_is_not(
     from evalsuite.model import parse_model_ref
 
     clean = Path(prepare_model(parse_model_ref(str(gguf_path))).pretrained)
-    # 15 items keep the margin at half the cost (measured shares: 0.97 vs 0.07 on 30 items, 1.00 vs 0.07 on 15)
+    # 10 items keep the margin at a third of the cost (measured shares: 0.97 vs 0.07 on 30 items, 1.00 vs 0.07 on
+    # 15, 1.00 vs 0.00 on 10)
     items = select_items("arc", _rows(shared_data, "arc"), ITEMS_TRAINED_ON).items  # as the seeded shuffle selects
     contaminated = tmp_path / "SmolLM2-contaminated"
     _fine_tune_on([item.text for item in items], clean, contaminated)

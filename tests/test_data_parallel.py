@@ -2,7 +2,9 @@
 
 lm-eval's own data parallelism changes few-shot exemplars with the number of processes (issue #1719);
 evalsuite's must not, so the two-process run is compared sample by sample with the session's real
-single-process run (`real_run`: same model, rows, limit, batch size).
+single-process run (`real_run`: same model, rows, limit, batch size). MMLU is left out of the two-process
+run: its 57 subjects are log-likelihood packs shared out exactly as ARC's, HellaSwag's and Winogrande's are
+(`Processes.my_share` over one task's packs), and they would double this test's minutes of CPU.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from conftest import REAL_RUN_BATCH_SIZE, REAL_RUN_LIMIT, SAMPLE_DATA
 
 from evalsuite.engine.processes import Processes
 from evalsuite.results import read_results
+
+PARALLEL_TASKS = ("arc", "hellaswag", "truthfulqa", "winogrande", "gsm8k")  # all but MMLU (module docstring)
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 8])
@@ -48,7 +52,8 @@ def test_two_processes_give_the_single_process_results(real_run, gguf_path: Path
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "evalsuite", "run", str(gguf_path), "--data-dir", str(SAMPLE_DATA), "--limit", str(REAL_RUN_LIMIT),
-        "--batch-size", str(REAL_RUN_BATCH_SIZE), "--log-samples", "--output-dir", str(out),
+        "--batch-size", str(REAL_RUN_BATCH_SIZE), "--tasks", ",".join(PARALLEL_TASKS), "--log-samples",
+        "--output-dir", str(out),
     ]  # fmt: skip
     env = os.environ | {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}  # accelerate: gloo on CPU
     proc = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
@@ -57,20 +62,23 @@ def test_two_processes_give_the_single_process_results(real_run, gguf_path: Path
 
     # one voice, one run folder: rank 0 writes and prints, rank 1 only computes
     assert proc.stdout.count("results: ") == 1 and proc.stdout.count("| Average (H6)") == 1
-    assert proc.stderr.count("[1/6] arc: 25-shot") == 1
+    assert proc.stderr.count("[1/5] arc: 25-shot") == 1
     assert "data-parallel over 2 processes" in proc.stderr
     (run_dir,) = [p for p in (out / "local__SmolLM2-135M-Instruct.Q4_1").iterdir()]
     assert not run_dir.name.startswith(".inprogress")
     parallel = read_results(run_dir)
     assert parallel.settings.processes == 2 and single.results.settings.processes == 1
 
-    for one, two in zip(single.results.tasks, parallel.tasks, strict=True):
+    singles = [task for task in single.results.tasks if task.key in PARALLEL_TASKS]
+    assert [t.key for t in parallel.tasks] == [t.key for t in singles] == list(PARALLEL_TASKS)
+    for one, two in zip(singles, parallel.tasks, strict=True):
         assert (one.key, one.documents) == (two.key, two.documents)
         assert two.value == pytest.approx(one.value, abs=1e-6), one.key
 
     # sample by sample: same prompts (the same few-shot exemplars), same choices, same generations
-    expected, got = _samples(single.run_dir), _samples(run_dir)
-    assert expected.keys() == got.keys() and len(expected) == 67  # 2 docs x 5 tasks (MMLU: 57), GSM8K 1 filter
+    expected = {key: sample for key, sample in _samples(single.run_dir).items() if "mmlu" not in key[0]}
+    got = _samples(run_dir)
+    assert expected.keys() == got.keys() and len(expected) == 10  # 2 docs x 5 tasks, GSM8K 1 filter
     largest = 0.0
     for key, sample in expected.items():
         other = got[key]
