@@ -87,6 +87,9 @@ def test_benchmarks_come_from_eval_yaml_and_push_sends_both_files_in_one_commit(
     (commit,) = hub.models["org/model"].commits
     assert commit["create_pr"] is True
     assert commit["files"] == {"README.md": readme.read_bytes(), FILE: (tmp_path / FILE).read_bytes()}
+    print(f"\nthe commit the Hub got: {commit['summary']!r}, create_pr {commit['create_pr']}")
+    for path, data in commit["files"].items():
+        print(f"--- {path} ({len(data)} bytes)\n{data.decode()}")
     assert b"# My model\r\n\r\nKept as is.\n" in readme.read_bytes()
     assert "discussions/" in result.stderr and TOKEN not in result.stdout + result.stderr
 
