@@ -53,7 +53,9 @@ def test_render_round_trips_through_huggingface_hub_with_the_runs_values():
     assert (entry.dataset_id, entry.task_id, entry.value) == ("openai/gsm8k", "gsm8k", 65.2)
     assert entry.value == percent(RESULTS.task("gsm8k").value)
     assert entry.date == "2024-01-01T00:00:00Z" and entry.source_url is None
-    assert entry.notes == "Open LLM Leaderboard v1 protocol, 5-shot, acc, lm-eval 0.4.13, evalsuite 0.1.0"
+    assert entry.notes == (
+        "Open LLM Leaderboard v1 protocol, 5-shot, exact_match (leaderboard-v1), lm-eval 0.4.13, evalsuite 0.1.0"
+    )
     left_out = result.stderr.strip().splitlines()
     assert len(left_out) == 1 and "cais/mmlu" in left_out[0] and "eval.yaml on the Hub" in left_out[0]
 
@@ -77,7 +79,7 @@ def test_all_six_entries_carry_the_runs_values_and_setup():
     assert [e.value for e in parsed] == [70.99, 88.42, 66.33, 71.79, 83.66, 65.2]
     assert [e.notes.split(", ")[1:3] for e in parsed] == [
         ["25-shot", "acc_norm"], ["10-shot", "acc_norm"], ["5-shot", "acc"], ["0-shot", "mc2"], ["5-shot", "acc"],
-        ["5-shot", "acc"],
+        ["5-shot", "exact_match (leaderboard-v1)"],  # GSM8K: cards call it acc; the notes say what was computed
     ]  # fmt: skip
 
 

@@ -29,7 +29,7 @@ from evalsuite.publish.card import not_comparable, read_text_or_empty
 from evalsuite.publish.model_index import CardSource
 from evalsuite.publish.readme import indented, is_content, lines_of, sequence_items
 from evalsuite.results import SuiteResults
-from evalsuite.suite import Protocol, SuiteSpec
+from evalsuite.suite import MetricKey, Protocol, SuiteSpec
 
 FOLDER = constants.EVAL_RESULTS_FOLDER  # ".eval_results"
 PROTOCOL_NOTES = {
@@ -58,7 +58,7 @@ def entries(
         notes = [
             PROTOCOL_NOTES[results.settings.protocol],
             f"{task.num_fewshot}-shot",
-            spec.card.metric_type,
+            _metric_note(spec.card.metric_type, task.metric),
             f"lm-eval {results.versions.lm_eval}",
             f"evalsuite {results.versions.evalsuite}",
         ]
@@ -78,6 +78,13 @@ def entries(
             )
         )
     return out
+
+
+def _metric_note(card_metric: str, computed: MetricKey) -> str:
+    """The card's name for the metric (acc_norm, mc2, ...), or, where lm-eval scored it after a filter
+    (GSM8K: exact match of the extracted answer, which model cards call acc), lm-eval's: "exact_match
+    (leaderboard-v1)", as the run's table shows it."""
+    return card_metric if computed.filter == "none" else computed.display
 
 
 def render(items: list[EvalResultEntry]) -> str:
