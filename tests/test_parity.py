@@ -195,13 +195,14 @@ def test_default_backend_matches_plain_lm_eval(real_run, lm_eval_protocol_run, p
     assert outcome.results.settings.backend == Backend.SHARED_PREFIX.value
     assert outcome.results.settings.protocol is Protocol.LM_EVAL
     plain, plain_responses = plain_lm_eval
-    mmlu_subjects = {s.lm_eval_task: s.value for s in mmlu_run.results.task("mmlu").subtasks}
-    ours = {t.key: t.value for t in outcome.results.tasks} | {s: mmlu_subjects[s] for s in _mmlu_parity_subjects()}
+    subjects = _mmlu_parity_subjects()
+    mmlu_values = {s.lm_eval_task: s.value for s in mmlu_run.results.task("mmlu").subtasks}
+    ours = {t.key: t.value for t in outcome.results.tasks} | {s: mmlu_values[s] for s in subjects}
     print("\nparity (evalsuite shared-prefix vs plain lm-eval):\n" + json.dumps({k: [ours[k], plain[k]] for k in ours}))
     assert {k: v for k, v in ours.items() if k != "truthfulqa"} == {k: v for k, v in plain.items() if k != "truthfulqa"}
     assert ours["truthfulqa"] == pytest.approx(plain["truthfulqa"], abs=1e-6)
     our_responses = _evalsuite_responses(outcome.run_dir) | {
-        task: docs for task, docs in _evalsuite_responses(mmlu_run.run_dir).items() if task in _mmlu_parity_subjects()
+        task: docs for task, docs in _evalsuite_responses(mmlu_run.run_dir).items() if task in subjects
     }
     assert our_responses.keys() == plain_responses.keys() and len(our_responses) == 5 + 12
     for task, docs in plain_responses.items():
