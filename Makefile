@@ -42,7 +42,7 @@ test-fast: $(BIN)/evalsuite
 
 lint: $(BIN)/evalsuite
 	$(BIN)/ruff check evalsuite tests tools bench
-	$(BIN)/mypy  # evalsuite/, strict where the libraries ship types ([tool.mypy] in pyproject.toml)
+	$(BIN)/mypy  # evalsuite/ and tests/, strict where the libraries ship types ([tool.mypy] in pyproject.toml)
 	$(BIN)/lint-imports  # the layers of docs/ARCHITECTURE.md ([tool.importlinter] in pyproject.toml)
 
 # docs/commands.md from the typer app (tests/test_docs.py fails while it is stale)

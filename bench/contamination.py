@@ -51,15 +51,18 @@ def main() -> None:
 
     from evalsuite.contamination import reported_share, select_items
     from evalsuite.data import eval_rows, plan_local
-    from evalsuite.engine import load_causal_lm, prepare_model, resolve, score_items
+    from evalsuite.engine import DEFAULT_BACKEND, get_backend, prepare_model, resolve, score_items
     from evalsuite.model import parse_model_ref
     from evalsuite.settings import Dtype
     from evalsuite.suite import load_suite
 
     device, dtype = resolve(args.device, Dtype.parse(args.dtype) if args.dtype else None)
-    target = load_causal_lm(prepare_model(parse_model_ref(args.model)), dtype, device)
+    scorer = get_backend(DEFAULT_BACKEND)  # as run_contamination loads its models
+    target = scorer.load_scorer(prepare_model(parse_model_ref(args.model)), dtype, device, {})
     reference = (
-        target if not args.reference else load_causal_lm(prepare_model(parse_model_ref(args.reference)), dtype, device)
+        target
+        if not args.reference
+        else scorer.load_scorer(prepare_model(parse_model_ref(args.reference)), dtype, device, {})
     )
 
     lines = [

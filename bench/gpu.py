@@ -176,7 +176,7 @@ def main() -> None:
     from lm_eval.models.huggingface import HFLM
     from transformers import AutoTokenizer
 
-    from evalsuite.engine.backend import SharedPrefixLM
+    from evalsuite.engine.backends.shared_prefix import SharedPrefixLM
 
     dtype = getattr(torch, args.dtype)
     config = TINY if args.tiny else SOLAR_10_7B

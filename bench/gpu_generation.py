@@ -138,7 +138,7 @@ def leaderboard_requests(data_dir: Path, count: int, protocol: str) -> list:
 def compare_paths(model, tokenizer, requests: list, batch_size: int | str, device: str) -> list[dict]:
     """lm-eval's HFLM (fixed batches through `model.generate`), evalsuite's own continuous batching (the
     "loop", ContinuousGreedy, the default) and transformers' ContinuousBatchingManager ("manager",
-    ManagedGreedy, `--model-args generation=transformers`), one
+    ManagedGreedy, `--backend-options generation=transformers`), one
     after the other on the same model and requests: texts, wall time, tokens decoded, peak memory.
 
     Tokens decoded: rows of the decode forwards (fixed batches and the loop: a row stays in its batch until
@@ -148,7 +148,7 @@ def compare_paths(model, tokenizer, requests: list, batch_size: int | str, devic
     from lm_eval.models.huggingface import HFLM
 
     from evalsuite.engine import generation
-    from evalsuite.engine.backend import SharedPrefixLM
+    from evalsuite.engine.backends.shared_prefix import SharedPrefixLM
 
     decode_rows = [0]
 
@@ -172,7 +172,7 @@ def compare_paths(model, tokenizer, requests: list, batch_size: int | str, devic
             common = dict(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=None)
             if path == "lm-eval HFLM":
                 lm = HFLM(**common)
-            else:  # the shared-prefix backend with each engine (`--model-args generation=...`)
+            else:  # the shared-prefix backend with each engine (`--backend-options generation=...`)
                 lm = SharedPrefixLM(**common, generation="evalsuite" if path == "loop" else "transformers")
             decode_rows[0], managed[:] = 0, []
             if device.startswith("cuda"):

@@ -3,6 +3,14 @@
 The public API is importable from here; each name loads its subpackage on first use (PEP 562), so importing
 evalsuite (or its CLI) loads neither torch, lm-eval nor transformers: they load when a model does.
 docs/ARCHITECTURE.md maps the subpackages.
+
+    run_suite(RunRequest(...))                        a run: results/<org>__<name>/<run-id>/
+    run_contamination(ContaminationRequest(...))      the contamination check
+    build_prompts(PromptsRequest(...))                the requests a run sends, without a model
+    plan_card_update(request, read_card_inputs(...))  a model card's new text; write_card_update writes it
+    compare_runs(read_run(a), read_run(b))            regressions beyond noise
+    reproduce(published_result(...), read_run(r), ...) a run against the leaderboard's own result
+    register_backend("name", "module:BACKEND")        a new way to run a model
 """
 
 from __future__ import annotations
@@ -13,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 from evalsuite._version import __version__
 
 if TYPE_CHECKING:
-    from evalsuite.results import ContaminationResults, SuiteResults, read_contamination, read_results
+    from evalsuite.engine.backends import BackendOptions, ModelBackend, register_backend
+    from evalsuite.publish import CardUpdate, CardUpdateRequest, plan_card_update, read_card_inputs, write_card_update
+    from evalsuite.results import ContaminationResults, Run, SuiteResults, read_contamination, read_results, read_run
     from evalsuite.run import (
         ContaminationOutcome,
         ContaminationRequest,
@@ -26,6 +36,7 @@ if TYPE_CHECKING:
     )
     from evalsuite.settings import Backend, BatchSize, Dtype, Seeds
     from evalsuite.suite import Protocol, SuiteSpec, TaskSpec, load_suite
+    from evalsuite.track import Comparison, Reproduction, compare_runs, reproduce
 
 # public name -> the subpackage that owns it
 _OWNERS = {
@@ -39,6 +50,8 @@ _OWNERS = {
     "run_contamination": "evalsuite.run",
     "SuiteResults": "evalsuite.results",
     "read_results": "evalsuite.results",
+    "Run": "evalsuite.results",
+    "read_run": "evalsuite.results",
     "ContaminationResults": "evalsuite.results",
     "read_contamination": "evalsuite.results",
     "SuiteSpec": "evalsuite.suite",
@@ -49,18 +62,37 @@ _OWNERS = {
     "BatchSize": "evalsuite.settings",
     "Dtype": "evalsuite.settings",
     "Seeds": "evalsuite.settings",
+    "CardUpdateRequest": "evalsuite.publish",
+    "CardUpdate": "evalsuite.publish",
+    "read_card_inputs": "evalsuite.publish",
+    "plan_card_update": "evalsuite.publish",
+    "write_card_update": "evalsuite.publish",
+    "Comparison": "evalsuite.track",
+    "compare_runs": "evalsuite.track",
+    "Reproduction": "evalsuite.track",
+    "reproduce": "evalsuite.track",
+    "ModelBackend": "evalsuite.engine.backends",
+    "BackendOptions": "evalsuite.engine.backends",
+    "register_backend": "evalsuite.engine.backends",
 }
 
 __all__ = [
     "__version__",
     "Backend",
+    "BackendOptions",
     "BatchSize",
+    "CardUpdate",
+    "CardUpdateRequest",
+    "Comparison",
     "ContaminationOutcome",
     "ContaminationRequest",
     "ContaminationResults",
     "Dtype",
+    "ModelBackend",
     "PromptsRequest",
     "Protocol",
+    "Reproduction",
+    "Run",
     "RunOutcome",
     "RunRequest",
     "Seeds",
@@ -68,11 +100,18 @@ __all__ = [
     "SuiteSpec",
     "TaskSpec",
     "build_prompts",
+    "compare_runs",
     "load_suite",
+    "plan_card_update",
+    "read_card_inputs",
     "read_contamination",
     "read_results",
+    "read_run",
+    "register_backend",
+    "reproduce",
     "run_contamination",
     "run_suite",
+    "write_card_update",
 ]
 
 

@@ -1,4 +1,4 @@
 """The package version, in its own module so that any module can import it without importing the package's
 public API (every file evalsuite writes records it)."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

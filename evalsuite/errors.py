@@ -8,7 +8,7 @@ evalsuite/cli/_app.py), the single place that turns errors into a message and an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,14 @@ def param(name: str) -> str:
     return f"{_PARAM}{name}{_PARAM}"
 
 
+def in_terms(text: str, term: Callable[[str], str] = lambda name: name) -> str:
+    """`text` with each `param` written as `term(name)`: an error's message, or a progress line that names a
+    parameter (a deprecation warning), in the library's terms or the CLI's."""
+    parts = text.split(_PARAM)
+    parts[1::2] = [term(name) for name in parts[1::2]]
+    return "".join(parts)
+
+
 class EvalsuiteError(Exception):
     """Base class: the message must tell the user what to fix."""
 
@@ -33,9 +41,7 @@ class EvalsuiteError(Exception):
 
     def message(self, term: Callable[[str], str]) -> str:
         """The message with each `param` written as `term(name)` (the CLI passes its flag names)."""
-        parts = (str(self.args[0]) if self.args else "").split(_PARAM)
-        parts[1::2] = [term(name) for name in parts[1::2]]
-        return "".join(parts)
+        return in_terms(str(self.args[0]) if self.args else "", term)
 
     @property
     def marked(self) -> str:
@@ -43,16 +49,26 @@ class EvalsuiteError(Exception):
         return str(self.args[0]) if self.args else ""
 
 
-class SuiteConfigError(EvalsuiteError):
-    """The suite spec or the requested task selection is wrong."""
+# Four kinds of problem a user fixes in four places: the options they gave, the suite they chose, the model they
+# named, the Hub they reach. The other classes are files (data, output, results) and what fails at work.
 
 
 class OptionError(EvalsuiteError):
-    """An option (a request's field, a command-line option) has a value the command cannot use."""
+    """An option has a value the command cannot use, or options that do not go together: a request's field in the
+    library (`dtype`, `batch_size`, `seeds`, `model_args`, `threshold`), a flag on the command line."""
+
+
+class SuiteConfigError(EvalsuiteError):
+    """The suite spec (tasks/suite.yaml, a task group) or the task selection (`tasks`, `preset`, `protocol`)."""
 
 
 class ModelRefError(EvalsuiteError):
-    """The MODEL argument cannot be resolved or loaded."""
+    """The model: the MODEL argument cannot be resolved, or the model cannot be loaded as asked."""
+
+
+class HubError(EvalsuiteError):
+    """The Hugging Face Hub: unreachable, rate-limiting, a repo it does not have or will not show, a push it
+    refused."""
 
 
 class DataDirError(EvalsuiteError):
@@ -75,6 +91,16 @@ class RunError(EvalsuiteError):
     """lm-eval failed, or produced something that breaks the protocol."""
 
 
+class GenerationFailed(RunError):
+    """Generation requests a decoding engine did not finish: `prompts` (their positions in the engine's input),
+    why, and whether it ran out of memory (decided by the engine from the error's type, never from its text)."""
+
+    def __init__(self, prompts: Sequence[int], reason: str, out_of_memory: bool = False) -> None:
+        self.prompts, self.reason, self.out_of_memory = list(prompts), reason, out_of_memory
+        shown = ", ".join(map(str, self.prompts[:5])) + (", ..." if len(self.prompts) > 5 else "")
+        super().__init__(f"generation failed for prompt {shown}: {reason}")
+
+
 class CardError(EvalsuiteError):
     """A model card cannot be rendered or updated as asked (partial run, broken front matter, ...)."""
 
@@ -88,7 +114,7 @@ class HistoryError(EvalsuiteError):
 
 
 class ArchiveError(EvalsuiteError):
-    """The leaderboard's archive does not hold what was asked, or cannot be read or reached."""
+    """The leaderboard's archive does not hold what was asked, or a copy of it cannot be read."""
 
 
 class LeaderboardError(EvalsuiteError):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,6 +42,24 @@ def staging_folder(parent: Path, prefix: str) -> Path:
     folder = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=parent))
     os.chmod(folder, 0o777 & ~current_umask())
     return folder
+
+
+def write_folder(final: Path, files: Mapping[str, str]) -> None:
+    """Write the folder `final` holding `files` (paths relative to it -> UTF-8 text) all at once: staged in a
+    `.<name>.…partial` folder beside it, then renamed into place. FileExistsError if `final` exists (nothing is
+    ever overwritten); on any failure the staging folder is gone and `final` was never there."""
+    if final.exists():
+        raise FileExistsError(f"{final} already exists")
+    staging = staging_folder(final.parent, f".{final.name}.")
+    try:
+        for name, text in files.items():
+            path = staging / name
+            path.parent.mkdir(exist_ok=True)  # one level (`lm_eval/`): deeper names are a caller's mistake
+            path.write_text(text, encoding="utf-8")
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def write_text_atomic(path: Path, text: str) -> None:

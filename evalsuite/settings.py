@@ -7,22 +7,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BeforeValidator
 
-from evalsuite.errors import SuiteConfigError, param
+from evalsuite.errors import OptionError, param
+from evalsuite.records import FrozenRecord
 
 
 class Backend(StrEnum):
-    """How log-likelihood requests reach the model. Both give the same choices and values (to float rounding)."""
+    """The names of the backends that ship with evalsuite (evalsuite.engine.backends, where others are
+    registered: a run's `backend` is any registered name). Both give HFLM's choices, log-likelihoods equal to
+    float rounding."""
 
-    SHARED_PREFIX = "shared-prefix"  # evalsuite.engine.backend: each shared prefix forwarded once
+    SHARED_PREFIX = "shared-prefix"  # each shared prefix forwarded once (the default)
     LM_EVAL_HF = "lm-eval-hf"  # lm-eval's own HFLM, request by request
 
 
 class GenerationEngine(StrEnum):
-    """What decodes GSM8K's greedy generations in the shared-prefix backend (`--model-args generation=...`).
-    Both give lm-eval's texts; bench/RESULTS.md has their times."""
+    """What decodes GSM8K's greedy generations in the shared-prefix backend (its option `generation`, recorded in
+    results.json). Both give lm-eval's texts; bench/RESULTS.md has their times."""
 
     EVALSUITE = "evalsuite"  # evalsuite.engine.generation.ContinuousGreedy: its own continuous batching (default)
     TRANSFORMERS = "transformers"  # transformers' ContinuousBatchingManager, driven by ManagedGreedy
@@ -42,7 +46,17 @@ class Dtype(StrEnum):
             return cls(text)
         except ValueError as e:
             names = [d.value for d in cls]
-            raise SuiteConfigError(f"{param('dtype')} {text!r}: choose {', '.join(names[:-1])} or {names[-1]}") from e
+            raise OptionError(f"{param('dtype')} {text!r}: choose {', '.join(names[:-1])} or {names[-1]}") from e
+
+    @classmethod
+    def of_loaded(cls, name: str) -> Dtype:
+        """The dtype a loaded model reports (torch's name, `float32`), as results files record it."""
+        if name == cls.AUTO.value or name not in {d.value for d in cls}:
+            raise OptionError(
+                f"the model loaded in {name}, which evalsuite does not record; pass {param('dtype')} float32, "
+                "bfloat16 or float16"
+            )
+        return cls(name)
 
     @classmethod
     def default_for(cls, device: str) -> Dtype:
@@ -80,7 +94,7 @@ class BatchSize:
             except ValueError:
                 again = 0
             if again < 1:
-                raise SuiteConfigError(
+                raise OptionError(
                     f"{param('batch_size')} {text!r}: give auto, auto:N (N a positive int) or a positive int"
                 )
             return cls.auto_size(again)
@@ -89,7 +103,7 @@ class BatchSize:
         except ValueError:
             rows = 0
         if rows < 1:
-            raise SuiteConfigError(f"{param('batch_size')} {text!r}: give a positive int or 'auto'")
+            raise OptionError(f"{param('batch_size')} {text!r}: give a positive int or 'auto'")
         return cls(rows)
 
     @property
@@ -110,10 +124,8 @@ class BatchSize:
 SEED_LIMIT = 2**32  # numpy's seeds are 0 <= seed < 2**32
 
 
-class Seeds(BaseModel):
+class Seeds(FrozenRecord):
     """lm-eval's four seeds (python random, numpy, torch, few-shot sampler); the defaults are lm-eval's."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     random: int = 0
     numpy: int = 1234
@@ -131,19 +143,51 @@ class Seeds(BaseModel):
         try:
             parts = [int(p) for p in text.split(",")]
         except ValueError as e:
-            raise SuiteConfigError(shape) from e
+            raise OptionError(shape) from e
         if any(not 0 <= p < SEED_LIMIT for p in parts):
-            raise SuiteConfigError(f"{param('seeds')} {text!r}: seeds go from 0 to {SEED_LIMIT - 1}")
+            raise OptionError(f"{param('seeds')} {text!r}: seeds go from 0 to {SEED_LIMIT - 1}")
         if len(parts) == 1:
             return cls.all(parts[0])
         if len(parts) == 4:
             return cls(random=parts[0], numpy=parts[1], torch=parts[2], fewshot=parts[3])
-        raise SuiteConfigError(shape)
+        raise OptionError(shape)
 
 
 def check_limit(limit: int | None) -> None:
     if limit is not None and limit < 1:
-        raise SuiteConfigError(f"{param('limit')} {limit}: give a positive number of documents per task")
+        raise OptionError(f"{param('limit')} {limit}: give a positive number of documents per task")
 
 
-__all__ = ["SEED_LIMIT", "Backend", "BatchSize", "Dtype", "Seeds", "check_limit"]
+# Request fields (pydantic) that take a setting as its type or as the text a user writes, parsed once here:
+# `batch_size="auto"`, `dtype="bfloat16"`, `seeds=0` or `"0,1234,1234,1234"`. A bad value is one OptionError.
+
+
+def _as_batch_size(value: Any) -> Any:
+    return value if isinstance(value, BatchSize) else BatchSize.parse(value)
+
+
+def _as_dtype(value: Any) -> Any:
+    return value if value is None or isinstance(value, Dtype) else Dtype.parse(str(value))
+
+
+def _as_seeds(value: Any) -> Any:
+    return Seeds.parse(str(value)) if isinstance(value, int | str) and not isinstance(value, bool) else value
+
+
+BatchSizeField = Annotated[BatchSize, BeforeValidator(_as_batch_size)]
+DtypeField = Annotated[Dtype | None, BeforeValidator(_as_dtype)]
+SeedsField = Annotated[Seeds, BeforeValidator(_as_seeds)]
+
+
+__all__ = [
+    "SEED_LIMIT",
+    "Backend",
+    "BatchSize",
+    "BatchSizeField",
+    "Dtype",
+    "DtypeField",
+    "GenerationEngine",
+    "Seeds",
+    "SeedsField",
+    "check_limit",
+]

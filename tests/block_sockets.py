@@ -9,6 +9,7 @@ import json
 import socket
 import sys
 import traceback
+from typing import Any
 
 LOG = sys.argv[1]
 
@@ -21,7 +22,7 @@ def _record(kind: str, target: object) -> None:
 _connect = socket.socket.connect
 
 
-def _blocked_connect(self: socket.socket, address: object) -> None:
+def _blocked_connect(self: socket.socket, address: Any) -> None:
     if self.family in (socket.AF_INET, socket.AF_INET6):
         _record("connect", address)
         raise ConnectionRefusedError("internet sockets are blocked by this test")
@@ -33,8 +34,8 @@ def _blocked_getaddrinfo(host: object, *args: object, **kwargs: object) -> list:
     raise socket.gaierror("name lookups are blocked by this test")
 
 
-socket.socket.connect = _blocked_connect  # type: ignore[method-assign]
-socket.getaddrinfo = _blocked_getaddrinfo  # type: ignore[assignment]
+socket.socket.connect = _blocked_connect  # type: ignore[method-assign,assignment]
+socket.getaddrinfo = _blocked_getaddrinfo
 
 from evalsuite.cli import main  # noqa: E402  (after the patch: nothing may connect while importing either)
 

@@ -51,7 +51,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.model)
     if not config.getoption("--fast"):
         return
-    kept, left_out = [], []
+    kept: list[pytest.Item] = []
+    left_out: list[pytest.Item] = []
     for item in items:
         (left_out if any(item.get_closest_marker(m) for m in SLOW_MARKERS) else kept).append(item)
     config.hook.pytest_deselected(items=left_out)

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
@@ -85,7 +86,7 @@ class FakeHub:
     def endpoint(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def count(self, method: str, contains: str) -> int:
         return sum(1 for r in self.requests if r.method == method and contains in r.path)
@@ -274,7 +275,7 @@ class FakeHub:
             for item in lines
             if item.get("key") == "file"
         }
-        header = next((item["value"] for item in lines if item.get("key") == "header"), {})
+        header: dict[str, Any] = next((item["value"] for item in lines if item.get("key") == "header"), {})
         create_pr = query.get("create_pr") == ["1"]
         repo.commits.append({"create_pr": create_pr, "files": files, "summary": header.get("summary")})
         oid = hashlib.sha1(body).hexdigest()

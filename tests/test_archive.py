@@ -140,7 +140,7 @@ def test_a_file_that_is_not_the_contents_table(tmp_path: Path):
     other.write_text("a,b\n1,2\n")
     with pytest.raises(ArchiveError, match="not the leaderboard's contents table .no column 'fullname'"):
         read_contents(other)
-    with pytest.raises(ArchiveError, match="published .*nope.csv: no such file"):
+    with pytest.raises(ArchiveError, match="published_contents .*nope.csv: no such file"):
         read_contents(tmp_path / "nope.csv")
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"not parquet")

@@ -109,12 +109,12 @@ def test_online_then_offline_from_the_cache(hub: FakeHub, tmp_path: Path):
 
 def test_offline_without_a_cache_is_one_line_and_writes_nothing(hub: FakeHub, tmp_path: Path):
     out = tmp_path / "board.md"
-    result = _evalsuite(["leaderboard", "--peers", "Qwen/Qwen-14B", "--out", str(out)], hub, tmp_path / "empty-home",
+    result = _evalsuite(["leaderboard", "--peers", "Qwen/Qwen-14B", "--output", str(out)], hub, tmp_path / "empty-home",
                         tmp_path, HF_HUB_OFFLINE="1")  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"error: the leaderboard's archive ({CONTENTS_REPO}) is not in the Hugging Face cache and the Hub cannot "
-        "be reached; run once where it can, or pass --published with a copy of the contents table"
+        "be reached; run once where it can, or pass --published-contents with a copy of the contents table"
     )
     assert not out.exists()
 

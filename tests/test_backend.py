@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from evalsuite.engine.backend import SharedPrefixLM
+from evalsuite.engine.backends.shared_prefix import SharedPrefixLM
 from evalsuite.engine.packing import MIN_SHARED_TOKENS, Request, build_batch, pack_requests, rows_in_next_forward
 
 

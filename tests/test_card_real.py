@@ -133,6 +133,7 @@ def test_real_card_round_trips(card_class: str, tmp_path: Path):
 
     # huggingface_hub reads it (BOM and all, as metadata_load does), with our six values in the expected entry
     metadata = metadata_load(readme)
+    assert metadata is not None
     old_metadata = yaml.safe_load(_split(original)[0]) or {}
     assert {k: v for k, v in metadata.items() if k != "model-index"} == {
         k: v for k, v in old_metadata.items() if k != "model-index"
@@ -215,7 +216,7 @@ def test_two_entries_claiming_the_model_are_refused(tmp_path: Path):
     assert "pass --model-name" in result.stderr and readme.read_text() == text
     chosen = runner.invoke(app, ["card", "update", str(readme), "--results", str(results), "--model-name", "copy"])
     assert chosen.exit_code == 0, chosen.output
-    first = next(e for e in metadata_load(readme)["model-index"] if e["name"] == "first")
+    first = next(e for e in (metadata_load(readme) or {})["model-index"] if e["name"] == "first")
     assert first == next(e for e in yaml.safe_load(_split(text)[0])["model-index"] if e["name"] == "first")
 
 

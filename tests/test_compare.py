@@ -11,7 +11,7 @@ from conftest import FIXTURES, SAKURA
 from typer.testing import CliRunner
 
 from evalsuite.cli import app
-from evalsuite.results import SCHEMA_VERSION, read_results
+from evalsuite.results import SCHEMA_VERSION, Run, read_results, read_run
 from evalsuite.results.lm_eval_files import LM_EVAL_DIR
 from evalsuite.track.compare import NotComparableError, Verdict, compare_runs
 
@@ -48,16 +48,17 @@ def test_identical_runs_are_unchanged(tmp_path: Path):
     assert result.stdout.startswith(f"baseline:  kyujinpy/Sakura-SOLAR-Instruct run 20240101T000000Z-0000 ({SAKURA})\n")
 
 
-def test_z_test_from_stderr_finds_a_large_drop(tmp_path: Path):
-    # stored stderr is 0.01 for every task: a 5-point drop is z = 3.5, p = 0.0005
+def test_welch_test_from_stderr_finds_a_large_drop(tmp_path: Path):
+    # stored stderr is 0.01 for every task: a 5-point drop is t = 3.54 (1319 documents a side: 2636 degrees of
+    # freedom, the normal limit: p = 0.0004)
     cand = _variant(tmp_path, "worse", {"gsm8k": 0.6020, "arc": 0.7089})
     result = runner.invoke(app, ["compare", str(SAKURA), str(cand), "--format", "json"])
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     by_key = {t["key"]: t for t in report["tasks"]}
-    assert by_key["gsm8k"]["verdict"] == "regressed" and by_key["gsm8k"]["test"] == "two-proportion-z"
+    assert by_key["gsm8k"]["verdict"] == "regressed" and by_key["gsm8k"]["test"] == "welch-t"
     assert by_key["gsm8k"]["delta_points"] == pytest.approx(-5.0)
-    assert by_key["gsm8k"]["p_value"] == pytest.approx(0.000407, rel=1e-2)
+    assert by_key["gsm8k"]["p_value"] == pytest.approx(0.000414, rel=1e-2)  # z would give 0.000407
     assert by_key["arc"]["verdict"] == "unchanged"  # -1 point, p = 0.48
 
 
@@ -98,14 +99,14 @@ def test_paired_mcnemar_uses_only_discordant_documents(tmp_path: Path):
     base = [1] * 30 + [0] * 10
     worse = [0] * 8 + [1] * 22 + [0] * 10  # 8 documents flipped to wrong, none to right
     a, b = _with_samples(tmp_path, "a", base), _with_samples(tmp_path, "b", worse)
-    comparison = compare_runs(read_results(a), a, read_results(b), b)
+    comparison = compare_runs(read_run(a), read_run(b))
     (task,) = comparison.tasks
     assert task.test == "mcnemar" and task.p_value == pytest.approx(2 * 0.5**8)
     assert task.verdict is Verdict.REGRESSED
     # the same 8 flips, balanced by 6 flips the other way: not significant
     mixed = [0] * 8 + [1] * 22 + [1] * 6 + [0] * 4
     c = _with_samples(tmp_path, "c", mixed)
-    (task,) = compare_runs(read_results(a), a, read_results(c), c).tasks
+    (task,) = compare_runs(read_run(a), read_run(c)).tasks
     assert task.verdict is Verdict.UNCHANGED and task.p_value == pytest.approx(0.79, abs=0.01)
 
 
@@ -115,7 +116,7 @@ def test_samples_of_different_documents_are_refused(tmp_path: Path):
     path = b / LM_EVAL_DIR / "samples_winogrande.jsonl"
     path.write_text(path.read_text().replace('"h3"', '"other"'))
     with pytest.raises(NotComparableError, match="different documents"):
-        compare_runs(read_results(a), a, read_results(b), b)
+        compare_runs(read_run(a), read_run(b))
 
 
 def _refused(args: list[str], expected: str) -> None:
@@ -164,12 +165,12 @@ def test_different_prompts_on_the_same_documents_are_compared_with_a_warning(tmp
         return _variant(tmp_path, name, tasks=raw["tasks"])
 
     a, b = fingerprinted("a", "a" * 64), fingerprinted("b", "b" * 64)
-    comparison = compare_runs(read_results(a), a, read_results(b), b)
+    comparison = compare_runs(read_run(a), read_run(b))
     assert comparison.warnings == [
         "arc: the prompts differ on the same documents (prompt fingerprints aaaaaaaaaaaa vs bbbbbbbbbbbb): another "
         "lm-eval version or seed asked other things"
     ]
-    assert compare_runs(read_results(a), a, read_results(a), a).warnings == []
+    assert compare_runs(read_run(a), read_run(a)).warnings == []
 
 
 def test_missing_run_is_an_error(tmp_path: Path):
@@ -206,9 +207,9 @@ def test_few_shot_seed_warns_only_where_it_picks_the_exemplars(tmp_path: Path):
     reseeded = raw["settings"] | {"seeds": raw["settings"]["seeds"] | {"fewshot": 42}}
     # leaderboard-v1: exemplars follow the leaderboard's walk, whatever the few-shot seed
     v1 = _variant(tmp_path, "v1", settings=reseeded)
-    assert compare_runs(BASE, SAKURA, read_results(v1), v1).warnings == []
+    assert compare_runs(Run(SAKURA, BASE), read_run(v1)).warnings == []
     lm_a = _variant(tmp_path, "lm-a", settings=raw["settings"] | {"protocol": "lm-eval"})
     lm_b = _variant(tmp_path, "lm-b", settings=reseeded | {"protocol": "lm-eval"})
-    assert compare_runs(read_results(lm_a), lm_a, read_results(lm_b), lm_b).warnings == [
+    assert compare_runs(read_run(lm_a), read_run(lm_b)).warnings == [
         "seeds differ (different few-shot exemplars)"
     ]

@@ -109,7 +109,9 @@ def test_the_statistic_on_known_losses():
     ],
 )
 def test_bad_input_is_one_line_before_a_model_loads(args, message, gguf_path: Path, tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(check_contamination, "load_causal_lm", lambda *a: pytest.fail("a model was loaded"))
+    from evalsuite.engine.backends.hf import HFBackend
+
+    monkeypatch.setattr(HFBackend, "load_scorer", lambda *a: pytest.fail("a model was loaded"))
     out = tmp_path / "results"
     base = ["contamination", str(gguf_path), "--reference", str(gguf_path), "--data-dir", str(SAMPLE_DATA)]
     result = cli.invoke(app, [*base, "--output-dir", str(out), *args])
@@ -146,12 +148,13 @@ def test_auto_scoring_rows_halve_on_out_of_memory_and_stay_halved():
 def test_the_shared_prefix_way_gives_the_originals_neighbours_and_ranks(gguf_path: Path, shared_data: Path):
     """Prefix forwarded once, neighbours scored packed: the same sampled texts and the same r(x) as the original's
     way (every neighbour on its own, padded batches), losses equal up to float rounding."""
-    from evalsuite.engine import load_causal_lm, prepare_model, score_items
+    from evalsuite.engine import DEFAULT_BACKEND, get_backend, prepare_model, score_items
     from evalsuite.engine.neighbours import packed_token_losses
     from evalsuite.model import parse_model_ref
     from evalsuite.settings import Dtype
 
-    model = load_causal_lm(prepare_model(parse_model_ref(str(gguf_path))), Dtype.FLOAT32, "cpu")
+    scorer = get_backend(DEFAULT_BACKEND)  # the check's scorer: the registry's, as run_contamination loads it
+    model = scorer.load_scorer(prepare_model(parse_model_ref(str(gguf_path))), Dtype.FLOAT32, "cpu", {})
     items = (
         select_items("arc", _rows(shared_data, "arc"), 2).items
         + select_items("gsm8k", _rows(shared_data, "gsm8k"), 1).items
@@ -218,11 +221,14 @@ def test_a_killed_check_resumes_by_task_and_gives_the_uninterrupted_numbers(
     with pytest.raises(KeyboardInterrupt):
         run_contamination(request("killed"))
     model_folder = tmp_path / "killed" / "local__SmolLM2-135M-Instruct.Q4_1"
-    (partial,) = model_folder.glob(".contamination-*.partial")
+    (partial,) = model_folder.glob(".inprogress-*")  # the run's own checkpoint (run/checkpoint.py)
     assert sorted(p.name for p in (partial / "tasks").iterdir()) == ["arc.json", "arc.jsonl"]
 
-    monkeypatch.setattr(check_contamination, "score_items", lambda items, *a, **k: (scored.append(items[0].task),
-                        real_score_items(items, *a, **k))[1])  # fmt: skip
+    def scored_again(items, *args, **kwargs):
+        scored.append(items[0].task)
+        return real_score_items(items, *args, **kwargs)
+
+    monkeypatch.setattr(check_contamination, "score_items", scored_again)
     messages: list[str] = []
     resumed = run_contamination(request("killed"), progress=messages.append)
     assert scored == ["arc", "truthfulqa", "truthfulqa"]  # arc was not scored again
@@ -313,33 +319,26 @@ SOLAR_SHARES = {"ARC": 0.06, "MMLU": 0.15, "TruthfulQA": 0.28, "GSM8K": 0.70}  #
 
 def _solar_like(tmp_path: Path, model_id: str = SOLAR, shares: dict[str, float] = SOLAR_SHARES) -> Path:
     """A contamination file with `shares` (default: upstage/SOLAR-10.7B-Instruct-v1.0's published ones), written
-    here, not run."""
-    from datetime import UTC, datetime
-
-    from evalsuite.results import (
-        CheckedModel,
-        ContaminationResults,
-        ContaminationSettings,
-        ContaminationTask,
-    )
-
-    def task(key: str, column: str, share: float) -> ContaminationTask:
-        return ContaminationTask(key=key, column=column, display_name=column, share=share,
-                                 reported=format_share(share, 0.1), items=100, candidates=1165, skipped_rows=7,
-                                 seconds=1.0)  # fmt: skip
-
-    model = CheckedModel(id=model_id, source="hub", location=model_id, revision=None, file_sha256=None)
-    reference = model.model_copy(update={"id": "upstage/SOLAR-10.7B-v1.0", "location": "upstage/SOLAR-10.7B-v1.0"})
-    results = ContaminationResults(
-        run_id="20240101T000000Z-0000", created_at=datetime(2024, 1, 1, tzinfo=UTC), target=model, reference=reference,
-        settings=ContaminationSettings(items=100, neighbours=100, prefix_ratio=0.4, threshold=0.1, seed=0,
-                                       batch_size=32, dtype="bfloat16", device="cuda", data_dir="/data"),
-        tasks=[task(column.lower(), column, share) for column, share in shares.items()],
-        versions={"evalsuite": "0.2.0"}, total_seconds=1.0,
-    )  # fmt: skip
+    here, not run, as evalsuite 0.2 wrote it (schema 1: one `seed`, four versions): read through its migration."""
+    model = {"id": model_id, "source": "hub", "location": model_id, "revision": None, "file_sha256": None}
+    reference = model | {"id": "upstage/SOLAR-10.7B-v1.0", "location": "upstage/SOLAR-10.7B-v1.0"}
+    tasks = [
+        {"key": column.lower(), "column": column, "display_name": column, "share": share,
+         "reported": format_share(share, 0.1), "items": 100, "candidates": 1165, "skipped_rows": 7, "seconds": 1.0}
+        for column, share in shares.items()
+    ]  # fmt: skip
+    raw = {
+        "schema_version": 1, "kind": "contamination", "run_id": "20240101T000000Z-0000",
+        "created_at": "2024-01-01T00:00:00Z", "target": model, "reference": reference,
+        "settings": {"items": 100, "neighbours": 100, "prefix_ratio": 0.4, "threshold": 0.1, "seed": 0,
+                     "batch_size": 32, "dtype": "bfloat16", "device": "cuda", "data_dir": "/data"},
+        "tasks": tasks, "versions": {"evalsuite": "0.2.0", "lm_eval": "0.4.9", "transformers": "4.51.0",
+                                     "torch": "2.6.0"},
+        "total_seconds": 1.0,
+    }  # fmt: skip
     folder = tmp_path / f"contamination-{len(list(tmp_path.glob('contamination-*')))}"
     folder.mkdir()
-    (folder / "contamination.json").write_text(results.model_dump_json())
+    (folder / "contamination.json").write_text(json.dumps(raw))
     return folder
 
 

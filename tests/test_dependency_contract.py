@@ -20,7 +20,8 @@ import yaml
 from conftest import SAMPLE_DATA
 
 from evalsuite.data import plan_local
-from evalsuite.engine import model_args, runner
+from evalsuite.engine import runner
+from evalsuite.engine.backends import hf
 from evalsuite.settings import Seeds
 from evalsuite.suite import Preset, Protocol, default_tasks_dir, load_suite
 
@@ -194,7 +195,7 @@ def test_eval_results_entries_files_and_errors_are_huggingface_hubs():
     assert {"path_in_repo", "path_or_fileobj"} <= set(inspect.signature(huggingface_hub.CommitOperationAdd).parameters)
 
 
-# --- transformers / lm-eval: what `--model-args` may name (model_args.check_model_args)
+# --- transformers / lm-eval: what `--model-args` may name (backends.hf.HFBackend.check_model_args)
 
 
 def test_from_pretrained_still_takes_the_model_args_evalsuite_lets_through():
@@ -202,8 +203,8 @@ def test_from_pretrained_still_takes_the_model_args_evalsuite_lets_through():
 
     source = inspect.getsource(PreTrainedModel.from_pretrained)
     params = inspect.signature(PreTrainedModel.from_pretrained).parameters
-    gone = [k for k in model_args.FROM_PRETRAINED_MODEL_ARGS if k not in params and f'"{k}"' not in source]
-    assert not gone, f"from_pretrained no longer takes {gone}; drop them from model_args.FROM_PRETRAINED_MODEL_ARGS"
+    gone = [k for k in hf.SCORER_MODEL_ARGS if k not in params and f'"{k}"' not in source]
+    assert not gone, f"from_pretrained no longer takes {gone}; drop them from backends.hf.FROM_PRETRAINED_MODEL_ARGS"
 
 
 def test_hflm_takes_keyword_arguments_by_name():
@@ -212,6 +213,18 @@ def test_hflm_takes_keyword_arguments_by_name():
     params = inspect.signature(HFLM.__init__).parameters
     assert {"pretrained", "dtype", "device", "batch_size", "add_bos_token", "trust_remote_code"} <= set(params)
     assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()), "HFLM stopped forwarding **kwargs"
+
+
+def test_lm_eval_types_model_arg_values_and_builds_models_from_a_dict():
+    """backends.hf: `--model-args` values typed by lm-eval's own `handle_arg_string` (as its command line does),
+    and a backend's LM class built by `create_from_arg_obj(arguments, additional_config)`."""
+    from lm_eval.api.model import LM
+    from lm_eval.utils import handle_arg_string
+
+    assert [handle_arg_string(v) for v in ("False", "true", "512", "0.5", "'7'", "none", "x")] == [
+        False, True, 512, 0.5, "7", None, "x"]  # fmt: skip
+    assert list(inspect.signature(LM.create_from_arg_obj).parameters)[:2] == ["arg_dict", "additional_config"]
+    assert hf.typed_value("False") is False
 
 
 @pytest.mark.subprocess
@@ -417,7 +430,7 @@ def test_lm_evals_request_cache_is_one_sqlitedict_per_rank():
     """checkpoint.py finds a task's answered requests in `<use_cache>_rank<N>.db`, SqliteDict's table `unnamed`."""
     from lm_eval import evaluator
     from lm_eval.api import model
-    from sqlitedict import SqliteDict
+    from sqlitedict import SqliteDict  # type: ignore[import-untyped]
 
     assert '"_rank"' in inspect.getsource(evaluator.simple_evaluate) and '".db"' in inspect.getsource(
         evaluator.simple_evaluate

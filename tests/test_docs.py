@@ -18,7 +18,7 @@ README = REPO / "README.md"
 DOCS = sorted((REPO / "docs").glob("*.md"))
 PAGES = [README, *DOCS]
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
-# a path into the repository, as the docs name files: `evalsuite/engine/backend.py`, `tests/test_parity.py`
+# a path into the repository, as the docs name files: `evalsuite/engine/runner.py`, `tests/test_parity.py`
 REPO_PATH = re.compile(r"`((?:evalsuite|tests|bench|tools|docs|tasks|templates)/[\w./-]*)`")
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from evalsuite.cli import app
 from evalsuite.cli._app import error_line
 from evalsuite.data import plan_local
-from evalsuite.errors import DataDirError, EvalsuiteError, SuiteConfigError, param
+from evalsuite.errors import DataDirError, EvalsuiteError, OptionError, param
 from evalsuite.settings import BatchSize, Dtype, Seeds
 from evalsuite.suite import load_suite
 
@@ -39,7 +39,7 @@ def test_a_library_error_names_the_parameter_and_the_cli_names_the_flag():
     ],
 )
 def test_settings_are_parsed_once_in_library_terms(parse, text, library, cli_flag):
-    with pytest.raises(SuiteConfigError) as caught:
+    with pytest.raises(OptionError) as caught:  # an option problem, not the suite's
         parse(text)
     assert str(caught.value) == library and error_line(caught.value).startswith(f"error: {cli_flag}")
 
@@ -59,3 +59,30 @@ def test_evalsuite_debug_shows_the_cause(tmp_path: Path, monkeypatch):
     result = cli.invoke(app, ["run", "some/model", "--tasks", "arc", "--data-dir", str(data)])
     assert isinstance(result.exception, DataDirError)  # not turned into one line: the traceback is shown
     assert isinstance(result.exception.__cause__, json.JSONDecodeError)
+
+
+def test_out_of_memory_is_known_by_its_type_and_every_loop_backs_off_through_one_helper():
+    """engine.oom is the one back-off (scoring rows, generation batches, the manager's budget, contamination):
+    torch's OutOfMemoryError and Python's MemoryError (transformers' cache-size check) are out of memory, a
+    RuntimeError that only says so is not; GenerationFailed is an evalsuite error like any other."""
+    import torch
+
+    from evalsuite.engine import oom
+    from evalsuite.errors import GenerationFailed, RunError
+
+    assert oom.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
+    assert oom.is_out_of_memory(MemoryError("Memory footprint 10 is more than available memory 5"))
+    assert not oom.is_out_of_memory(RuntimeError("CUDA out of memory"))  # text is not a type
+    rows, tried = oom.Rows(8, auto=True), []
+
+    def forward(n: int) -> int:
+        tried.append(n)
+        if n > 2:
+            raise MemoryError("Memory footprint")
+        return n
+
+    assert rows.run(forward, "generating") == 2 and tried == [8, 4, 2] and rows.backoffs == 2
+    with pytest.raises(MemoryError):  # a fixed size is the user's: raised as it is
+        oom.Rows(8).run(forward, "generating")
+    failed = GenerationFailed([3, 1], "a kernel failed")
+    assert isinstance(failed, RunError) and str(failed) == "generation failed for prompt 3, 1: a kernel failed"

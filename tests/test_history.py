@@ -14,7 +14,7 @@ runner = CliRunner()
 
 
 def test_table_lists_runs_oldest_first_with_stderr():
-    result = runner.invoke(app, ["history", str(RESULTS), "--model", "openai-community/gpt2"])
+    result = runner.invoke(app, ["history", "openai-community/gpt2", str(RESULTS)])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith("| Run (UTC)") and "| GSM8K |" in lines[0].replace(" ", "").replace(
@@ -25,7 +25,7 @@ def test_table_lists_runs_oldest_first_with_stderr():
 
 
 def test_folder_name_works_as_model(tmp_path: Path):
-    result = runner.invoke(app, ["history", str(RESULTS), "--model", "openai-community__gpt2"])
+    result = runner.invoke(app, ["history", "openai-community__gpt2", str(RESULTS)])
     assert result.exit_code == 0 and len(result.stdout.splitlines()) == 4  # header, rule, gpt2's two runs
     rows = result.stdout.splitlines()[2:]
     assert "20240103T000000Z-0000" in rows[0] and "20240104T000000Z-0000" in rows[1]  # gpt2's, oldest first
@@ -33,7 +33,7 @@ def test_folder_name_works_as_model(tmp_path: Path):
 
 def test_plot_is_a_png(tmp_path: Path):
     plot = tmp_path / "gpt2.png"
-    result = runner.invoke(app, ["history", str(RESULTS), "--model", "openai-community/gpt2", "--plot", str(plot)])
+    result = runner.invoke(app, ["history", "openai-community/gpt2", str(RESULTS), "--plot", str(plot)])
     assert result.exit_code == 0, result.output
     data = plot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
@@ -48,18 +48,18 @@ def _refused(args: list[str], expected: str) -> None:
 
 
 def test_empty_history(tmp_path: Path):
-    _refused([str(tmp_path), "--model", "x"], "no results.json under")
-    _refused([str(RESULTS), "--model", "nobody/model"], "no runs of 'nobody/model'; models with runs:")
+    _refused(["x", str(tmp_path)], "no results.json under")
+    _refused(["nobody/model", str(RESULTS)], "no runs of 'nobody/model'; models with runs:")
 
 
 def test_plot_in_a_missing_folder_writes_nothing(tmp_path: Path):
     target = tmp_path / "missing" / "plot.png"
-    _refused([str(RESULTS), "--model", "tiny", "--plot", str(target)], "does not exist")
+    _refused(["tiny", str(RESULTS), "--plot", str(target)], "does not exist")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_history_finds_a_local_model_by_its_results_folder_name():
     folder = FIXTURES / "results" / "other-models" / "local__tiny"
-    result = runner.invoke(app, ["history", str(folder.parent), "--model", "local__tiny"])
+    result = runner.invoke(app, ["history", "local__tiny", str(folder.parent)])
     assert result.exit_code == 0, result.output
     assert "20240105T000000Z-0000" in result.stdout

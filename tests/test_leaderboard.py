@@ -49,13 +49,13 @@ def test_golden_formats(fmt, suffix, update_golden):
 
 def test_out_file_and_bad_input(tmp_path: Path):
     out = tmp_path / "board.md"
-    ok = runner.invoke(app, ["leaderboard", str(RESULTS), "--out", str(out)])
+    ok = runner.invoke(app, ["leaderboard", str(RESULTS), "--output", str(out)])
     assert ok.exit_code == 0 and out.read_text().startswith("|Model|Average|ARC|")
     empty = tmp_path / "empty"
     empty.mkdir()
     result = runner.invoke(app, ["leaderboard", str(empty)])
     assert result.exit_code == 1 and result.stderr.strip().startswith("error: no results.json under")
-    missing_folder = runner.invoke(app, ["leaderboard", str(RESULTS), "--out", str(tmp_path / "nope" / "x.md")])
+    missing_folder = runner.invoke(app, ["leaderboard", str(RESULTS), "--output", str(tmp_path / "nope" / "x.md")])
     assert missing_folder.exit_code == 1 and "does not exist" in missing_folder.stderr
     assert not (tmp_path / "nope").exists()
 
@@ -84,7 +84,9 @@ def test_html_page_in_headless_chromium(tmp_path: Path):
     from selenium.webdriver.common.by import By
 
     page = tmp_path / "leaderboard.html"
-    result = runner.invoke(app, ["leaderboard", str(RESULTS), "--format", "html", "--model-size", "--out", str(page)])
+    result = runner.invoke(
+        app, ["leaderboard", str(RESULTS), "--format", "html", "--model-size", "--output", str(page)]
+    )
     assert result.exit_code == 0, result.output
     browser = _browser(tmp_path)
     try:

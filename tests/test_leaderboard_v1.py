@@ -12,6 +12,7 @@ import gzip
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, SAMPLE_DATA
@@ -68,11 +69,11 @@ def _reference_requests(reference: Path, key: str) -> dict[tuple[str, int], list
     return found
 
 
-def _as_leaderboard_sent(doc: DocumentRequests) -> list:
+def _as_leaderboard_sent(doc: DocumentRequests) -> list[Any]:
     """Our requests in the reference's shape. GSM8K: b281b09's request held only `until`; the rest of its
     generation settings (greedy, 256 new tokens) are checked separately."""
     if doc.task == "gsm8k":
-        return [["greedy_until", [context, {"until": settings["until"]}]] for context, settings in doc.requests]
+        return [["greedy_until", [context, {"until": settings["until"]}]] for context, settings in doc.requests]  # type: ignore[index]  # GSM8K's requests: (context, settings)
     return [["loglikelihood", [context, continuation]] for context, continuation in doc.requests]
 
 
@@ -118,6 +119,7 @@ def test_a_preset_asks_what_the_full_run_asked_of_its_documents(snapshot: Path, 
     group = runner.load_task_group(runner.build_task_manager(default_tasks_dir()), default_tasks_dir(), data,
                                    V1.preset("nightly"))  # fmt: skip
     documents = runner.build_requests(group, None, Seeds())
+    assert group.document_ids is not None  # a preset chose them
     chosen = group.document_ids["arc_challenge"]
     assert [d.doc_id for d in documents] == chosen and len(chosen) == 100 and chosen != list(range(100))
     expected = _reference_requests(reference, "arc")
@@ -228,7 +230,8 @@ def test_gsm8k_reference_answers_are_read_alike_on_every_real_row(shared_data: P
     for split in ("test", "train"):
         for line in (shared_data / "gsm8k" / f"{split}.jsonl").open():
             answer = json.loads(line)["answer"]
-            assert re.sub(r"(?s).*#### ", "", answer.replace(",", "")) == _ANSWER.search(answer).group(1).replace(
+            match = _ANSWER.search(answer)
+            assert match is not None and re.sub(r"(?s).*#### ", "", answer.replace(",", "")) == match.group(1).replace(
                 ",", ""
             )
 

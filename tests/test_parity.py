@@ -173,7 +173,9 @@ def lm_eval_protocol_run(gguf_path, tmp_path_factory) -> RunOutcome:
         log_samples=True,
         protocol=Protocol.LM_EVAL,
     )
-    return run_suite(request, progress=lambda message: None)
+    outcome = run_suite(request, progress=lambda message: None)
+    assert outcome is not None  # one process: it wrote the run
+    return outcome
 
 
 @pytest.mark.lm_eval

@@ -50,7 +50,7 @@ def test_solars_table_from_the_archive(tmp_path: Path, monkeypatch: pytest.Monke
     the card's H6 values, in its order, each row the leaderboard's published one."""
     monkeypatch.chdir(tmp_path)  # no results/ here
     result = runner.invoke(
-        app, ["leaderboard", "--peers", SOLAR_PEERS, "--published", str(CONTENTS), "--format", "compact"]
+        app, ["leaderboard", "--peers", SOLAR_PEERS, "--published-contents", str(CONTENTS), "--format", "compact"]
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -74,7 +74,8 @@ def test_solars_table_from_the_archive(tmp_path: Path, monkeypatch: pytest.Monke
 def test_a_run_beside_its_peers_is_in_bold_and_marked_measured(tmp_path: Path):
     peers = "kyujinpy/Sakura-SOLAR-Instruct-DPO-v2,kyujinpy/Sakura-SOLRCA-Instruct-DPO"
     compact = runner.invoke(
-        app, ["leaderboard", str(SAKURA), "--peers", peers, "--published", str(CONTENTS), "--format", "compact"]
+        app,
+        ["leaderboard", str(SAKURA), "--peers", peers, "--published-contents", str(CONTENTS), "--format", "compact"],
     )
     assert compact.exit_code == 0, compact.output
     assert compact.stdout.splitlines()[2:5] == [
@@ -85,7 +86,7 @@ def test_a_run_beside_its_peers_is_in_bold_and_marked_measured(tmp_path: Path):
     assert "In bold: measured with evalsuite" in compact.stdout
 
     markdown = runner.invoke(
-        app, ["leaderboard", str(SAKURA), "--peers", peers, "--published", str(CONTENTS), "--model-size"]
+        app, ["leaderboard", str(SAKURA), "--peers", peers, "--published-contents", str(CONTENTS), "--model-size"]
     )
     lines = markdown.stdout.splitlines()
     assert lines[0] == "|Model|Average|ARC|HellaSwag|MMLU|TruthfulQA|Winogrande|GSM8K|Model Size|Source|"
@@ -97,7 +98,7 @@ def test_a_run_beside_its_peers_is_in_bold_and_marked_measured(tmp_path: Path):
     assert lines[-1].startswith("Rows from the Open LLM Leaderboard are its published numbers")
 
     csv = runner.invoke(
-        app, ["leaderboard", str(SAKURA), "--peers", peers, "--published", str(CONTENTS), "--format", "csv"]
+        app, ["leaderboard", str(SAKURA), "--peers", peers, "--published-contents", str(CONTENTS), "--format", "csv"]
     )
     assert csv.stdout.splitlines()[0].endswith(",Source")
     assert (
@@ -106,7 +107,7 @@ def test_a_run_beside_its_peers_is_in_bold_and_marked_measured(tmp_path: Path):
     )
 
     html = runner.invoke(
-        app, ["leaderboard", str(SAKURA), "--peers", peers, "--published", str(CONTENTS), "--format", "html"]
+        app, ["leaderboard", str(SAKURA), "--peers", peers, "--published-contents", str(CONTENTS), "--format", "html"]
     )
     assert html.stdout.count('<span class="published"') == 2 and "not measured here" in html.stdout
 
@@ -114,7 +115,7 @@ def test_a_run_beside_its_peers_is_in_bold_and_marked_measured(tmp_path: Path):
 def test_the_same_model_measured_and_published_sits_side_by_side():
     """A run of a model the archive holds, beside the leaderboard's row for it: both, each marked."""
     result = runner.invoke(app, ["leaderboard", str(SAKURA), "--peers", "kyujinpy/Sakura-SOLAR-Instruct",
-                                 "--published", str(CONTENTS)])  # fmt: skip
+                                 "--published-contents", str(CONTENTS)])  # fmt: skip
     rows = [line for line in result.stdout.splitlines() if line.startswith("|kyujinpy/")]
     assert sorted(line.rsplit("|", 2)[1] for line in rows) == ["Open LLM Leaderboard", "measured"]
 
@@ -122,7 +123,9 @@ def test_the_same_model_measured_and_published_sits_side_by_side():
 def test_peers_with_an_empty_results_folder(tmp_path: Path):
     empty = tmp_path / "results"
     empty.mkdir()
-    result = runner.invoke(app, ["leaderboard", str(empty), "--peers", "Qwen/Qwen-14B", "--published", str(CONTENTS)])
+    result = runner.invoke(
+        app, ["leaderboard", str(empty), "--peers", "Qwen/Qwen-14B", "--published-contents", str(CONTENTS)]
+    )
     assert result.exit_code == 0 and "|Qwen/Qwen-14B|65.86|58.28|" in result.stdout
 
 
@@ -143,22 +146,28 @@ def test_peers_with_an_empty_results_folder(tmp_path: Path):
             ["--peers", "Qwen/Qwen-14B:4bit"],
             "error: the archive holds Qwen/Qwen-14B in float16, not in 4bit; give Qwen/Qwen-14B:float16",
         ),
-        (["--published", str(CONTENTS)], "error: --published is the table peers come from; give --peers too"),
+        (
+            ["--published-contents", str(CONTENTS)],
+            "error: --published-contents is the table peers come from; give --peers too",
+        ),
     ],
 )
 def test_bad_peers_are_one_line_and_write_nothing(tmp_path: Path, args, message):
     out = tmp_path / "board.md"
-    extra = [] if "--published" in args else ["--published", str(CONTENTS)]
-    result = runner.invoke(app, ["leaderboard", str(SAKURA), *args, *extra, "--out", str(out)])
+    extra = [] if "--published-contents" in args else ["--published-contents", str(CONTENTS)]
+    result = runner.invoke(app, ["leaderboard", str(SAKURA), *args, *extra, "--output", str(out)])
     assert result.exit_code == 1
     assert result.stderr.strip() == message
     assert not out.exists()
 
 
 def test_a_missing_published_file_is_one_line(tmp_path: Path):
-    result = runner.invoke(app, ["leaderboard", "--peers", "Qwen/Qwen-14B", "--published", str(tmp_path / "x.parquet")])
+    result = runner.invoke(
+        app, ["leaderboard", "--peers", "Qwen/Qwen-14B", "--published-contents", str(tmp_path / "x.parquet")]
+    )
     assert (
-        result.exit_code == 1 and result.stderr.strip() == f"error: --published {tmp_path / 'x.parquet'}: no such file"
+        result.exit_code == 1
+        and result.stderr.strip() == f"error: --published-contents {tmp_path / 'x.parquet'}: no such file"
     )
 
 
@@ -170,7 +179,7 @@ def test_card_update_peers_is_a_managed_section(tmp_path: Path):
     shutil.copy(SAKURA_CARD, readme)
     original = readme.read_text()
     peers = ["--peers", "kyujinpy/Sakura-SOLAR-Instruct-DPO-v2,kyujinpy/Sakura-SOLRCA-Instruct-DPO",
-             "--published", str(CONTENTS)]  # fmt: skip
+             "--published-contents", str(CONTENTS)]  # fmt: skip
     args = ["card", "update", str(readme), *peers]
     check = runner.invoke(app, [*args, "--check"])
     assert check.exit_code == 1 and "--peers kyujinpy/Sakura-SOLAR-Instruct-DPO-v2," in check.stderr
@@ -197,7 +206,7 @@ def test_from_leaderboard_on_the_bots_own_card_changes_nothing(tmp_path: Path):
     readme = tmp_path / "README.md"
     shutil.copy(SAKURA_CARD, readme)
     args = ["card", "update", str(readme), "--from-leaderboard", "kyujinpy/Sakura-SOLAR-Instruct",
-            "--published", str(CONTENTS)]  # fmt: skip
+            "--published-contents", str(CONTENTS)]  # fmt: skip
     result = runner.invoke(app, [*args, "--check"])
     assert result.exit_code == 0, result.output
     assert readme.read_bytes() == SAKURA_CARD.read_bytes()
@@ -218,14 +227,14 @@ def test_from_leaderboard_writes_what_the_bot_wrote(tmp_path: Path):
     readme = tmp_path / "README.md"
     readme.write_text(stripped_front + "---\n" + body[:bot_at])
     result = runner.invoke(app, ["card", "update", str(readme), "--from-leaderboard", "kyujinpy/Sakura-SOLAR-Instruct",
-                                 "--published", str(CONTENTS)])  # fmt: skip
+                                 "--published-contents", str(CONTENTS)])  # fmt: skip
     assert result.exit_code == 0, result.output
     new = readme.read_text()
     assert _front_matter(new) == _front_matter(original)
     ours = new.split(LEADERBOARD_START_MARKER + "\n", 1)[1].split(LEADERBOARD_END_MARKER, 1)[0]
     assert ours == body[bot_at:].rstrip(" \n") + "\n"
     again = runner.invoke(app, ["card", "update", str(readme), "--from-leaderboard", "kyujinpy/Sakura-SOLAR-Instruct",
-                                "--published", str(CONTENTS), "--check"])  # fmt: skip
+                                "--published-contents", str(CONTENTS), "--check"])  # fmt: skip
     assert again.exit_code == 0
 
 
@@ -233,14 +242,14 @@ def test_from_leaderboard_conflicts_are_one_line(tmp_path: Path):
     readme = tmp_path / "README.md"
     readme.write_text("# card\n")
     both = runner.invoke(app, ["card", "update", str(readme), "--results", str(SAKURA), "--from-leaderboard",
-                               "kyujinpy/Sakura-SOLAR-Instruct", "--published", str(CONTENTS)])  # fmt: skip
+                               "kyujinpy/Sakura-SOLAR-Instruct", "--published-contents", str(CONTENTS)])  # fmt: skip
     assert both.exit_code == 1
     assert (
         both.stderr.strip()
         == "error: --results and --from-leaderboard both write the card's model-index results; give one"
     )
     unknown = runner.invoke(app, ["card", "update", str(readme), "--from-leaderboard", "kyujinpy/Sakura",
-                                  "--published", str(CONTENTS)])  # fmt: skip
+                                  "--published-contents", str(CONTENTS)])  # fmt: skip
     assert unknown.exit_code == 1 and "kyujinpy/Sakura is not in the Open LLM Leaderboard's archive" in unknown.stderr
     assert readme.read_text() == "# card\n"
 
@@ -254,6 +263,6 @@ def test_the_docs_show_what_the_command_prints(monkeypatch: pytest.MonkeyPatch, 
     after = doc.split(command, 1)[1].split("\n\n| Model |", 1)[1]
     shown = ["| Model |" + after.split("\n\n", 1)[0]][0].splitlines()  # the table right below the command
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, [*command.split()[1:], "--published", str(CONTENTS)])
+    result = runner.invoke(app, [*command.split()[1:], "--published-contents", str(CONTENTS)])
     assert result.exit_code == 0, result.output
     assert [line for line in result.stdout.splitlines() if line.startswith("|")] == shown

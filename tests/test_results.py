@@ -221,6 +221,27 @@ def test_schema_1_files_are_migrated_as_lm_eval_protocol_runs():
     assert [round(100 * t.value, 2) for t in results.tasks] == [70.99, 88.42, 66.33, 71.79, 83.66, 65.2]
 
 
+@pytest.mark.parametrize(
+    ("backend", "model_args", "options"),
+    [
+        ("shared-prefix", {"generation": "transformers", "pack_tokens": "512", "trust_remote_code": "True"},
+         {"generation": "transformers", "pack_tokens": 512}),
+        ("shared-prefix", {}, {}),  # the defaults of its day, which the file does not say
+        ("lm-eval-hf", {"trust_remote_code": "True"}, {}),
+    ],
+)  # fmt: skip
+def test_schema_2_files_move_the_backends_options_out_of_the_model_args(tmp_path, backend, model_args, options):
+    """v3 records a backend's typed options apart from the model args, where v2 kept them (`generation=`)."""
+    raw = json.loads((FIXTURES / "results" / "kyujinpy__Sakura-SOLAR-Instruct" / "20240101T000000Z-0000" /
+                      "results.json").read_text())  # fmt: skip
+    assert raw["schema_version"] == 2 and "backend_options" not in raw["settings"]
+    raw["settings"] |= {"backend": backend, "model_args": {"pretrained": "x", **model_args}}
+    (tmp_path / "results.json").write_text(json.dumps(raw))
+    settings = read_results(tmp_path).settings
+    assert settings.backend_options == options
+    assert settings.model_args == {"pretrained": "x", **{k: v for k, v in model_args.items() if k not in options}}
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_run_folders_follow_the_umask(tmp_path: Path, umask: int):
     old = os.umask(umask)

@@ -45,7 +45,7 @@ def test_help_imports_no_model_library_pandas_or_hub():
         ["card", "render", str(SAKURA), "--format", "markdown"],
         ["compare", str(SAKURA), str(SAKURA)],
         ["run", "--help"],
-        ["leaderboard", "--peers", "Qwen/Qwen-14B", "--published", str(FIXTURES / "archive" / "contents.csv")],
+        ["leaderboard", "--peers", "Qwen/Qwen-14B", "--published-contents", str(FIXTURES / "archive" / "contents.csv")],
         ["compare", "leaderboard:HenryJJ/Instruct_Yi-6B_Dolly15K", str(SAKURA),
          "--published-results", str(FIXTURES / "archive" / "results")],
     ],

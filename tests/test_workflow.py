@@ -106,8 +106,10 @@ def _reads_and_writes(step: dict[str, Any]) -> tuple[set[str], set[str]]:
         positional = [w for i, w in enumerate(args) if not w.startswith("-") and not args[i - 1].startswith("--")]
         if command == "run":
             writes.add(args[args.index("--output-dir") + 1] if "--output-dir" in args else "results")
-        elif command in ("compare", "history", "leaderboard"):
+        elif command in ("compare", "leaderboard"):
             reads |= {_folder(w, script) for w in positional}
+        elif command == "history":  # history MODEL [RESULTS_DIR ...]
+            reads |= {_folder(w, script) for w in positional[1:]}
         elif command == "card" and "--results" in args:
             reads.add(_folder(args[args.index("--results") + 1], script))
     return reads, writes

@@ -18,6 +18,7 @@ from pathlib import Path
 from evalsuite.archive.contents import (
     PRECISION_ORDER,
     ContentsTable,
+    LeaderboardModel,
     PublishedEvaluation,
     contents_from_records,
     read_contents,
@@ -30,6 +31,7 @@ __all__ = [
     "TASK_KEYS",
     "ArchiveError",
     "ContentsTable",
+    "LeaderboardModel",
     "PublishedEvaluation",
     "PublishedResult",
     "PublishedScore",
@@ -41,19 +43,20 @@ __all__ = [
 ]
 
 
-def load_contents(published: Path | None = None) -> ContentsTable:
-    """The contents table: the local copy `published`, else the Hub's (cached)."""
-    if published is not None:
-        return read_contents(published)
+def load_contents(published_contents: Path | None = None) -> ContentsTable:
+    """The contents table: the local copy `published_contents`, else the Hub's (cached)."""
+    if published_contents is not None:
+        return read_contents(published_contents)
     from evalsuite.archive import hub
 
     return read_contents(hub.contents_file())
 
 
-def published_result(wanted: str, results_dir: Path | None = None) -> PublishedResult:
+def published_result(wanted: LeaderboardModel | str, results_dir: Path | None = None) -> PublishedResult:
     """What the leaderboard measured for `wanted` (`ORG/NAME` or `ORG/NAME:PRECISION`), from its results files:
     under `results_dir` (a copy laid out as the Hub's: `<org>/<name>/results_*.json`), else the Hub's (cached)."""
-    model, _, precision = wanted.partition(":")
+    asked = LeaderboardModel.of(wanted)
+    model, precision = asked.model, asked.precision
     if results_dir is not None:
         if not results_dir.is_dir():
             raise ArchiveError(f"{param('published_results')} {results_dir}: no such directory")
@@ -66,4 +69,4 @@ def published_result(wanted: str, results_dir: Path | None = None) -> PublishedR
         paths = hub.results_files(model)
         if not paths:
             raise ArchiveError(f"{model}: the leaderboard's archive holds no results file for it ({hub.RESULTS_REPO})")
-    return read_results_files(paths, model, precision or None)
+    return read_results_files(paths, model, precision)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from evalsuite.errors import ArchiveError, param
+from evalsuite.errors import ArchiveError, OptionError, param
 
 # The columns of the contents table evalsuite reads (the Hub's names); the six scores are the suite's columns.
 MODEL_COLUMN = "fullname"  # the model id (`Model` is an HTML link to it)
@@ -29,6 +29,34 @@ REQUIRED_COLUMNS = (MODEL_COLUMN, PRECISION_COLUMN, AVERAGE_COLUMN, DATE_COLUMN,
 # Which of a model's evaluations stands for it: full precision first (bfloat16, then float16), then the
 # quantized ones; among evaluations of one precision, the latest.
 PRECISION_ORDER = ("bfloat16", "float16", "8bit", "4bit", "GPTQ")
+
+
+@dataclass(frozen=True)
+class LeaderboardModel:
+    """A model as the leaderboard's archive is asked for it: `ORG/NAME`, or `ORG/NAME:PRECISION` for one of its
+    evaluations (the archive's precisions: bfloat16, float16, 8bit, 4bit, GPTQ)."""
+
+    model: str
+    precision: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, name: str | None = None, prefix: str = "") -> LeaderboardModel:
+        """The one parser of `ORG/NAME[:PRECISION]`. An error names the parameter `name` that was given `text`
+        (with `prefix` before it where the text came with one: `leaderboard:`)."""
+        model, colon, precision = text.partition(":")
+        org, slash, repo = model.partition("/")
+        if not (org and slash and repo) or "/" in repo or (colon and not precision) or ":" in precision:
+            shown = (f"{param(name)} " if name else "") + prefix + text
+            example = "" if prefix else "a Hub model id, "
+            raise OptionError(f"{shown}: give {example}{prefix}ORG/NAME or {prefix}ORG/NAME:PRECISION")
+        return cls(model, precision or None)
+
+    @classmethod
+    def of(cls, wanted: LeaderboardModel | str) -> LeaderboardModel:
+        return wanted if isinstance(wanted, LeaderboardModel) else cls.parse(wanted)
+
+    def __str__(self) -> str:
+        return self.model + (f":{self.precision}" if self.precision else "")
 
 
 @dataclass(frozen=True)
@@ -61,9 +89,10 @@ class ContentsTable:
     rows: tuple[PublishedEvaluation, ...]
     source: str
 
-    def select(self, wanted: str) -> PublishedEvaluation:
+    def select(self, wanted: LeaderboardModel | str) -> PublishedEvaluation:
         """The evaluation that stands for `wanted`: `ORG/NAME` (the rule above) or `ORG/NAME:PRECISION`."""
-        model, _, precision = wanted.partition(":")
+        asked = LeaderboardModel.of(wanted)
+        model, precision = asked.model, asked.precision
         mine = [r for r in self.rows if r.model == model] or [r for r in self.rows if r.model.lower() == model.lower()]
         if not mine:
             near = _near(model, {r.model for r in self.rows})
@@ -107,13 +136,15 @@ def _near(model: str, names: Iterable[str]) -> list[str]:
 def read_contents(path: Path) -> ContentsTable:
     """A local copy of the contents table: the Hub's parquet file, or a CSV with the same columns."""
     if not path.is_file():
-        raise ArchiveError(f"{param('published')} {path}: no such file")
+        raise ArchiveError(f"{param('published_contents')} {path}: no such file")
     import pandas as pd
 
     try:
         frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={SHA_COLUMN: str})
     except Exception as e:  # pandas and pyarrow raise many kinds for a file that is not a table
-        raise ArchiveError(f"{param('published')} {path}: not a parquet or CSV table ({type(e).__name__})") from e
+        raise ArchiveError(
+            f"{param('published_contents')} {path}: not a parquet or CSV table ({type(e).__name__})"
+        ) from e
     return contents_from_records(frame.to_dict("records"), str(path))
 
 

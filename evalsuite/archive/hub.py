@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evalsuite.errors import ArchiveError, param
+from evalsuite.errors import ArchiveError, HubError, param
 
 CONTENTS_REPO = "open-llm-leaderboard-old/contents"
 RESULTS_REPO = "open-llm-leaderboard-old/results"
@@ -13,7 +13,7 @@ RESULTS_REPO = "open-llm-leaderboard-old/results"
 
 def contents_file() -> Path:
     """The contents table's parquet file, from the Hub's cache (downloaded on first use)."""
-    folder = _snapshot(CONTENTS_REPO, ["data/*.parquet"])
+    folder = _snapshot(CONTENTS_REPO, ["data/*.parquet"], "published_contents", "the contents table")
     files = sorted(folder.glob("data/*.parquet"))
     if len(files) != 1:
         raise ArchiveError(f"{CONTENTS_REPO}: expected one parquet file under data/, found {len(files)}")
@@ -22,26 +22,27 @@ def contents_file() -> Path:
 
 def results_files(model: str) -> list[Path]:
     """The model's results files (`<org>/<model>/results_*.json`), from the Hub's cache."""
-    folder = _snapshot(RESULTS_REPO, [f"{model}/results_*.json"])
+    folder = _snapshot(RESULTS_REPO, [f"{model}/results_*.json"], "published_results", "its results files")
     return sorted((folder / model).glob("results_*.json"))
 
 
-def _snapshot(repo_id: str, patterns: list[str]) -> Path:
+def _snapshot(repo_id: str, patterns: list[str], local_copy: str, what: str) -> Path:
+    """The repo's files matching `patterns`; `local_copy` names the parameter that takes a copy of `what`."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
         return Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=patterns))
     except RepositoryNotFoundError as e:
-        raise ArchiveError(f"{repo_id}: not found on the Hub") from e
+        raise HubError(f"{repo_id}: not found on the Hub") from e
     except LocalEntryNotFoundError as e:  # offline (HF_HUB_OFFLINE=1, or the Hub unreachable) with no cache
-        raise ArchiveError(
+        raise HubError(
             f"the leaderboard's archive ({repo_id}) is not in the Hugging Face cache and the Hub cannot be "
-            f"reached; run once where it can, or pass {param('published')} with a copy of the contents table"
+            f"reached; run once where it can, or pass {param(local_copy)} with a copy of {what}"
         ) from e
     except Exception as e:  # the Hub down or rate-limiting: the library's error, on one line
         why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
-        raise ArchiveError(
+        raise HubError(
             f"the leaderboard's archive ({repo_id}) could not be read from the Hub ({why}); pass "
-            f"{param('published')} with a copy of the contents table"
+            f"{param(local_copy)} with a copy of {what}"
         ) from e

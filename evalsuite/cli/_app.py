@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
 from evalsuite._version import __version__
 from evalsuite.cli.logs import setup_logging
-from evalsuite.errors import EvalsuiteError
+from evalsuite.errors import EvalsuiteError, OptionError, in_terms
 
 # Locals can hold HF tokens: never print them in tracebacks. Help is click's plain text (rich_markup_mode=None):
 # rich's panels cut long option values and descriptions with "…" on an 80-column terminal.
@@ -49,6 +51,34 @@ def error_line(error: EvalsuiteError) -> str:
     return "error: " + " ".join(error.message(flag).split())
 
 
+def say(message: str) -> None:
+    """One of evalsuite's progress lines on stderr, a parameter it names written as its flag."""
+    typer.echo(in_terms(message, flag), err=True)
+
+
+# Old spellings of options, kept hidden for one release (docs/commands.md lists the new ones).
+REMOVED_IN = "evalsuite 0.5"
+
+T = TypeVar("T")
+
+
+def renamed(new: T | None, old: T | None, new_flag: str, old_flag: str) -> T | None:
+    """The value of an option given under its name or under its old, hidden one (which says so on stderr);
+    both at once is an error."""
+    if old is None:
+        return new
+    if new is not None:
+        raise OptionError(f"{old_flag} is the old name of {new_flag}; give {new_flag} only")
+    typer.echo(f"warning: {old_flag} is deprecated (removed in {REMOVED_IN}): use {new_flag}", err=True)
+    return old
+
+
+def refuse_unless(applies: bool, given: bool, option: str, why: str) -> None:
+    """An option that does not apply is refused, never ignored: `option` was `given` where it does not apply."""
+    if given and not applies:
+        raise OptionError(f"{option} {why}")
+
+
 def errors_exit_with(code: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Turn EvalsuiteError into `error: <message>` on stderr and exit `code` (EVALSUITE_DEBUG=1: the traceback,
     the causes included)."""
@@ -77,6 +107,16 @@ def _version(value: bool) -> None:
         typer.echo(f"evalsuite {__version__}")
         raise typer.Exit()
 
+
+class DataFormat(StrEnum):
+    """`--format` of commands that print data: a table for people, JSON for programs."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
+FormatOpt = Annotated[DataFormat, typer.Option("--format", help="table for people, json for programs.")]
+OldOutputOpt = Annotated[Path | None, typer.Option("--out", hidden=True)]  # --output before evalsuite 0.4
 
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Also show lm-eval's, transformers' and datasets' logs and bars.")

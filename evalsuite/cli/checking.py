@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from evalsuite.cli._app import app, one_line_errors
+from evalsuite.cli._app import app, one_line_errors, say
 from evalsuite.contamination import ORIGINAL_TASKS
-from evalsuite.settings import BatchSize, Dtype
+from evalsuite.settings import BatchSize, Dtype, Seeds
 
 
 @app.command("contamination")
@@ -28,7 +28,13 @@ def contamination(
     neighbours: Annotated[int, typer.Option(help="Neighbours sampled per item.")] = 100,
     prefix_ratio: Annotated[float, typer.Option(help="Share of an item's words its neighbours start from.")] = 0.4,
     threshold: Annotated[float, typer.Option(help="r(x) below this counts an item.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Item shuffle (random.seed) and neighbour sampling seed.")] = 0,
+    seed: Annotated[
+        str,
+        typer.Option(
+            help="Seeds as `evalsuite run` takes them, each 0 to 2^32-1: one int for all four, or "
+            "random,numpy,torch,fewshot; the random seed shuffles the items, the torch seed samples the neighbours."
+        ),
+    ] = "0",
     batch_size: Annotated[
         str, typer.Option(help="Rows per forward pass when scoring neighbours: an int, or 'auto' (as many as fit).")
     ] = "32",
@@ -37,6 +43,12 @@ def contamination(
     ] = True,
     dtype: Annotated[str | None, typer.Option(help="float32 (CPU default), bfloat16 (CUDA default), float16.")] = None,
     device: Annotated[str | None, typer.Option(help="Torch device. Default: cuda if available.")] = None,
+    model_args: Annotated[
+        str | None,
+        typer.Option(
+            help="Both models' from_pretrained arguments, k=v,k2=v2 (e.g. trust_remote_code=True), as for `run`."
+        ),
+    ] = None,
     output_dir: Annotated[Path, typer.Option(help="Where <org>__<name>/contamination-<id>/ is written.")] = Path(
         "results"
     ),
@@ -58,13 +70,14 @@ def contamination(
         neighbours=neighbours,
         prefix_ratio=prefix_ratio,
         threshold=threshold,
-        seed=seed,
+        seeds=Seeds.parse(seed),
         batch_size=BatchSize.parse(batch_size, allow_reprobes=False),  # the check re-probes nothing
         shared_prefix=shared_prefix,
         dtype=Dtype.parse(dtype) if dtype is not None else None,
         device=device,
+        model_args=model_args,
         output_dir=output_dir,
     )
-    outcome = run_contamination(request, progress=lambda message: typer.echo(message, err=True))
+    outcome = run_contamination(request, progress=say)
     typer.echo(format_contamination(outcome.results))
     typer.echo(f"results: {outcome.folder}")

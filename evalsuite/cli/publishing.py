@@ -1,4 +1,5 @@
-"""`evalsuite card render|update` and `evalsuite leaderboard`."""
+"""`evalsuite card render|update` and `evalsuite leaderboard`: options in, the publish library's calls, output
+out (what a card update writes is decided by evalsuite.publish.card_update)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from evalsuite.cli._app import app, card_app, one_line_errors
-from evalsuite.errors import CardError, LeaderboardError
+from evalsuite.cli._app import OldOutputOpt, app, card_app, one_line_errors, refuse_unless, renamed
+from evalsuite.errors import CardError, LeaderboardError, OptionError
 from evalsuite.publish.leaderboard import BoardFormat
 
 if TYPE_CHECKING:
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
     from evalsuite.archive import PublishedEvaluation
     from evalsuite.publish.benchmarks import Benchmarks
+    from evalsuite.publish.card_update import CardUpdateRequest
     from evalsuite.publish.model_index import CardSource
     from evalsuite.results import SuiteResults
     from evalsuite.suite import SuiteSpec
@@ -41,56 +43,42 @@ PeersOpt = Annotated[
         show_default=False,
     ),
 ]
-PublishedOpt = Annotated[
+PublishedContentsOpt = Annotated[
     Path | None,
     typer.Option(
+        "--published-contents",
         help="A local copy of the leaderboard's contents table (its parquet, or a CSV with its columns). "
         "Default: open-llm-leaderboard-old/contents from the Hub (cached; works offline once cached).",
         show_default=False,
     ),
 ]
+OldPublishedOpt = Annotated[Path | None, typer.Option("--published", hidden=True)]  # before evalsuite 0.4
 
 
 def _peer_ids(peers: list[str] | None) -> list[str]:
-    """`--peers A,B --peers C` as [A, B, C], each checked to be ORG/NAME[:PRECISION]."""
-    ids = [item.strip() for given in peers or [] for item in given.split(",") if item.strip()]
-    for peer in ids:
-        model, _, precision = peer.partition(":")
-        org, slash, name = model.partition("/")
-        if not (org and slash and name) or "/" in name or (":" in peer and not precision):
-            raise LeaderboardError(f"--peers {peer}: give a Hub model id, ORG/NAME or ORG/NAME:PRECISION")
-    return ids
+    """`--peers A,B --peers C` as [A, B, C]."""
+    return [item.strip() for given in peers or [] for item in given.split(",") if item.strip()]
 
 
-def _peers(peers: list[str] | None, published: Path | None) -> list[PublishedEvaluation]:
+def _peers(peers: list[str] | None, published_contents: Path | None) -> list[PublishedEvaluation]:
     """The leaderboard's row for each peer (nothing read when there are none)."""
-    ids = _peer_ids(peers)
-    if not ids:
-        if published is not None:
-            raise LeaderboardError("--published is the table peers come from; give --peers too")
-        return []
-    from evalsuite.archive import load_contents
+    from evalsuite.archive import LeaderboardModel, load_contents
 
-    contents = load_contents(published)
-    return [contents.select(peer) for peer in ids]
+    wanted = [LeaderboardModel.parse(peer, "peers") for peer in _peer_ids(peers)]
+    if not wanted:
+        if published_contents is not None:
+            raise OptionError("--published-contents is the table peers come from; give --peers too")
+        return []
+    contents = load_contents(published_contents)
+    return [contents.select(peer) for peer in wanted]
 
 
 def _source(name: str | None, url: str | None) -> CardSource | None:
     from evalsuite.publish.model_index import CardSource
 
     if (name is None) != (url is None):
-        raise CardError("--source-name and --source-url go together")
+        raise OptionError("--source-name and --source-url go together")
     return CardSource(name=name, url=url) if name and url else None
-
-
-def _read_run(path: Path) -> SuiteResults:
-    """A run for a card; a model's results folder means its newest complete run (said on stderr)."""
-    from evalsuite.results import locate_run, read_results
-
-    run, note = locate_run(path, newest_complete=True)
-    if note:
-        typer.echo(note, err=True)
-    return read_results(run)
 
 
 class CardFormat(StrEnum):
@@ -120,29 +108,37 @@ def card_render(
     """Print a run's model-index YAML, its `.eval_results` YAML or its Markdown results table (or a
     contamination check's table)."""
     from evalsuite.publish.card import check_publishable, render_contamination, render_markdown
-    from evalsuite.results import is_contamination, read_contamination
+    from evalsuite.results import is_contamination, read_contamination, read_run
     from evalsuite.suite import load_suite
 
+    source = _source(source_name, source_url)
+    refuse_unless(format is CardFormat.MODEL_INDEX, model_name is not None, "--model-name",
+                  "names the model-index entry; it goes with --format model-index")  # fmt: skip
+    refuse_unless(format is not CardFormat.MARKDOWN, source is not None, "--source-name/--source-url",
+                  "are the source of model-index and .eval_results entries; the Markdown section has none")  # fmt: skip
     if is_contamination(results_path):
         if format is not CardFormat.MARKDOWN:
             raise CardError(f"{results_path}: a contamination check has no {format.value} form; use --format markdown")
+        refuse_unless(False, allow_partial or allow_not_comparable, "--allow-partial/--allow-not-comparable",
+                      "publish runs; a contamination check has neither")  # fmt: skip
         typer.echo(render_contamination(read_contamination(results_path)), nl=False)
         return
-    results = _read_run(results_path)
-    suite = load_suite()
+    run = read_run(results_path, newest_complete=True)
+    if run.chosen:
+        typer.echo(run.chosen, err=True)
+    results, suite = run.results, load_suite()
     # the Markdown section marks tasks that are not comparable, and says why; model-index entries cannot
     check_publishable(results, suite, allow_partial, allow_not_comparable or format is CardFormat.MARKDOWN)
     if format is CardFormat.MODEL_INDEX:
         from evalsuite.publish.model_index import render_model_index
 
-        typer.echo(render_model_index(results, suite, model_name, _source(source_name, source_url)), nl=False)
+        typer.echo(render_model_index(results, suite, model_name, source), nl=False)
     elif format is CardFormat.EVAL_RESULTS:
         from evalsuite.publish import benchmarks
 
         found = benchmarks.from_spec(suite)
         for note in found.notes:
             typer.echo(note, err=True)
-        source = _source(source_name, source_url)
         typer.echo(_eval_results_entries(results, suite, found, source, "use another --format")[1], nl=False)
     else:
         typer.echo(render_markdown(results, suite), nl=False)
@@ -176,7 +172,9 @@ def card_update(
     ] = None,
     check: Annotated[bool, typer.Option(help="Change nothing; exit 1 if the README is out of date.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Change nothing; print the diff.")] = False,
-    push: Annotated[str | None, typer.Option(help="Also upload the README to this Hub model repo.")] = None,
+    push: Annotated[
+        str | None, typer.Option(help="Also upload the README (and the .eval_results file) to this Hub model repo.")
+    ] = None,
     create_pr: Annotated[bool, typer.Option(help="With --push: open a pull request instead of committing.")] = False,
     allow_partial: AllowPartialOpt = False,
     allow_not_comparable: AllowNotComparableOpt = False,
@@ -192,7 +190,8 @@ def card_update(
             show_default=False,
         ),
     ] = None,
-    published: PublishedOpt = None,
+    published_contents: PublishedContentsOpt = None,
+    published: OldPublishedOpt = None,
     with_eval_results: Annotated[
         bool,
         typer.Option(
@@ -207,129 +206,72 @@ def card_update(
     `.eval_results` file), a contamination check's section, a table beside
     the leaderboard's published peers (--peers), or the leaderboard's own published numbers
     (--from-leaderboard) into README.md, leaving the rest as it was."""
-    from evalsuite.publish import leaderboard as board
-    from evalsuite.publish.card import (
-        check_publishable,
-        diff,
-        read_readme,
-        update_contamination,
-        update_from_leaderboard,
-        update_peers,
-        update_readme,
-        write_readme,
+    from evalsuite.archive import LeaderboardModel
+    from evalsuite.publish.card_update import (
+        CardUpdateRequest,
+        plan_card_update,
+        read_card_inputs,
+        write_card_update,
     )
-    from evalsuite.results import is_contamination, read_contamination
-    from evalsuite.suite import load_suite
 
-    if results_path is None and contamination_path is None and not peers and from_leaderboard is None:
-        raise CardError("give --results RUN, --contamination CHECK, --peers MODELS or --from-leaderboard MODEL")
-    if results_path is not None and from_leaderboard is not None:
-        raise CardError("--results and --from-leaderboard both write the card's model-index results; give one")
-    if from_leaderboard is not None and (source_name or source_url):
-        raise CardError("--from-leaderboard's source is the leaderboard; leave out --source-name/--source-url")
-    if create_pr and not push:
-        raise CardError("--create-pr needs --push REPO_ID")
-    if with_eval_results and results_path is None:
-        raise CardError("--eval-results writes a run's results; give --results RUN")
-    peer_ids = _peer_ids(peers)
-    if from_leaderboard is not None:
-        _peer_ids([from_leaderboard])  # the same ORG/NAME[:PRECISION] check
-    if published is not None and not peer_ids and from_leaderboard is None:
-        raise CardError("--published is the table peers come from; give --peers or --from-leaderboard too")
-    results = contamination = None
-    suite = load_suite()
-    if results_path is not None:
-        results = _read_run(results_path)
-        check_publishable(results, suite, allow_partial, allow_not_comparable)
-    if contamination_path is not None:
-        if not is_contamination(contamination_path):
-            raise CardError(f"--contamination {contamination_path}: not a contamination check's folder or file")
-        contamination = read_contamination(contamination_path)
-    published_row = peer_rows = None
-    if peer_ids or from_leaderboard is not None:
-        from evalsuite.archive import load_contents
-
-        contents = load_contents(published)
-        peer_rows = board.peer_rows([contents.select(peer) for peer in peer_ids], suite) if peer_ids else None
-        published_row = contents.select(from_leaderboard) if from_leaderboard is not None else None
-    if results is not None and contamination is not None and results.model.id != contamination.target.id:
-        raise CardError(
-            f"--results is a run of {results.model.id} but --contamination checked {contamination.target.id}; "
-            "give files of the same model"
-        )
-    old = read_readme(readme)
-    new = old
-    if results is not None:
-        new = update_readme(new, results, suite, model_name, _source(source_name, source_url))
-    if contamination is not None:
-        new = update_contamination(new, contamination)
-    if published_row is not None:
-        new = update_from_leaderboard(new, published_row, suite, model_name)
-    if peer_rows is not None:
-        measured = board.leaderboard_rows([results], suite) if results is not None else []
-        new = update_peers(new, board.render_compact(board.ranked(measured + peer_rows)))
-    # the `.eval_results` file: (path in the repo, local path, old text, new text), all made before anything is written
-    extra: tuple[str, Path, str, str] | None = None
-    if with_eval_results and results is not None:
-        from evalsuite.publish import benchmarks, eval_results
-
-        found = benchmarks.from_hub(suite)
-        for note in found.notes:
-            typer.echo(note, err=True)
-        source = _source(source_name, source_url)
-        items, _ = _eval_results_entries(results, suite, found, source, "leave out --eval-results")
-        in_repo = eval_results.file_name(results)
-        local = readme.parent / in_repo
-        old_file = eval_results.read_file(local)
-        owned = {s.hub_benchmark.dataset_id for s in suite.tasks if s.hub_benchmark}
-        extra = (in_repo, local, old_file, eval_results.updated_file(old_file, items, owned, found.not_benchmarks))
+    published_contents = renamed(published_contents, published, "--published-contents", "--published")
+    refuse_unless(bool(push), create_pr, "--create-pr", "needs --push REPO_ID")
+    refuse_unless(not dry_run, check, "--check", "and --dry-run both change nothing; give one")
+    refuse_unless(
+        not (check or dry_run), bool(push), "--push", "uploads the updated README; leave out --check/--dry-run"
+    )
+    request = CardUpdateRequest(
+        readme=readme,
+        results=results_path,
+        contamination=contamination_path,
+        peers=[LeaderboardModel.parse(peer, "peers") for peer in _peer_ids(peers)],
+        from_leaderboard=LeaderboardModel.parse(from_leaderboard, "from_leaderboard") if from_leaderboard else None,
+        published_contents=published_contents,
+        eval_results=with_eval_results,
+        allow_partial=allow_partial,
+        allow_not_comparable=allow_not_comparable,
+        model_name=model_name,
+        source=_source(source_name, source_url),
+    )
+    update = plan_card_update(request, read_card_inputs(request))
+    for note in update.notes:
+        typer.echo(note, err=True)
+    files = " and ".join(str(f.path) for f in update.files)
     if check:
-        stale = [str(readme)] if new != old else []
-        if extra and extra[2] != extra[3]:
-            stale.append(str(extra[1]))
-        if stale:
-            given = "".join(
-                f" {option} {value}"
-                for option, value in (
-                    ("--results", results_path), ("--contamination", contamination_path),
-                    ("--peers", ",".join(peer_ids)), ("--from-leaderboard", from_leaderboard),
-                    ("--published", published),
-                )
-                if value
-            )  # fmt: skip
-            given += " --eval-results" if extra else ""
+        if stale := update.stale:
+            given = " ".join(_given_options(request))
             typer.echo(
-                f"{' and '.join(stale)} {'is' if len(stale) == 1 else 'are'} out of date; run "
-                f"`evalsuite card update {readme}{given}`",
+                f"{' and '.join(str(f.path) for f in stale)} {'is' if len(stale) == 1 else 'are'} out of date; run "
+                f"`evalsuite card update {readme} {given}`",
                 err=True,
             )
             raise typer.Exit(1)
-        typer.echo(f"{readme}{' and ' + str(extra[1]) if extra else ''} up to date", err=True)
+        typer.echo(f"{files} up to date", err=True)
         return
     if dry_run:
-        typer.echo(diff(old, new, readme), nl=False)
-        if extra:
-            typer.echo(diff(extra[2], extra[3], extra[1], label=extra[0]), nl=False)
+        typer.echo(update.diff(), nl=False)
         return
-    if extra:
-        from evalsuite.publish.eval_results import write_file
-
-        in_repo, local, old_file, new_file = extra
-        if new_file != old_file:
-            write_file(local, new_file)
-            typer.echo(f"wrote {local}", err=True)
-        else:
-            typer.echo(f"{local} already up to date", err=True)
-    if new != old:
-        write_readme(readme, new)
-        typer.echo(f"updated {readme}", err=True)
-    else:
-        typer.echo(f"{readme} already up to date", err=True)
+    for line in write_card_update(update):
+        typer.echo(line, err=True)
     if push:
         from evalsuite.publish.hub import push_files
 
-        files = {"README.md": readme, **({extra[0]: extra[1]} if extra else {})}
-        typer.echo(f"pushed: {push_files(files, push, create_pr)}", err=True)
+        pushed = push_files({f.in_repo: f.path for f in update.files}, push, create_pr)
+        typer.echo(f"pushed: {pushed}", err=True)
+
+
+def _given_options(request: CardUpdateRequest) -> list[str]:
+    """The options that say what the update writes, as the user gave them (for the line `--check` prints)."""
+    given = [
+        ("--results", request.results),
+        ("--contamination", request.contamination),
+        ("--peers", ",".join(str(p) for p in request.peers)),
+        ("--from-leaderboard", request.from_leaderboard),
+        ("--published-contents", request.published_contents),
+    ]
+    return [f"{option} {value}" for option, value in given if value] + (
+        ["--eval-results"] if request.eval_results else []
+    )
 
 
 @app.command("leaderboard")
@@ -338,14 +280,27 @@ def leaderboard(
     results_dirs: Annotated[
         list[Path] | None, typer.Argument(help="Results folders or files (default: results/).", show_default=False)
     ] = None,
-    format: Annotated[BoardFormat, typer.Option("--format")] = BoardFormat.MARKDOWN,
-    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    format: Annotated[
+        BoardFormat,
+        typer.Option(
+            "--format",
+            help="markdown, csv, html (a sortable page), compact (the card's `| Model | H6 | Model Size |` table) or "
+            "json (every row, for programs).",
+        ),
+    ] = BoardFormat.MARKDOWN,
+    output: Annotated[Path | None, typer.Option("--output", help="Write to this file instead of stdout.")] = None,
     complete_only: Annotated[bool, typer.Option(help="Leave partial runs out (else they are marked).")] = False,
     model_size: Annotated[
-        bool, typer.Option(help="Add a Model Size column from the parameter count (peers: the leaderboard's).")
+        bool,
+        typer.Option(
+            help="Add a Model Size column from the parameter count (peers: the leaderboard's); compact and json "
+            "always have it."
+        ),
     ] = False,
     peers: PeersOpt = None,
-    published: PublishedOpt = None,
+    published_contents: PublishedContentsOpt = None,
+    out: OldOutputOpt = None,
+    published: OldPublishedOpt = None,
 ) -> None:
     """Rank the latest run of each (model, revision, dtype) by H6 average; a Contamination column shows each
     model's latest `evalsuite contamination` check when the folders hold any. --peers adds the Open LLM
@@ -356,21 +311,25 @@ def leaderboard(
     from evalsuite.results import find_contamination
     from evalsuite.suite import load_suite
 
-    if out is not None and not out.parent.is_dir():
-        raise LeaderboardError(f"--out {out}: folder {out.parent} does not exist")
+    output = renamed(output, out, "--output", "--out")
+    published_contents = renamed(published_contents, published, "--published-contents", "--published")
+    refuse_unless(format not in (BoardFormat.COMPACT, BoardFormat.JSON), model_size, "--model-size",
+                  f"adds a column --format {format.value} always has; leave it out")  # fmt: skip
+    if output is not None and not output.parent.is_dir():
+        raise OptionError(f"--output {output}: folder {output.parent} does not exist")
     suite = load_suite()
-    peer_rows = board.peer_rows(_peers(peers, published), suite)
+    peer_rows = board.peer_rows(_peers(peers, published_contents), suite)
     dirs = _board_dirs(results_dirs, peers_only=bool(peer_rows))
     runs = board.latest_runs(_runs(dirs, peers_only=bool(peer_rows)), include_partial=not complete_only)
     if not runs and not peer_rows:
         raise LeaderboardError("no complete runs to rank; drop --complete-only to show partial ones")
     rows = board.ranked(board.leaderboard_rows(runs, suite, find_contamination(dirs)) + peer_rows)
     text = board.render_leaderboard(rows, suite, format, with_size=model_size)
-    if out is None:
+    if output is None:
         typer.echo(text, nl=False)
         return
-    write_text_atomic(out, text)
-    typer.echo(f"wrote {out}", err=True)
+    write_text_atomic(output, text)
+    typer.echo(f"wrote {output}", err=True)
 
 
 def _board_dirs(results_dirs: list[Path] | None, peers_only: bool) -> list[Path]:

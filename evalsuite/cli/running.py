@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
-from evalsuite.cli._app import VerboseOpt, app, data_app, one_line_errors
+from evalsuite.cli._app import (
+    DataFormat,
+    FormatOpt,
+    OldOutputOpt,
+    VerboseOpt,
+    app,
+    data_app,
+    one_line_errors,
+    renamed,
+    say,
+)
 from evalsuite.cli.logs import setup_logging
 from evalsuite.cli.verbosity import asks_verbose
 from evalsuite.errors import OutputDirError, SuiteConfigError
@@ -21,9 +31,8 @@ from evalsuite.suite import load_suite, parse_protocol
 if TYPE_CHECKING:
     from evalsuite.run import TaskPrompts
 
+_progress = say  # evalsuite's progress lines, on stderr
 
-def _progress(message: str) -> None:
-    typer.echo(message, err=True)
 
 
 TasksOpt = Annotated[
@@ -81,7 +90,7 @@ def run(
         typer.Option(
             help="Rows per forward pass: N, auto or auto:N; for GSM8K, requests decoding at once. auto: the "
             "shared-prefix backend starts at 64 rows and halves on out-of-memory, and sizes GSM8K's from the free "
-            "memory; lm-eval-hf lets lm-eval probe (auto:N: again N times). Recorded."
+            "memory; lm-eval-hf lets lm-eval probe (auto:N, lm-eval-hf only: again N times). Recorded."
         ),
     ] = "8",
     dtype: Annotated[
@@ -110,9 +119,9 @@ def run(
     model_args: Annotated[
         str | None,
         typer.Option(
-            help="Extra lm-eval HF model args, k=v,k2=v2 (e.g. trust_remote_code=True): HFLM's arguments, "
-            "from_pretrained's keywords, a local model's config.json attributes, pack_tokens (shared-prefix). "
-            "Others, and keys with an option of their own, are refused before the model loads."
+            help="The model's arguments, k=v,k2=v2 (e.g. trust_remote_code=True): for the built-in backends "
+            "HFLM's arguments, from_pretrained's keywords and a local model's config.json attributes. Others, and "
+            "keys with an option of their own, are refused before the model loads."
         ),
     ] = None,
     add_bos_token: Annotated[
@@ -126,12 +135,20 @@ def run(
         ),
     ] = None,
     backend: Annotated[
-        Backend,
+        str,
         typer.Option(
-            help="shared-prefix: each shared few-shot prefix is forwarded once (same choices as lm-eval, "
-            "log-likelihoods equal to float rounding); lm-eval-hf: lm-eval's HF model, request by request."
+            help="How the model runs. shared-prefix: each shared few-shot prefix is forwarded once (same choices "
+            "as lm-eval, log-likelihoods equal to float rounding); lm-eval-hf: lm-eval's HF model, request by "
+            "request; or a registered backend (docs/backends-and-gpus.md). Recorded."
         ),
-    ] = Backend.SHARED_PREFIX,
+    ] = Backend.SHARED_PREFIX.value,
+    backend_options: Annotated[
+        str | None,
+        typer.Option(
+            help="The backend's options, k=v,k2=v2; shared-prefix: pack_tokens=N (tokens per packed row, 1024), "
+            "generation=evalsuite|transformers (what decodes GSM8K). Checked before the model loads; recorded."
+        ),
+    ] = None,
     protocol: ProtocolOpt = "leaderboard-v1",
     verbose: VerboseOpt = False,
 ) -> None:
@@ -165,6 +182,7 @@ def run(
         add_bos_token=add_bos_token,
         preset=preset,
         backend=backend,
+        backend_options=backend_options,
         protocol=parse_protocol(protocol),
     )
     try:
@@ -196,9 +214,10 @@ def prompts(
     limit: LimitOpt = None,
     data_dir: DataDirOpt = None,
     protocol: ProtocolOpt = "leaderboard-v1",
-    out: Annotated[
-        Path | None, typer.Option(help="Write the JSON lines to this file (atomically) instead of stdout.")
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write the JSON lines to this file (atomically) instead of stdout.")
     ] = None,
+    out: OldOutputOpt = None,
 ) -> None:
     """Print the requests `evalsuite run` sends, as JSON lines; needs no model (no weights, no tokenizer).
 
@@ -209,11 +228,12 @@ def prompts(
     from evalsuite.files import replacing
     from evalsuite.run import PromptsRequest, build_prompts
 
+    out = renamed(output, out, "--output", "--out")
     request = PromptsRequest(tasks=_task_keys(tasks), limit=limit, data_dir=data_dir, protocol=parse_protocol(protocol))
     if out is not None and out.is_dir():
-        raise OutputDirError(f"--out {out}: is a directory; give a file path")
+        raise OutputDirError(f"--output {out}: is a directory; give a file path")
     if out is not None and not out.parent.is_dir():
-        raise OutputDirError(f"--out {out}: folder {out.parent} does not exist")
+        raise OutputDirError(f"--output {out}: folder {out.parent} does not exist")
     built = build_prompts(request, progress=_progress)  # checks the request before anything is written
     if out is None:
         _write_prompts(built, sys.stdout)
@@ -222,7 +242,7 @@ def prompts(
         with replacing(out) as tmp, tmp.open("w", encoding="utf-8") as f:
             _write_prompts(built, f)
     except OSError as e:
-        raise OutputDirError(f"--out {out}: cannot write ({e.strerror or e})") from e
+        raise OutputDirError(f"--output {out}: cannot write ({e.strerror or e})") from e
     typer.echo(f"prompts: {out}", err=True)
 
 
@@ -239,14 +259,18 @@ def _write_prompts(built: Iterator[TaskPrompts], stream: TextIO) -> None:
 @app.command("tasks")
 @one_line_errors
 def list_tasks(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the suite spec as JSON.")] = False,
+    format: FormatOpt = DataFormat.TABLE,
     protocol: ProtocolOpt = "leaderboard-v1",
+    as_json: Annotated[bool, typer.Option("--json", hidden=True)] = False,  # before evalsuite 0.4
 ) -> None:
-    """Print the suite as a protocol runs it: each task's lm-eval task, shots, exemplars, metric and dataset."""
+    """Print the suite as a protocol runs it: each task's lm-eval task, shots, exemplars, metric and dataset
+    (--format json: the suite spec)."""
     from evalsuite.cli.tables import format_suite
 
+    if renamed(None, "json" if as_json else None, "--format json", "--json"):
+        format = DataFormat.JSON
     suite = load_suite().for_protocol(parse_protocol(protocol))
-    if as_json:
+    if format is DataFormat.JSON:
         typer.echo(json.dumps(suite.model_dump(mode="json"), indent=2))
     else:
         typer.echo(format_suite(suite))

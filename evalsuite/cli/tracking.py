@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from evalsuite.cli._app import app, errors_exit_with
+from evalsuite.cli._app import DataFormat, FormatOpt, app, errors_exit_with, refuse_unless, renamed
 from evalsuite.errors import OptionError
 
 
@@ -18,11 +19,8 @@ class CompareFormat(StrEnum):
     JSON = "json"
 
 
-def _run_dir(path: Path) -> Path:
-    return path.parent if path.is_file() else path
-
-
 LEADERBOARD_PREFIX = "leaderboard:"
+DEFAULT_ALPHA = 0.05
 
 
 @app.command("compare")
@@ -37,8 +35,18 @@ def compare(
         ),
     ],
     candidate: Annotated[Path, typer.Argument(help="Candidate results.json or run folder.", show_default=False)],
-    alpha: Annotated[float, typer.Option(help="Significance level of the per-task tests.")] = 0.05,
-    max_drop: Annotated[float, typer.Option(help="Significant drops up to this many points still pass.")] = 0.0,
+    alpha: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Significance level of the per-task tests (two runs; default {DEFAULT_ALPHA}).", show_default=False
+        ),
+    ] = None,
+    max_drop: Annotated[
+        float | None,
+        typer.Option(
+            help="Significant drops up to this many points still pass (two runs; default 0).", show_default=False
+        ),
+    ] = None,
     format: Annotated[CompareFormat, typer.Option("--format")] = CompareFormat.TABLE,
     published_results: Annotated[
         Path | None,
@@ -56,27 +64,29 @@ def compare(
     With leaderboard:MODEL: exit 0 when every task is within noise of the leaderboard's result, 1 when one is
     not."""
     from evalsuite.cli.tables import format_comparison
-    from evalsuite.results import locate_run, read_results
+    from evalsuite.results import read_run
     from evalsuite.track.compare import compare_runs
 
     if str(candidate).startswith(LEADERBOARD_PREFIX):
         raise OptionError(f"{candidate}: the leaderboard's result goes first: compare {candidate} RUN")
     if baseline.startswith(LEADERBOARD_PREFIX):
+        # the leaderboard comparison has its own noise rule (docs/archive.md): the tests' options do not apply
+        refuse_unless(False, alpha is not None or max_drop is not None, "--alpha and --max-drop",
+                      "judge two runs of evalsuite; leaderboard:MODEL is judged against the noise of both "
+                      "measurements (docs/archive.md)")  # fmt: skip
         _against_leaderboard(baseline.removeprefix(LEADERBOARD_PREFIX), candidate, published_results,
                              allow_partial, format)  # fmt: skip
         return
     if published_results is not None or allow_partial:
         raise OptionError("--published-results and --allow-partial go with a leaderboard:MODEL baseline")
+    alpha = DEFAULT_ALPHA if alpha is None else alpha
+    max_drop = 0.0 if max_drop is None else max_drop
     if not 0 < alpha < 1:
         raise OptionError(f"--alpha {alpha}: give a level between 0 and 1")
     if max_drop < 0:
         raise OptionError(f"--max-drop {max_drop}: give a number of points >= 0")
-    baseline_run, _ = locate_run(Path(baseline), newest_complete=False)  # a model's folder: say which runs it holds
-    candidate, _ = locate_run(candidate, newest_complete=False)
-    result = compare_runs(
-        read_results(baseline_run), _run_dir(baseline_run), read_results(candidate), _run_dir(candidate), alpha,
-        max_drop,
-    )  # fmt: skip
+    # a model's folder: say which runs it holds
+    result = compare_runs(read_run(Path(baseline)), read_run(candidate), alpha, max_drop)
     if format is CompareFormat.JSON:
         typer.echo(result.model_dump_json(indent=2))
     else:
@@ -89,19 +99,15 @@ def _against_leaderboard(
     wanted: str, candidate: Path, published_results: Path | None, allow_partial: bool, format: CompareFormat
 ) -> None:
     """`compare leaderboard:MODEL RUN`: the run beside the leaderboard's own result (track/reproduce.py)."""
-    from evalsuite.archive import published_result
+    from evalsuite.archive import LeaderboardModel, published_result
     from evalsuite.cli.tables import format_reproduction
-    from evalsuite.results import locate_run, read_results
+    from evalsuite.results import read_run
     from evalsuite.suite import load_suite
     from evalsuite.track.reproduce import reproduce
 
-    model, _, precision = wanted.partition(":")
-    if model.count("/") != 1 or not all(model.split("/")) or (":" in wanted and not precision):
-        raise OptionError(f"{LEADERBOARD_PREFIX}{wanted}: give leaderboard:ORG/NAME or leaderboard:ORG/NAME:PRECISION")
-    run_path, _ = locate_run(candidate, newest_complete=False)
-    run = read_results(run_path)  # read before the Hub is asked: a wrong path fails fast
-    result = reproduce(published_result(wanted, published_results), run, _run_dir(run_path), load_suite(),
-                       allow_partial)  # fmt: skip
+    model = LeaderboardModel.parse(wanted, prefix=LEADERBOARD_PREFIX)
+    run = read_run(candidate)  # read before the Hub is asked: a wrong path fails fast
+    result = reproduce(published_result(model, published_results), run, load_suite(), allow_partial)
     if format is CompareFormat.JSON:
         typer.echo(result.model_dump_json(indent=2))
     else:
@@ -113,21 +119,34 @@ def _against_leaderboard(
 @app.command("history")
 @errors_exit_with(2)
 def history(
-    model: Annotated[str, typer.Option(help="Model id (org/name) or its results folder name (org__name).")],
+    model: Annotated[
+        str | None,
+        typer.Argument(help="Model id (org/name) or its results folder name (org__name).", show_default=False),
+    ] = None,
     results_dirs: Annotated[
         list[Path] | None, typer.Argument(help="Results folders (default: results/).", show_default=False)
     ] = None,
     plot: Annotated[Path | None, typer.Option(help="Also write a PNG line chart with stderr error bars.")] = None,
+    format: FormatOpt = DataFormat.TABLE,
+    model_option: Annotated[str | None, typer.Option("--model", hidden=True)] = None,  # before evalsuite 0.4
 ) -> None:
-    """A model's H6 and per-task scores over its runs, oldest first."""
+    """MODEL's H6 and per-task scores over its runs, oldest first (--format json: every point, as fractions)."""
     from evalsuite.cli.tables import format_history
     from evalsuite.results import find_runs
     from evalsuite.suite import load_suite
     from evalsuite.track.history import model_history, plot_history
 
+    if model_option is not None:  # `history DIR --model M`: the first argument was a folder
+        results_dirs = [Path(model)] + (results_dirs or []) if model is not None else results_dirs
+        model = renamed(None, model_option, "MODEL", "--model")
+    if model is None:
+        raise OptionError("give MODEL, a model id (org/name) or its results folder name (org__name)")
     points = model_history(find_runs(results_dirs or [Path("results")]), model, load_suite())
     if plot is not None:
         plot_history(points, model, plot)
-    typer.echo(format_history(points))
+    if format is DataFormat.JSON:
+        typer.echo(json.dumps({"model": model, "runs": [p.as_json() for p in points]}, indent=2))
+    else:
+        typer.echo(format_history(points))
     if plot is not None:
         typer.echo(f"wrote {plot}", err=True)

@@ -3,7 +3,7 @@ here, not deep in lm-eval), the default when none is asked, and its name as resu
 
 from __future__ import annotations
 
-from evalsuite.errors import SuiteConfigError, param
+from evalsuite.errors import OptionError, param
 from evalsuite.settings import Dtype
 
 
@@ -29,19 +29,19 @@ def check_device(device: str | None) -> None:
     try:
         parsed = torch.device(device)
     except (RuntimeError, ValueError) as e:
-        raise SuiteConfigError(f"{param('device')} {device!r}: give cpu, cuda or cuda:N") from e
+        raise OptionError(f"{param('device')} {device!r}: give cpu, cuda or cuda:N") from e
     if parsed.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch is a CPU build" if torch.version.cuda is None else "no CUDA device is visible"
-            raise SuiteConfigError(
+            raise OptionError(
                 f"{param('device')} {device}: {why}; use {param('device')} cpu (or leave {param('device')} out)"
             )
         if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise SuiteConfigError(
+            raise OptionError(
                 f"{param('device')} {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
             )
     elif parsed.type not in ("cpu", "mps"):
-        raise SuiteConfigError(f"{param('device')} {device!r}: give cpu, cuda or cuda:N")
+        raise OptionError(f"{param('device')} {device!r}: give cpu, cuda or cuda:N")
 
 
 def describe_device(device: str) -> str:

@@ -1,11 +1,14 @@
 """Greedy generation for GSM8K with continuous batching: a prompt leaves the batch as soon as its own answer is
 final, and a waiting prompt takes its place. Two engines, the same texts (lm-eval's HFLM's):
 
-- `ContinuousGreedy` (the default, `--model-args generation=evalsuite`): evalsuite's own loop over one
-  transformers KV cache of `DynamicLayer`s that it edits (rows right-aligned and left-padded, spare columns
-  written in place, rows compacted as they leave).
-- `ManagedGreedy` (`--model-args generation=transformers`): transformers' own `ContinuousBatchingManager`
-  (paged KV cache, prefix pages shared), driven the way lm-eval's generation needs (below).
+- `ContinuousGreedy` (the default, the shared-prefix backend's option `generation=evalsuite`): evalsuite's own
+  loop over one transformers KV cache of `DynamicLayer`s that it edits (rows right-aligned and left-padded,
+  spare columns written in place, rows compacted as they leave).
+- `ManagedGreedy` (`generation=transformers`): transformers' own `ContinuousBatchingManager` (paged KV cache,
+  prefix pages shared), driven the way lm-eval's generation needs (below).
+
+Both are `GreedyGenerator`s, made by `greedy_generator(engine, ...)`: the backend knows the interface, not the
+classes.
 
 Why the loop stays the default (figures in bench/RESULTS.md): on real GSM8K requests on a CPU both give
 HFLM's texts, but the manager is slower than HFLM's fixed batches and far slower than the loop. With sdpa or
@@ -35,18 +38,20 @@ done, raises `GenerationFailed` naming the prompts, never an empty answer (the m
 `generate_batch` returns partial results and only logs what is missing). Memory and kernels are set
 explicitly: a cache for `CacheBudget.slots` requests of the longest prompt plus its budget, not the
 manager's default share of the machine (60% of RAM on CPU, 90% of a GPU); the model's attention as loaded;
-no CUDA graphs, no compilation. Out of memory under `--batch-size auto`: the requests not yet final start
-again in a new manager with half the requests and half the tokens per forward. It decodes in a thread of
-its own; `run` waits on its results in the caller's thread.
+no CUDA graphs, no compilation. Out of memory (the error that stopped the manager's thread, by its type)
+under `--batch-size auto`: the requests not yet final start again in a new manager with half the requests
+and half the tokens per forward (`oom.Rows`, as every loop backs off). It decodes in a thread of its own;
+`run` waits on its results in the caller's thread.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -56,7 +61,7 @@ from transformers.cache_utils import DynamicLayer
 
 from evalsuite.engine import oom
 from evalsuite.engine.compat import kv_cache_kwarg
-from evalsuite.errors import RunError
+from evalsuite.errors import GenerationFailed
 from evalsuite.settings import GenerationEngine
 
 log = logging.getLogger(__name__)
@@ -260,7 +265,7 @@ class _Batch:
             for mine, theirs in zip(self.layers, other.layers, strict=True):
                 mine.keys = torch.cat([mine.keys, theirs.keys])
                 mine.values = torch.cat([mine.values, theirs.values])
-        except (torch.OutOfMemoryError, RuntimeError):
+        except Exception:  # out of memory, mostly: this batch as it was, then the error
             for layer in self.layers:  # the last `columns` columns of the first `rows` rows
                 layer.keys = layer.keys[:rows, :, layer.keys.shape[2] - columns :, :]
                 layer.values = layer.values[:rows, :, layer.values.shape[2] - columns :, :]
@@ -273,11 +278,50 @@ class _Batch:
         self.live += other.live
 
 
-class ContinuousGreedy:
-    """Greedy decoding of many prompts through one batch of at most `slots` rows.
+IsFinal = Callable[[int, list[int]], bool]
+OnFinal = Callable[[int, list[int]], None]
 
-    `is_final(prompt, tokens)` is asked after every new token of a prompt (besides the end-of-sequence
-    and budget checks made here); `on_final(prompt, tokens)` hears each prompt as it finishes.
+
+class GreedyGenerator(ABC):
+    """What decodes GSM8K's greedy requests with continuous batching: both engines (settings.GenerationEngine).
+
+    `is_final(prompt, tokens)` is asked as each prompt's tokens come (besides the engine's own end-of-sequence
+    and budget endings): lm-eval's stop strings. `on_final(prompt, tokens)` hears each prompt as it finishes.
+    Under `backoff_on_oom` (`--batch-size auto`) out of memory halves the prompts decoding at once (`oom.Rows`).
+    """
+
+    oom_backoffs: int  # how often it backed off (read by the backend's stats)
+
+    @abstractmethod
+    def run(self, prompts: Sequence[Sequence[int]], max_new_tokens: Sequence[int]) -> list[list[int]]:
+        """The generated tokens of every prompt (an end-of-sequence token, if emitted, last), in order; each
+        prompt's tokens are `model.generate`'s greedy ones, up to float rounding."""
+
+
+def greedy_generator(
+    engine: GenerationEngine,
+    model: PreTrainedModel,
+    slots: int,
+    longest: int,
+    eos: set[int],
+    pad_token_id: int,
+    is_final: IsFinal,
+    on_final: OnFinal,
+    backoff_on_oom: bool,
+    autocast_dtype: torch.dtype | None = None,
+) -> GreedyGenerator:
+    """The engine's generator for `slots` prompts at once, the longest `longest` tokens (prompt and budget)."""
+    common: dict[str, Any] = dict(
+        eos=eos, pad_token_id=pad_token_id, is_final=is_final, on_final=on_final, backoff_on_oom=backoff_on_oom
+    )
+    if engine is GenerationEngine.TRANSFORMERS:
+        return ManagedGreedy(model, budget=CacheBudget(slots, longest), **common)
+    return ContinuousGreedy(model, slots=slots, autocast_dtype=autocast_dtype, **common)
+
+
+class ContinuousGreedy(GreedyGenerator):
+    """Greedy decoding of many prompts through one batch of at most `slots` rows (evalsuite's loop).
+
     `backoff_on_oom`: on out-of-memory, halve the slots (the newest rows go back to the queue and start
     again) instead of raising.
     """
@@ -295,20 +339,26 @@ class ContinuousGreedy:
     ) -> None:
         self.model = model
         self.device = next(model.parameters()).device
-        self.slots = max(1, int(slots))
+        self.rows = oom.Rows(max(1, int(slots)), auto=backoff_on_oom)  # the slots, halved on out-of-memory
         self.eos = eos
         self.pad_token_id = pad_token_id
         self.is_final = is_final
         self.on_final = on_final
         self.autocast_dtype = autocast_dtype
-        self.backoff_on_oom = backoff_on_oom
-        self.oom_backoffs = 0
         self.steps = 0  # decode forwards (prefills not counted)
         self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._cache_kwarg = kv_cache_kwarg(model)  # `cache`, or `past_key_values` before transformers 5.2x
 
+    @property
+    def slots(self) -> int:
+        """Rows decoding at once, at most."""
+        return self.rows.rows
+
+    @property
+    def oom_backoffs(self) -> int:  # type: ignore[override]
+        return self.rows.backoffs
+
     def run(self, prompts: Sequence[Sequence[int]], max_new_tokens: Sequence[int]) -> list[list[int]]:
-        """The generated tokens of every prompt (an end-of-sequence token, if emitted, last), in order."""
         self._prompts, self._budgets = prompts, max_new_tokens
         self._tokens: list[list[int]] = [[] for _ in prompts]
         self._waiting = deque(i for i in range(len(prompts)) if max_new_tokens[i] > 0)
@@ -320,7 +370,7 @@ class ContinuousGreedy:
             while self._waiting or (batch is not None and any(batch.live)):
                 batch = self._refill(batch)
                 if batch is not None and any(batch.live):
-                    batch = self._guarded(self._step, batch)
+                    batch = self._step_or_shrink(batch)
         return self._tokens
 
     # --- the loop's parts
@@ -337,17 +387,25 @@ class ContinuousGreedy:
             elif batch is not None and dead:
                 batch.keep([r for r, alive in enumerate(batch.live) if alive])
             chosen = [self._waiting.popleft() for _ in range(admit)]
-            try:
-                new = self._backing_off(self._prefill, chosen)
-                if batch is None:
-                    return new
-                self._backing_off(batch.extend, new)
-            except _OutOfMemory:
+            admitted = self.rows.attempt(live + len(chosen), lambda: self._admit(batch, chosen), "generating")
+            if isinstance(admitted, oom.BackedOff):
                 self._waiting.extendleft(reversed(chosen))
-                return self._shrink(batch, live + len(chosen))
-            return batch
+                return self._evict_beyond_slots(batch)
+            return admitted
         if batch is not None and dead and (dead >= threshold or not self._waiting):
             batch.keep([r for r, alive in enumerate(batch.live) if alive])
+        return batch
+
+    def _admit(self, batch: _Batch | None, chosen: list[int]) -> _Batch:
+        """The batch with the chosen prompts prefilled and added (a new batch when there is none). Their first
+        tokens are recorded once they are in: a back-off half-way leaves them untouched, to start again."""
+        new = self._prefill(chosen)
+        first = 0 if batch is None else len(batch.prompts)
+        if batch is None:
+            batch = new
+        else:
+            batch.extend(new)
+        self._record(batch, first_row=first)
         return batch
 
     def _prefill(self, chosen: list[int]) -> _Batch:
@@ -364,12 +422,10 @@ class ContinuousGreedy:
         position_ids = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
         cache = _in_place_cache(self.model)
         logits = self._forward(ids, mask, position_ids, cache)
-        batch = _Batch(
+        return _Batch(
             prompts=list(chosen), live=[True] * len(chosen), cache=cache, mask=mask,
             positions=mask.sum(-1), last=logits.argmax(-1),
         )  # fmt: skip
-        self._record(batch)
-        return batch
 
     def _step(self, batch: _Batch) -> _Batch:
         mask = F.pad(batch.mask, (0, 1), value=1)
@@ -391,9 +447,10 @@ class ContinuousGreedy:
             )  # fmt: skip
         return out.logits[:, -1, :].float()
 
-    def _record(self, batch: _Batch) -> None:
-        """Append each live row's new token; rows whose output is now final stop being live."""
-        for row, token in enumerate(batch.last.tolist()):
+    def _record(self, batch: _Batch, first_row: int = 0) -> None:
+        """Append each live row's new token (from `first_row` on); rows whose output is now final stop being
+        live."""
+        for row, token in enumerate(batch.last.tolist()[first_row:], start=first_row):
             if not batch.live[row]:
                 continue
             prompt = batch.prompts[row]
@@ -405,26 +462,15 @@ class ContinuousGreedy:
 
     # --- out of memory
 
-    def _guarded(self, step: Callable[[_Batch], _Batch], batch: _Batch) -> _Batch | None:
-        try:
-            return self._backing_off(step, batch)
-        except _OutOfMemory:
+    def _step_or_shrink(self, batch: _Batch) -> _Batch | None:
+        stepped = self.rows.attempt(sum(batch.live), lambda: self._step(batch), "generating")
+        if isinstance(stepped, oom.BackedOff):
             batch.drop_partial_step()
-            return self._shrink(batch, sum(batch.live))
+            return self._evict_beyond_slots(batch)
+        return stepped
 
-    def _backing_off(self, call, argument):
-        """call(argument); an out-of-memory error this generator may back off from becomes _OutOfMemory."""
-        try:
-            return call(argument)
-        except oom.CAUGHT as e:
-            if not (self.backoff_on_oom and oom.is_out_of_memory(e)):
-                raise
-            raise _OutOfMemory from e
-
-    def _shrink(self, batch: _Batch | None, wanted: int) -> _Batch | None:
-        """Halve the slots; the newest live rows beyond them go back to the front of the queue."""
-        self.slots = oom.halved(wanted, "generating")
-        self.oom_backoffs += 1
+    def _evict_beyond_slots(self, batch: _Batch | None) -> _Batch | None:
+        """After a back-off: the newest live rows beyond the (halved) slots go back to the front of the queue."""
         if batch is None:
             return None
         live = [r for r, alive in enumerate(batch.live) if alive]
@@ -437,10 +483,6 @@ class ContinuousGreedy:
             return None
         batch.keep(kept)
         return batch
-
-
-class _OutOfMemory(Exception):
-    """An out-of-memory error the generator backs off from."""
 
 
 # --- transformers' own continuous batching (ContinuousBatchingManager)
@@ -467,41 +509,22 @@ class CacheBudget:
     def pages(self) -> int:
         return self.slots * -(-self.tokens // PAGE_SIZE)
 
-    def halved(self) -> CacheBudget:
-        """Half the slots and half the tokens per forward, after running out of memory."""
-        if self.slots <= 1 and self.batch_tokens <= PAGE_SIZE:
-            raise torch.OutOfMemoryError("out of memory generating for a single request at a time")
-        halved = replace(self, slots=max(1, self.slots // 2), batch_tokens=max(PAGE_SIZE, self.batch_tokens // 2))
-        log.warning(
-            "out of memory generating %d requests (%d tokens per forward) at once; retrying with %d (%d)",
-            self.slots, self.batch_tokens, halved.slots, halved.batch_tokens,
-        )  # fmt: skip
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return halved
+    def after_backoffs(self, slots: int, backoffs: int) -> CacheBudget:
+        """The budget once out of memory has halved the requests at once to `slots`: the tokens per forward
+        halved as often (down to one page)."""
+        return CacheBudget(slots, self.tokens, max(PAGE_SIZE, self.batch_tokens >> backoffs))
 
 
-class GenerationFailed(RunError):
-    """Requests the manager did not finish: `prompts` (their positions in `run`'s input) and why."""
-
-    def __init__(self, prompts: Sequence[int], reason: str) -> None:
-        self.prompts, self.reason = list(prompts), reason
-        shown = ", ".join(map(str, self.prompts[:5])) + (", ..." if len(self.prompts) > 5 else "")
-        super().__init__(f"generation failed for prompt {shown}: {reason}")
-
-    @property
-    def out_of_memory(self) -> bool:
-        # the manager reports a failure as text; its own cache check says "Memory footprint ... is more than"
-        return "out of memory" in self.reason.lower() or "memory footprint" in self.reason.lower()
+# After a request failed: how long to wait for the manager's thread to record the error that stopped it (it
+# fails every request first, then records the error).
+FATAL_ERROR_WAIT_SECONDS = 2.0
 
 
-class ManagedGreedy:
+class ManagedGreedy(GreedyGenerator):
     """Greedy decoding of many prompts through transformers' ContinuousBatchingManager.
 
-    `is_final(prompt, tokens)` is asked as each prompt's tokens stream in (besides the manager's own
-    end-of-sequence and budget endings); `on_final(prompt, tokens)` hears each prompt as it finishes.
-    `backoff_on_oom`: when the manager fails on out-of-memory, the prompts not yet final start again with
-    half the budget (`CacheBudget.halved`) instead of raising.
+    `backoff_on_oom`: when the manager's thread stops on out-of-memory, the prompts not yet final start again in a
+    new manager with half the requests at once and half the tokens per forward, instead of raising.
     """
 
     def __init__(
@@ -510,43 +533,43 @@ class ManagedGreedy:
         budget: CacheBudget,
         eos: set[int],
         pad_token_id: int,
-        is_final: Callable[[int, list[int]], bool] = lambda prompt, tokens: False,
-        on_final: Callable[[int, list[int]], None] = lambda prompt, tokens: None,
+        is_final: IsFinal = lambda prompt, tokens: False,
+        on_final: OnFinal = lambda prompt, tokens: None,
         backoff_on_oom: bool = False,
     ) -> None:
         self.model = model
         self.budget = budget
+        self.rows = oom.Rows(budget.slots, auto=backoff_on_oom)
         self.eos = sorted(eos)
         self.pad_token_id = pad_token_id
         self.is_final = is_final
         self.on_final = on_final
-        self.backoff_on_oom = backoff_on_oom
-        self.oom_backoffs = 0
         self.tokens_decoded = 0  # every token the manager generated, those after a cancellation included
 
+    @property
+    def oom_backoffs(self) -> int:  # type: ignore[override]
+        return self.rows.backoffs
+
     def run(self, prompts: Sequence[Sequence[int]], max_new_tokens: Sequence[int]) -> list[list[int]]:
-        """The generated tokens of every prompt (an end-of-sequence token, if emitted, last), in order."""
         tokens: dict[int, list[int]] = {}
-        for i, budget in enumerate(max_new_tokens):
-            if budget <= 0:
+        for i, new_tokens in enumerate(max_new_tokens):
+            if new_tokens <= 0:
                 tokens[i] = []
                 self.on_final(i, [])
         waiting = [i for i in range(len(prompts)) if i not in tokens]
         while waiting:
-            try:
-                self._run_manager(prompts, max_new_tokens, waiting, tokens)
-            except GenerationFailed as failure:
-                if not (self.backoff_on_oom and failure.out_of_memory):
-                    if failure.out_of_memory:
-                        raise torch.OutOfMemoryError(str(failure)) from failure
-                    raise
-                self.budget = self.budget.halved()
-                self.oom_backoffs += 1
+            budget = self.budget.after_backoffs(self.rows.rows, self.rows.backoffs)
+            self.rows.attempt(
+                budget.slots, lambda: self._run_manager(prompts, max_new_tokens, waiting, tokens, budget), "generating"  # noqa: B023
+            )
             waiting = [i for i in waiting if i not in tokens]
         return [tokens[i] for i in range(len(prompts))]
 
-    def _run_manager(self, prompts, max_new_tokens, waiting: list[int], tokens: dict[int, list[int]]) -> None:
-        """Decode the waiting prompts in one manager; each final one goes into `tokens` as it ends."""
+    def _run_manager(
+        self, prompts, max_new_tokens, waiting: list[int], tokens: dict[int, list[int]], budget: CacheBudget
+    ) -> None:
+        """Decode the waiting prompts in one manager; each final one goes into `tokens` as it ends. Out of memory
+        in the manager's thread is raised here as that error; any other failure as GenerationFailed."""
         from transformers import ContinuousBatchingConfig, GenerationConfig
 
         eos: int | list[int] = self.eos or -1  # -1: none (the manager's convention)
@@ -556,9 +579,9 @@ class ManagedGreedy:
         )  # fmt: skip
         config = ContinuousBatchingConfig(
             page_size=PAGE_SIZE,
-            num_blocks=self.budget.pages,
-            max_requests_per_batch=self.budget.slots,
-            max_batch_tokens=self.budget.batch_tokens,
+            num_blocks=budget.pages,
+            max_requests_per_batch=budget.slots,
+            max_batch_tokens=budget.batch_tokens,
             allow_block_sharing=True,  # a prompt's pages that equal another's are computed once
             auto_switch_to_flash=False,
             use_cuda_graph=False,
@@ -583,6 +606,7 @@ class ManagedGreedy:
                 if output is None:
                     if not manager.is_running():
                         error = manager.background_thread_status.fatal_error
+                        _raise_if_out_of_memory(error)
                         raise GenerationFailed(sorted(live.values()), str(error or "the generation thread stopped"))
                     continue
                 generated = list(output.generated_tokens)
@@ -591,7 +615,8 @@ class ManagedGreedy:
                 prompt = live.get(output.request_id)
                 if prompt is None:
                     continue  # a token decoded before the manager saw the request's cancellation
-                if output.error is not None:
+                if output.error is not None:  # the manager hands a request's error on as text: ask its thread why
+                    _raise_if_out_of_memory(_fatal_error(manager))
                     raise GenerationFailed([prompt], output.error)
                 if output.is_finished() or self.is_final(prompt, generated):
                     if not output.is_finished():
@@ -602,3 +627,19 @@ class ManagedGreedy:
         finally:
             manager.stop(block=True, hard_stop=True)
             manager.destroy()
+
+
+def _fatal_error(manager: Any) -> BaseException | None:
+    """The error that stopped the manager's thread, if it stops (a request of its own failing leaves it running)."""
+    import time
+
+    deadline = time.monotonic() + FATAL_ERROR_WAIT_SECONDS
+    status = manager.background_thread_status
+    while status.fatal_error is None and manager.is_running() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return status.fatal_error
+
+
+def _raise_if_out_of_memory(error: BaseException | None) -> None:
+    if error is not None and oom.is_out_of_memory(error):
+        raise error

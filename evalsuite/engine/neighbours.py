@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from evalsuite.contamination import Item, neighbour_rank, prefix_of
-from evalsuite.model import LoadableModel
-from evalsuite.settings import BatchSize, Dtype
+from evalsuite.settings import BatchSize
 
 if TYPE_CHECKING:
     from evalsuite.engine.oom import Rows
@@ -25,27 +24,12 @@ NEIGHBOUR_TOKENS = 150  # the original truncates neighbours (not x) to this many
 PACK_TOKENS = 512
 
 
-
-
 class CausalLM(NamedTuple):
-    """A loaded model and its tokenizer, as the check uses them (right padding, a pad token)."""
+    """A loaded model and its tokenizer, as the check uses them (right padding, a pad token): what a backend's
+    `load_scorer` returns (evalsuite.engine.backends)."""
 
     model: Any
     tokenizer: Any
-
-
-def load_causal_lm(model: LoadableModel, dtype: Dtype, device: str) -> CausalLM:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch_dtype = getattr(torch, dtype.value) if dtype is not Dtype.AUTO else "auto"
-    loaded: Any = AutoModelForCausalLM.from_pretrained(model.pretrained, revision=model.revision, dtype=torch_dtype)
-    loaded.to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model.pretrained, revision=model.revision)
-    tokenizer.padding_side = "right"  # as the original: right padding, pads masked out of the loss
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return CausalLM(loaded, tokenizer)
 
 
 @dataclass(frozen=True)
@@ -89,7 +73,7 @@ def packed_token_losses(
     model: Any, tokenizer: Any, texts: Sequence[str], rows_per_forward: int, max_length: int | None
 ) -> list[float]:
     """The same losses as `mean_token_losses`, with texts that start alike (an item and its neighbours share
-    the item's prefix) packed into rows that forward the common start once (evalsuite/packing.py). A text
+    the item's prefix) packed into rows that forward the common start once (engine/packing.py). A text
     of one token has no predicted token: its loss is +inf (never likelier than x)."""
     import torch
 

@@ -1,8 +1,16 @@
-"""Backing off from out-of-memory errors, the one way every batched loop does it (scoring packs, HFLM's
-generation chunks, GSM8K's requests at once (generation.CacheBudget, which also halves its tokens
-per forward), the contamination check's scoring rows): only under
-`batch_size` auto (a fixed size is the user's and its error is theirs to see), by halving the rows, which
-then stay halved for the rest of the loop (`Rows`). Imported only where torch already is.
+"""Backing off from out-of-memory errors: the one way every batched loop does it. Its users:
+
+- the shared-prefix backend's scoring packs and HFLM's generation chunks under `--batch-size auto`
+  (backends/shared_prefix.py);
+- GSM8K's requests decoding at once in evalsuite's loop (generation.ContinuousGreedy: the newest rows go back
+  to the queue) and in transformers' manager (generation.ManagedGreedy: its cache budget follows the rows);
+- the contamination check's scoring rows (neighbours.scoring_rows).
+
+Only under `batch_size` auto (a fixed size is the user's, and its error is theirs to see), by halving the rows,
+which then stay halved for the rest of the loop (`Rows`). Out of memory is recognised by the error's type:
+torch's `OutOfMemoryError` (CUDA, and the other accelerators' allocators since torch 2.5), and Python's
+`MemoryError` (transformers' continuous batching raises it when its cache cannot fit). Imported only where
+torch already is.
 """
 
 from __future__ import annotations
@@ -16,13 +24,13 @@ import torch
 
 log = logging.getLogger(__name__)
 
-CAUGHT = (torch.OutOfMemoryError, RuntimeError)  # CUDA's OOM; other backends raise a RuntimeError saying so
+CAUGHT: tuple[type[BaseException], ...] = (torch.OutOfMemoryError, MemoryError)
 
 T = TypeVar("T")
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+    return isinstance(error, CAUGHT)
 
 
 def may_back_off(error: BaseException, auto: bool, rows: int) -> bool:
@@ -55,7 +63,7 @@ class Rows:
 
     def attempt(self, rows: int, compute: Callable[[], T], what: str) -> T | BackedOff:
         """compute() on a chunk of `rows` rows; BackedOff when it ran out of memory under `auto` (then `self.rows`
-        is half of `rows`)."""
+        is half of `rows`). Any other error, or out of memory at a fixed size or at one row, is raised as it is."""
         try:
             return compute()
         except CAUGHT as e:

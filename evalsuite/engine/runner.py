@@ -1,5 +1,5 @@
-"""The one module that drives lm-eval (backend.py only subclasses its HF model): loads the model once and runs
-one suite task at a time.
+"""The one module that drives lm-eval (the backends in backends/ only subclass its models): loads the model once,
+through its backend, and runs one suite task at a time.
 
 Each suite task is an lm-eval group in tasks/ (h6_arc, ..., h6_mmlu) that references lm-eval's built-in
 task definitions by name, so prompts and metrics stay lm-eval's. The group is built from an inline config:
@@ -17,24 +17,24 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from evalsuite.data import TaskData
-from evalsuite.engine.processes import Processes
+from evalsuite.engine.backends import LoadedModel, ModelSettings, get_backend
 from evalsuite.errors import RunError, SuiteConfigError, param
 from evalsuite.model import LoadableModel
+from evalsuite.records import FrozenRecord
 from evalsuite.results import lm_eval_files
-from evalsuite.settings import Backend, BatchSize, Dtype, Seeds
+from evalsuite.settings import Seeds
 from evalsuite.suite import DocumentRequests, Preset, prompt_fingerprint
 
 if TYPE_CHECKING:
     from lm_eval.api.group import Group
-    from lm_eval.api.model import LM
     from lm_eval.api.task import Task
     from lm_eval.tasks import TaskManager
 
@@ -46,16 +46,6 @@ _LM_EVAL_TASK_DIRS = ("arc", "hellaswag", "mmlu/default", "truthfulqa", "winogra
 
 
 @dataclass(frozen=True)
-class ModelSettings:
-    dtype: Dtype
-    device: str
-    batch_size: BatchSize
-    add_bos_token: bool
-    backend: Backend = Backend.SHARED_PREFIX
-    extra_model_args: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class EvalSettings:
     limit: int | None
     seeds: Seeds
@@ -63,24 +53,12 @@ class EvalSettings:
     preset: Preset | None = None  # a fixed document subset instead of `limit`
 
 
-@dataclass
-class LoadedModel:
-    lm: LM
-    model_args: dict[str, Any]
-    device: str
-    parameters: int | None
-    dtype: str  # as the loaded model reports it
-    load_seconds: float
-    backend: Backend = Backend.SHARED_PREFIX
-    processes: Processes = field(default_factory=Processes)  # data-parallel ranks (shared-prefix backend only)
-
-
-class FinishedTask(BaseModel):
+class FinishedTask(FrozenRecord):
     """One suite task as lm-eval returned it, in plain JSON values, with its wall time: what `run_task` returns, a
     checkpoint stores (evalsuite.run.checkpoint) and a resumed run reads back."""
 
     # NaN and Infinity written as JSON's constants, as lm-eval's own files hold them (pydantic's default: null)
-    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
+    model_config = ConfigDict(ser_json_inf_nan="constants")
 
     lm_eval_output: dict[str, Any]  # simple_evaluate's return value, samples split off
     samples: dict[str, list[dict[str, Any]]]  # lm-eval task -> its logged samples (empty without log_samples)
@@ -113,41 +91,8 @@ def build_task_manager(tasks_dir: Path) -> TaskManager:
 
 
 def load_model(model: LoadableModel, settings: ModelSettings) -> LoadedModel:
-    from lm_eval.api.registry import get_model
-
-    model_args: dict[str, Any] = {
-        "pretrained": model.pretrained,
-        "dtype": settings.dtype.value,
-        "add_bos_token": settings.add_bos_token,
-        **settings.extra_model_args,
-    }
-    if model.revision:
-        model_args["revision"] = model.revision
-    from evalsuite.engine import backend  # registers evalsuite's model classes with lm-eval
-
-    # lm-eval-hf: HFLM itself, in a subclass that only reports to evalsuite's progress bar
-    name = backend.MODEL_NAME if settings.backend is Backend.SHARED_PREFIX else backend.PLAIN_MODEL_NAME
-    started = time.perf_counter()
-    try:
-        lm = get_model(name).create_from_arg_obj(
-            model_args, {"batch_size": settings.batch_size.recorded, "device": settings.device}
-        )
-    except OSError as e:
-        raise RunError(f"cannot load model {model.pretrained!r}: {str(e).splitlines()[0]}") from e
-    seconds = time.perf_counter() - started
-    inner = getattr(lm, "model", None)
-    parameters = int(inner.num_parameters()) if inner is not None and hasattr(inner, "num_parameters") else None
-    dtype = str(getattr(inner, "dtype", settings.dtype.value)).removeprefix("torch.")
-    return LoadedModel(
-        lm=lm,
-        model_args=model_args,
-        device=settings.device,
-        parameters=parameters,
-        dtype=dtype,
-        load_seconds=seconds,
-        backend=settings.backend,
-        processes=getattr(lm, "processes", Processes()),
-    )
+    """The model, loaded by the backend the settings name (evalsuite.engine.backends)."""
+    return get_backend(settings.backend).load(model, settings)
 
 
 @dataclass
@@ -182,7 +127,7 @@ class TaskGroup:
         return documents
 
     def check_exemplar_walks(self) -> None:
-        """lm-eval asked the leaderboard's sampler once per document it built (see evalsuite/fewshot.py)."""
+        """lm-eval asked the leaderboard's sampler once per document it built (see engine/fewshot.py)."""
         from evalsuite.engine.fewshot import LeaderboardWalkSampler
 
         for name, task in self.tasks.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from evalsuite.errors import ModelRefError, param
+from evalsuite.errors import HubError, ModelRefError, param
 from evalsuite.model.ref import ModelRef, ModelSource
 
 
@@ -53,7 +53,7 @@ def check_hub_access(ref: ModelRef, hub_dataset: str | None) -> None:
     except Exception as e:  # network: DNS, refused, timeout, proxy; the Hub rate-limiting or down
         if _http_status(e) == 429:
             login = "" if os.environ.get("HF_TOKEN") else ", or log in (`hf auth login`) for a higher limit"
-            raise ModelRefError(
+            raise HubError(
                 "the Hugging Face Hub is rate-limiting this machine (429 Too Many Requests); wait a few minutes "
                 f"and run again{login}"
             ) from e
@@ -61,17 +61,17 @@ def check_hub_access(ref: ModelRef, hub_dataset: str | None) -> None:
             raise
         why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
         if needs_model and not cached:
-            raise ModelRefError(
+            raise HubError(
                 f"the Hugging Face Hub is unreachable ({why}) and {ref.location} is not in the local cache; run "
                 f"where the Hub is reachable, or download the model there (`hf download {ref.location}`) and pass "
                 "its folder as MODEL"
             ) from e
         if needs_model:
-            raise ModelRefError(
+            raise HubError(
                 f"the Hugging Face Hub is unreachable ({why}); {ref.location} is in the local cache: run with "
                 "HF_HUB_OFFLINE=1 to use it" + (f" and {param('data_dir')} for the datasets" if hub_dataset else "")
             ) from e
-        raise ModelRefError(
+        raise HubError(
             f"the Hugging Face Hub is unreachable ({why}) and the datasets come from it: pass {param('data_dir')} "
             "with an offline snapshot (see `evalsuite data verify`), or set HF_DATASETS_OFFLINE=1 if they are cached"
         ) from e

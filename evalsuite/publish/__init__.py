@@ -5,3 +5,23 @@ Reads results files (evalsuite.results) and the suite; never the run pipelines, 
 datasets, so rendering a card or a leaderboard loads no model library. huggingface_hub is imported where a
 command uses it (model-index, pushing), pandas for CSV only.
 """
+
+from evalsuite.publish.card_update import (
+    CardInputs,
+    CardUpdate,
+    CardUpdateRequest,
+    FileUpdate,
+    plan_card_update,
+    read_card_inputs,
+    write_card_update,
+)
+
+__all__ = [
+    "CardInputs",
+    "CardUpdate",
+    "CardUpdateRequest",
+    "FileUpdate",
+    "plan_card_update",
+    "read_card_inputs",
+    "write_card_update",
+]

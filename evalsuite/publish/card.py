@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalsuite.archive import PublishedEvaluation
 from evalsuite.errors import CardError, param
@@ -26,10 +27,13 @@ from evalsuite.publish.model_index import (
     published_eval_results,
     updated_front_matter,
 )
-from evalsuite.publish.readme import find_section, split_readme
+from evalsuite.publish.readme import Readme, find_section, split_readme
 from evalsuite.publish.render import render
 from evalsuite.results import ContaminationResults, SuiteResults
 from evalsuite.suite import SuiteSpec
+
+if TYPE_CHECKING:
+    from huggingface_hub import EvalResult
 
 START_MARKER = "<!-- evalsuite:start -->"
 END_MARKER = "<!-- evalsuite:end -->"
@@ -99,7 +103,7 @@ def render_contamination(results: ContaminationResults) -> str:
     """The card's contamination table, as upstage/SOLAR-10.7B-Instruct-v1.0's card shows it."""
     return render(
         "contamination_section.md.j2",
-        evalsuite_version=results.versions.get("evalsuite", "?"),
+        evalsuite_version=results.versions.evalsuite,
         items=results.settings.items,
         neighbours=results.settings.neighbours,
         reference=results.reference.id,
@@ -123,19 +127,26 @@ def update_readme(
     the old metadata plus these results, or nothing is written.
     """
     readme = split_readme(text)
-    nl = readme.newline
+    new_front = _with_model_index(readme, eval_results(results, suite, source), results.model.id, model_name)
+    body = _with_section(readme.body, readme.newline, START_MARKER, END_MARKER, render_markdown(results, suite))
+    return readme.with_body(body).with_front_matter(new_front).text()
+
+
+def _with_model_index(
+    readme: Readme, ours: list[EvalResult], model_id: str, model_name: str | None, repo_name: str | None = None
+) -> str:
+    """The README's front matter with `ours` as the model's model-index results, re-parsed and checked to mean
+    the old metadata plus these results (else one CardError, nothing written)."""
     front = readme.front_matter or ""
-    metadata = parse_front_matter(front)
-    ours = eval_results(results, suite, source)
-    new_front, expected = updated_front_matter(front, nl, metadata, results.model.id, model_name, ours)
+    new_front, expected = updated_front_matter(
+        front, readme.newline, parse_front_matter(front), model_id, model_name, ours, repo_name
+    )
     if parse_front_matter(new_front) != expected:
         raise CardError(
             "front matter: could not write the results without changing other YAML (unusual layout); "
             "write the model-index by hand or simplify its layout"
         )
-
-    body = _with_section(readme.body, nl, START_MARKER, END_MARKER, render_markdown(results, suite))
-    return readme.with_body(body).with_front_matter(new_front).text()
+    return new_front
 
 
 def update_contamination(text: str, contamination: ContaminationResults) -> str:
@@ -230,16 +241,10 @@ def update_from_leaderboard(
     bot named it) and the `|Metric|Value|` section, unless the card already has the bot's own. Pure."""
     readme = split_readme(text)
     nl = readme.newline
-    front = readme.front_matter or ""
-    metadata = parse_front_matter(front)
-    ours = published_eval_results(evaluation, suite)
     repo_name = evaluation.model.rsplit("/", 1)[-1]
-    new_front, expected = updated_front_matter(front, nl, metadata, evaluation.model, model_name, ours, repo_name)
-    if parse_front_matter(new_front) != expected:
-        raise CardError(
-            "front matter: could not write the results without changing other YAML (unusual layout); "
-            "write the model-index by hand or simplify its layout"
-        )
+    new_front = _with_model_index(
+        readme, published_eval_results(evaluation, suite), evaluation.model, model_name, repo_name
+    )
     body = readme.body
     ours_already = find_section(body, LEADERBOARD_START_MARKER, LEADERBOARD_END_MARKER) is not None
     if ours_already or BOT_SECTION_HEADING not in body:  # the bot's own section stays as the bot wrote it

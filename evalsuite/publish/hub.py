@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evalsuite.errors import CardError
+from evalsuite.errors import HubError
 
 
 def push_files(files: dict[str, Path], repo_id: str, create_pr: bool) -> str:
@@ -30,7 +30,7 @@ def push_files(files: dict[str, Path], repo_id: str, create_pr: bool) -> str:
             create_pr=create_pr,
         )
     except Exception as e:  # network, auth, validation: one line, never the token
-        raise CardError(
+        raise HubError(
             f"push to {repo_id} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         ) from e
     return str(commit.pr_url or commit.commit_url)

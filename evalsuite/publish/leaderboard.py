@@ -24,6 +24,7 @@ class BoardFormat(StrEnum):
     CSV = "csv"
     HTML = "html"
     COMPACT = "compact"  # H6 and Model Size only, measured rows in bold: the table model cards set beside peers
+    JSON = "json"  # every row, every field, scores as fractions: for programs
 
 
 # Where a row's numbers come from: shown in a Source column whenever a table holds peers.
@@ -191,6 +192,8 @@ def render_leaderboard(rows: list[Row], suite: SuiteSpec, fmt: BoardFormat, with
     published_note = PUBLISHED_NOTE if _with_sources(rows) else None
     if fmt is BoardFormat.COMPACT:
         return render_compact(rows)
+    if fmt is BoardFormat.JSON:
+        return render_json(rows)
     if fmt is BoardFormat.MARKDOWN:
         return render(
             "leaderboard.md.j2", rows=rows, columns=columns, with_size=with_size,
@@ -214,6 +217,32 @@ def render_leaderboard(rows: list[Row], suite: SuiteSpec, fmt: BoardFormat, with
         with_size=with_size,
         title=suite.title,
     )  # fmt: skip
+
+
+def render_json(rows: list[Row]) -> str:
+    """The ranked rows as a JSON list: scores and averages as fractions (as results.json holds them), each row's
+    source (`measured`, or the leaderboard's published numbers), and the note the tables print under them."""
+    import json
+
+    listed = [
+        {
+            "rank": rank,
+            "model": row.model,
+            "source": row.source,
+            "revision": row.revision,
+            "dtype": row.dtype,
+            "average": row.average,
+            "scores": row.scores,
+            "size": row.size,
+            "partial": row.partial,
+            "not_comparable": row.not_comparable,
+            "run_id": row.run_id or None,
+            "contamination": row.contamination,
+        }
+        for rank, row in enumerate(rows, start=1)
+    ]
+    note = PUBLISHED_NOTE if _with_sources(rows) else None
+    return json.dumps({"rows": listed, "note": note}, indent=2, ensure_ascii=False) + "\n"
 
 
 def render_compact(rows: list[Row]) -> str:

@@ -1,6 +1,7 @@
 """A contamination check's files: `contamination.json` (`ContaminationResults`, JSON Schema committed at
-evalsuite/schema/contamination.v1.json) and `items.jsonl` (one `ItemRecord` per item), in
-`<output_dir>/<org>__<name>/contamination-<run_id>/` beside the model's runs.
+evalsuite/schema/contamination.v2.json) and `items.jsonl` (one `ItemRecord` per item), in
+`<output_dir>/<org>__<name>/contamination-<run_id>/` beside the model's runs. Settings are recorded in the
+types results.json records them in (dtype, batch size, seeds, versions).
 """
 
 from __future__ import annotations
@@ -9,15 +10,19 @@ import json
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from evalsuite.errors import ResultsSchemaError, invalid_file
 from evalsuite.model import ModelSource
-from evalsuite.settings import Dtype
+from evalsuite.records import Record
+from evalsuite.results.io import write_results_folder
+from evalsuite.results.schema import RecordedBatchSize, Versions
+from evalsuite.settings import Dtype, Seeds
 
-CONTAMINATION_SCHEMA_VERSION = 1
+# Do not change the meaning of a field without incrementing this (and adding a migration to MIGRATIONS below).
+CONTAMINATION_SCHEMA_VERSION = 2
 CONTAMINATION_FILE = "contamination.json"
 ITEMS_FILE = "items.jsonl"
 MEANING = (
@@ -27,11 +32,7 @@ MEANING = (
 )
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CheckedModel(_Model):
+class CheckedModel(Record):
     id: str
     source: ModelSource
     location: str
@@ -39,13 +40,13 @@ class CheckedModel(_Model):
     file_sha256: str | None = Field(description="sha256 of a .gguf file")
 
 
-class ContaminationSettings(_Model):
+class ContaminationSettings(Record):
     items: int = Field(ge=1)
     neighbours: int = Field(ge=2)
     prefix_ratio: float = Field(gt=0, lt=1)
     threshold: float = Field(gt=0, le=1)
-    seed: int
-    batch_size: int | Literal["auto"] = Field(
+    seeds: Seeds = Field(description="seeds.random shuffles the items, seeds.torch samples the neighbours")
+    batch_size: RecordedBatchSize = Field(
         description="rows per scoring forward; auto: as many as fit (halved on out-of-memory)"
     )
     shared_prefix: bool = Field(
@@ -55,9 +56,10 @@ class ContaminationSettings(_Model):
     dtype: Dtype
     device: str
     data_dir: str | None = Field(description="the offline snapshot read; null: the Hub datasets")
+    model_args: dict[str, str] = Field(default_factory=dict, description="from_pretrained's arguments, as given")
 
 
-class ContaminationTask(_Model):
+class ContaminationTask(Record):
     key: str
     column: str = Field(description="the task's short name, as contamination tables head their columns (ARC)")
     display_name: str
@@ -69,7 +71,9 @@ class ContaminationTask(_Model):
     seconds: float
 
 
-class ContaminationResults(_Model):
+class ContaminationResults(Record):
+    """A contamination check's file (contamination.json): both models, the settings, each task's share."""
+
     schema_version: int = CONTAMINATION_SCHEMA_VERSION
     kind: Literal["contamination"] = "contamination"
     run_id: str
@@ -79,13 +83,11 @@ class ContaminationResults(_Model):
     reference: CheckedModel
     settings: ContaminationSettings
     tasks: list[ContaminationTask]
-    versions: dict[str, str] = Field(
-        description="library versions (evalsuite.results.Versions' fields; checks before evalsuite 0.3 hold four)"
-    )
+    versions: Versions
     total_seconds: float
 
 
-class ItemRecord(_Model):
+class ItemRecord(Record):
     """One line of items.jsonl: the item, L(x), r(x) and every neighbour's loss under the target."""
 
     task: str
@@ -105,15 +107,55 @@ def is_contamination(path: Path) -> bool:
     return path.name == CONTAMINATION_FILE or (path.is_dir() and (path / CONTAMINATION_FILE).is_file())
 
 
+def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """v2 records settings in results.json's types: `seed` (one int, for the item shuffle and the neighbour
+    sampling alike) becomes the four `seeds`, all that int; `versions` are `Versions`, and v1 checks written
+    before evalsuite 0.3 held four of its six fields (the others: "not recorded")."""
+    settings = raw["settings"]
+    settings["seeds"] = Seeds.all(settings.pop("seed")).model_dump()
+    not_recorded = {name: "not recorded" for name in Versions.model_fields}
+    raw["versions"] = not_recorded | dict(raw.get("versions") or {})
+    return raw
+
+
+MIGRATIONS = [_v1_to_v2]  # MIGRATIONS[v - 1] turns a v file into a v + 1 one; append-only
+
+
 def read_contamination(path: Path) -> ContaminationResults:
+    """Read a contamination.json (or a check's folder holding one), migrated to the current schema and validated;
+    anything else is one ResultsSchemaError."""
     if path.is_dir():
         path = path / CONTAMINATION_FILE
     try:
-        return ContaminationResults.model_validate_json(path.read_bytes())
+        raw = json.loads(path.read_bytes())
     except OSError as e:
         raise ResultsSchemaError(f"{path}: cannot read ({e.strerror})") from e
+    except ValueError as e:
+        raise ResultsSchemaError(f"{path}: not JSON ({e})") from e
+    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ResultsSchemaError(f"{path}: not an evalsuite contamination file (no integer schema_version)")
+    if version > CONTAMINATION_SCHEMA_VERSION:
+        raise ResultsSchemaError(
+            f"{path}: schema_version {version} was written by a newer evalsuite (this one reads "
+            f"{CONTAMINATION_SCHEMA_VERSION}); upgrade evalsuite"
+        )
+    try:
+        for step in MIGRATIONS[version - 1 :]:
+            raw = step(raw)
+        raw["schema_version"] = CONTAMINATION_SCHEMA_VERSION
+        return ContaminationResults.model_validate(raw)
+    except (KeyError, TypeError) as e:
+        raise ResultsSchemaError(f"{path}: invalid contamination file of schema_version {version}: {e!r}") from e
     except ValidationError as e:
         raise ResultsSchemaError(invalid_file(path, "contamination file", e)) from e
+
+
+def write_check(results: ContaminationResults, items_jsonl: str, output_dir: Path, model_dir_name: str) -> Path:
+    """Write `<output_dir>/<model_dir_name>/contamination-<run_id>/` (contamination.json, items.jsonl: one
+    ItemRecord line per item, task by task) all at once; nothing is left behind on failure."""
+    files = {ITEMS_FILE: items_jsonl, CONTAMINATION_FILE: results.model_dump_json(indent=2) + "\n"}
+    return write_results_folder(output_dir, model_dir_name, f"contamination-{results.run_id}", files)
 
 
 def find_contamination(folders: Iterable[Path]) -> list[ContaminationResults]:

@@ -8,16 +8,15 @@ then renamed), and finding runs in results folders.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from evalsuite.errors import NoResultsError, OutputDirError, ResultsSchemaError, invalid_file, param
-from evalsuite.files import missing_folders, remove_empty_folders, staging_folder
+from evalsuite.files import missing_folders, remove_empty_folders, write_folder
 from evalsuite.results.lm_eval_files import LM_EVAL_DIR
 from evalsuite.results.migrations import migrate
 from evalsuite.results.schema import SCHEMA_VERSION, SuiteResults
@@ -36,28 +35,28 @@ def write_run(
     `lm_eval_outputs` maps file names (relative to the run's lm_eval/ folder) to their text. On failure
     nothing is left behind, not even the folders this call created.
     """
+    files = {f"{LM_EVAL_DIR}/{name}": text for name, text in lm_eval_outputs.items()}
+    files[RESULTS_FILE] = results.model_dump_json(indent=2) + "\n"
+    return write_results_folder(output_dir, model_dir_name, results.run_id, files)
+
+
+def write_results_folder(output_dir: Path, model_dir_name: str, name: str, files: dict[str, str]) -> Path:
+    """`<output_dir>/<model_dir_name>/<name>/` with `files`, all at once (files.write_folder); on failure nothing
+    is left behind, not even the folders this call created."""
     created = missing_folders(output_dir / model_dir_name)
-    final = output_dir / model_dir_name / results.run_id
-    staging: Path | None = None
+    final = output_dir / model_dir_name / name
     written = False
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():
-            raise OutputDirError(f"{final} already exists; results are never overwritten")
-        staging = staging_folder(final.parent, f".{results.run_id}.")
-        (staging / LM_EVAL_DIR).mkdir()
-        for name, text in lm_eval_outputs.items():
-            (staging / LM_EVAL_DIR / name).write_text(text, encoding="utf-8")
-        (staging / RESULTS_FILE).write_text(results.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        os.replace(staging, final)
+        write_folder(final, files)
         written = True
         return final
+    except FileExistsError as e:
+        raise OutputDirError(f"{final} already exists; results are never overwritten") from e
     except OSError as e:
         raise OutputDirError(f"cannot write results under {output_dir}: {e.strerror or e}") from e
     finally:
         if not written:
-            if staging is not None:
-                shutil.rmtree(staging, ignore_errors=True)
             remove_empty_folders(created)
 
 
@@ -107,26 +106,37 @@ def run_dirs(path: Path) -> list[Path]:
     return sorted(p.parent for p in path.glob(f"*/{RESULTS_FILE}") if not p.parent.name.startswith("."))
 
 
-def locate_run(path: Path, newest_complete: bool) -> tuple[Path, str | None]:
+@dataclass(frozen=True)
+class Run:
+    """A run's results with the folder they were read from (where its lm-eval files and samples are), and, when a
+    model's folder was given, which of its runs this is and why (`chosen`)."""
+
+    folder: Path
+    results: SuiteResults
+    chosen: str | None = None
+
+
+def read_run(path: Path, newest_complete: bool = False) -> Run:
     """The run a path names: a results.json, a run folder, or a model's results folder (`results/org__name`).
 
-    For a model's folder: its newest complete run when `newest_complete` (with a note saying which), else
-    an error listing the runs to choose from.
+    For a model's folder: its newest complete run when `newest_complete` (`chosen` says which), else an error
+    listing the runs to choose from.
     """
     if not path.is_dir() or (path / RESULTS_FILE).exists():
-        return path, None
+        return Run(path.parent if path.is_file() else path, read_results(path))
     runs = run_dirs(path)
     if not runs:
         raise ResultsSchemaError(f"{path}: no {RESULTS_FILE} in it or in its run folders")
     listing = ", ".join(r.name for r in runs[-5:]) + (f" (and {len(runs) - 5} older)" if len(runs) > 5 else "")
     if not newest_complete:
         raise ResultsSchemaError(f"{path} holds {len(runs)} runs ({listing}); give one run folder")
-    complete = [r for r in runs if read_results(r).status == "complete"]
+    complete = [(r, results) for r in runs if (results := read_results(r)).status == "complete"]
     if not complete:
         raise ResultsSchemaError(
             f"{path} holds no complete run ({listing}); give a run folder and {param('allow_partial')}"
         )
-    return complete[-1], f"using {complete[-1]}, the newest complete run of {len(runs)}"
+    folder, newest = complete[-1]
+    return Run(folder, newest, f"using {folder}, the newest complete run of {len(runs)}")
 
 
 def find_runs(paths: Iterable[Path]) -> list[SuiteResults]:

@@ -21,7 +21,22 @@ def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-MIGRATIONS = [_v1_to_v2]
+def _v2_to_v3(raw: dict[str, Any]) -> dict[str, Any]:
+    """v3 records the backend's options apart from the model args: the shared-prefix backend's `pack_tokens` and
+    `generation` were model args in v2, and move out of them. Only what the file says moves; a v2 run that gave
+    neither ran the defaults of its day, which the file does not record."""
+    settings = raw["settings"]
+    model_args = settings.get("model_args") or {}
+    options = {}
+    if settings.get("backend") == "shared-prefix":
+        options = {key: model_args.pop(key) for key in ("pack_tokens", "generation") if key in model_args}
+        if str(options.get("pack_tokens", "")).isdigit():
+            options["pack_tokens"] = int(options["pack_tokens"])
+    settings["backend_options"] = options
+    return raw
+
+
+MIGRATIONS = [_v1_to_v2, _v2_to_v3]
 
 
 def migrate(raw: dict[str, Any]) -> dict[str, Any]:

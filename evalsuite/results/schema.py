@@ -13,39 +13,39 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from evalsuite._version import __version__
 from evalsuite.model import ModelSource
-from evalsuite.settings import Backend, Seeds
+from evalsuite.records import Record
+from evalsuite.settings import Backend, Dtype, Seeds
 from evalsuite.suite import FewshotSampler, MetricKey, Protocol
 
 # Do not change the meaning of a field without incrementing this (and adding a migration to MIGRATIONS).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+# A batch size as results files record it, in every file kind: a positive int, "auto" or "auto:N".
+RecordedBatchSize = Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^auto(:[1-9][0-9]*)?$")]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelInfo(_Model):
+class ModelInfo(Record):
     id: str = Field(description="Hub id, or the folder/file name of a local model")
     source: ModelSource
     location: str = Field(description="Hub id or absolute path as loaded")
     revision: str | None = Field(description="revision asked for (MODEL@revision)")
     sha: str | None = Field(description="Hub commit sha resolved by lm-eval, or sha256 of a .gguf file")
-    dtype: str
+    dtype: Dtype = Field(description="the dtype the model's weights were loaded in")
     parameters: int | None
 
 
-class DataFileInfo(_Model):
+class DataFileInfo(Record):
     split: str
     path: str
     sha256: str
     rows: int
 
 
-class FewshotInfo(_Model):
+class FewshotInfo(Record):
     split: str | None
     sampler: FewshotSampler | None
     fallback: bool = Field(description="the suite's few-shot split was missing; see note")
@@ -61,14 +61,14 @@ Count = Annotated[int, Field(ge=0)]
 AVERAGE_TOLERANCE = 1e-9
 
 
-class SubtaskScore(_Model):
+class SubtaskScore(Record):
     lm_eval_task: str
     value: Fraction
     stderr: Stderr | None
     documents: Count
 
 
-class TaskResult(_Model):
+class TaskResult(Record):
     key: str
     display_name: str
     lm_eval_group: str
@@ -115,33 +115,38 @@ class TaskResult(_Model):
         return self.documents == self.full_documents
 
 
-class RunSettings(_Model):
+class RunSettings(Record):
     protocol: Protocol = Field(
         description="what the model was asked: leaderboard-v1 (the leaderboard's requests) "
         "or lm-eval (lm-eval 0.4's task definitions)"
     )
     limit: int | None
-    batch_size: int | str
+    batch_size: RecordedBatchSize
     batch_sizes_used: list[int] = Field(default_factory=list, description="what --batch-size auto found")
     add_bos_token: bool
     chat_template: bool = False
     seeds: Seeds
     preset: str | None = Field(None, description="the document-subset preset (e.g. nightly), if any")
-    model_args: dict[str, Any]
+    model_args: dict[str, Any] = Field(description="the model's arguments as lm-eval recorded them")
     data_source: Literal["hub", "local"]
     data_dir: str | None
     device: str
-    backend: Backend = Field(
-        Backend.LM_EVAL_HF,
-        description="how log-likelihoods were computed: shared-prefix (evalsuite) or lm-eval-hf; "
-        "same choices, values equal to float rounding",
+    backend: str = Field(
+        Backend.LM_EVAL_HF.value,
+        description="the backend that ran the model (evalsuite.engine.backends): shared-prefix, lm-eval-hf or "
+        "another registered one; files before the backend was recorded ran lm-eval-hf",
+    )
+    backend_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the backend's typed options, every one with its value (shared-prefix: pack_tokens, "
+        "generation); files migrated from schema 2 hold those their model_args gave",
     )
     processes: int = Field(
         1, description="data-parallel processes (accelerate launch, torchrun), each scoring a share of documents"
     )
 
 
-class Versions(_Model):
+class Versions(Record):
     """The versions a file was written with (every command records them the same way)."""
 
     evalsuite: str
@@ -166,12 +171,15 @@ class Versions(_Model):
         )
 
 
-class Timing(_Model):
+class Timing(Record):
     model_load_seconds: float
     total_seconds: float
 
 
-class SuiteResults(_Model):
+class SuiteResults(Record):
+    """A run's results file (results.json): the model, every task's result, the settings, the versions, and the
+    H6 average when the run is complete. Validated on every read: nothing impossible is ever believed."""
+
     schema_version: int = Field(default=SCHEMA_VERSION, description="do not change fields' meaning without bumping")
     run_id: str
     created_at: datetime

@@ -1,16 +1,19 @@
-"""Crash-safe, resumable runs.
+"""Crash-safe, resumable runs: the one resume mechanism of every command that runs a model (`evalsuite run` and
+`evalsuite contamination`).
 
-A run in progress lives in `<output_dir>/<org>__<name>/.inprogress-<key>/`, where `key` hashes every
-setting that moves scores, so running the same command again finds it:
+A run in progress lives in `<output_dir>/<org>__<name>/.inprogress-<key>/`, where `key` is the `fingerprint`
+of every setting that moves its numbers (the command's kind among them), so running the same command again
+finds it:
 
     lock            flock'ed by the process that owns the run (released by the OS even on kill -9)
     state.json      run id and start time, so the resumed run keeps them
-    tasks/<key>.json  one finished suite task (evalsuite.engine.FinishedTask: lm-eval's output, its samples,
-                      its wall time), as `run_task` returned it
-    requests-<key>_rank0.db  lm-eval's request cache (`use_cache`) of one task: each request as answered
+    tasks/<key>.json  one finished task's record (a run's evalsuite.engine.FinishedTask: lm-eval's output, its
+                      samples, its wall time; a contamination check's ContaminationTask), written last
+    tasks/<key>.<x>   files that go with the record (a check's item lines), written before it
+    requests-<key>_rank0.db  lm-eval's request cache (`use_cache`) of one task: each request as answered (runs)
 
 Each file is written atomically (temp file + rename), so a kill at any instant leaves a usable state.
-When the run completes, the results folder is written and this folder removed.
+When the run completes, its results folder is written and this folder removed.
 """
 
 from __future__ import annotations
@@ -20,26 +23,39 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from evalsuite.engine import FinishedTask
 from evalsuite.errors import OutputDirError, RunError, param
 from evalsuite.files import missing_folders, remove_empty_folders, write_text_atomic
+from evalsuite.model import LoadableModel
 from evalsuite.results import lm_eval_files
 
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 
+Record = TypeVar("Record", bound=BaseModel)
 
-def run_key(settings: dict[str, Any]) -> str:
-    """A stable id of everything that moves scores (same command, same data -> same key)."""
-    canonical = json.dumps(settings, sort_keys=True, default=str)
+
+def fingerprint(identity: dict[str, Any]) -> str:
+    """A stable id of everything that moves a run's numbers (same command, same data -> same key)."""
+    canonical = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def model_identity(model: LoadableModel) -> list[Any]:
+    """A model as a resumed run must find it again: a .gguf by its sha256, a local folder by its files' names,
+    sizes and times (cheap; retrained weights change them), a Hub model by id and revision."""
+    folder = Path(model.pretrained)
+    files = []
+    if model.file_sha256 is None and folder.is_dir():
+        files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+    return [model.ref.source.value, model.pretrained, model.revision, model.file_sha256, files]
 
 
 @dataclass(frozen=True)
@@ -127,22 +143,39 @@ class Checkpoint:
         """How many of the task's requests were answered before an interruption (0 when none)."""
         return lm_eval_files.cached_request_counts(self.folder).get(task_key, 0)
 
-    def finished(self, task_key: str) -> FinishedTask:
-        """A task an interrupted run finished (one of `finished_at_open`), as it saved it."""
+    def finished(self, task_key: str, kind: type[Record]) -> Record:
+        """The record of a task an interrupted run finished (one of `finished_at_open`), as it saved it."""
         path = self.folder / "tasks" / f"{task_key}.json"
         try:
-            return FinishedTask.model_validate_json(path.read_bytes())
+            return kind.model_validate_json(path.read_bytes())
         except (OSError, ValidationError) as e:
             raise RunError(
                 f"{self.folder}: task {task_key} is listed as finished but unreadable ({type(e).__name__}); delete "
                 "that folder to start the run afresh"
             ) from e
 
-    def save(self, task_key: str, finished: FinishedTask) -> None:
-        """Store a finished task (atomically: a kill leaves the previous state or this one)."""
+    def finished_file(self, task_key: str, suffix: str) -> str:
+        """A file saved with a finished task's record (`save(..., files={suffix: text})`)."""
+        path = self.folder / "tasks" / f"{task_key}.{suffix}"
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise RunError(
+                f"{self.folder}: task {task_key} is listed as finished but {path.name} is unreadable "
+                f"({e.strerror}); delete that folder to start the run afresh"
+            ) from e
+
+    def save(self, task_key: str, record: BaseModel, files: Mapping[str, str] | None = None) -> None:
+        """Store a finished task: its files, then its record (each atomically: a kill leaves the previous state
+        or this one, and a record is only ever there with its files)."""
         assert self._lock is not None, "only the process that opened the checkpoint writes it"
-        (self.folder / "tasks").mkdir(exist_ok=True)
-        write_text_atomic(self.folder / "tasks" / f"{task_key}.json", finished.model_dump_json())
+        try:
+            (self.folder / "tasks").mkdir(exist_ok=True)
+            for suffix, text in (files or {}).items():
+                write_text_atomic(self.folder / "tasks" / f"{task_key}.{suffix}", text)
+            write_text_atomic(self.folder / "tasks" / f"{task_key}.json", record.model_dump_json())
+        except OSError as e:
+            raise OutputDirError(f"cannot save task {task_key} under {self.folder}: {e.strerror or e}") from e
 
     def holds_progress(self) -> bool:
         """Whether anything worth resuming is saved: a finished task or an answered request."""

@@ -1,9 +1,9 @@
-"""What every command that runs a model does the same way: name its run, tell its progress, and take the
-folders it made away again when it fails before saving anything.
+"""What every command that runs a model does the same way: name its run and tell its progress. Resuming, the
+lock and taking away what a failed run made are the checkpoint's (run/checkpoint.py), shared the same way.
 
 The rest is shared below this package: settings (batch size, dtype, seeds) in evalsuite.settings, device and
-dtype defaults in evalsuite.engine.devices, the versions a file records in evalsuite.results.Versions, error
-lines for invalid files in evalsuite.errors.
+dtype defaults in evalsuite.engine.devices, backends in evalsuite.engine.backends, the versions a file records
+in evalsuite.results.Versions, error lines for invalid files in evalsuite.errors.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime
+
+from evalsuite.errors import in_terms
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +26,9 @@ def new_run_id(now: datetime) -> str:
 
 
 def progress_or_log(progress: Progress | None) -> Progress:
-    """The caller's progress callback, or the log (INFO) for library callers that passed none."""
-    return progress or (lambda message: log.info("%s", message))
+    """The caller's progress callback, or the log (INFO) for library callers that passed none. A line may name
+    a parameter (errors.param): the callback renders it (the CLI as its flag); the log as the parameter."""
+    return progress or (lambda message: log.info("%s", in_terms(message)))
 
 
 def silent(message: str) -> None:

@@ -3,36 +3,36 @@ has (evalsuite/run/pipeline.py):
 
 1. `prepare_check`: every input checked, every eval row read and checked, the items selected; nothing loaded or
    written;
-2. the task loop (`_check_tasks`): load both models (unless an interrupted check finished every task), resume
-   the tasks it finished, score and save each task (`CheckInProgress`);
-3. the results (`CheckBuilder`), then the folder renamed into place with contamination.json and items.jsonl.
+2. the task loop (`_check_tasks`): load both models through the backend registry's scorer (unless an
+   interrupted check finished every task), resume the tasks it finished, score and save each task in the run's
+   own checkpoint (evalsuite.run.checkpoint: the lock, the fingerprint, the records);
+3. the results (`CheckBuilder`), then the folder written all at once with contamination.json and items.jsonl.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import field_validator, model_validator
+
 from evalsuite import engine
 from evalsuite.contamination import ITEM_TEXTS, Selection, format_share, reported_share, select_items
 from evalsuite.data import DataPlan, eval_rows, plan_data
-from evalsuite.engine.neighbours import CausalLM, ItemScore, load_causal_lm, score_items
-from evalsuite.errors import OutputDirError, SuiteConfigError, param
-from evalsuite.files import write_text_atomic
+from evalsuite.engine.neighbours import CausalLM, ItemScore, score_items
+from evalsuite.errors import OptionError, param
 from evalsuite.model import LoadableModel, ModelRef, check_hub_access, parse_model_ref
 from evalsuite.progress import interactive, task_bar
 from evalsuite.progress import requests as requests_progress
+from evalsuite.records import FrozenRecord
 from evalsuite.results import (
-    CONTAMINATION_FILE,
-    ITEMS_FILE,
     CheckedModel,
     ContaminationResults,
     ContaminationSettings,
@@ -40,14 +40,19 @@ from evalsuite.results import (
     ItemRecord,
     Versions,
     check_output_dir,
+    write_check,
 )
+from evalsuite.run.checkpoint import Checkpoint, fingerprint, model_identity
 from evalsuite.run.common import Progress, new_run_id, progress_or_log
-from evalsuite.settings import BatchSize, Dtype
+from evalsuite.settings import BatchSize, BatchSizeField, Dtype, DtypeField, Seeds, SeedsField
 from evalsuite.suite import SuiteSpec, load_suite
 
+ITEMS_SUFFIX = "jsonl"  # a finished task's item lines, saved with its record in the checkpoint
 
-@dataclass(frozen=True)
-class ContaminationRequest:
+
+class ContaminationRequest(FrozenRecord):
+    """What `evalsuite contamination` asks. A pydantic model, as RunRequest: settings typed, text parsed once."""
+
     model: str
     reference: str
     data_dir: Path | None = None  # None: the Hub datasets (the original's source)
@@ -56,22 +61,34 @@ class ContaminationRequest:
     neighbours: int = 100
     prefix_ratio: float = 0.4
     threshold: float = 0.1
-    seed: int = 0
-    batch_size: BatchSize = BatchSize(32)  # rows per scoring forward; auto: as many as fit
+    seeds: SeedsField = Seeds.all(0)  # random: the item shuffle; torch: the neighbour sampling
+    batch_size: BatchSizeField = BatchSize(32)  # rows per scoring forward; auto: as many as fit
     shared_prefix: bool = True
-    dtype: Dtype | None = None
+    dtype: DtypeField = None
     device: str | None = None
+    model_args: dict[str, str] = {}  # from_pretrained's arguments (trust_remote_code, ...), for both models
     output_dir: Path = Path("results")
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.batch_size, BatchSize):
-            object.__setattr__(self, "batch_size", BatchSize.parse(self.batch_size, allow_reprobes=False))
-        if self.dtype is not None and not isinstance(self.dtype, Dtype):
-            object.__setattr__(self, "dtype", Dtype.parse(self.dtype))
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_is_seeds(cls, data: Any) -> Any:
+        """`seed=N` (before evalsuite 0.4) is `seeds=N`: the same int for the shuffle and the sampling."""
+        if isinstance(data, dict) and "seed" in data:
+            warnings.warn("ContaminationRequest(seed=) is deprecated: use seeds=", DeprecationWarning, stacklevel=2)
+            data = {**data, "seeds": data.get("seeds", data["seed"])}
+            del data["seed"]
+        return data
+
+    @field_validator("model_args", mode="before")
+    @classmethod
+    def _model_args(cls, value: Any) -> Any:
+        return engine.parse_model_args(value) if value is None or isinstance(value, str) else value
 
 
 @dataclass(frozen=True)
 class ContaminationOutcome:
+    """A finished check: its results, and the folder they were written to (contamination.json, items.jsonl)."""
+
     results: ContaminationResults
     folder: Path
 
@@ -89,24 +106,23 @@ class PreparedCheck:
     data_sha256: dict[str, str]  # task key -> sha256 of its eval rows (a resumed check must find the same)
     device: str
     dtype: Dtype
+    scorer: engine.ModelBackend  # what loads both models (the registry's default backend)
 
 
 def check_request(request: ContaminationRequest) -> None:
     unknown = [t for t in request.tasks if t not in ITEM_TEXTS]
     if unknown or not request.tasks:
-        raise SuiteConfigError(f"{param('tasks')} {','.join(request.tasks)}: choose among {', '.join(ITEM_TEXTS)}")
+        raise OptionError(f"{param('tasks')} {','.join(request.tasks)}: choose among {', '.join(ITEM_TEXTS)}")
     if request.items < 1:
-        raise SuiteConfigError(f"{param('items')} {request.items}: give a positive number of items per task")
+        raise OptionError(f"{param('items')} {request.items}: give a positive number of items per task")
     if request.neighbours < 2:
-        raise SuiteConfigError(
-            f"{param('neighbours')} {request.neighbours}: r(x) is a share of neighbours; give at least 2"
-        )
+        raise OptionError(f"{param('neighbours')} {request.neighbours}: r(x) is a share of neighbours; give at least 2")
     if not 0 < request.prefix_ratio < 1:
-        raise SuiteConfigError(f"{param('prefix_ratio')} {request.prefix_ratio}: give a fraction between 0 and 1")
+        raise OptionError(f"{param('prefix_ratio')} {request.prefix_ratio}: give a fraction between 0 and 1")
     if not 0 < request.threshold <= 1:
-        raise SuiteConfigError(f"{param('threshold')} {request.threshold}: give a fraction in (0, 1]")
+        raise OptionError(f"{param('threshold')} {request.threshold}: give a fraction in (0, 1]")
     if request.batch_size.reprobes is not None:
-        raise SuiteConfigError(f"{param('batch_size')} {request.batch_size}: give a positive int or 'auto'")
+        raise OptionError(f"{param('batch_size')} {request.batch_size}: give a positive int or 'auto'")
     engine.check_device(request.device)
 
 
@@ -116,6 +132,8 @@ def prepare_check(request: ContaminationRequest, suite: SuiteSpec | None = None)
     suite = suite or load_suite()
     check_request(request)
     target, reference = parse_model_ref(request.model), parse_model_ref(request.reference)
+    scorer = engine.get_backend(engine.DEFAULT_BACKEND)
+    scorer.check_scorer_model_args(request.model_args, target.config_keys() | reference.config_keys())
     specs = suite.select(list(request.tasks))
     plan = plan_data(request.data_dir, specs)
     check_output_dir(request.output_dir)
@@ -124,32 +142,47 @@ def prepare_check(request: ContaminationRequest, suite: SuiteSpec | None = None)
     selections, data_sha256 = {}, {}
     for data in plan.tasks:
         rows = eval_rows(data)
-        selections[data.spec.key] = select_items(data.spec.key, rows, request.items, request.seed)
+        selections[data.spec.key] = select_items(data.spec.key, rows, request.items, request.seeds.random)
         data_sha256[data.spec.key] = data.files[0].sha256 if data.is_local else _rows_sha256(rows)
     device, dtype = engine.resolve(request.device, request.dtype)
-    return PreparedCheck(request, suite, target, reference, plan, selections, data_sha256, device, dtype)
+    return PreparedCheck(request, suite, target, reference, plan, selections, data_sha256, device, dtype, scorer)
 
 
 def run_contamination(
     request: ContaminationRequest, suite: SuiteSpec | None = None, progress: Progress | None = None
 ) -> ContaminationOutcome:
+    """Check the model for contamination and write the check's folder (stages in the module docstring)."""
     say = progress_or_log(progress)
     prepared = prepare_check(request, suite)
     started = time.perf_counter()
     settings = _settings(prepared)
     target, reference = engine.prepare_model(prepared.target), engine.prepare_model(prepared.reference)
-    in_progress = CheckInProgress(
-        request.output_dir / prepared.target.results_dir_name,
-        _fingerprint(settings, target, reference, prepared.data_sha256),
-    )
-    finished = in_progress.finished()
-    if finished:
-        say(f"resuming an interrupted check: {', '.join(finished)} done earlier ({in_progress.folder})")
-    models = _load_models(prepared, target, reference, say) if len(finished) < len(prepared.plan.tasks) else None
-    builder = CheckBuilder(prepared, settings, target, reference, started)
-    _check_tasks(prepared, models, finished, in_progress, builder, say)
-    results = builder.build()
-    return ContaminationOutcome(results, in_progress.complete(results))
+    identity = {
+        "kind": "contamination",
+        "settings": settings.model_dump(mode="json"),
+        "models": [model_identity(target), model_identity(reference)],
+        "data": prepared.data_sha256,
+    }
+    now = datetime.now(UTC)
+    model_dir = request.output_dir / prepared.target.results_dir_name
+    checkpoint = Checkpoint.open(model_dir, fingerprint(identity), new_run_id(now), now)
+    try:
+        keys = [data.spec.key for data in prepared.plan.tasks]
+        finished = {k: checkpoint.finished(k, ContaminationTask) for k in keys if k in checkpoint.finished_at_open}
+        if finished:
+            say(f"resuming an interrupted check: {', '.join(finished)} done earlier ({checkpoint.folder})")
+        models = _load_models(prepared, target, reference, say) if len(finished) < len(keys) else None
+        builder = CheckBuilder(prepared, settings, target, reference, checkpoint, started)
+        _check_tasks(prepared, models, finished, checkpoint, builder, say)
+        results = builder.build()
+        items = "".join(checkpoint.finished_file(task.key, ITEMS_SUFFIX) for task in results.tasks)
+        folder = write_check(results, items, request.output_dir, prepared.target.results_dir_name)
+    except BaseException:
+        checkpoint.discard_if_empty()  # failed before a task was saved: nothing to resume, nothing left
+        checkpoint.release()
+        raise
+    checkpoint.finish()
+    return ContaminationOutcome(results, folder)
 
 
 def _settings(prepared: PreparedCheck) -> ContaminationSettings:
@@ -159,12 +192,13 @@ def _settings(prepared: PreparedCheck) -> ContaminationSettings:
         neighbours=request.neighbours,
         prefix_ratio=request.prefix_ratio,
         threshold=request.threshold,
-        seed=request.seed,
-        batch_size=request.batch_size.rows if request.batch_size.rows is not None else "auto",
+        seeds=request.seeds,
+        batch_size=request.batch_size.recorded,
         shared_prefix=request.shared_prefix,
         dtype=prepared.dtype,
         device=prepared.device,
         data_dir=str(request.data_dir.resolve()) if request.data_dir else None,
+        model_args=dict(request.model_args),
     )
 
 
@@ -176,9 +210,10 @@ def _load_models(
         f"loading {prepared.target.model_id} (target) and {prepared.reference.model_id} (reference) "
         f"({prepared.dtype}, {prepared.device})"
     )
-    target_lm = load_causal_lm(target, prepared.dtype, prepared.device)
+    args = prepared.request.model_args
+    target_lm = prepared.scorer.load_scorer(target, prepared.dtype, prepared.device, args)
     same = reference.pretrained == target.pretrained
-    reference_lm = target_lm if same else load_causal_lm(reference, prepared.dtype, prepared.device)
+    reference_lm = target_lm if same else prepared.scorer.load_scorer(reference, prepared.dtype, prepared.device, args)
     if target_lm.tokenizer.get_vocab() != reference_lm.tokenizer.get_vocab():
         say(
             "warning: target and reference use different tokenizers; neighbours pass between them as text, "
@@ -191,7 +226,7 @@ def _check_tasks(
     prepared: PreparedCheck,
     models: tuple[CausalLM, CausalLM] | None,
     finished: dict[str, ContaminationTask],
-    in_progress: CheckInProgress,
+    checkpoint: Checkpoint,
     builder: CheckBuilder,
     say: Progress,
 ) -> None:
@@ -218,7 +253,7 @@ def _check_tasks(
                 bar.update()
 
             scores = score_items(
-                selection.items, *models, request.neighbours, request.prefix_ratio, request.seed, rows,
+                selection.items, *models, request.neighbours, request.prefix_ratio, request.seeds.torch, rows,
                 request.shared_prefix, on_item=advance,
             )  # fmt: skip
             counter.close()
@@ -235,7 +270,8 @@ def _check_tasks(
             skipped_rows=selection.skipped,
             seconds=seconds,
         )
-        in_progress.save_task(task, [_item_record(s, request.threshold).line() for s in scores])
+        items = "".join(_item_record(s, request.threshold).line() + "\n" for s in scores)
+        checkpoint.save(task.key, task, files={ITEMS_SUFFIX: items})
         builder.add(task)
         say(f"{step}: {task.reported} ({len(scores)} items, {seconds:.0f}s)")
 
@@ -249,25 +285,25 @@ class CheckBuilder:
         settings: ContaminationSettings,
         target: LoadableModel,
         reference: LoadableModel,
+        checkpoint: Checkpoint,
         started: float,
     ) -> None:
         self.prepared, self.settings, self.target, self.reference = prepared, settings, target, reference
-        self.started = started
+        self.checkpoint, self.started = checkpoint, started
         self.tasks: list[ContaminationTask] = []
 
     def add(self, task: ContaminationTask) -> None:
         self.tasks.append(task)
 
     def build(self) -> ContaminationResults:
-        now = datetime.now(UTC)
         return ContaminationResults(
-            run_id=new_run_id(now),
-            created_at=now,
+            run_id=self.checkpoint.run_id,
+            created_at=self.checkpoint.created_at,
             target=_checked(self.prepared.target, self.target),
             reference=_checked(self.prepared.reference, self.reference),
             settings=self.settings,
             tasks=self.tasks,
-            versions=Versions.installed().model_dump(),
+            versions=Versions.installed(),
             total_seconds=time.perf_counter() - self.started,
         )
 
@@ -284,34 +320,12 @@ def _item_record(score: ItemScore, threshold: float) -> ItemRecord:
     )
 
 
-def _fingerprint(
-    settings: ContaminationSettings, target: LoadableModel, reference: LoadableModel, data_sha256: dict[str, str]
-) -> str:
-    """What makes two checks the same check: a resumed one reuses finished tasks only when all of this matches."""
-    identity = {
-        "settings": settings.model_dump(mode="json"),
-        "models": [_model_identity(target), _model_identity(reference)],
-        "data": data_sha256,
-    }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _rows_sha256(rows: Sequence[dict[str, Any]]) -> str:
     """Hub rows as a snapshot file would hold them, hashed: a resumed check finds the same data again."""
     digest = hashlib.sha256()
     for row in rows:
         digest.update(json.dumps(row, sort_keys=True).encode() + b"\n")
     return digest.hexdigest()
-
-
-def _model_identity(model: LoadableModel) -> list[Any]:
-    """A model as a resumed check must find it again: a .gguf by its sha256, a local folder by its files' sizes
-    and times (cheap; retrained weights change them), a Hub model by id and revision."""
-    folder = Path(model.pretrained)
-    files = []
-    if model.file_sha256 is None and folder.is_dir():
-        files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
-    return [model.pretrained, model.revision, model.file_sha256, files]
 
 
 def _checked(ref: ModelRef, loadable: LoadableModel) -> CheckedModel:
@@ -322,47 +336,3 @@ def _checked(ref: ModelRef, loadable: LoadableModel) -> CheckedModel:
         revision=ref.revision,
         file_sha256=loadable.file_sha256,
     )
-
-
-class CheckInProgress:
-    """A check being written: `<model folder>/.contamination-<fingerprint>.partial/`, holding each finished task
-    (`tasks/<key>.json` and its item lines), so a killed check resumes by task. `complete` renames it into
-    `contamination-<run_id>/` with contamination.json and items.jsonl, all at once."""
-
-    def __init__(self, model_folder: Path, fingerprint: str):
-        self.model_folder = model_folder
-        self.folder = model_folder / f".contamination-{fingerprint}.partial"
-
-    def finished(self) -> dict[str, ContaminationTask]:
-        """Tasks an earlier, interrupted run of the same check finished (a task file is written last)."""
-        tasks = {}
-        for path in sorted((self.folder / "tasks").glob("*.json")) if self.folder.is_dir() else []:
-            try:
-                task = ContaminationTask.model_validate_json(path.read_bytes())
-            except ValueError:
-                continue  # unreadable: score the task again
-            if (self.folder / "tasks" / f"{task.key}.jsonl").is_file():
-                tasks[task.key] = task
-        return tasks
-
-    def save_task(self, task: ContaminationTask, item_lines: Sequence[str]) -> None:
-        try:
-            (self.folder / "tasks").mkdir(parents=True, exist_ok=True)
-            write_text_atomic(self.folder / "tasks" / f"{task.key}.jsonl", "".join(line + "\n" for line in item_lines))
-            write_text_atomic(self.folder / "tasks" / f"{task.key}.json", task.model_dump_json(indent=2) + "\n")
-        except OSError as e:
-            raise OutputDirError(f"cannot write contamination results under {self.folder}: {e.strerror or e}") from e
-
-    def complete(self, results: ContaminationResults) -> Path:
-        final = self.model_folder / f"contamination-{results.run_id}"
-        task_files = self.folder / "tasks"
-        try:
-            with (self.folder / ITEMS_FILE).open("w", encoding="utf-8") as f:
-                for task in results.tasks:
-                    f.write((task_files / f"{task.key}.jsonl").read_text(encoding="utf-8"))
-            (self.folder / CONTAMINATION_FILE).write_text(results.model_dump_json(indent=2) + "\n", encoding="utf-8")
-            shutil.rmtree(task_files)
-            os.replace(self.folder, final)
-        except OSError as e:
-            raise OutputDirError(f"cannot write contamination results under {self.folder}: {e.strerror or e}") from e
-        return final

@@ -10,19 +10,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import field_validator
+
 from evalsuite import engine
 from evalsuite._version import __version__
 from evalsuite.data import DataPlan, TaskData, no_download_count_pings, plan_data
-from evalsuite.errors import RunError, SuiteConfigError, param
+from evalsuite.errors import OptionError, RunError, param
 from evalsuite.model import LoadableModel, ModelRef, check_hub_access, parse_model_ref
 from evalsuite.progress import task_bar
+from evalsuite.records import FrozenRecord
 from evalsuite.results import (
     DataFileInfo,
     FewshotInfo,
@@ -40,42 +43,56 @@ from evalsuite.results import (
     task_result,
     write_run,
 )
-from evalsuite.run.checkpoint import Checkpoint, CheckpointState, run_key
+from evalsuite.run.checkpoint import Checkpoint, CheckpointState, fingerprint, model_identity
 from evalsuite.run.common import Progress, new_run_id, progress_or_log, silent
-from evalsuite.settings import Backend, BatchSize, Dtype, Seeds, check_limit
-from evalsuite.suite import Preset, Protocol, SuiteSpec, default_tasks_dir, load_suite
+from evalsuite.settings import BatchSize, BatchSizeField, DtypeField, Seeds, SeedsField, check_limit
+from evalsuite.suite import Preset, Protocol, SuiteSpec, default_tasks_dir, load_suite, parse_protocol
 
 
-@dataclass(frozen=True)
-class RunRequest:
-    """What `evalsuite run` asks, as typed values (a batch size or dtype given as text is parsed here, once)."""
+class RunRequest(FrozenRecord):
+    """What `evalsuite run` asks. A pydantic model: settings are typed values, and the text a user writes is
+    parsed into them once (`batch_size="auto"`, `dtype="bfloat16"`, `seeds=0`, `model_args="k=v,..."`); a bad
+    value is one OptionError naming the field."""
 
     model: str
-    tasks: Sequence[str] | None = None
+    tasks: Sequence[str] | None = None  # suite task keys; None: all six
     limit: int | None = None
-    batch_size: BatchSize = BatchSize(8)
-    dtype: Dtype | None = None  # None: float32 on CPU, bfloat16 on CUDA
+    batch_size: BatchSizeField = BatchSize(8)
+    dtype: DtypeField = None  # None: float32 on CPU, bfloat16 on CUDA
     device: str | None = None  # None: cuda when available, else cpu
     data_dir: Path | None = None
     output_dir: Path = Path("results")
-    seeds: Seeds = Seeds()
+    seeds: SeedsField = Seeds()
     log_samples: bool = False
-    model_args: str | None = None
+    model_args: dict[str, str] = {}  # the backend's model args (for HF backends: HFLM's, from_pretrained's)
     add_bos_token: bool = False
     preset: str | None = None
-    backend: Backend = Backend.SHARED_PREFIX
+    backend: str = engine.DEFAULT_BACKEND  # a registered backend (evalsuite.engine.backends)
+    backend_options: dict[str, Any] = {}  # the backend's typed options, as values or text
     protocol: Protocol = Protocol.LEADERBOARD_V1
 
-    def __post_init__(self) -> None:
-        # library callers may write batch_size=8 or "auto", dtype="bfloat16": parsed into the types once
-        if not isinstance(self.batch_size, BatchSize):
-            object.__setattr__(self, "batch_size", BatchSize.parse(self.batch_size))
-        if self.dtype is not None and not isinstance(self.dtype, Dtype):
-            object.__setattr__(self, "dtype", Dtype.parse(self.dtype))
+    @field_validator("model_args", mode="before")
+    @classmethod
+    def _model_args(cls, value: Any) -> Any:
+        return engine.parse_model_args(value) if value is None or isinstance(value, str) else value
+
+    @field_validator("backend_options", mode="before")
+    @classmethod
+    def _backend_options(cls, value: Any) -> Any:
+        if isinstance(value, engine.BackendOptions):
+            return value.model_dump()
+        return engine.parse_key_values(value, "backend_options") if value is None or isinstance(value, str) else value
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol(cls, value: Any) -> Any:
+        return parse_protocol(value) if isinstance(value, str) and not isinstance(value, Protocol) else value
 
 
 @dataclass(frozen=True)
 class RunOutcome:
+    """A finished run: its results, and the folder they were written to (results.json, lm-eval's files)."""
+
     results: SuiteResults
     run_dir: Path
 
@@ -90,8 +107,10 @@ class PreparedRun:
     ref: ModelRef
     plan: DataPlan
     preset: Preset | None
-    extra_model_args: dict[str, str]
-    warnings: tuple[str, ...]  # for the user, before anything loads (few-shot fallbacks)
+    backend: engine.ModelBackend
+    backend_options: engine.BackendOptions  # every option of the backend, typed, defaults filled in
+    model_args: dict[str, str]  # as checked by the backend
+    warnings: tuple[str, ...]  # for the user, before anything loads (few-shot fallbacks, old spellings)
 
 
 def prepare_run(request: RunRequest, suite: SuiteSpec | None = None) -> PreparedRun:
@@ -99,23 +118,51 @@ def prepare_run(request: RunRequest, suite: SuiteSpec | None = None) -> Prepared
     suite = (suite or load_suite()).for_protocol(request.protocol)
     specs = suite.select(request.tasks)
     check_limit(request.limit)
-    if engine.launched_processes() > 1 and request.backend is not Backend.SHARED_PREFIX:
-        raise SuiteConfigError(
-            f"{param('backend')} {request.backend.value} cannot run data-parallel: lm-eval's split draws other "
-            "few-shot exemplars for each number of processes; use the default backend (shared-prefix)"
+    backend = engine.get_backend(request.backend)
+    if engine.launched_processes() > 1 and not backend.data_parallel:
+        raise OptionError(
+            f"{param('backend')} {backend.name} cannot run data-parallel: lm-eval's split draws other few-shot "
+            f"exemplars for each number of processes; use a backend that splits its forwards ({engine.DEFAULT_BACKEND})"
+        )
+    if request.batch_size.reprobes is not None and not backend.reprobes_batch_size:
+        raise OptionError(
+            f"{param('batch_size')} {request.batch_size}: auto:N probes lm-eval's batch size again N times, which "
+            f"backend {backend.name} does not (it halves on out-of-memory); give auto"
         )
     preset = suite.preset(request.preset) if request.preset else None
     if preset is not None and request.limit is not None:
-        raise SuiteConfigError(f"{param('preset')} {request.preset} fixes the documents itself; drop {param('limit')}")
+        raise OptionError(f"{param('preset')} {request.preset} fixes the documents itself; drop {param('limit')}")
     engine.check_device(request.device)
     ref = parse_model_ref(request.model)
-    extra_model_args = engine.parse_model_args(request.model_args)
-    engine.check_model_args(extra_model_args, request.backend, ref.config_keys())
+    model_args, options, notes = backend_settings(backend, request.model_args, request.backend_options)
+    backend.check_model_args(model_args, ref.config_keys())
     plan = plan_data(request.data_dir, specs)
     check_output_dir(request.output_dir)
     check_hub_access(ref, hub_dataset=None if plan.root is not None else specs[0].data.hub_dataset)
-    warnings = tuple(f"warning: {t.spec.key}: {t.fewshot.note}" for t in plan.tasks if t.fewshot.fallback)
-    return PreparedRun(request, suite, ref, plan, preset, extra_model_args, warnings)
+    warnings = notes + tuple(f"warning: {t.spec.key}: {t.fewshot.note}" for t in plan.tasks if t.fewshot.fallback)
+    return PreparedRun(request, suite, ref, plan, preset, backend, options, model_args, warnings)
+
+
+def backend_settings(
+    backend: engine.ModelBackend, model_args: Mapping[str, str], backend_options: Mapping[str, Any]
+) -> tuple[dict[str, str], engine.BackendOptions, tuple[str, ...]]:
+    """(model args, the backend's typed options, deprecation notes): options given as model args, as before
+    evalsuite 0.4 (`generation=`, `pack_tokens=`), are taken as options, with a note saying so."""
+    args, moved = backend.moved_model_args(model_args)
+    if clash := sorted(moved.keys() & backend_options.keys()):
+        raise OptionError(
+            f"{param('model_args')} and {param('backend_options')} both set {clash[0]}; give it in "
+            f"{param('backend_options')} only"
+        )
+    if moved:
+        backend.parse_options(moved, flag="model_args")  # a bad value names the flag it was given with
+    options = backend.parse_options({**moved, **backend_options})
+    notes = tuple(
+        f"warning: {param('model_args')} {key}={value} is deprecated (removed in evalsuite 0.5): give "
+        f"{param('backend_options')} {key}={value}"
+        for key, value in moved.items()
+    )
+    return args, options, notes
 
 
 def run_suite(
@@ -148,7 +195,7 @@ def run_suite(
             f"data-parallel over {processes.count} processes, each forwarding a share of every task's requests; "
             "an interrupted task restarts from its beginning (finished tasks are kept)"
         )
-    key = run_key(_fingerprint(request, loadable, model_settings, prepared.plan, processes))
+    key = fingerprint(_run_identity(prepared, loadable, model_settings, processes))
     checkpoint = _open_checkpoint(processes, request.output_dir / prepared.ref.results_dir_name, key)
     try:
         if checkpoint.resumed:
@@ -176,8 +223,9 @@ def _model_settings(prepared: PreparedRun) -> engine.ModelSettings:
         device=device,
         batch_size=request.batch_size,
         add_bos_token=request.add_bos_token,
-        extra_model_args=prepared.extra_model_args,
-        backend=request.backend,
+        backend=prepared.backend.name,
+        backend_options=prepared.backend_options,
+        model_args=prepared.model_args,
     )
 
 
@@ -203,7 +251,7 @@ def _run_tasks(
         if data.spec.key in checkpoint.finished_at_open:
             say(f"{step}: finished before the interruption, not rerun")
             if processes.is_main:
-                finished = checkpoint.finished(data.spec.key)
+                finished = checkpoint.finished(data.spec.key, engine.FinishedTask)
         else:
             if bars is not True:  # else the bar's label says which task runs
                 say(f"{step}: {data.spec.num_fewshot}-shot, {data.spec.metric.display}")
@@ -263,7 +311,8 @@ class ResultsBuilder:
             data_files=[
                 DataFileInfo(split=f.split, path=str(f.path), sha256=f.sha256, rows=f.rows) for f in data.files
             ],
-            leaderboard_differences=data.leaderboard_differences(self.prepared.request.protocol),
+            leaderboard_differences=data.leaderboard_differences(self.prepared.request.protocol)
+            + _backend_differences(self.prepared.backend),
             seconds=finished.seconds,
             document_ids=finished.document_ids,
             prompt_sha256=finished.prompt_sha256,
@@ -310,6 +359,7 @@ class ResultsBuilder:
                 data_dir=str(plan.root.resolve()) if plan.root else None,
                 device=engine.describe_device(model.device),
                 backend=model.backend,
+                backend_options=self.prepared.backend_options.model_dump(mode="json"),
                 processes=model.processes.count,
             ),
             versions=Versions.installed(),
@@ -329,19 +379,20 @@ class ResultsBuilder:
         return files
 
 
-def _fingerprint(
-    request: RunRequest,
+def _run_identity(
+    prepared: PreparedRun,
     model: LoadableModel,
     settings: engine.ModelSettings,
-    plan: DataPlan,
     processes: engine.Processes,
 ) -> dict[str, Any]:
     """Everything that moves scores: the same command over the same data resumes the same run."""
+    request, plan = prepared.request, prepared.plan
     return {
         "evalsuite": __version__,
-        "model": [model.ref.source.value, model.ref.location, model.ref.revision, model.file_sha256],
+        "model": model_identity(model),
         "settings": [settings.dtype.value, settings.device, str(settings.batch_size), settings.add_bos_token,
-                     sorted(settings.extra_model_args.items()), settings.backend.value],
+                     sorted(settings.model_args.items()), settings.backend,
+                     settings.backend_options.model_dump(mode="json")],
         "protocol": request.protocol.value,
         "tasks": [t.spec.key for t in plan.tasks],
         "data": [[f.split, f.sha256] for t in plan.tasks for f in t.files],
@@ -353,6 +404,13 @@ def _fingerprint(
         # (absent for one process, so runs interrupted before this key existed still resume)
         **({"processes": processes.count} if processes.count > 1 else {}),
     }  # fmt: skip
+
+
+def _backend_differences(backend: engine.ModelBackend) -> list[str]:
+    """Why a task the backend ran is not the leaderboard's, whatever it asked: numbers that are not HFLM's."""
+    if backend.hflm_exact:
+        return []
+    return [f"backend {backend.name}: its requests or numbers are not lm-eval HFLM's"]
 
 
 def _fewshot_info(data: TaskData) -> FewshotInfo:

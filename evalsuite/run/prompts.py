@@ -14,13 +14,16 @@ from pathlib import Path
 
 from evalsuite import engine
 from evalsuite.data import TaskData, plan_data
+from evalsuite.records import FrozenRecord
 from evalsuite.run.common import Progress, progress_or_log
 from evalsuite.settings import Seeds, check_limit
 from evalsuite.suite import DocumentRequests, Protocol, SuiteSpec, default_tasks_dir, load_suite
 
 
-@dataclass(frozen=True)
-class PromptsRequest:
+class PromptsRequest(FrozenRecord):
+    """What `evalsuite prompts` asks: the tasks (default all six), documents per task, where rows come from and
+    the protocol. A pydantic model, as RunRequest."""
+
     tasks: Sequence[str] | None = None
     limit: int | None = None
     data_dir: Path | None = None  # None: the Hub datasets, as lm-eval loads them
@@ -29,6 +32,8 @@ class PromptsRequest:
 
 @dataclass(frozen=True)
 class TaskPrompts:
+    """One task's requests as a run would send them, document by document, and how long building them took."""
+
     data: TaskData
     documents: list[DocumentRequests]
     seconds: float

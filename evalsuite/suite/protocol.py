@@ -27,6 +27,9 @@ LEADERBOARD_SEED = 42
 
 
 class Protocol(StrEnum):
+    """What the model is asked: the leaderboard's own requests (its few-shot draws, GSM8K's stops and answer
+    check), or lm-eval 0.4's task definitions."""
+
     LEADERBOARD_V1 = "leaderboard-v1"
     LM_EVAL = "lm-eval"
 

@@ -8,18 +8,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from evalsuite.errors import SuiteConfigError, invalid_file
 from evalsuite.paths import bundled_dir
+from evalsuite.records import FrozenRecord
 from evalsuite.suite.protocol import Protocol
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class MetricKey(_Frozen):
+class MetricKey(FrozenRecord):
     """An lm-eval metric: its name and the filter it was computed after ("none" for most tasks)."""
 
     name: str
@@ -42,7 +39,7 @@ class MetricKey(_Frozen):
         return self.lm_eval_key
 
 
-class CardFields(_Frozen):
+class CardFields(FrozenRecord):
     """model-index fields as the leaderboard bot wrote them (PROTOCOL.md 5.2)."""
 
     dataset_type: str
@@ -52,7 +49,7 @@ class CardFields(_Frozen):
     metric_name: str | None = None
 
 
-class HubBenchmark(_Frozen):
+class HubBenchmark(FrozenRecord):
     """Where the Hub's `.eval_results/*.yaml` files put a task: a benchmark dataset the Hub registered (it has
     an eval.yaml listing its task ids), the task id, the scale of the value, and whether the dataset was seen
     registered when the spec was written (offline, only those are written)."""
@@ -70,7 +67,7 @@ class HubBenchmark(_Frozen):
 ColumnType = Literal["string", "integer", "array", "object"]
 
 
-class DataLayout(_Frozen):
+class DataLayout(FrozenRecord):
     """Where a task's rows live: on the Hub, and in an offline snapshot as <dir>/<split>.jsonl."""
 
     hub_dataset: str
@@ -91,7 +88,9 @@ class DataLayout(_Frozen):
 FewshotSampler = Literal["random", "first_n", "leaderboard-walk"]
 
 
-class TaskSpec(_Frozen):
+class TaskSpec(FrozenRecord):
+    """One task of the suite (tasks/suite.yaml): its lm-eval group, shots, metric, data and leaderboard column."""
+
     key: str
     column: str
     display_name: str
@@ -148,20 +147,20 @@ class TaskSpec(_Frozen):
         )
 
 
-class ProtocolTask(_Frozen):
+class ProtocolTask(FrozenRecord):
     """What a protocol changes in one task beyond its exemplars."""
 
     metric: MetricKey | None = None
     lm_eval: dict[str, Any] = Field(default_factory=dict, description="lm-eval task-config keys to set")
 
 
-class ProtocolSpec(_Frozen):
+class ProtocolSpec(FrozenRecord):
     summary: str
     exemplars: Literal["lm-eval", "leaderboard-walk"]
     tasks: dict[str, ProtocolTask] = Field(default_factory=dict)
 
 
-class Preset(_Frozen):
+class Preset(FrozenRecord):
     """A fixed subset of documents: `documents[key]` per lm-eval task (per subject for MMLU)."""
 
     seed: int
@@ -173,7 +172,9 @@ class Preset(_Frozen):
         return sorted(random.Random(f"{self.seed}:{lm_eval_task}").sample(range(available), wanted))
 
 
-class SuiteSpec(_Frozen):
+class SuiteSpec(FrozenRecord):
+    """The suite (tasks/suite.yaml): its six tasks, protocols and presets; `for_protocol` resolves one protocol."""
+
     name: str
     version: int
     title: str

@@ -3,7 +3,11 @@
 Per task, the test depends on what the runs kept:
 - both runs logged their samples (`--log-samples`) on the same documents: a paired test, the exact McNemar
   test for 0/1 metrics (discordant documents only) and a paired t-test for continuous ones (TruthfulQA MC2);
-- otherwise: a two-proportion z-test from the stored values and standard errors.
+- otherwise: Welch's unequal-variances t-test on the two means, from each run's value, standard error and
+  document count (lm-eval's stderr is the sample standard deviation over sqrt(n), for a share as for MC2's
+  mean), degrees of freedom by Welch-Satterthwaite. It ignores that the documents are the same ones, so it is
+  conservative where a paired test would be sharper; for thousands of documents it is the z-test on the
+  difference of the means.
 
 A task *regressed* when the candidate is lower with p < alpha and the drop exceeds `max_drop` points;
 it *improved* when higher with p < alpha; else it is *unchanged*. Runs are only compared when they ran the
@@ -12,15 +16,15 @@ same protocol on the same rows: otherwise `NotComparableError` says what differs
 
 from __future__ import annotations
 
-import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+from pydantic import SerializerFunctionWrapHandler, model_serializer
 
 from evalsuite.errors import NotComparableError
-from evalsuite.results import SuiteResults, TaskResult
+from evalsuite.records import FrozenRecord
+from evalsuite.results import Run, SuiteResults, TaskResult
 from evalsuite.results.lm_eval_files import sample_scores
 from evalsuite.suite import Protocol
 
@@ -31,14 +35,10 @@ class Verdict(StrEnum):
     REGRESSED = "regressed"
 
 
-TestName = Literal["mcnemar", "paired-t", "two-proportion-z", "none"]
+TestName = Literal["mcnemar", "paired-t", "welch-t", "none"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TaskComparison(_Model):
+class TaskComparison(FrozenRecord):
     key: str
     display_name: str
     metric: str
@@ -55,7 +55,7 @@ class TaskComparison(_Model):
         return self.verdict is Verdict.REGRESSED
 
 
-class RunName(_Model):
+class RunName(FrozenRecord):
     """Which run a side of the comparison is: its model, run id and folder."""
 
     model: str
@@ -66,7 +66,9 @@ class RunName(_Model):
         return f"{self.model} run {self.run_id} ({self.folder})"
 
 
-class Comparison(_Model):
+class Comparison(FrozenRecord):
+    """Two runs compared task by task (`compare --format json` prints it): each task's test, p-value and verdict."""
+
     baseline_run: RunName
     candidate_run: RunName
     alpha: float
@@ -175,50 +177,54 @@ def _paired_test(a: dict[tuple[str, int, str], float], b: dict[tuple[str, int, s
     return "paired-t", float(stats.ttest_rel(xs, ys).pvalue)
 
 
-def _z_test(a: TaskResult, b: TaskResult) -> tuple[TestName, float | None]:
+def welch_test(a: TaskResult, b: TaskResult) -> tuple[TestName, float | None]:
+    """Welch's t-test of two means from their standard errors and document counts (two-sided p)."""
+    from scipy import stats
+
     if a.stderr is None or b.stderr is None:
         return "none", None
-    spread = math.sqrt(a.stderr**2 + b.stderr**2)
+    var_a, var_b = a.stderr**2, b.stderr**2
+    spread = var_a + var_b
     if spread == 0:
-        return "two-proportion-z", 1.0 if a.value == b.value else 0.0
-    z = (b.value - a.value) / spread
-    return "two-proportion-z", math.erfc(abs(z) / math.sqrt(2))
+        return "welch-t", 1.0 if a.value == b.value else 0.0
+    t = (b.value - a.value) / spread**0.5
+    terms = [v * v / (n - 1) for v, n in ((var_a, a.documents), (var_b, b.documents)) if n > 1]
+    if len(terms) < 2 or sum(terms) == 0:  # a side of one document, or no spread: the normal limit
+        return "welch-t", float(2 * stats.norm.sf(abs(t)))
+    degrees = spread * spread / sum(terms)
+    return "welch-t", float(2 * stats.t.sf(abs(t), degrees))
 
 
-def compare_runs(
-    baseline: SuiteResults,
-    baseline_dir: Path,
-    candidate: SuiteResults,
-    candidate_dir: Path,
-    alpha: float = 0.05,
-    max_drop: float = 0.0,
-) -> Comparison:
-    if problems := comparability_problems(baseline, candidate):
+def compare_runs(baseline: Run, candidate: Run, alpha: float = 0.05, max_drop: float = 0.0) -> Comparison:
+    """Compare two runs task by task (the module's docstring has the tests); NotComparableError when they did
+    not run the same protocol on the same rows."""
+    old, new = baseline.results, candidate.results
+    if problems := comparability_problems(old, new):
         raise NotComparableError("runs are not comparable: " + "; ".join(problems))
     warnings = []
-    if baseline.model.dtype != candidate.model.dtype:
-        warnings.append(f"dtypes differ ({baseline.model.dtype} vs {candidate.model.dtype})")
-    if baseline.settings.batch_size != candidate.settings.batch_size:
+    if old.model.dtype != new.model.dtype:
+        warnings.append(f"dtypes differ ({old.model.dtype} vs {new.model.dtype})")
+    if old.settings.batch_size != new.settings.batch_size:
         warnings.append("batch sizes differ (padding can move scores slightly)")
-    seeds_a, seeds_b = baseline.settings.seeds, candidate.settings.seeds
+    seeds_a, seeds_b = old.settings.seeds, new.settings.seeds
     # under leaderboard-v1 exemplars follow the leaderboard's walk (seed 42): the few-shot seed is unused
-    if seeds_a.fewshot != seeds_b.fewshot and baseline.settings.protocol is not Protocol.LEADERBOARD_V1:
+    if seeds_a.fewshot != seeds_b.fewshot and old.settings.protocol is not Protocol.LEADERBOARD_V1:
         warnings.append("seeds differ (different few-shot exemplars)")
     if (seeds_a.random, seeds_a.numpy, seeds_a.torch) != (seeds_b.random, seeds_b.numpy, seeds_b.torch):
         warnings.append("python/numpy/torch seeds differ")
-    for a in baseline.tasks:
-        b = candidate.task(a.key)
+    for a in old.tasks:
+        b = new.task(a.key)
         if b is not None and a.prompt_sha256 and b.prompt_sha256 and a.prompt_sha256 != b.prompt_sha256:
             warnings.append(
                 f"{a.key}: the prompts differ on the same documents (prompt fingerprints "
                 f"{a.prompt_sha256[:12]} vs {b.prompt_sha256[:12]}): another lm-eval version or seed asked other things"
             )
     tasks = []
-    for a in baseline.tasks:
-        b = candidate.task(a.key)
+    for a in old.tasks:
+        b = new.task(a.key)
         assert b is not None  # checked by comparability_problems
-        scores_a = _per_document_scores(baseline_dir, a)
-        scores_b = _per_document_scores(candidate_dir, b)
+        scores_a = _per_document_scores(baseline.folder, a)
+        scores_b = _per_document_scores(candidate.folder, b)
         p_value: float | None
         if scores_a is not None and scores_b is not None and scores_a.keys() == scores_b.keys() and scores_a:
             test, p_value = _paired_test(scores_a, scores_b)
@@ -227,7 +233,7 @@ def compare_runs(
                 raise NotComparableError(
                     f"runs are not comparable: {a.key}: the logged samples are different documents"
                 )
-            test, p_value = _z_test(a, b)
+            test, p_value = welch_test(a, b)
         delta = 100 * (b.value - a.value)
         significant = p_value is not None and p_value < alpha
         if significant and delta < 0 and -delta > max_drop:
@@ -251,12 +257,12 @@ def compare_runs(
             )
         )
     return Comparison(
-        baseline_run=RunName(model=baseline.model.id, run_id=baseline.run_id, folder=str(baseline_dir)),
-        candidate_run=RunName(model=candidate.model.id, run_id=candidate.run_id, folder=str(candidate_dir)),
+        baseline_run=RunName(model=old.model.id, run_id=old.run_id, folder=str(baseline.folder)),
+        candidate_run=RunName(model=new.model.id, run_id=new.run_id, folder=str(candidate.folder)),
         alpha=alpha,
         max_drop=max_drop,
         tasks=tasks,
-        baseline_average=baseline.h6_average,
-        candidate_average=candidate.h6_average,
+        baseline_average=old.h6_average,
+        candidate_average=new.h6_average,
         warnings=warnings,
     )

@@ -24,6 +24,14 @@ class HistoryPoint:
     average: float | None
     scores: dict[str, tuple[float, float | None] | None]  # column -> (value, stderr) as fractions
 
+    def as_json(self) -> dict[str, Any]:
+        """The point as `history --format json` prints it (fractions, as results.json holds them)."""
+        return {
+            "run_id": self.run_id, "started": self.label, "status": self.status, "comparable": self.comparable,
+            "average": self.average,
+            "scores": {c: None if s is None else {"value": s[0], "stderr": s[1]} for c, s in self.scores.items()},
+        }  # fmt: skip
+
 
 def model_history(runs: list[SuiteResults], model: str, suite: SuiteSpec) -> list[HistoryPoint]:
     """Runs of `model` (its id, or its results folder name `org__name`), oldest first."""

@@ -19,14 +19,12 @@ dtype than the leaderboard evaluated is warned about, not refused: a local copy 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Literal
-
-from pydantic import BaseModel, ConfigDict
 
 from evalsuite.archive import PublishedResult
 from evalsuite.errors import NotComparableError, param
-from evalsuite.results import SuiteResults, TaskResult
+from evalsuite.records import FrozenRecord
+from evalsuite.results import Run, SuiteResults, TaskResult
 from evalsuite.suite import SuiteSpec
 from evalsuite.track.compare import RunName
 
@@ -34,11 +32,7 @@ Basis = Literal["same documents", "subset"]
 Z_95 = 1.96  # two-sided 95% for the subset basis
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SubjectGap(_Model):
+class SubjectGap(FrozenRecord):
     """One MMLU subject: the leaderboard's value and the run's (fractions)."""
 
     subject: str
@@ -47,7 +41,7 @@ class SubjectGap(_Model):
     delta_points: float
 
 
-class TaskReproduction(_Model):
+class TaskReproduction(FrozenRecord):
     key: str
     display_name: str
     metric: str
@@ -63,7 +57,9 @@ class TaskReproduction(_Model):
     subjects: list[SubjectGap] = []  # MMLU: per subject, where both sides hold them
 
 
-class Reproduction(_Model):
+class Reproduction(FrozenRecord):
+    """A run beside the leaderboard's own result for its model, task by task: within noise or not, and why."""
+
     published_model: str
     published_precision: str | None
     published_sha: str | None
@@ -95,14 +91,9 @@ class Reproduction(_Model):
         return line + (f" ({'; '.join(notes)})" if notes else "")
 
 
-def reproduce(
-    published: PublishedResult,
-    run: SuiteResults,
-    run_dir: Path,
-    suite: SuiteSpec,
-    allow_partial: bool = False,
-) -> Reproduction:
+def reproduce(published: PublishedResult, located: Run, suite: SuiteSpec, allow_partial: bool = False) -> Reproduction:
     """The run beside the leaderboard's result, task by task (see the module's docstring for the rule)."""
+    run = located.results
     if not run.is_complete and not allow_partial:
         raise NotComparableError(
             f"run {run.run_id} is partial ({'; '.join(run.partial_reasons)}): the leaderboard scored complete "
@@ -133,7 +124,7 @@ def reproduce(
         published_precision=published.precision,
         published_sha=published.sha,
         published_files=list(published.files),
-        run=RunName(model=run.model.id, run_id=run.run_id, folder=str(run_dir)),
+        run=RunName(model=run.model.id, run_id=run.run_id, folder=str(located.folder)),
         tasks=tasks,
         left_out=left_out,
         warnings=warnings,

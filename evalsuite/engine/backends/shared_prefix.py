@@ -1,4 +1,4 @@
-"""Shared-prefix scoring: an lm-eval HF model that forwards each shared prefix once.
+"""The `shared-prefix` backend (the default): an lm-eval HF model that forwards each shared prefix once.
 
 lm-eval's HFLM forwards every (context, continuation) request on its own, so the few-shot context of a
 multiple-choice document goes through the model once per choice (only one-token continuations, MMLU's,
@@ -15,28 +15,35 @@ common preamble (MMLU's per-subject 5-shot prefix, TruthfulQA's fixed QA primer)
 positions that score a continuation go through the LM head. Requests with identical inputs (MMLU's one-token
 choices) are forwarded once, as HFLM does.
 
-Tokenization, truncation and the request cache are HFLM's. Generation (GSM8K) keeps HFLM's tokenization,
-stop strings and text clean-up, but greedy requests decode with transformers' continuous batching
-(evalsuite/engine/generation.py): a request leaves when its own answer is final and a waiting one takes its
-place, instead of a fixed batch decoding until its longest answer ends. `--batch-size N`: at most N requests
-decoding at once; under `auto` that number comes from the free memory. In a data-parallel launch the
-forwards and generations are split across processes (evalsuite/engine/processes.py).
+Tokenization, truncation and the request cache are HFLM's, so its requests and numbers are HFLM's (choices
+identical, log-likelihoods to float rounding: tests/test_parity.py). Generation (GSM8K) keeps HFLM's
+tokenization, stop strings and text clean-up, but greedy requests decode with continuous batching
+(evalsuite/engine/generation.py, the `generation` option): a request leaves when its own answer is final and a
+waiting one takes its place, instead of a fixed batch decoding until its longest answer ends. `--batch-size
+N`: at most N requests decoding at once; under `auto` that number comes from the free memory. In a
+data-parallel launch the forwards and generations are split across processes (evalsuite/engine/processes.py).
+
+Options (`--backend-options`, `SharedPrefixOptions`): `pack_tokens`, the row budget of a pack; `generation`,
+what decodes greedy generations (evalsuite's loop or transformers' manager).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
+from pydantic import Field, field_validator
 
 from evalsuite.engine import generation, oom
+from evalsuite.engine.backends import BackendOptions
+from evalsuite.engine.backends.hf import HFBackend
 from evalsuite.engine.packing import (
     DEFAULT_PACK_TOKENS,
     Pack,
@@ -46,15 +53,80 @@ from evalsuite.engine.packing import (
     rows_in_next_forward,
 )
 from evalsuite.engine.processes import Processes
-from evalsuite.errors import RunError
+from evalsuite.errors import GenerationFailed, RunError, param
 from evalsuite.progress import bar_open
 from evalsuite.progress import requests as requests_progress
-from evalsuite.settings import BatchSize, GenerationEngine
+from evalsuite.settings import Backend, BatchSize, GenerationEngine
+
+if TYPE_CHECKING:
+    from lm_eval.api.model import LM
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "evalsuite-hf"  # lm-eval registry name
-PLAIN_MODEL_NAME = "evalsuite-lm-eval-hf"  # HFLM itself, reporting to evalsuite's progress bar
+
+
+class SharedPrefixOptions(BackendOptions):
+    pack_tokens: int = Field(
+        DEFAULT_PACK_TOKENS, description="tokens per packed row: requests sharing a prefix fill rows up to this"
+    )
+    generation: GenerationEngine = Field(
+        GenerationEngine.EVALSUITE,
+        description="what decodes GSM8K's greedy generations: evalsuite (its own loop) or transformers (its "
+        "ContinuousBatchingManager); both give HFLM's texts",
+    )
+
+    @field_validator("pack_tokens", mode="before")
+    @classmethod
+    def _positive(cls, value: Any) -> int:
+        try:
+            tokens = int(value)
+        except (TypeError, ValueError):
+            tokens = 0
+        if tokens < 1 or isinstance(value, bool):
+            raise ValueError("give a positive number of tokens")
+        return tokens
+
+    @field_validator("generation", mode="before")
+    @classmethod
+    def _engine(cls, value: Any) -> GenerationEngine:
+        try:
+            return GenerationEngine(value)
+        except ValueError:
+            raise ValueError(f"give {' or '.join(e.value for e in GenerationEngine)}") from None
+
+
+class SharedPrefixBackend(HFBackend):
+    name = Backend.SHARED_PREFIX.value
+    summary = "each shared few-shot prefix forwarded once; GSM8K decoded with continuous batching"
+    options = SharedPrefixOptions
+    data_parallel = True  # it splits forwards itself (engine/processes.py), with the single-process numbers
+    hflm_exact = True  # HFLM's requests and tokenization; choices identical, log-likelihoods to float rounding
+    # its options, and HFLM's `backend` (the model type: it packs causal models only)
+    own_keywords: ClassVar[frozenset[str]] = frozenset({"pack_tokens", "generation", "backend"})
+
+    def lm_class(self) -> type[LM]:
+        return SharedPrefixLM
+
+    def lm_keywords(self, options: BackendOptions) -> dict[str, Any]:
+        assert isinstance(options, SharedPrefixOptions)
+        return {"pack_tokens": options.pack_tokens, "generation": options.generation.value}
+
+    def moved_model_args(self, args: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        """`pack_tokens` and `generation` were model args before evalsuite 0.4."""
+        moved = {k: v for k, v in args.items() if k in ("pack_tokens", "generation")}
+        return {k: v for k, v in args.items() if k not in moved}, moved
+
+    def _own_keyword_remedy(self, key: str) -> str:
+        if key == "backend":
+            return (
+                "HFLM's model type; the shared-prefix backend runs causal models only (for another type, "
+                f"{param('backend')} lm-eval-hf)"
+            )
+        return f"an option of this backend: give it as {param('backend_options')} {key}=..."
+
+
+BACKEND = SharedPrefixBackend()
 
 AUTO_BATCH_START = 64  # rows per forward that batch size auto tries first, halving on out-of-memory
 # Generation (GSM8K) under batch size auto: the KV cache of a batch may take this share of the free memory
@@ -117,14 +189,14 @@ def _normalized_gen_kwargs(gen_kwargs: dict, default_max_gen_toks: int) -> dict:
 class SharedPrefixLM(HFLM):
     """HFLM whose log-likelihood requests share the forward pass of their common prefix.
 
-    Extra model args: `pack_tokens` (int), the row budget of a pack; `generation` (evalsuite or transformers),
-    what decodes greedy generations (settings.GenerationEngine).
+    Keywords beyond HFLM's, the backend's options (SharedPrefixOptions): `pack_tokens`, the row budget of a
+    pack; `generation` (evalsuite or transformers), what decodes greedy generations.
     """
 
     def __init__(
         self, *args, pack_tokens: int | str = DEFAULT_PACK_TOKENS, generation: str = "evalsuite", **kwargs
     ) -> None:
-        self.generation_engine = GenerationEngine(generation)  # checked before loading (engine.model_args)
+        self.generation_engine = GenerationEngine(generation)  # checked before loading (SharedPrefixOptions)
         super().__init__(*args, **kwargs)
         # the batch size as evalsuite asked for it (HFLM keeps only "auto" of `auto:N`)
         self.batch = BatchSize.parse(kwargs.get("batch_size", 1))
@@ -163,9 +235,14 @@ class SharedPrefixLM(HFLM):
     def _attention(self) -> str:
         return getattr(self.model.config, "_attn_implementation", None) or "eager"
 
+    @property
+    def _is_causal(self) -> bool:
+        # HFLM's own `backend` attribute is the model type (causal or seq2seq), not an evalsuite backend
+        return self.backend == "causal"
+
     def _can_pack(self) -> bool:
         # flash-attention kernels take no arbitrary masks; those models run as plain HFLM
-        return self.backend == "causal" and self._attention in ("sdpa", "eager")
+        return self._is_causal and self._attention in ("sdpa", "eager")
 
     def _loglikelihood_tokens(
         self,
@@ -251,7 +328,7 @@ class SharedPrefixLM(HFLM):
         return self._generate_in_batches(requests, disable_tqdm)
 
     def _continuous_unsupported(self, requests: list) -> str | None:
-        if self.backend != "causal" or self.think_end_token is not None:
+        if not self._is_causal or self.think_end_token is not None:
             return "not a plain causal model"
         manager = self.generation_engine is GenerationEngine.TRANSFORMERS
         if manager and self.mixed_precision_dtype is not None:  # autocast is per thread; the manager has its own
@@ -309,10 +386,17 @@ class SharedPrefixLM(HFLM):
             self.cache_hook.add_partial("generate_until", tuple(requests[i].args), texts[i])
             progress.update(1)
 
-        generator = self._generator(prompts, budgets, is_final, on_final)
+        generator = generation.greedy_generator(
+            self.generation_engine, self.model,
+            slots=self._generation_slots([len(p) for p in prompts], max(budgets)),
+            longest=max(len(p) + b for p, b in zip(prompts, budgets, strict=True)),
+            eos=generation.eos_token_ids(self.model), pad_token_id=self.tokenizer.pad_token_id,
+            is_final=is_final, on_final=on_final, backoff_on_oom=self.batch.auto,
+            autocast_dtype=self.mixed_precision_dtype,
+        )  # fmt: skip
         try:
             generator.run([prompts[i] for i in order], [budgets[i] for i in order])
-        except generation.GenerationFailed as failure:
+        except GenerationFailed as failure:
             documents = ", ".join(_document(requests[order[p]], order[p]) for p in failure.prompts)
             raise RunError(f"generation failed for {documents}: {failure.reason}") from failure
         finally:
@@ -320,19 +404,6 @@ class SharedPrefixLM(HFLM):
             self.stats.oom_backoffs += generator.oom_backoffs
         assert all(t is not None for t in texts)
         return texts  # type: ignore[return-value]
-
-    def _generator(
-        self, prompts: list[list[int]], budgets: list[int], is_final, on_final
-    ) -> generation.ContinuousGreedy | generation.ManagedGreedy:
-        slots = self._generation_slots([len(p) for p in prompts], max(budgets))
-        common = dict(
-            eos=generation.eos_token_ids(self.model), pad_token_id=self.tokenizer.pad_token_id,
-            is_final=is_final, on_final=on_final, backoff_on_oom=self.batch.auto,
-        )  # fmt: skip
-        if self.generation_engine is GenerationEngine.TRANSFORMERS:
-            longest = max(len(p) + b for p, b in zip(prompts, budgets, strict=True))
-            return generation.ManagedGreedy(self.model, budget=generation.CacheBudget(slots, longest), **common)
-        return generation.ContinuousGreedy(self.model, slots=slots, autocast_dtype=self.mixed_precision_dtype, **common)
 
     def _generate_in_batches(self, requests: list, disable_tqdm: bool) -> list[str]:
         """HFLM's generation; under `--batch-size auto`, in batches sized by the KV cache they need.
@@ -426,27 +497,3 @@ class SharedPrefixLM(HFLM):
                     log_prob = float(rows_log_probs.gather(1, target[:, None]).sum())
                     results.append((request.index, (log_prob, is_greedy)))
         return results
-
-
-@register_model(PLAIN_MODEL_NAME)
-class ReportingHFLM(HFLM):
-    """lm-eval's HFLM unchanged (`--backend lm-eval-hf`), except that while evalsuite shows a task bar its own
-    bars are off and the task bar counts each batch of requests when HFLM has answered all of it."""
-
-    def loglikelihood(self, requests: list, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        return self._reported(super().loglikelihood, requests, disable_tqdm)
-
-    def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
-        return self._reported(super().loglikelihood_rolling, requests, disable_tqdm)
-
-    def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
-        return self._reported(super().generate_until, requests, disable_tqdm)
-
-    @staticmethod
-    def _reported(answer, requests: list, disable_tqdm: bool):
-        if not bar_open():
-            return answer(requests, disable_tqdm=disable_tqdm)
-        counter = requests_progress(len(requests), "")
-        out = answer(requests, disable_tqdm=True)
-        counter.update(len(requests))
-        return out

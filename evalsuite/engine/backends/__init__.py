@@ -1,0 +1,195 @@
+"""Backends: the ways evalsuite runs a model, each a named `ModelBackend` in a lazy registry.
+
+A backend declares, before anything loads, what a run must know of it:
+- its typed options (`options`, a pydantic model: `--backend-options k=v,...`), recorded in results.json;
+- which model args it takes (`check_model_args`: `--model-args k=v,...`);
+- whether it can run data-parallel with the single-process numbers (`data_parallel`);
+- whether its requests and numbers are lm-eval HFLM's (`hflm_exact`): only then can a task it ran be the
+  leaderboard's (otherwise results.json says why not, task by task);
+and it loads a model as lm-eval's `LM` (`load`), and, where it can, as the contamination check's scorer
+(`load_scorer`).
+
+Two ship with evalsuite (`BUILTIN`):
+- `shared-prefix` (the default, backends/shared_prefix.py): lm-eval's HF model whose log-likelihood requests
+  share the forward pass of their common prefix, and whose GSM8K generations decode with continuous batching
+  (option `generation`: evalsuite's loop or transformers' manager, generation.GreedyGenerator);
+- `lm-eval-hf` (backends/lm_eval_hf.py): lm-eval's HF model itself.
+
+A new backend is one module that defines a `ModelBackend`, and one registry line:
+
+    register_backend("vllm", "my_package.vllm_backend:BACKEND")
+
+(tests/toy_backend.py is one, registered by its test). The registry holds `module:attribute` strings and
+imports a backend only when it is asked for by name, so naming backends (the CLI's help, results files) loads
+no model library. Why not lm-eval's own registry (`@register_model`): it maps names to `LM` classes and knows
+nothing of what must be checked before a model loads; inspect_ai's `@modelapi` is lazy for the same reason as
+this one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import ValidationError
+
+from evalsuite.engine.processes import Processes
+from evalsuite.errors import OptionError, param
+from evalsuite.model import LoadableModel
+from evalsuite.records import FrozenRecord
+from evalsuite.settings import Backend, BatchSize, Dtype
+
+if TYPE_CHECKING:
+    from lm_eval.api.model import LM
+
+    from evalsuite.engine.neighbours import CausalLM
+
+# name -> "module:attribute" of its ModelBackend; registered backends join these
+BUILTIN: dict[str, str] = {
+    Backend.SHARED_PREFIX.value: "evalsuite.engine.backends.shared_prefix:BACKEND",
+    Backend.LM_EVAL_HF.value: "evalsuite.engine.backends.lm_eval_hf:BACKEND",
+}
+DEFAULT_BACKEND = Backend.SHARED_PREFIX.value
+
+_registry: dict[str, str | ModelBackend] = dict(BUILTIN)
+
+
+class BackendOptions(FrozenRecord):
+    """A backend's typed options (`--backend-options k=v,...`), every one with a default; none by default.
+
+    Recorded in results.json (`settings.backend_options`), every option with its value. A field's validator
+    may raise ValueError with a short remedy ("give a positive number of tokens"): it becomes the error line.
+    """
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """How a run loads its model, as typed values (what `ModelBackend.load` is given)."""
+
+    dtype: Dtype
+    device: str
+    batch_size: BatchSize
+    add_bos_token: bool
+    backend: str = DEFAULT_BACKEND
+    backend_options: BackendOptions = field(default_factory=BackendOptions)
+    model_args: dict[str, str] = field(default_factory=dict)  # `--model-args`, checked by the backend
+
+
+@dataclass
+class LoadedModel:
+    """A model as a backend loaded it: lm-eval's `LM`, and what results.json records of it."""
+
+    lm: LM
+    model_args: dict[str, Any]  # what lm-eval records as the model's arguments
+    device: str
+    parameters: int | None
+    dtype: Dtype  # as the loaded model reports it
+    load_seconds: float
+    backend: str = DEFAULT_BACKEND
+    processes: Processes = field(default_factory=Processes)  # data-parallel ranks (backends that split forwards)
+
+
+class ModelBackend(ABC):
+    """A way to run a model. Subclasses set the class attributes and implement `load`."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]  # one line: what it does, for the docs and `--backend` errors
+    options: ClassVar[type[BackendOptions]] = BackendOptions
+    data_parallel: ClassVar[bool] = False
+    hflm_exact: ClassVar[bool] = False
+    reprobes_batch_size: ClassVar[bool] = False  # takes lm-eval's `auto:N` (probe the batch size again N times)
+
+    def parse_options(self, given: Mapping[str, Any], flag: str = "backend_options") -> BackendOptions:
+        """The options from `k=v` values (strings, as a command line gives them, or typed): checked, typed, every
+        default filled in. A bad one is one OptionError naming `flag` and the option."""
+        try:
+            return self.options.model_validate(dict(given))
+        except ValidationError as e:
+            first = e.errors()[0]
+            key = str(first["loc"][0]) if first["loc"] else ""
+            if first["type"] == "extra_forbidden":
+                known = ", ".join(self.options.model_fields) or "none"
+                raise OptionError(
+                    f"{param(flag)} {key}={given.get(key)}: {key!r} is not an option of backend {self.name} "
+                    f"(its options: {known})"
+                ) from e
+            why = str(first["msg"]).removeprefix("Value error, ")
+            raise OptionError(f"{param(flag)} {key}={given.get(key)}: {why}") from e
+
+    def check_model_args(self, args: Mapping[str, str], config_keys: frozenset[str] = frozenset()) -> None:
+        """Refuse, before anything loads, model args the backend would only reject after loading. Default: it
+        takes none."""
+        if args:
+            key = next(iter(args))
+            raise OptionError(f"{param('model_args')} {key}={args[key]}: backend {self.name} takes no model args")
+
+    def moved_model_args(self, args: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        """(model args, options) from `--model-args` of older versions, where this backend's options were model
+        args (`generation=`, `pack_tokens=`): the options among them are taken out. Default: none move."""
+        return dict(args), {}
+
+    @abstractmethod
+    def load(self, model: LoadableModel, settings: ModelSettings) -> LoadedModel:
+        """The model, loaded as lm-eval's `LM` with these settings."""
+
+    def check_scorer_model_args(self, args: Mapping[str, str], config_keys: frozenset[str] = frozenset()) -> None:
+        """Refuse, before anything loads, model args `load_scorer` would not take. Default: no scorer at all."""
+        raise OptionError(f"{param('backend')} {self.name} cannot load a model for the contamination check")
+
+    def load_scorer(self, model: LoadableModel, dtype: Dtype, device: str, model_args: Mapping[str, str]) -> CausalLM:
+        """The model and its tokenizer as the contamination check scores with them (CausalLM)."""
+        raise OptionError(f"{param('backend')} {self.name} cannot load a model for the contamination check")
+
+
+def register_backend(name: str, target: str | ModelBackend) -> None:
+    """Make `name` a backend: `target` is a ModelBackend, or `module:attribute` naming one (imported when asked
+    for). A name already taken is replaced (tests; a package that improves a built-in)."""
+    if not name or any(c.isspace() or c in ",=" for c in name):
+        raise ValueError(f"backend name {name!r}: no spaces, commas or '='")
+    if isinstance(target, str) and ":" not in target:
+        raise ValueError(f"backend {name}: give 'module:attribute', not {target!r}")
+    _registry[name] = target
+
+
+def unregister_backend(name: str) -> None:
+    """Forget a registered backend; a built-in goes back to its own."""
+    if name in BUILTIN:
+        _registry[name] = BUILTIN[name]
+    else:
+        _registry.pop(name, None)
+
+
+def backend_names() -> list[str]:
+    """Every registered name (nothing is imported)."""
+    return list(_registry)
+
+
+def get_backend(name: str) -> ModelBackend:
+    """The backend registered as `name` (imported on first use); an unknown name is one OptionError."""
+    target = _registry.get(name)
+    if target is None:
+        raise OptionError(f"{param('backend')} {name!r}: choose {' or '.join(backend_names())}")
+    if isinstance(target, str):
+        module, _, attribute = target.partition(":")
+        found = getattr(importlib.import_module(module), attribute)
+        if not isinstance(found, ModelBackend) or found.name != name:
+            raise TypeError(f"{target} is not the ModelBackend named {name!r}")
+        _registry[name] = target = found
+    return target
+
+
+__all__ = [
+    "BUILTIN",
+    "DEFAULT_BACKEND",
+    "BackendOptions",
+    "LoadedModel",
+    "ModelBackend",
+    "ModelSettings",
+    "backend_names",
+    "get_backend",
+    "register_backend",
+    "unregister_backend",
+]

@@ -1,0 +1,144 @@
+"""What the backends built on lm-eval's HF model (HFLM) share: which model args they take, how they load a model
+through lm-eval, and the contamination check's scorer (transformers' `AutoModelForCausalLM`).
+
+lm-eval and transformers are imported inside the functions: importing this module loads neither.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from evalsuite.engine.backends import BackendOptions, LoadedModel, ModelBackend, ModelSettings
+from evalsuite.engine.processes import Processes
+from evalsuite.errors import ModelRefError, OptionError, param
+from evalsuite.model import LoadableModel
+from evalsuite.settings import Dtype
+
+if TYPE_CHECKING:
+    from lm_eval.api.model import LM
+
+    from evalsuite.engine.neighbours import CausalLM
+
+# transformers' from_pretrained keywords a user may pass through model_args (lm-eval forwards what HFLM does not
+# take to from_pretrained). Checked against transformers by tests/test_dependency_contract.py.
+FROM_PRETRAINED_MODEL_ARGS = (
+    "attn_implementation", "cache_dir", "device_map", "force_download", "local_files_only", "max_memory",
+    "offload_buffers", "offload_folder", "subfolder", "token", "use_kernels", "use_safetensors", "variant",
+)  # fmt: skip
+# The contamination check loads with from_pretrained itself: these, trust_remote_code and the config's attributes.
+SCORER_MODEL_ARGS = (*FROM_PRETRAINED_MODEL_ARGS, "trust_remote_code")
+
+
+def typed_value(text: str) -> Any:
+    """A `--model-args` value as lm-eval's own command line passes it on (`True` -> True, `3` -> 3, `'3'` -> "3"):
+    lm-eval's `handle_arg_string`. Without it `trust_remote_code=False` would reach HFLM as the truthy "False"."""
+    from lm_eval.utils import handle_arg_string
+
+    return handle_arg_string(text)
+
+
+class HFBackend(ModelBackend):
+    """A backend whose model is an lm-eval HF model class (`lm_class`)."""
+
+    # keywords of the LM class that evalsuite sets from its own settings, or that are this backend's options
+    own_keywords: ClassVar[frozenset[str]] = frozenset()
+
+    def lm_class(self) -> type[LM]:
+        """The lm-eval model class (imported here, when a model loads)."""
+        raise NotImplementedError
+
+    def lm_keywords(self, options: BackendOptions) -> dict[str, Any]:
+        """The options as keywords of the LM class."""
+        return {}
+
+    def check_model_args(self, args: Mapping[str, str], config_keys: frozenset[str] = frozenset()) -> None:
+        """Refuse model args the model class would only reject after loading: unknown keys (not HFLM's, not
+        from_pretrained's, not the local model's config.json attributes)."""
+        from lm_eval.models.huggingface import HFLM
+
+        hflm = {n for n in inspect.signature(HFLM.__init__).parameters if n not in ("self", "kwargs")}
+        known = (hflm | set(FROM_PRETRAINED_MODEL_ARGS) | config_keys) - self.own_keywords
+        for key, value in args.items():
+            if key in self.own_keywords:
+                raise OptionError(f"{param('model_args')} {key}={value}: {self._own_keyword_remedy(key)}")
+            if key not in known:
+                near = sorted(k for k in known if k.split("_")[0] == key.split("_")[0])[:3]
+                hint = f" (did you mean {', '.join(near)}?)" if near else ""
+                raise OptionError(
+                    f"{param('model_args')} {key}={value}: {key!r} is not an argument of lm-eval's HF model, of "
+                    f"from_pretrained or of the model's config{hint}"
+                )
+
+    def _own_keyword_remedy(self, key: str) -> str:
+        return f"backend {self.name} sets {key!r} itself"
+
+    def load(self, model: LoadableModel, settings: ModelSettings) -> LoadedModel:
+        from evalsuite.errors import RunError
+
+        recorded: dict[str, Any] = {
+            "pretrained": model.pretrained,
+            "dtype": settings.dtype.value,
+            "add_bos_token": settings.add_bos_token,
+            **settings.model_args,
+        }
+        if model.revision:
+            recorded["revision"] = model.revision
+        arguments = {k: typed_value(v) if k in settings.model_args else v for k, v in recorded.items()}
+        arguments |= self.lm_keywords(settings.backend_options)
+        started = time.perf_counter()
+        try:
+            lm = self.lm_class().create_from_arg_obj(
+                arguments, {"batch_size": settings.batch_size.recorded, "device": settings.device}
+            )
+        except OSError as e:
+            raise RunError(f"cannot load model {model.pretrained!r}: {str(e).splitlines()[0]}") from e
+        seconds = time.perf_counter() - started
+        inner = getattr(lm, "model", None)
+        parameters = int(inner.num_parameters()) if inner is not None and hasattr(inner, "num_parameters") else None
+        dtype = Dtype.of_loaded(str(getattr(inner, "dtype", settings.dtype.value)).removeprefix("torch."))
+        return LoadedModel(
+            lm=lm,
+            model_args=recorded,
+            device=settings.device,
+            parameters=parameters,
+            dtype=dtype,
+            load_seconds=seconds,
+            backend=self.name,
+            processes=getattr(lm, "processes", Processes()),
+        )
+
+    def check_scorer_model_args(self, args: Mapping[str, str], config_keys: frozenset[str] = frozenset()) -> None:
+        """The contamination check loads with from_pretrained: its keywords, trust_remote_code and the config's
+        attributes; HFLM's own arguments (batch sizes, lengths, adapters) do not apply there."""
+        known = set(SCORER_MODEL_ARGS) | config_keys
+        for key, value in args.items():
+            if key not in known:
+                raise OptionError(
+                    f"{param('model_args')} {key}={value}: the contamination check loads the model with "
+                    f"from_pretrained, which takes {', '.join(SCORER_MODEL_ARGS)} and the config's attributes"
+                )
+
+    def load_scorer(self, model: LoadableModel, dtype: Dtype, device: str, model_args: Mapping[str, str]) -> CausalLM:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from evalsuite.engine.neighbours import CausalLM
+
+        keywords = {k: typed_value(v) for k, v in model_args.items()}
+        torch_dtype = getattr(torch, dtype.value) if dtype is not Dtype.AUTO else "auto"
+        try:
+            loaded: Any = AutoModelForCausalLM.from_pretrained(
+                model.pretrained, revision=model.revision, dtype=torch_dtype, **keywords
+            )
+            tokenizer_keywords = {k: v for k, v in keywords.items() if k in ("trust_remote_code", "token", "cache_dir")}
+            tokenizer = AutoTokenizer.from_pretrained(model.pretrained, revision=model.revision, **tokenizer_keywords)
+        except OSError as e:
+            raise ModelRefError(f"cannot load model {model.pretrained!r}: {str(e).splitlines()[0]}") from e
+        loaded.to(device).eval()
+        tokenizer.padding_side = "right"  # as the original: right padding, pads masked out of the loss
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return CausalLM(loaded, tokenizer)
