@@ -22,7 +22,13 @@ from evalsuite._version import __version__
 
 if TYPE_CHECKING:
     from evalsuite.engine.backends import BackendOptions, ModelBackend, register_backend
-    from evalsuite.publish import CardUpdate, CardUpdateRequest, plan_card_update, read_card_inputs, write_card_update
+    from evalsuite.publish.card_update import (
+        CardUpdate,
+        CardUpdateRequest,
+        plan_card_update,
+        read_card_inputs,
+        write_card_update,
+    )
     from evalsuite.results import ContaminationResults, Run, SuiteResults, read_contamination, read_results, read_run
     from evalsuite.run import (
         ContaminationOutcome,
@@ -62,11 +68,11 @@ _OWNERS = {
     "BatchSize": "evalsuite.settings",
     "Dtype": "evalsuite.settings",
     "Seeds": "evalsuite.settings",
-    "CardUpdateRequest": "evalsuite.publish",
-    "CardUpdate": "evalsuite.publish",
-    "read_card_inputs": "evalsuite.publish",
-    "plan_card_update": "evalsuite.publish",
-    "write_card_update": "evalsuite.publish",
+    "CardUpdateRequest": "evalsuite.publish.card_update",
+    "CardUpdate": "evalsuite.publish.card_update",
+    "read_card_inputs": "evalsuite.publish.card_update",
+    "plan_card_update": "evalsuite.publish.card_update",
+    "write_card_update": "evalsuite.publish.card_update",
     "Comparison": "evalsuite.track",
     "compare_runs": "evalsuite.track",
     "Reproduction": "evalsuite.track",

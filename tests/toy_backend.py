@@ -42,7 +42,7 @@ class ToyBackend(ModelBackend):
     options = ToyOptions
 
     def load(self, model: LoadableModel, settings: ModelSettings) -> LoadedModel:
-        options = settings.backend_options
+        options = self.options_of(settings)
         assert isinstance(options, ToyOptions)
         return LoadedModel(
             lm=ToyLM(options.per_character),

@@ -3,25 +3,6 @@ tables and leaderboards, their renderers (jinja2 templates in templates/), and u
 
 Reads results files (evalsuite.results) and the suite; never the run pipelines, the engine, torch, lm-eval or
 datasets, so rendering a card or a leaderboard loads no model library. huggingface_hub is imported where a
-command uses it (model-index, pushing), pandas for CSV only.
+command uses it (model-index, pushing), pandas for CSV only; so this package imports none of its modules
+(the card update's library entry point is evalsuite.publish.card_update, also at evalsuite's root).
 """
-
-from evalsuite.publish.card_update import (
-    CardInputs,
-    CardUpdate,
-    CardUpdateRequest,
-    FileUpdate,
-    plan_card_update,
-    read_card_inputs,
-    write_card_update,
-)
-
-__all__ = [
-    "CardInputs",
-    "CardUpdate",
-    "CardUpdateRequest",
-    "FileUpdate",
-    "plan_card_update",
-    "read_card_inputs",
-    "write_card_update",
-]

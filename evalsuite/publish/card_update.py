@@ -144,6 +144,8 @@ def read_card_inputs(request: CardUpdateRequest, suite: SuiteSpec | None = None)
     suite = suite or load_suite()
     readme_text = read_readme(request.readme)
     run = read_run(request.results, newest_complete=True) if request.results is not None else None
+    if run is not None:  # a run that may not go on a card is refused before the archive or the Hub is asked
+        check_publishable(run.results, suite, request.allow_partial, request.allow_not_comparable)
     contamination = None
     if request.contamination is not None:
         if not is_contamination(request.contamination):

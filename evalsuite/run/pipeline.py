@@ -392,7 +392,7 @@ def _run_identity(
         "model": model_identity(model),
         "settings": [settings.dtype.value, settings.device, str(settings.batch_size), settings.add_bos_token,
                      sorted(settings.model_args.items()), settings.backend,
-                     settings.backend_options.model_dump(mode="json")],
+                     prepared.backend_options.model_dump(mode="json")],
         "protocol": request.protocol.value,
         "tasks": [t.spec.key for t in plan.tasks],
         "data": [[f.split, f.sha256] for t in plan.tasks for f in t.files],

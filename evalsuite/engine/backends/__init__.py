@@ -74,7 +74,7 @@ class ModelSettings:
     batch_size: BatchSize
     add_bos_token: bool
     backend: str = DEFAULT_BACKEND
-    backend_options: BackendOptions = field(default_factory=BackendOptions)
+    backend_options: BackendOptions | None = None  # None: the backend's defaults
     model_args: dict[str, str] = field(default_factory=dict)  # `--model-args`, checked by the backend
 
 
@@ -118,6 +118,13 @@ class ModelBackend(ABC):
                 ) from e
             why = str(first["msg"]).removeprefix("Value error, ")
             raise OptionError(f"{param(flag)} {key}={given.get(key)}: {why}") from e
+
+    def options_of(self, settings: ModelSettings) -> BackendOptions:
+        """The settings' options for this backend (its defaults when none were given)."""
+        options = settings.backend_options if settings.backend_options is not None else self.options()
+        if not isinstance(options, self.options):
+            raise TypeError(f"backend {self.name} takes {self.options.__name__}, not {type(options).__name__}")
+        return options
 
     def check_model_args(self, args: Mapping[str, str], config_keys: frozenset[str] = frozenset()) -> None:
         """Refuse, before anything loads, model args the backend would only reject after loading. Default: it

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from evalsuite.engine.backends import BackendOptions, LoadedModel, ModelBackend, ModelSettings
 from evalsuite.engine.processes import Processes
-from evalsuite.errors import ModelRefError, OptionError, param
+from evalsuite.errors import ModelRefError, OptionError, RunError, param
 from evalsuite.model import LoadableModel
 from evalsuite.settings import Dtype
 
@@ -76,8 +76,6 @@ class HFBackend(ModelBackend):
         return f"backend {self.name} sets {key!r} itself"
 
     def load(self, model: LoadableModel, settings: ModelSettings) -> LoadedModel:
-        from evalsuite.errors import RunError
-
         recorded: dict[str, Any] = {
             "pretrained": model.pretrained,
             "dtype": settings.dtype.value,
@@ -87,7 +85,7 @@ class HFBackend(ModelBackend):
         if model.revision:
             recorded["revision"] = model.revision
         arguments = {k: typed_value(v) if k in settings.model_args else v for k, v in recorded.items()}
-        arguments |= self.lm_keywords(settings.backend_options)
+        arguments |= self.lm_keywords(self.options_of(settings))
         started = time.perf_counter()
         try:
             lm = self.lm_class().create_from_arg_obj(
