@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     )
     from evalsuite.settings import Backend, BatchSize, Dtype, Seeds
     from evalsuite.suite import Protocol, SuiteSpec, TaskSpec, load_suite
-    from evalsuite.track import Comparison, Reproduction, compare_runs, reproduce
+    from evalsuite.track.compare import Comparison, compare_runs
+    from evalsuite.track.reproduce import Reproduction, reproduce
 
 # public name -> the subpackage that owns it
 _OWNERS = {
@@ -73,10 +74,10 @@ _OWNERS = {
     "read_card_inputs": "evalsuite.publish.card_update",
     "plan_card_update": "evalsuite.publish.card_update",
     "write_card_update": "evalsuite.publish.card_update",
-    "Comparison": "evalsuite.track",
-    "compare_runs": "evalsuite.track",
-    "Reproduction": "evalsuite.track",
-    "reproduce": "evalsuite.track",
+    "Comparison": "evalsuite.track.compare",
+    "compare_runs": "evalsuite.track.compare",
+    "Reproduction": "evalsuite.track.reproduce",
+    "reproduce": "evalsuite.track.reproduce",
     "ModelBackend": "evalsuite.engine.backends",
     "BackendOptions": "evalsuite.engine.backends",
     "register_backend": "evalsuite.engine.backends",

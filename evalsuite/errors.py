@@ -121,6 +121,15 @@ class LeaderboardError(EvalsuiteError):
     """Nothing to rank, or results that cannot be read."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run or a check; `saved` says whether anything was kept to resume from (a
+    finished task, an answered request), so the message can say so truthfully."""
+
+    def __init__(self, saved: bool) -> None:
+        super().__init__()
+        self.saved = saved
+
+
 def invalid_file(path: Path | str, what: str, error: ValidationError) -> str:
     """One line for a file pydantic refused: `<path>: invalid <what> at <field>: <why>` (the first problem)."""
     first = error.errors()[0]

@@ -11,9 +11,12 @@ the commands use and nothing more, records every request it receives, and listen
   Content-Length; 404s carry X-Error-Code: RepoNotFound, RevisionNotFound or EntryNotFound);
 - uploads: `POST /api/validate-yaml` (a README's front matter must parse), `POST /api/models/<repo>/preupload/
   <rev>` (every file "regular") and
-  `POST /api/models/<repo>/commit/<rev>[?create_pr=1]` (the ndjson commit; files kept as received);
+  `POST /api/models/<repo>/commit/<rev>[?create_pr=1]` (the ndjson commit; files kept as received). A commit
+  whose header names a `parentCommit` that is not the branch's head is refused with 412, as the Hub refuses
+  it; a commit to a branch (not a pull request) becomes the branch's new head, with the files it changed;
 - failure modes for the tests of a Hub that is down or rate-limited: `fail_with(status)` answers every
-  request with that status (429 with Retry-After).
+  request with that status (429 with Retry-After); `before_commit`, a call made when a commit arrives and
+  before it is judged (a co-author's commit landing meanwhile).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import base64
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,7 +43,8 @@ class Revision:
 @dataclass
 class Repo:
     revisions: dict[str, Revision] = field(default_factory=dict)  # branch name or sha -> revision
-    commits: list[dict] = field(default_factory=list)  # what uploads sent: {"create_pr", "files", "summary"}
+    # what uploads sent: {"create_pr", "files", "summary", "parent_commit", "accepted"}
+    commits: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class FakeHub:
         self.datasets: dict[str, Repo] = {}
         self.requests: list[Request] = []
         self.failure: int | None = None
+        self.before_commit: Callable[[], None] | None = None
         self._server: ThreadingHTTPServer | None = None
 
     # --- what the tests set up
@@ -277,8 +282,20 @@ class FakeHub:
         }
         header: dict[str, Any] = next((item["value"] for item in lines if item.get("key") == "header"), {})
         create_pr = query.get("create_pr") == ["1"]
-        repo.commits.append({"create_pr": create_pr, "files": files, "summary": header.get("summary")})
+        if self.before_commit is not None:
+            self.before_commit()
+        parent = header.get("parentCommit")
+        accepted = parent is None or parent == repo.revisions[rev].sha
+        repo.commits.append({"create_pr": create_pr, "files": files, "summary": header.get("summary"),
+                             "parent_commit": parent, "accepted": accepted})  # fmt: skip
+        if not accepted:
+            error = b'{"error": "A commit has happened since. Please refresh and try again."}'
+            return _send(handler, "POST", 412, error, {"Content-Type": "application/json"})
         oid = hashlib.sha1(body).hexdigest()
+        if not create_pr:  # the branch moves to the new commit
+            revision = Revision(oid, {**repo.revisions[rev].files, **files})
+            repo.revisions[rev] = revision
+            repo.revisions[oid] = revision
         number = len(repo.commits)
         answer = {
             "commitUrl": f"{self.endpoint}/{repo_id}/commit/{oid}",

@@ -196,19 +196,40 @@ def test_update_check_and_dry_run(tmp_path: Path):
 
 
 class RecordingHub:
-    """Stands in for HfApi.create_commit: records what would be uploaded, one dict per file."""
+    """Stands in for the Hub calls a push makes (HfApi.model_info, hf_hub_download of the README at that
+    revision, HfApi.create_commit): serves `readme` as the Hub's README and records what would be uploaded, one
+    dict per file. The real calls against a loopback Hub: test_faults.py and test_eval_results_hub.py."""
 
-    def __init__(self, fail: Exception | None = None):
+    def __init__(self, readme: bytes = b"", fail: Exception | None = None, folder: Path | None = None):
         self.uploads: list[dict] = []
-        self.fail = fail
+        self.readme, self.fail, self.folder = readme, fail, folder
 
-    def __call__(self, *, repo_id, operations, repo_type=None, create_pr=None, **kwargs):
+    def install(self, monkeypatch) -> None:
+        import huggingface_hub
+        from huggingface_hub import HfApi
+
+        monkeypatch.setattr(HfApi, "create_commit", lambda api, **kwargs: self(**kwargs))
+        monkeypatch.setattr(HfApi, "model_info", lambda api, repo_id, **kwargs: self.info())
+        monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *args, **kwargs: self.download())
+
+    def info(self):
         if self.fail is not None:
             raise self.fail
+        from types import SimpleNamespace
+
+        return SimpleNamespace(sha="0" * 40)
+
+    def download(self) -> str:
+        assert self.folder is not None
+        path = self.folder / "hub-README.md"
+        path.write_bytes(self.readme)
+        return str(path)
+
+    def __call__(self, *, repo_id, operations, repo_type=None, create_pr=None, parent_commit=None, **kwargs):
         for op in operations:
             self.uploads.append(
                 {"bytes": op.path_or_fileobj, "path": op.path_in_repo, "repo": repo_id, "type": repo_type,
-                 "pr": create_pr}
+                 "pr": create_pr, "parent": parent_commit}
             )  # fmt: skip
         from huggingface_hub import CommitInfo
 
@@ -222,19 +243,18 @@ class RecordingHub:
 
 
 def test_push_uploads_the_exact_bytes_written_without_printing_the_token(tmp_path: Path, monkeypatch):
-    from huggingface_hub import HfApi
-
-    hub = RecordingHub()
-    monkeypatch.setattr(HfApi, "create_commit", lambda api, **kwargs: hub(**kwargs))
-    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
     readme = tmp_path / "README.md"
     # a real card with comments and the bot's layout: ModelCard(text).push_to_hub would have re-serialised it
     shutil.copy(FIXTURES / "cards" / "real" / "hub_template.md", readme)
+    hub = RecordingHub(readme=readme.read_bytes(), folder=tmp_path / "hub")  # the Hub holds the same card
+    (tmp_path / "hub").mkdir()
+    hub.install(monkeypatch)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
     args = ["card", "update", str(readme), "--results", str(SAKURA), "--push", "me/model", "--create-pr"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert [(u["repo"], u["path"], u["type"], u["pr"]) for u in hub.uploads] == [
-        ("me/model", "README.md", "model", True)
+    assert [(u["repo"], u["path"], u["type"], u["pr"], u["parent"]) for u in hub.uploads] == [
+        ("me/model", "README.md", "model", True, "0" * 40)
     ]
     assert hub.uploads[0]["bytes"] == readme.read_bytes()
     assert b"# Doc / guide: https://huggingface.co/docs/hub/model-cards" in hub.uploads[0]["bytes"]
@@ -242,14 +262,17 @@ def test_push_uploads_the_exact_bytes_written_without_printing_the_token(tmp_pat
     assert "hf_secret_token_value" not in result.output
 
 
-def test_push_failure_is_one_line(tmp_path: Path, monkeypatch):
-    from huggingface_hub import HfApi
-
-    hub = RecordingHub(fail=ConnectionError("offline\nwith details"))
-    monkeypatch.setattr(HfApi, "create_commit", lambda api, **kwargs: hub(**kwargs))
-    result = runner.invoke(app, ["card", "update", str(tmp_path / "R.md"), "--results", str(SAKURA), "--push", "me/m"])
+def test_push_failure_is_one_line_and_leaves_the_local_readme_as_it_was(tmp_path: Path, monkeypatch):
+    RecordingHub(fail=ConnectionError("offline\nwith details")).install(monkeypatch)
+    readme = tmp_path / "R.md"
+    readme.write_text("# mine\n")
+    result = runner.invoke(app, ["card", "update", str(readme), "--results", str(SAKURA), "--push", "me/m"])
     assert result.exit_code == 1
-    assert result.stderr.strip().splitlines()[-1] == "error: push to me/m failed: ConnectionError: offline"
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: the Hugging Face Hub is unreachable (ConnectionError: offline); nothing was pushed, run again when "
+        "it is"
+    )
+    assert readme.read_text() == "# mine\n"  # the local file changes only once the push has succeeded
 
 
 # --- bad input: one line, exit 1, nothing written

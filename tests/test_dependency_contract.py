@@ -195,6 +195,23 @@ def test_eval_results_entries_files_and_errors_are_huggingface_hubs():
     assert {"path_in_repo", "path_or_fileobj"} <= set(inspect.signature(huggingface_hub.CommitOperationAdd).parameters)
 
 
+def test_the_hub_calls_a_push_makes_and_the_errors_it_sorts():
+    """publish/hub.py reads the card at the head (`HfApi.model_info(repo).sha`, `hf_hub_download(revision=)`)
+    and commits on it (`create_commit(parent_commit=)`: the Hub answers 412 to a stale parent); model/hub.py sorts
+    failures by huggingface_hub's own classes and the HTTP status on the error's `response`."""
+    import huggingface_hub
+    from huggingface_hub import errors as hub_errors
+    from huggingface_hub.hf_api import ModelInfo
+
+    assert "parent_commit" in inspect.signature(huggingface_hub.HfApi.create_commit).parameters
+    assert "revision" in inspect.signature(huggingface_hub.hf_hub_download).parameters
+    assert "sha" in ModelInfo.__dataclass_fields__
+    assert issubclass(hub_errors.GatedRepoError, hub_errors.RepositoryNotFoundError)
+    assert issubclass(hub_errors.RepositoryNotFoundError, hub_errors.HfHubHTTPError)
+    assert issubclass(hub_errors.RemoteEntryNotFoundError, hub_errors.HfHubHTTPError)
+    assert "response" in inspect.signature(hub_errors.HfHubHTTPError.__init__).parameters
+
+
 # --- transformers / lm-eval: what `--model-args` may name (backends.hf.HFBackend.check_model_args)
 
 
@@ -437,6 +454,18 @@ def test_lm_evals_request_cache_is_one_sqlitedict_per_rank():
     ), "simple_evaluate names its request cache differently: update evalsuite/results/lm_eval_files.py"
     assert "SqliteDict(cache_db" in inspect.getsource(model.CachingLM.__init__)
     assert inspect.signature(SqliteDict.__init__).parameters["tablename"].default == "unnamed"
+    # answers are committed as they come, so a killed task keeps them (run/checkpoint.py, tests/test_faults.py)
+    assert "autocommit=True" in inspect.getsource(model.CachingLM.__init__)
+    # a full disk under the cache is recognised by sqlite's error code, not its text (run/pipeline.storage_full)
+    import sqlite3
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".db") as not_a_database:
+        not_a_database.write(b"random bytes" * 512)
+        not_a_database.flush()
+        with pytest.raises(sqlite3.DatabaseError) as raised, sqlite3.connect(not_a_database.name) as conn:
+            conn.execute("SELECT name FROM sqlite_master").fetchall()
+    assert raised.value.sqlite_errorcode == sqlite3.SQLITE_NOTADB and sqlite3.SQLITE_FULL == 13
 
 
 def test_lm_eval_results_keep_the_keys_evalsuite_reads():

@@ -72,6 +72,10 @@ def _entries(path: Path):
 def test_benchmarks_come_from_eval_yaml_and_push_sends_both_files_in_one_commit(hub: FakeHub, tmp_path: Path):
     readme = tmp_path / "README.md"
     readme.write_bytes(b"---\nlicense: apache-2.0\n---\n# My model\r\n\r\nKept as is.\n")
+    on_hub = tmp_path / "on-hub"  # the Hub holds the same card (the push updates the Hub's own text)
+    on_hub.mkdir()
+    (on_hub / "README.md").write_bytes(readme.read_bytes())
+    parent = hub.publish_model("org/model", on_hub)
     home = tmp_path / "hf-home"
     result = _evalsuite(_update(readme, "--push", "org/model", "--create-pr"), hub, home)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -85,7 +89,7 @@ def test_benchmarks_come_from_eval_yaml_and_push_sends_both_files_in_one_commit(
                           ("Winogrande (5-shot)", "allenai/winogrande")]:  # fmt: skip
         assert f"{name} left out of .eval_results: {dataset} has no eval.yaml on the Hub" in result.stderr
     (commit,) = hub.models["org/model"].commits
-    assert commit["create_pr"] is True
+    assert commit["create_pr"] is True and commit["parent_commit"] == parent
     assert commit["files"] == {"README.md": readme.read_bytes(), FILE: (tmp_path / FILE).read_bytes()}
     print(f"\nthe commit the Hub got: {commit['summary']!r}, create_pr {commit['create_pr']}")
     for path, data in commit["files"].items():

@@ -152,15 +152,21 @@ def test_card_push_sends_the_readme_bytes_as_a_pull_request_and_never_the_token(
     hub, _, _ = published
     readme = tmp_path / "README.md"
     readme.write_bytes("---\nlicense: apache-2.0\n---\n# My model\n\nCafé, CRLF kept:\r\nend\n".encode())
-    result = _evalsuite(
-        ["card", "update", str(readme), "--results", str(_a_results_file()), "--push", "org/smollm2", "--create-pr"],
-        hub,
-        tmp_path / "hf-home",
-    )
+    repo = hub.models["org/smollm2"]
+    head = repo.revisions["main"]
+    in_sync = type(head)(head.sha, {**head.files, "README.md": readme.read_bytes()})  # the Hub holds the same card
+    repo.revisions["main"] = repo.revisions[head.sha] = in_sync
+    try:
+        push = ["--push", "org/smollm2", "--create-pr"]
+        update = ["card", "update", str(readme), "--results", str(_a_results_file()), *push]
+        result = _evalsuite(update, hub, tmp_path / "hf-home")
+    finally:
+        repo.revisions["main"] = repo.revisions[head.sha] = head
     assert result.returncode == 0, result.stderr[-3000:]
     commit = hub.models["org/smollm2"].commits[-1]
     assert commit["create_pr"] is True
-    assert commit["files"] == {"README.md": readme.read_bytes()}  # exactly the local file, as updated
+    assert commit["files"] == {"README.md": readme.read_bytes()}  # the Hub's card (= the local one), as updated
+    assert commit["parent_commit"] == head.sha
     assert "discussions/" in result.stderr
     assert TOKEN not in result.stdout + result.stderr
     uploads = [r for r in hub.requests if "/preupload/" in r.path or "/commit/" in r.path]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_DATA
 
+from evalsuite.engine import FinishedTask
 from evalsuite.errors import OutputDirError
 from evalsuite.results import read_results
 from evalsuite.run.checkpoint import Checkpoint
@@ -109,7 +110,7 @@ def test_sigterm_says_how_to_resume(gguf_path: Path, tmp_path: Path):
     proc = subprocess.Popen(_command(gguf_path, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:
-        if list(tmp_path.glob("*/.inprogress-*")):
+        if list(tmp_path.glob("*/.inprogress-*/tasks/arc.json")):  # something is saved: the message says so
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
@@ -122,13 +123,13 @@ def test_sigterm_says_how_to_resume(gguf_path: Path, tmp_path: Path):
 
 def test_two_runs_cannot_share_an_in_progress_folder(tmp_path: Path):
     now = datetime.now(UTC)
-    first = Checkpoint.open(tmp_path, "abc", "run-1", now)
+    first = Checkpoint.open(tmp_path, "abc", "run-1", now, FinishedTask)
     try:
         with pytest.raises(OutputDirError, match=r"is in use by another evalsuite run \(pid \d+\)"):
-            Checkpoint.open(tmp_path, "abc", "run-2", now)
+            Checkpoint.open(tmp_path, "abc", "run-2", now, FinishedTask)
     finally:
         first.release()
-    again = Checkpoint.open(tmp_path, "abc", "run-3", now)  # free once released (or its process died)
+    again = Checkpoint.open(tmp_path, "abc", "run-3", now, FinishedTask)  # free once released (or its process died)
     assert again.resumed and again.run_id == "run-1"
     again.finish()
     assert not (tmp_path / ".inprogress-abc").exists()

@@ -51,6 +51,11 @@ def error_line(error: EvalsuiteError) -> str:
     return "error: " + " ".join(error.message(flag).split())
 
 
+def skipped(error: EvalsuiteError) -> None:
+    """A file a table of many runs goes on without: `warning: skipped: <why>` on stderr."""
+    typer.echo("warning: skipped: " + " ".join(error.message(flag).split()), err=True)
+
+
 def say(message: str) -> None:
     """One of evalsuite's progress lines on stderr, a parameter it names written as its flag."""
     typer.echo(in_terms(message, flag), err=True)

@@ -58,6 +58,7 @@ def contamination(
     Prints, per task, the share of items whose text the model finds likelier than all but a few of its
     neighbours, `result < 0.1, %: 0.06` as model cards quote it. A sign, not a proof.
     """
+    from evalsuite.cli.interrupts import ignore_further, interrupted_line, stop_on_signals
     from evalsuite.cli.tables import format_contamination
     from evalsuite.run import ContaminationRequest, run_contamination
 
@@ -78,6 +79,15 @@ def contamination(
         model_args=model_args,
         output_dir=output_dir,
     )
-    outcome = run_contamination(request, progress=say)
+    stopped: KeyboardInterrupt | None = None
+    try:
+        with stop_on_signals():  # Ctrl-C and SIGTERM alike
+            outcome = run_contamination(request, progress=say)
+    except KeyboardInterrupt as e:
+        stopped = e
+    if stopped is not None:
+        ignore_further()
+        typer.echo(interrupted_line(stopped), err=True)
+        raise typer.Exit(130)
     typer.echo(format_contamination(outcome.results))
     typer.echo(f"results: {outcome.folder}")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from evalsuite.cli._app import OldOutputOpt, app, card_app, one_line_errors, refuse_unless, renamed
+from evalsuite.cli._app import OldOutputOpt, app, card_app, one_line_errors, refuse_unless, renamed, skipped
 from evalsuite.errors import CardError, LeaderboardError, OptionError
 from evalsuite.publish.leaderboard import BoardFormat
 
@@ -233,7 +233,8 @@ def card_update(
         model_name=model_name,
         source=_source(source_name, source_url),
     )
-    update = plan_card_update(request, read_card_inputs(request))
+    inputs = read_card_inputs(request)
+    update = plan_card_update(request, inputs)
     for note in update.notes:
         typer.echo(note, err=True)
     files = " and ".join(str(f.path) for f in update.files)
@@ -251,13 +252,15 @@ def card_update(
     if dry_run:
         typer.echo(update.diff(), nl=False)
         return
-    for line in write_card_update(update):
-        typer.echo(line, err=True)
-    if push:
-        from evalsuite.publish.hub import push_files
+    if push:  # the Hub's card first: the local files change only once the push has succeeded
+        from evalsuite.publish.hub import push_card_update
 
-        pushed = push_files({f.in_repo: f.path for f in update.files}, push, create_pr)
-        typer.echo(f"pushed: {pushed}", err=True)
+        pushed = push_card_update(request, inputs, push, create_pr)
+        again = " (the Hub moved on while it was updated: made again on its new text)" if pushed.attempts > 1 else ""
+        typer.echo(f"pushed: {pushed.url}{again}" if pushed.url else f"{push}: the Hub's card already up to date",
+                   err=True)  # fmt: skip
+    for line in write_card_update(update, request):
+        typer.echo(line, err=True)
 
 
 def _given_options(request: CardUpdateRequest) -> list[str]:
@@ -351,7 +354,7 @@ def _runs(dirs: list[Path], peers_only: bool) -> list[SuiteResults]:
     if missing:
         raise NoResultsError(f"{missing[0]}: no such directory")
     try:
-        return find_runs(dirs)
+        return find_runs(dirs, on_unreadable=skipped)
     except NoResultsError:
         if peers_only:  # empty folders: the table is the peers alone
             return []

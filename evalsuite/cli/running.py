@@ -158,7 +158,7 @@ def run(
     Ctrl-C saves what is done (exit 130) and the same command again resumes. Results go to
     OUTPUT_DIR/<org>__<name>/<run-id>/ (results.json, lm_eval/).
     """
-    from evalsuite.cli.interrupts import stop_on_signals
+    from evalsuite.cli.interrupts import ignore_further, interrupted_line, stop_on_signals
     from evalsuite.cli.tables import format_scores
     from evalsuite.engine import launched_rank
     from evalsuite.progress import interactive
@@ -185,21 +185,18 @@ def run(
         backend_options=backend_options,
         protocol=parse_protocol(protocol),
     )
+    stopped: KeyboardInterrupt | None = None
     try:
         with stop_on_signals():  # Ctrl-C and SIGTERM alike
             # quiet: evalsuite's bar on a terminal, no bars in a log; -v: lm-eval's and the backends' own bars
             outcome = run_suite(request, progress=_progress, bars=None if verbose else interactive())
-    except KeyboardInterrupt:
-        interrupted = True
-    else:
-        interrupted = False
-    if interrupted:
+    except KeyboardInterrupt as e:
+        stopped = e
+    if stopped is not None:
+        ignore_further()
         gc.collect()  # lm-eval's progress bars, freed with the traceback, print their last line now, not after ours
         if launched_rank() == 0:  # one voice in a data-parallel run
-            typer.echo(
-                "interrupted: finished tasks and answered requests are saved; run the same command again to resume",
-                err=True,
-            )
+            typer.echo(interrupted_line(stopped), err=True)
         raise typer.Exit(130)
     if outcome is None:
         return  # a data-parallel rank other than 0: rank 0 prints the results

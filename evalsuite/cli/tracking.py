@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from evalsuite.cli._app import DataFormat, FormatOpt, app, errors_exit_with, refuse_unless, renamed
+from evalsuite.cli._app import DataFormat, FormatOpt, app, errors_exit_with, refuse_unless, renamed, skipped
 from evalsuite.errors import OptionError
 
 
@@ -141,7 +141,7 @@ def history(
         model = renamed(None, model_option, "MODEL", "--model")
     if model is None:
         raise OptionError("give MODEL, a model id (org/name) or its results folder name (org__name)")
-    points = model_history(find_runs(results_dirs or [Path("results")]), model, load_suite())
+    points = model_history(find_runs(results_dirs or [Path("results")], on_unreadable=skipped), model, load_suite())
     if plot is not None:
         plot_history(points, model, plot)
     if format is DataFormat.JSON:

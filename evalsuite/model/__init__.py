@@ -5,7 +5,7 @@ Imports huggingface_hub inside `check_hub_access` only; never lm-eval, torch or 
 GGUF's dequantization, are evalsuite.engine's).
 """
 
-from evalsuite.model.hub import check_hub_access
+from evalsuite.model.hub import access_refused, check_hub_access, unreachable_reason
 from evalsuite.model.ref import (
     LoadableModel,
     ModelRef,
@@ -20,7 +20,9 @@ __all__ = [
     "ModelRef",
     "ModelSource",
     "check_gguf_header",
+    "access_refused",
     "check_hub_access",
     "parse_model_ref",
     "read_config",
+    "unreachable_reason",
 ]

@@ -51,6 +51,8 @@ def check_hub_access(ref: ModelRef, hub_dataset: str | None) -> None:
         what = ref.location if needs_model else hub_dataset
         raise ModelRefError(f"{what}: not found on the Hub (a typo, or private: log in with `hf auth login`)") from e
     except Exception as e:  # network: DNS, refused, timeout, proxy; the Hub rate-limiting or down
+        if (refused := access_refused(e, ref.location if needs_model else str(hub_dataset))) is not None:
+            raise refused from e
         if _http_status(e) == 429:
             login = "" if os.environ.get("HF_TOKEN") else ", or log in (`hf auth login`) for a higher limit"
             raise HubError(
@@ -82,10 +84,35 @@ def _http_status(error: BaseException) -> int | None:
     return getattr(response, "status_code", None)
 
 
-def _is_network_error(error: BaseException) -> bool:
-    """A Hub that cannot be reached: no connection, a timeout, or a server error (5xx) after the client's retries."""
-    names = {cls.__name__ for cls in type(error).__mro__}
+def access_refused(error: BaseException, repo: str) -> HubError | None:
+    """The one line for a Hub that answered 401 or 403 (a bad token, a token without access to `repo`, a gated
+    repo whose terms were not accepted), from huggingface_hub's own error class; None for anything else."""
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+
     status = _http_status(error)
+    if isinstance(error, GatedRepoError):
+        return HubError(f"{repo} is gated: accept its terms on the Hub and log in (`hf auth login`) with that account")
+    if isinstance(error, HfHubHTTPError) and status in (401, 403):
+        return HubError(
+            f"the Hub refused access to {repo} ({status}): check the token (HF_TOKEN or `hf auth login`), that it "
+            f"may {'write to' if status == 403 else 'read'} {repo}, and the repo's gated terms"
+        )
+    return None
+
+
+def unreachable_reason(error: BaseException) -> str | None:
+    """Why the Hub could not be reached (no connection, a timeout, a 5xx), for one line; None when it answered."""
+    if not _is_network_error(error):
+        return None
+    return f"{type(error).__name__}: {str(error).splitlines()[0]}" if str(error) else type(error).__name__
+
+
+def _is_network_error(error: BaseException) -> bool:
+    """A Hub that cannot be reached: no connection, a timeout, or a server error (5xx) after the client's retries.
+    A Hub that answered with a 4xx is not unreachable (huggingface_hub's HTTP errors are OSErrors too)."""
+    status = _http_status(error)
+    if status is not None:
+        return status >= 500
+    names = {cls.__name__ for cls in type(error).__mro__}
     return bool(names & {"ConnectError", "ConnectTimeout", "TimeoutException", "NetworkError", "TransportError",
-                         "ConnectionError", "OfflineModeIsEnabled"}) or isinstance(error, OSError) or (
-        status is not None and status >= 500)  # fmt: skip
+                         "ConnectionError", "OfflineModeIsEnabled"}) or isinstance(error, OSError)  # fmt: skip

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from evalsuite.archive import PublishedEvaluation
 from evalsuite.errors import CardError, param
-from evalsuite.files import write_text_atomic
 from evalsuite.publish.model_index import (
     LEADERBOARD_URL,
     CardSource,
@@ -174,16 +173,24 @@ def _with_section(body: str, nl: str, start_marker: str, end_marker: str, conten
 def read_readme(path: Path) -> str:
     """The README's text ("" for a README still to be created). Its folder must exist: a missing folder is
     more often a typo than a wish for a new one."""
-    target = path.resolve()  # through a symlink, to the file it points at
+    target = resolved(path)  # through a symlink, to the file it points at
     if not target.parent.is_dir():
         raise CardError(f"{path}: folder {target.parent} does not exist; create it or fix the path")
     return read_text_or_empty(path)
 
 
+def resolved(path: Path) -> Path:
+    """The file a path names, through its symlinks; a symlink loop is one CardError."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as e:  # RuntimeError: Python 3.11's "Symlink loop"; OSError ELOOP from 3.13
+        raise CardError(f"{path}: a symlink loop; point it at a file") from e
+
+
 def read_text_or_empty(path: Path) -> str:
     """A file's UTF-8 text, read through a symlink ("" for a file still to be written); one line otherwise."""
     try:
-        data = path.resolve().read_bytes()
+        data = resolved(path).read_bytes()
     except FileNotFoundError:
         return ""
     except OSError as e:
@@ -192,12 +199,6 @@ def read_text_or_empty(path: Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise CardError(f"{path}: not UTF-8 (byte {e.start}); convert it to UTF-8 first") from e
-
-
-def write_readme(path: Path, text: str) -> None:
-    """Replace the README atomically, keeping its permissions; a symlinked README is written through its link
-    (the link stays a link)."""
-    write_text_atomic(path.resolve(), text)
 
 
 def diff(old: str, new: str, path: Path, label: str | None = None) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from evalsuite.archive import LeaderboardModel, PublishedEvaluation
 from evalsuite.errors import CardError, OptionError, param
+from evalsuite.files import FileChanged, missing_folders, remove_empty_folders, replace_if_unchanged
 from evalsuite.publish import eval_results
 from evalsuite.publish import leaderboard as board
 from evalsuite.publish.benchmarks import Benchmarks
@@ -26,11 +27,11 @@ from evalsuite.publish.card import (
     check_publishable,
     diff,
     read_readme,
+    resolved,
     update_contamination,
     update_from_leaderboard,
     update_peers,
     update_readme,
-    write_readme,
 )
 from evalsuite.publish.model_index import CardSource
 from evalsuite.results import ContaminationResults, Run, is_contamination, read_contamination, read_run
@@ -96,12 +97,14 @@ class CardInputs:
 
     suite: SuiteSpec
     readme_text: str
+    readme_existed: bool = True
     run: Run | None = None
     contamination: ContaminationResults | None = None
     peers: tuple[PublishedEvaluation, ...] = ()
     published: PublishedEvaluation | None = None  # the --from-leaderboard row
     benchmarks: Benchmarks | None = None  # with eval_results: which datasets are Hub benchmarks
     eval_results_text: str = ""  # the `.eval_results` file as it is ("" when missing)
+    eval_results_existed: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class FileUpdate:
     in_repo: str
     old: str
     new: str
+    existed: bool = True  # False: the file is to be created (`old` is "")
 
     @property
     def changed(self) -> bool:
@@ -143,6 +147,7 @@ def read_card_inputs(request: CardUpdateRequest, suite: SuiteSpec | None = None)
     request.check()
     suite = suite or load_suite()
     readme_text = read_readme(request.readme)
+    readme_existed = resolved(request.readme).exists()
     run = read_run(request.results, newest_complete=True) if request.results is not None else None
     if run is not None:  # a run that may not go on a card is refused before the archive or the Hub is asked
         check_publishable(run.results, suite, request.allow_partial, request.allow_not_comparable)
@@ -161,13 +166,16 @@ def read_card_inputs(request: CardUpdateRequest, suite: SuiteSpec | None = None)
         contents = load_contents(request.published_contents)
         peers = tuple(contents.select(peer) for peer in request.peers)
         published = contents.select(request.from_leaderboard) if request.from_leaderboard is not None else None
-    benchmarks, existing = None, ""
+    benchmarks, existing, existed = None, "", False
     if request.eval_results and run is not None:
         from evalsuite.publish.benchmarks import from_hub
 
         benchmarks = from_hub(suite)
-        existing = eval_results.read_file(request.readme.parent / eval_results.file_name(run.results))
-    return CardInputs(suite, readme_text, run, contamination, peers, published, benchmarks, existing)
+        local = request.readme.parent / eval_results.file_name(run.results)
+        existing, existed = eval_results.read_file(local), resolved(local).exists()
+    return CardInputs(
+        suite, readme_text, readme_existed, run, contamination, peers, published, benchmarks, existing, existed
+    )
 
 
 def plan_card_update(request: CardUpdateRequest, inputs: CardInputs) -> CardUpdate:
@@ -195,7 +203,7 @@ def plan_card_update(request: CardUpdateRequest, inputs: CardInputs) -> CardUpda
         new = update_peers(
             new, board.render_compact(board.ranked(measured + board.peer_rows(list(inputs.peers), suite)))
         )
-    files = [FileUpdate(request.readme, README_IN_REPO, inputs.readme_text, new)]
+    files = [FileUpdate(request.readme, README_IN_REPO, inputs.readme_text, new, inputs.readme_existed)]
     if request.eval_results and run is not None and inputs.benchmarks is not None:
         found = inputs.benchmarks
         notes += found.notes
@@ -208,21 +216,71 @@ def plan_card_update(request: CardUpdateRequest, inputs: CardInputs) -> CardUpda
         in_repo = eval_results.file_name(run.results)
         owned = {s.hub_benchmark.dataset_id for s in suite.tasks if s.hub_benchmark}
         updated = eval_results.updated_file(inputs.eval_results_text, items, owned, found.not_benchmarks)
-        files.append(FileUpdate(request.readme.parent / in_repo, in_repo, inputs.eval_results_text, updated))
+        local = request.readme.parent / in_repo
+        files.append(FileUpdate(local, in_repo, inputs.eval_results_text, updated, inputs.eval_results_existed))
     return CardUpdate(tuple(files), tuple(notes))
 
 
-def write_card_update(update: CardUpdate) -> list[str]:
-    """Write the files that change (each atomically; the `.eval_results` file first, its folder made if need
-    be), and say what happened to each, in order: `wrote X`, `updated README.md`, `... already up to date`."""
-    said = []
+def write_card_update(update: CardUpdate, request: CardUpdateRequest | None = None) -> list[str]:
+    """Write the files that change, each atomically and only if it still holds the text the update was planned
+    on (the `.eval_results` file first, its folder made if need be); say what happened to each, in order
+    (`wrote X`, `updated README.md`, `... already up to date`).
+
+    A file someone changed meanwhile is never overwritten: with `request`, the update is planned again once on
+    the new text and written; otherwise, or if it changes again, one CardError. A file that cannot be written
+    (a full disk, a read-only folder or file, a symlink loop) is one CardError, and a file written before it in
+    this update is put back as it was."""
+    try:
+        return _write(update)
+    except FileChanged as changed:
+        if request is None:
+            raise CardError(f"{changed}: changed while evalsuite was updating it; nothing was written") from changed
+        again = plan_card_update(request, read_card_inputs(request))
+        try:
+            said = _write(again)
+        except FileChanged as twice:
+            raise CardError(
+                f"{twice}: changed twice while evalsuite was updating it; nothing was written, run again"
+            ) from twice
+        return [f"{changed} changed while evalsuite was updating it: updated again on its new text", *said]
+
+
+def _write(update: CardUpdate) -> list[str]:
+    said: list[str] = []
+    done: list[FileUpdate] = []
     for file in (*update.files[1:], update.files[0]):
         if not file.changed:
             said.append(f"{file.path} already up to date")
-        elif file.in_repo == README_IN_REPO:
-            write_readme(file.path, file.new)
-            said.append(f"updated {file.path}")
-        else:
-            eval_results.write_file(file.path, file.new)
-            said.append(f"wrote {file.path}")
+            continue
+        try:
+            _replace(file, file.new)
+        except BaseException:
+            for written in reversed(done):  # put back what this update wrote before
+                try:
+                    _replace(replace_file(written, old=written.new), written.old)
+                except (OSError, CardError, FileChanged):
+                    pass
+            raise
+        done.append(file)
+        said.append(f"updated {file.path}" if file.in_repo == README_IN_REPO else f"wrote {file.path}")
     return said
+
+
+def replace_file(file: FileUpdate, old: str) -> FileUpdate:
+    return FileUpdate(file.path, file.in_repo, old, file.new, existed=True)
+
+
+def _replace(file: FileUpdate, text: str) -> None:
+    """`text` over the file if it still holds what the update read (FileChanged if not); one CardError if it
+    cannot be written."""
+    target = resolved(file.path)
+    made = missing_folders(target.parent) if file.in_repo != README_IN_REPO else []
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        replace_if_unchanged(target, file.old.encode("utf-8") if file.existed else None, text)
+    except OSError as e:
+        remove_empty_folders(made)
+        raise CardError(f"{file.path}: cannot write ({e.strerror or e}); nothing was changed") from e
+    except FileChanged:
+        remove_empty_folders(made)
+        raise

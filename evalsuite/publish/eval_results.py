@@ -23,7 +23,6 @@ import yaml
 from huggingface_hub import EvalResultEntry, constants, eval_result_entries_to_yaml, parse_eval_result_entries
 
 from evalsuite.errors import CardError
-from evalsuite.files import missing_folders, remove_empty_folders, write_text_atomic
 from evalsuite.publish.benchmarks import Benchmarks
 from evalsuite.publish.card import not_comparable, read_text_or_empty
 from evalsuite.publish.model_index import CardSource
@@ -145,19 +144,6 @@ def updated_file(existing: str, ours: list[EvalResultEntry], owned: set[str], dr
 def read_file(path: Path) -> str:
     """A `.eval_results` file's text ("" for one still to be written)."""
     return read_text_or_empty(path)
-
-
-def write_file(path: Path, text: str) -> None:
-    """Replace the file atomically (through a symlink), making its folder if needed (and taking it away again
-    if the write fails)."""
-    target = path.resolve()
-    made = missing_folders(target.parent)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(target, text)
-    except OSError as e:
-        remove_empty_folders(made)
-        raise CardError(f"{path}: cannot write ({e.strerror})") from e
 
 
 def _parse(text: str) -> list[Any]:

@@ -6,6 +6,7 @@ Imports the suite and the model reference; JSON only, never lm-eval, torch, tran
 """
 
 from evalsuite.results.contamination import (
+    CHECK_FOLDER_PREFIX,
     CONTAMINATION_FILE,
     CONTAMINATION_SCHEMA_VERSION,
     ITEMS_FILE,
@@ -25,6 +26,7 @@ from evalsuite.results.io import (
     Run,
     check_output_dir,
     find_runs,
+    is_written,
     read_results,
     read_run,
     run_dirs,
@@ -48,6 +50,7 @@ from evalsuite.results.schema import (
 )
 
 __all__ = [
+    "CHECK_FOLDER_PREFIX",
     "CONTAMINATION_FILE",
     "CONTAMINATION_SCHEMA_VERSION",
     "ITEMS_FILE",
@@ -77,6 +80,7 @@ __all__ = [
     "find_runs",
     "h6_average",
     "is_contamination",
+    "is_written",
     "migrate",
     "model_size",
     "pct",

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from evalsuite.errors import ResultsSchemaError, invalid_file
+from evalsuite.files import is_hidden_under
 from evalsuite.model import ModelSource
 from evalsuite.records import Record
 from evalsuite.results.io import write_results_folder
@@ -25,6 +26,7 @@ from evalsuite.settings import Dtype, Seeds
 CONTAMINATION_SCHEMA_VERSION = 2
 CONTAMINATION_FILE = "contamination.json"
 ITEMS_FILE = "items.jsonl"
+CHECK_FOLDER_PREFIX = "contamination-"  # <model folder>/contamination-<run id>/
 MEANING = (
     "share of items whose real text the target finds likelier than all but a fraction (< threshold) of "
     "paraphrase-like neighbours sampled by the reference: a sign of contamination, not a proof (GSM8K scores "
@@ -151,14 +153,26 @@ def read_contamination(path: Path) -> ContaminationResults:
         raise ResultsSchemaError(invalid_file(path, "contamination file", e)) from e
 
 
-def write_check(results: ContaminationResults, items_jsonl: str, output_dir: Path, model_dir_name: str) -> Path:
+def write_check(
+    results: ContaminationResults,
+    items_jsonl: str,
+    output_dir: Path,
+    model_dir_name: str,
+    staging_in: Path | None = None,
+) -> Path:
     """Write `<output_dir>/<model_dir_name>/contamination-<run_id>/` (contamination.json, items.jsonl: one
     ItemRecord line per item, task by task) all at once; nothing is left behind on failure."""
     files = {ITEMS_FILE: items_jsonl, CONTAMINATION_FILE: results.model_dump_json(indent=2) + "\n"}
-    return write_results_folder(output_dir, model_dir_name, f"contamination-{results.run_id}", files)
+    name = f"{CHECK_FOLDER_PREFIX}{results.run_id}"
+    return write_results_folder(output_dir, model_dir_name, name, files, staging_in)
 
 
 def find_contamination(folders: Iterable[Path]) -> list[ContaminationResults]:
     """The contamination checks under the results folders (none is fine)."""
     roots = [root for root in folders if root.is_dir()]
-    return [read_contamination(path) for root in roots for path in sorted(root.rglob(CONTAMINATION_FILE))]
+    return [
+        read_contamination(path)
+        for root in roots
+        for path in sorted(root.rglob(CONTAMINATION_FILE))
+        if not is_hidden_under(path, root)  # a check being written (`.inprogress-*`, `.contamination-*.partial`)
+    ]

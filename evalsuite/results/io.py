@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from evalsuite.errors import NoResultsError, OutputDirError, ResultsSchemaError, invalid_file, param
-from evalsuite.files import missing_folders, remove_empty_folders, write_folder
+from evalsuite.files import is_hidden_under, missing_folders, remove_empty_folders, write_folder
 from evalsuite.results.lm_eval_files import LM_EVAL_DIR
 from evalsuite.results.migrations import migrate
 from evalsuite.results.schema import SCHEMA_VERSION, SuiteResults
@@ -29,18 +29,22 @@ def write_run(
     lm_eval_outputs: dict[str, str],
     output_dir: Path,
     model_dir_name: str,
+    staging_in: Path | None = None,
 ) -> Path:
-    """Write `<output_dir>/<model_dir_name>/<run_id>/` all at once: staged, then renamed into place.
+    """Write `<output_dir>/<model_dir_name>/<run_id>/` all at once: staged (in `staging_in`, the run's in-progress
+    folder, or beside it), then renamed into place.
 
     `lm_eval_outputs` maps file names (relative to the run's lm_eval/ folder) to their text. On failure
     nothing is left behind, not even the folders this call created.
     """
     files = {f"{LM_EVAL_DIR}/{name}": text for name, text in lm_eval_outputs.items()}
     files[RESULTS_FILE] = results.model_dump_json(indent=2) + "\n"
-    return write_results_folder(output_dir, model_dir_name, results.run_id, files)
+    return write_results_folder(output_dir, model_dir_name, results.run_id, files, staging_in)
 
 
-def write_results_folder(output_dir: Path, model_dir_name: str, name: str, files: dict[str, str]) -> Path:
+def write_results_folder(
+    output_dir: Path, model_dir_name: str, name: str, files: dict[str, str], staging_in: Path | None = None
+) -> Path:
     """`<output_dir>/<model_dir_name>/<name>/` with `files`, all at once (files.write_folder); on failure nothing
     is left behind, not even the folders this call created."""
     created = missing_folders(output_dir / model_dir_name)
@@ -48,7 +52,7 @@ def write_results_folder(output_dir: Path, model_dir_name: str, name: str, files
     written = False
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        write_folder(final, files)
+        write_folder(final, files, staging_in)
         written = True
         return final
     except FileExistsError as e:
@@ -58,6 +62,11 @@ def write_results_folder(output_dir: Path, model_dir_name: str, name: str, files
     finally:
         if not written:
             remove_empty_folders(created)
+
+
+def is_written(run_dir: Path) -> bool:
+    """Whether a run's folder is in place: renamed whole from its staging copy (results.json is written last)."""
+    return (run_dir / RESULTS_FILE).is_file()
 
 
 def check_output_dir(output_dir: Path) -> None:
@@ -139,8 +148,14 @@ def read_run(path: Path, newest_complete: bool = False) -> Run:
     return Run(folder, newest, f"using {folder}, the newest complete run of {len(runs)}")
 
 
-def find_runs(paths: Iterable[Path]) -> list[SuiteResults]:
-    """Every run under the given results folders (or the results files themselves), each read and validated."""
+def find_runs(
+    paths: Iterable[Path], on_unreadable: Callable[[ResultsSchemaError], None] | None = None
+) -> list[SuiteResults]:
+    """Every run under the given results folders (or the results files themselves), each read and validated.
+
+    In-progress and staging folders (names starting with a dot) are never read as runs, whatever they hold.
+    A results file that cannot be read is an error, unless `on_unreadable` takes it (a table of many runs
+    goes on without it, saying so)."""
     paths = list(paths)
     found = []
     for root in paths:
@@ -149,7 +164,15 @@ def find_runs(paths: Iterable[Path]) -> list[SuiteResults]:
             continue
         if not root.is_dir():
             raise NoResultsError(f"{root}: no such directory")
-        found += [read_results(p) for p in sorted(root.rglob(RESULTS_FILE))]
+        for path in sorted(root.rglob(RESULTS_FILE)):
+            if is_hidden_under(path, root):
+                continue
+            try:
+                found.append(read_results(path))
+            except ResultsSchemaError as e:
+                if on_unreadable is None:
+                    raise
+                on_unreadable(e)
     if not found:
         raise NoResultsError(f"no {RESULTS_FILE} under {', '.join(map(str, paths))}; run `evalsuite run` first")
     return found

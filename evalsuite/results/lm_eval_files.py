@@ -89,15 +89,52 @@ def request_cache_path(folder: Path, task_key: str) -> str:
     return str(folder / f"{REQUEST_CACHE}-{task_key}")
 
 
+def request_cache_task(db: Path) -> str:
+    """The suite task key of a request cache file (`requests-<key>_rank<N>.db`)."""
+    return db.name.removeprefix(f"{REQUEST_CACHE}-").rsplit("_rank", 1)[0]
+
+
+def _request_caches(folder: Path) -> list[Path]:
+    return sorted(folder.glob(f"{REQUEST_CACHE}-*_rank*.db"))
+
+
+def _answered(db: Path) -> int:
+    """Requests answered in one cache (0 for a database lm-eval has not made its table in yet). sqlite3's
+    DatabaseError when the file is not a database."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if _CACHE_TABLE not in tables:
+            return 0
+        return int(conn.execute(f"SELECT COUNT(*) FROM {_CACHE_TABLE}").fetchone()[0])
+
+
 def cached_request_counts(folder: Path) -> dict[str, int]:
-    """Suite task key -> requests answered in lm-eval's request caches under `folder` (all ranks)."""
+    """Suite task key -> requests answered in lm-eval's request caches under `folder` (all ranks); a damaged
+    cache counts none (`damaged_request_caches` names it)."""
     import sqlite3
 
     counts: dict[str, int] = {}
-    for db in sorted(folder.glob(f"{REQUEST_CACHE}-*_rank*.db")):
-        task_key = db.name.removeprefix(f"{REQUEST_CACHE}-").rsplit("_rank", 1)[0]
-        with sqlite3.connect(db) as conn:
-            counts[task_key] = (
-                counts.get(task_key, 0) + conn.execute(f"SELECT COUNT(*) FROM {_CACHE_TABLE}").fetchone()[0]
-            )
+    for db in _request_caches(folder):
+        task_key = request_cache_task(db)
+        try:
+            answered = _answered(db)
+        except sqlite3.DatabaseError:
+            answered = 0
+        counts[task_key] = counts.get(task_key, 0) + answered
     return counts
+
+
+def damaged_request_caches(folder: Path) -> dict[Path, str]:
+    """The request caches under `folder` that are not readable databases, and why (random bytes, a truncated
+    file): their answers cannot be reused."""
+    import sqlite3
+
+    damaged = {}
+    for db in _request_caches(folder):
+        try:
+            _answered(db)
+        except sqlite3.DatabaseError as e:
+            damaged[db] = f"{type(e).__name__}: {e}"
+    return damaged

@@ -18,6 +18,7 @@ When the run completes, its results folder is written and this folder removed.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -31,13 +32,14 @@ from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from evalsuite.errors import OutputDirError, RunError, param
+from evalsuite.errors import OutputDirError, RunError, invalid_file, param
 from evalsuite.files import missing_folders, remove_empty_folders, write_text_atomic
 from evalsuite.model import LoadableModel
 from evalsuite.results import lm_eval_files
 
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
+TASKS = "tasks"
 
 Record = TypeVar("Record", bound=BaseModel)
 
@@ -58,6 +60,10 @@ def model_identity(model: LoadableModel) -> list[Any]:
     return [model.ref.source.value, model.pretrained, model.revision, model.file_sha256, files]
 
 
+def _canonical_sha256(record: Any) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class CheckpointState:
     """What the other processes of a data-parallel run need to know of rank 0's checkpoint."""
@@ -67,6 +73,7 @@ class CheckpointState:
     created_at: datetime
     resumed: bool
     finished_at_open: frozenset[str]
+    written: bool = False  # the run's folder is already in place (a run killed after writing it)
 
 
 class Checkpoint:
@@ -74,12 +81,25 @@ class Checkpoint:
 
     In a data-parallel run only rank 0 opens (and writes) it; the other ranks `follow` it: they skip the
     tasks rank 0 found finished and write nothing.
+
+    What a kill or a damaged file can leave is recovered on `open`, each case said in `notes`: an unreadable
+    state.json starts a new run id over the saved tasks; a task record that does not parse, fails validation
+    or whose checksum does not match its content (edited by hand) is dropped, so the task runs again from the
+    answers its request cache holds; a request cache that is not a database is dropped, so its requests are
+    asked again. The rest is kept.
     """
 
-    def __init__(self, state: CheckpointState, lock: IO[str] | None, created: list[Path] | None = None) -> None:
+    def __init__(
+        self,
+        state: CheckpointState,
+        lock: IO[str] | None,
+        created: list[Path] | None = None,
+        notes: tuple[str, ...] = (),
+    ) -> None:
         self.state = state
         self._lock = lock
         self._created = created or []  # folders open() made (the output dir, the model's folder, this one)
+        self.notes = notes  # what open() found damaged and did about it, one line each
 
     @property
     def folder(self) -> Path:
@@ -107,11 +127,17 @@ class Checkpoint:
         return cls(state, lock=None)
 
     @classmethod
-    def open(cls, model_dir: Path, key: str, run_id: str, created_at: datetime) -> Checkpoint:
+    def open(cls, model_dir: Path, key: str, run_id: str, created_at: datetime, kind: type[BaseModel]) -> Checkpoint:
+        """Take the run's in-progress folder (made if need be) under its lock, and read what it holds: the run
+        id and start time of an interrupted run, and its finished tasks' records of type `kind`."""
         folder = model_dir / f".inprogress-{key}"
         created = missing_folders(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = (folder / LOCK_FILE).open("a+", encoding="utf-8")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            lock = (folder / LOCK_FILE).open("a+", encoding="utf-8")
+        except OSError as e:
+            remove_empty_folders(created)
+            raise OutputDirError(f"cannot start the run under {folder}: {e.strerror or e}") from e
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as e:
@@ -122,18 +148,33 @@ class Checkpoint:
                 f"{folder} is in use by another evalsuite run ({owner}); wait for it to finish, "
                 f"or use another {param('output_dir')}"
             ) from e
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"pid {os.getpid()}")
-        lock.flush()
-        state_path = folder / STATE_FILE
-        finished = frozenset(path.stem for path in (folder / "tasks").glob("*.json"))
-        if state_path.is_file():
-            state = json.loads(state_path.read_text(encoding="utf-8"))
-            run_id, created_at = state["run_id"], datetime.fromisoformat(state["created_at"])
-            return cls(CheckpointState(folder, run_id, created_at, True, finished), lock)
-        write_text_atomic(state_path, json.dumps({"run_id": run_id, "created_at": created_at.isoformat()}))
-        return cls(CheckpointState(folder, run_id, created_at, False, finished), lock, created)
+        try:
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"pid {os.getpid()}")
+            lock.flush()
+            notes = _drop_damaged(folder, kind)
+            finished = frozenset(path.stem for path in (folder / TASKS).glob("*.json"))
+            state = _read_state(folder / STATE_FILE)
+            if state is not None:
+                return cls(CheckpointState(folder, state[0], state[1], True, finished), lock, notes=notes)
+            if (folder / STATE_FILE).exists():
+                notes += (
+                    f"warning: {folder / STATE_FILE} was damaged; the run goes on as run {run_id}, keeping "
+                    f"{len(finished)} finished task(s) and the answered requests",
+                )
+            write_text_atomic(folder / STATE_FILE, json.dumps({"run_id": run_id, "created_at": created_at.isoformat()}))
+            resumed = bool(finished) or bool(notes)
+            return cls(CheckpointState(folder, run_id, created_at, resumed, finished), lock, created, notes)
+        except OSError as e:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):  # closing flushes the pid that could not be written: it fails too
+                lock.close()
+            earlier = [p for p in folder.iterdir() if p.name != LOCK_FILE and not p.name.startswith(f".{STATE_FILE}.")]
+            if not earlier:  # nothing of an earlier run in it: take it away
+                shutil.rmtree(folder, ignore_errors=True)
+                remove_empty_folders(created)
+            raise OutputDirError(f"cannot start the run under {folder}: {e.strerror or e}") from e
 
     def request_cache(self, task_key: str) -> str:
         """lm-eval's `use_cache` path for one suite task (one file each, so counts are per task)."""
@@ -145,41 +186,40 @@ class Checkpoint:
 
     def finished(self, task_key: str, kind: type[Record]) -> Record:
         """The record of a task an interrupted run finished (one of `finished_at_open`), as it saved it."""
-        path = self.folder / "tasks" / f"{task_key}.json"
-        try:
-            return kind.model_validate_json(path.read_bytes())
-        except (OSError, ValidationError) as e:
-            raise RunError(
-                f"{self.folder}: task {task_key} is listed as finished but unreadable ({type(e).__name__}); delete "
-                "that folder to start the run afresh"
-            ) from e
+        record, why = _read_record(self.folder / TASKS / f"{task_key}.json", kind)
+        if record is None:  # damaged since `open` checked it
+            raise RunError(f"{self.folder}: task {task_key}'s record is damaged ({why}); run the command again")
+        return record
 
     def finished_file(self, task_key: str, suffix: str) -> str:
         """A file saved with a finished task's record (`save(..., files={suffix: text})`)."""
-        path = self.folder / "tasks" / f"{task_key}.{suffix}"
+        path = self.folder / TASKS / f"{task_key}.{suffix}"
         try:
             return path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise RunError(
-                f"{self.folder}: task {task_key} is listed as finished but {path.name} is unreadable "
-                f"({e.strerror}); delete that folder to start the run afresh"
-            ) from e
+        except (OSError, UnicodeDecodeError) as e:
+            raise RunError(f"{self.folder}: task {task_key}'s {path.name} is unreadable ({e}); run the command "
+                           "again") from e  # fmt: skip
 
     def save(self, task_key: str, record: BaseModel, files: Mapping[str, str] | None = None) -> None:
-        """Store a finished task: its files, then its record (each atomically: a kill leaves the previous state
-        or this one, and a record is only ever there with its files)."""
+        """Store a finished task: its files, then its record with the checksum of its content (each atomically:
+        a kill leaves the previous state or this one, and a record is only ever there with its files)."""
         assert self._lock is not None, "only the process that opened the checkpoint writes it"
+        content = json.loads(record.model_dump_json())
         try:
-            (self.folder / "tasks").mkdir(exist_ok=True)
+            (self.folder / TASKS).mkdir(exist_ok=True)
             for suffix, text in (files or {}).items():
-                write_text_atomic(self.folder / "tasks" / f"{task_key}.{suffix}", text)
-            write_text_atomic(self.folder / "tasks" / f"{task_key}.json", record.model_dump_json())
+                write_text_atomic(self.folder / TASKS / f"{task_key}.{suffix}", text)
+            envelope = {"sha256": _canonical_sha256(content), "record": content}
+            write_text_atomic(self.folder / TASKS / f"{task_key}.json", json.dumps(envelope))
         except OSError as e:
-            raise OutputDirError(f"cannot save task {task_key} under {self.folder}: {e.strerror or e}") from e
+            raise OutputDirError(
+                f"cannot save task {task_key} under {self.folder}: {e.strerror or e}; free the space (or fix the "
+                "folder) and run the same command again: what is saved is kept"
+            ) from e
 
     def holds_progress(self) -> bool:
         """Whether anything worth resuming is saved: a finished task or an answered request."""
-        if any((self.folder / "tasks").glob("*.json")):
+        if any((self.folder / TASKS).glob("*.json")):
             return True
         return any(lm_eval_files.cached_request_counts(self.folder).values())
 
@@ -201,3 +241,49 @@ class Checkpoint:
         if self._lock is not None and not self._lock.closed:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
+
+
+def _read_state(path: Path) -> tuple[str, datetime] | None:
+    """(run id, start) of an interrupted run; None when there is none, or it is damaged."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        return str(state["run_id"]), datetime.fromisoformat(state["created_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _read_record(path: Path, kind: type[Record]) -> tuple[Record | None, str]:
+    """A saved task record, or None and why it cannot be believed."""
+    try:
+        envelope = json.loads(path.read_bytes())
+        content, digest = envelope["record"], envelope["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return None, f"{type(e).__name__}: not a record evalsuite wrote"
+    if _canonical_sha256(content) != digest:
+        return None, "its content does not match its checksum: changed after it was saved"
+    try:
+        return kind.model_validate(content), ""
+    except ValidationError as e:
+        return None, invalid_file(path.name, "record", e).removeprefix(f"{path.name}: ")
+
+
+def _drop_damaged(folder: Path, kind: type[BaseModel]) -> tuple[str, ...]:
+    """Take away damaged request caches and damaged task records (with the files saved with them), so those
+    tasks run again from what is left; one line each saying so."""
+    notes = []
+    for db, why in lm_eval_files.damaged_request_caches(folder).items():
+        task = lm_eval_files.request_cache_task(db)
+        for path in db.parent.glob(db.name + "*"):  # the database and its journal
+            path.unlink(missing_ok=True)
+        notes.append(f"warning: {folder}: task {task}'s request cache is damaged ({why}); its requests are asked again")
+    for path in sorted((folder / TASKS).glob("*.json")):
+        record, why = _read_record(path, kind)
+        if record is not None:
+            continue
+        task = path.stem
+        for companion in (folder / TASKS).glob(f"{task}.*"):
+            companion.unlink(missing_ok=True)
+        answered = lm_eval_files.cached_request_counts(folder).get(task, 0)
+        reuse = f", reusing the {answered} answers its request cache holds" if answered else ""
+        notes.append(f"warning: {folder}: task {task}'s saved record is damaged ({why}); it runs again{reuse}")
+    return tuple(notes)

@@ -23,16 +23,18 @@ from typing import Any
 
 from pydantic import field_validator, model_validator
 
-from evalsuite import engine
+from evalsuite import engine, faults
 from evalsuite.contamination import ITEM_TEXTS, Selection, format_share, reported_share, select_items
 from evalsuite.data import DataPlan, eval_rows, plan_data
 from evalsuite.engine.neighbours import CausalLM, ItemScore, score_items
-from evalsuite.errors import OptionError, param
+from evalsuite.errors import Interrupted, OptionError, param
 from evalsuite.model import LoadableModel, ModelRef, check_hub_access, parse_model_ref
 from evalsuite.progress import interactive, task_bar
 from evalsuite.progress import requests as requests_progress
 from evalsuite.records import FrozenRecord
 from evalsuite.results import (
+    CHECK_FOLDER_PREFIX,
+    CONTAMINATION_FILE,
     CheckedModel,
     ContaminationResults,
     ContaminationSettings,
@@ -40,6 +42,7 @@ from evalsuite.results import (
     ItemRecord,
     Versions,
     check_output_dir,
+    read_contamination,
     write_check,
 )
 from evalsuite.run.checkpoint import Checkpoint, fingerprint, model_identity
@@ -165,8 +168,15 @@ def run_contamination(
     }
     now = datetime.now(UTC)
     model_dir = request.output_dir / prepared.target.results_dir_name
-    checkpoint = Checkpoint.open(model_dir, fingerprint(identity), new_run_id(now), now)
+    checkpoint = Checkpoint.open(model_dir, fingerprint(identity), new_run_id(now), now, ContaminationTask)
     try:
+        for note in checkpoint.notes:
+            say(note)
+        written = model_dir / f"{CHECK_FOLDER_PREFIX}{checkpoint.run_id}"
+        if (written / CONTAMINATION_FILE).is_file():  # killed after its folder was renamed into place: done
+            checkpoint.finish()
+            say(f"check {checkpoint.run_id} was already written to {written}; its leftover in-progress folder is gone")
+            return ContaminationOutcome(read_contamination(written), written)
         keys = [data.spec.key for data in prepared.plan.tasks]
         finished = {k: checkpoint.finished(k, ContaminationTask) for k in keys if k in checkpoint.finished_at_open}
         if finished:
@@ -176,7 +186,13 @@ def run_contamination(
         _check_tasks(prepared, models, finished, checkpoint, builder, say)
         results = builder.build()
         items = "".join(checkpoint.finished_file(task.key, ITEMS_SUFFIX) for task in results.tasks)
-        folder = write_check(results, items, request.output_dir, prepared.target.results_dir_name)
+        folder = write_check(results, items, request.output_dir, prepared.target.results_dir_name, checkpoint.folder)
+        faults.reached("renamed")
+    except KeyboardInterrupt as e:
+        saved = checkpoint.holds_progress()
+        checkpoint.discard_if_empty()
+        checkpoint.release()
+        raise Interrupted(saved) from e
     except BaseException:
         checkpoint.discard_if_empty()  # failed before a task was saved: nothing to resume, nothing left
         checkpoint.release()

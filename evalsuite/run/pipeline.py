@@ -9,20 +9,21 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import field_validator
 
-from evalsuite import engine
+from evalsuite import engine, faults
 from evalsuite._version import __version__
 from evalsuite.data import DataPlan, TaskData, no_download_count_pings, plan_data
-from evalsuite.errors import OptionError, RunError, param
+from evalsuite.errors import Interrupted, OptionError, OutputDirError, RunError, param
 from evalsuite.model import LoadableModel, ModelRef, check_hub_access, parse_model_ref
 from evalsuite.progress import task_bar
 from evalsuite.records import FrozenRecord
@@ -38,8 +39,10 @@ from evalsuite.results import (
     check_output_dir,
     completeness,
     h6_average,
+    is_written,
     lm_eval_files,
     pct,
+    read_results,
     task_result,
     write_run,
 )
@@ -183,6 +186,7 @@ def run_suite(
     model_settings = _model_settings(prepared)
     say(f"loading {prepared.ref.model_id} ({model_settings.dtype}, {model_settings.device})")
     model = engine.load_model(loadable, model_settings)
+    faults.reached("model-loaded")
     processes = model.processes
     if processes.count != engine.launched_processes() or processes.rank != engine.launched_rank():
         raise RunError(
@@ -196,8 +200,19 @@ def run_suite(
             "an interrupted task restarts from its beginning (finished tasks are kept)"
         )
     key = fingerprint(_run_identity(prepared, loadable, model_settings, processes))
-    checkpoint = _open_checkpoint(processes, request.output_dir / prepared.ref.results_dir_name, key)
+    model_dir = request.output_dir / prepared.ref.results_dir_name
+    checkpoint = _open_checkpoint(processes, model_dir, key)
     try:
+        for note in checkpoint.notes:
+            say(note)
+        if checkpoint.state.written:  # killed after its folder was renamed into place: the run is done
+            if not processes.is_main:
+                checkpoint.release()
+                return None
+            checkpoint.finish()
+            run_dir = model_dir / checkpoint.run_id
+            say(f"run {checkpoint.run_id} was already written to {run_dir}; its leftover in-progress folder is removed")
+            return RunOutcome(results=read_results(run_dir), run_dir=run_dir)
         if checkpoint.resumed:
             say(f"resuming run {checkpoint.run_id} from {checkpoint.folder}")
         builder = ResultsBuilder(prepared, loadable, model, checkpoint, started)
@@ -206,7 +221,15 @@ def run_suite(
             checkpoint.release()
             return None
         results = builder.build()
-        run_dir = write_run(results, builder.lm_eval_files(), request.output_dir, prepared.ref.results_dir_name)
+        run_dir = write_run(
+            results, builder.lm_eval_files(), request.output_dir, prepared.ref.results_dir_name, checkpoint.folder
+        )
+        faults.reached("renamed")
+    except KeyboardInterrupt as e:
+        saved = checkpoint.holds_progress()
+        checkpoint.discard_if_empty()
+        checkpoint.release()
+        raise Interrupted(saved) from e
     except BaseException:
         checkpoint.discard_if_empty()  # failed before anything was saved: nothing to resume, nothing left
         checkpoint.release()
@@ -262,13 +285,37 @@ def _run_tasks(
             cache = checkpoint.request_cache(data.spec.key) if processes.count == 1 else None
             bar = task_bar(step, show=bars is True and processes.is_main) if bars is not None else nullcontext()
             with bar, no_download_count_pings():
-                finished = engine.run_task(model, data, settings, task_manager, tasks_dir, cache)
+                try:
+                    finished = engine.run_task(model, data, settings, task_manager, tasks_dir, cache)
+                except Exception as e:  # lm-eval's request cache on a full disk: one line, the run resumable
+                    if (full := storage_full(e, checkpoint.folder)) is not None:
+                        raise full from e
+                    raise
             if finished is not None:
                 checkpoint.save(data.spec.key, finished)
+                faults.reached("task-saved")
         if finished is None:
             continue  # another rank's share: rank 0 holds the task's results
         result = builder.add(data, finished)
         say(f"{step}: {pct(result.value)} ({result.documents} docs, {finished.seconds:.0f}s)")
+
+
+def storage_full(error: BaseException, folder: Path) -> OutputDirError | None:
+    """A write under `folder` that failed for want of space (the disk, a quota) as one line that says the run
+    resumes; None for any other error. sqlite (lm-eval's request cache) says so by its error code."""
+    import errno
+    import sqlite3
+
+    full = (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(error, OSError) and error.errno in full:
+        why = error.strerror
+    elif isinstance(error, sqlite3.Error) and getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        why = os.strerror(errno.ENOSPC)
+    else:
+        return None
+    return OutputDirError(
+        f"cannot write under {folder}: {why}; free space and run the same command again: what is saved is kept"
+    )
 
 
 def _open_checkpoint(processes: engine.Processes, model_dir: Path, key: str) -> Checkpoint:
@@ -278,7 +325,8 @@ def _open_checkpoint(processes: engine.Processes, model_dir: Path, key: str) -> 
         return Checkpoint.follow(state)
     now = datetime.now(UTC)
     try:
-        checkpoint = Checkpoint.open(model_dir, key, new_run_id(now), now)
+        checkpoint = Checkpoint.open(model_dir, key, new_run_id(now), now, engine.FinishedTask)
+        checkpoint.state = replace(checkpoint.state, written=is_written(model_dir / checkpoint.run_id))
     except BaseException as e:
         processes.share(e)  # every rank raises it
         raise

@@ -4,16 +4,3 @@ and a plot).
 
 Reads results files (evalsuite.results) and the suite; never the run pipelines, the engine, torch or lm-eval.
 """
-
-from evalsuite.track.compare import Comparison, TaskComparison, Verdict, compare_runs
-from evalsuite.track.reproduce import Reproduction, TaskReproduction, reproduce
-
-__all__ = [
-    "Comparison",
-    "Reproduction",
-    "TaskComparison",
-    "TaskReproduction",
-    "Verdict",
-    "compare_runs",
-    "reproduce",
-]
