@@ -78,35 +78,65 @@ def _readers_work(out: Path, runs: int) -> None:
     assert history.exit_code == 0 and history.stdout.count("partial") == runs, history.output
 
 
-INSTANTS = [
-    "dequantizing", "model-loaded", "answers-cached", "replacing truthfulqa.json", "task-saved",
-    "staging results.json", "staged", "renamed",
+# In a run's order: each run of the chain resumes what the one before left, and is killed at the next instant.
+CHAIN = [
+    "model-loaded", "answers-cached", "replacing truthfulqa.json", "task-saved", "staging results.json", "staged",
+    "renamed",
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("instant", INSTANTS)
-def test_a_run_killed_at_any_instant_resumes_with_the_same_values_and_leaves_nothing(
-    instant: str, gguf_path: Path, baseline: dict[str, float], tmp_path: Path
+def test_a_run_killed_at_each_instant_in_turn_resumes_with_the_same_values_and_leaves_nothing(
+    gguf_path: Path, baseline: dict[str, float], tmp_path: Path
 ):
+    """The same command, killed with SIGKILL at each instant in turn (the state each kill leaves is what the next
+    run starts from), then once more to the end: the uninterrupted run's values, one run folder and nothing
+    else; `leaderboard` and `history` work on the folder after every kill."""
     out = tmp_path / "out"
-    cache = tmp_path / "cache" if instant == "dequantizing" else None  # an empty model cache to dequantize into
-    killed = _run(gguf_path, out, kill_at=instant, cache=cache)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    _readers_work(out, runs=1 if instant == "renamed" else 0)
-
-    again = _run(gguf_path, out, cache=cache)
+    for before, instant in zip([None, *CHAIN], CHAIN, strict=False):
+        killed = _run(gguf_path, out, kill_at=instant)
+        assert killed.returncode == -signal.SIGKILL, (instant, killed.stderr[-2000:])
+        assert "Traceback" not in killed.stderr
+        if before == "answers-cached":  # the interrupted task reuses the answers its request cache kept
+            reused = [line for line in killed.stderr.splitlines() if "answered before the interruption" in line]
+            assert reused and reused[0].startswith("[1/2] truthfulqa: ") and "are reused" in reused[0]
+        if before == "task-saved":  # a finished task is not run again
+            assert "[1/2] truthfulqa: finished before the interruption, not rerun" in killed.stderr
+        _readers_work(out, runs=1 if instant == "renamed" else 0)
+    again = _run(gguf_path, out)
     assert _values(again) == baseline
-    model_dir = out / MODEL_DIR
-    (run_dir,) = model_dir.iterdir()  # the run, and nothing else: no in-progress or staging folder
+    (run_dir,) = (out / MODEL_DIR).iterdir()  # the run, and nothing else: no in-progress or staging folder
     assert not run_dir.name.startswith(".")
-    if instant == "renamed":
-        assert f"run {run_dir.name} was already written to {run_dir}" in again.stderr
-    if cache is not None:  # the killed dequantization's staging folder is gone, the model is there once
-        assert [p.name for p in (cache / "gguf").iterdir() if p.is_dir()] == [
-            p.name for p in (cache / "gguf").iterdir() if p.is_dir() and not p.name.startswith(".")
-        ]
-        assert len([p for p in (cache / "gguf").iterdir() if p.is_dir()]) == 1
+    assert f"run {run_dir.name} was already written to {run_dir}" in again.stderr  # killed after the rename
     _readers_work(out, runs=1)
+
+
+def test_a_killed_dequantization_then_two_runs_at_once_dequantize_once_and_collide_in_one_line(
+    gguf_path: Path, baseline: dict[str, float], tmp_path: Path
+):
+    """An empty model cache: a run killed while dequantizing the GGUF leaves its staging folder; then two runs of
+    the same command start at once on that cache and output folder. One dequantizes (removing the leftover), the
+    other waits for it; they finish, or the second stops in one line because the first holds the run."""
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    killed = _run(gguf_path, out, kill_at="dequantizing", cache=cache)
+    assert killed.returncode == -signal.SIGKILL
+    assert [p.name.startswith(".partial-") for p in (cache / "gguf").iterdir() if p.is_dir()] == [True]
+    _readers_work(out, runs=0)
+
+    env = {**os.environ, "EVALSUITE_CACHE_DIR": str(cache)}
+    env.pop("EVALSUITE_KILL_AT", None)
+    both = [subprocess.Popen(_command(gguf_path, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env) for _ in range(2)]  # fmt: skip
+    results = [(p.wait(timeout=600), *p.communicate()) for p in both]
+    assert sorted(code for code, _, _ in results) in ([0, 0], [0, 1]), results
+    for code, stdout, stderr in results:
+        assert "Traceback" not in stderr and "Directory not empty" not in stderr
+        if code == 1:  # the other held the run's lock: one line that says what to do
+            assert stderr.strip().splitlines()[-1].startswith("error: ") and "in use by another evalsuite run" in stderr
+        else:
+            assert _values(subprocess.CompletedProcess([], code, stdout, stderr)) == baseline
+    models = [p.name for p in (cache / "gguf").iterdir() if p.is_dir()]
+    assert len(models) == 1 and not models[0].startswith(".")  # dequantized once, the killed one's leftover gone
+    assert not [p for p in (out / MODEL_DIR).iterdir() if p.name.startswith(".")]
 
 
 def test_damaged_state_is_one_line_each_and_only_the_damaged_part_is_redone(
@@ -194,27 +224,6 @@ def test_zero_bytes_free_is_one_line_and_leaves_no_folder(gguf_path: Path, small
     assert not out.exists(), list(out.rglob("*"))  # no empty .inprogress-*, no 0-byte lock
 
 
-# --- concurrency: two runs at once on an empty model cache
-
-
-def test_two_runs_at_once_on_an_empty_cache_dequantize_once_and_collide_in_one_line(gguf_path: Path, tmp_path: Path):
-    env = {**os.environ, "EVALSUITE_CACHE_DIR": str(tmp_path / "cache")}
-    env.pop("EVALSUITE_KILL_AT", None)
-    out = tmp_path / "out"
-    both = [subprocess.Popen(_command(gguf_path, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=env) for _ in range(2)]  # fmt: skip
-    results = [(p.wait(timeout=600), p.communicate()[1]) for p in both]
-    codes = sorted(code for code, _ in results)
-    assert codes in ([0, 0], [0, 1]), results
-    for code, stderr in results:
-        assert "Traceback" not in stderr and "Directory not empty" not in stderr
-        if code == 1:  # the other held the run's lock: one line that says what to do
-            assert stderr.strip().splitlines()[-1].startswith("error: ") and "in use by another evalsuite run" in stderr
-    gguf = tmp_path / "cache" / "gguf"
-    assert len([p for p in gguf.iterdir() if p.is_dir()]) == 1  # dequantized once, no staging folder left
-    assert not [p for p in (out / MODEL_DIR).iterdir() if p.name.startswith(".")]
-
-
 # --- signals
 
 
@@ -240,7 +249,7 @@ def test_two_ctrl_c_in_a_row_are_one_interrupt_and_the_saved_work_is_said(gguf_p
 def test_the_instants_the_tests_kill_at_are_the_ones_the_code_names():
     """A renamed instant fails here, not by silently never firing in the tests above."""
     source = "\n".join(p.read_text() for p in (REPO / "evalsuite").rglob("*.py"))
-    named = {"dequantizing", "model-loaded", "answers-cached", "task-saved", "staged", "renamed"}
+    named = {"dequantizing", *CHAIN} - {"replacing truthfulqa.json", "staging results.json"}
     for instant in named:
         assert f'faults.reached("{instant}")' in source, instant
     assert 'faults.reached(f"replacing {path.name}")' in source and 'faults.reached(f"staging {name}")' in source
