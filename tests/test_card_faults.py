@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SAKURA
+from conftest import SAKURA, fill
 from fake_hub import FakeHub
 from typer.testing import CliRunner
 
@@ -87,19 +87,9 @@ def test_a_symlink_loop_is_one_line(tmp_path: Path):
 
 
 @pytest.fixture
-def disk(tmp_path: Path) -> Iterator[Path]:
+def disk(tmpfs: Callable[[str], Path]) -> Path:
     """A tmpfs of the test's own (CI runs as root): made read-only, or full, without touching the machine's."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True, text=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({made.stderr.strip() or made.returncode}): needs root")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    return tmpfs("64k")
 
 
 @pytest.mark.subprocess
@@ -117,14 +107,7 @@ def test_a_read_only_disk_is_one_line_and_the_readme_stays(disk: Path):
 def test_a_full_disk_is_one_line_and_the_readme_stays(disk: Path):
     readme = disk / "README.md"
     readme.write_text(MINE)
-    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
-    try:
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fill(disk)
     result = _update(readme)
     assert result.exit_code == 1
     assert result.stderr == f"error: {readme}: cannot write (No space left on device); nothing was changed\n"

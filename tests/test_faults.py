@@ -20,11 +20,11 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SAMPLE_DATA
+from conftest import REPO, SAMPLE_DATA, fill
 from typer.testing import CliRunner
 
 from evalsuite.cli import app
@@ -177,28 +177,8 @@ def test_damaged_state_is_one_line_each_and_only_the_damaged_part_is_redone(
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k,mode=0777", "tmpfs", str(mount)],
-                          capture_output=True, text=True)  # fmt: skip
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({made.stderr.strip() or made.returncode}): needs root")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
-
-
-def _fill(disk: Path) -> None:
-    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
-    try:
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:  # ENOSPC: the disk is full
-        pass
-    finally:
-        os.close(fd)
+def small_disk(tmpfs: Callable[[str], Path]) -> Path:
+    return tmpfs("48k")
 
 
 def test_a_full_disk_is_one_line_wherever_it_fills_and_the_run_resumes_once_there_is_room(
@@ -215,7 +195,7 @@ def test_a_full_disk_is_one_line_wherever_it_fills_and_the_run_resumes_once_ther
 
 
 def test_zero_bytes_free_is_one_line_and_leaves_no_folder(gguf_path: Path, small_disk: Path):
-    _fill(small_disk)
+    fill(small_disk)
     out = small_disk / "out"
     full = _run(gguf_path, out)
     assert full.returncode == 1

@@ -18,7 +18,7 @@ from evalsuite.errors import ResultsSchemaError, invalid_file
 from evalsuite.files import is_hidden_under
 from evalsuite.model import ModelSource
 from evalsuite.records import Record
-from evalsuite.results.io import write_results_folder
+from evalsuite.results.io import read_versioned, write_results_folder
 from evalsuite.results.schema import RecordedBatchSize, Versions
 from evalsuite.settings import Dtype, Seeds
 
@@ -128,20 +128,7 @@ def read_contamination(path: Path) -> ContaminationResults:
     anything else is one ResultsSchemaError."""
     if path.is_dir():
         path = path / CONTAMINATION_FILE
-    try:
-        raw = json.loads(path.read_bytes())
-    except OSError as e:
-        raise ResultsSchemaError(f"{path}: cannot read ({e.strerror})") from e
-    except ValueError as e:
-        raise ResultsSchemaError(f"{path}: not JSON ({e})") from e
-    version = raw.get("schema_version") if isinstance(raw, dict) else None
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ResultsSchemaError(f"{path}: not an evalsuite contamination file (no integer schema_version)")
-    if version > CONTAMINATION_SCHEMA_VERSION:
-        raise ResultsSchemaError(
-            f"{path}: schema_version {version} was written by a newer evalsuite (this one reads "
-            f"{CONTAMINATION_SCHEMA_VERSION}); upgrade evalsuite"
-        )
+    raw, version = read_versioned(path, "contamination file", CONTAMINATION_SCHEMA_VERSION)
     try:
         for step in MIGRATIONS[version - 1 :]:
             raw = step(raw)

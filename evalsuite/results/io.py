@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -86,28 +87,35 @@ def read_results(path: Path) -> SuiteResults:
     within their split, the H6 average the mean of the six. Anything else is one ResultsSchemaError."""
     if path.is_dir():
         path = path / RESULTS_FILE
-    try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise ResultsSchemaError(f"{path}: cannot read ({e.strerror})") from e
-    except UnicodeDecodeError as e:
-        raise ResultsSchemaError(f"{path}: not UTF-8 (byte {e.start}); not a results file evalsuite wrote") from e
-    except json.JSONDecodeError as e:
-        raise ResultsSchemaError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from e
-    version = raw.get("schema_version") if isinstance(raw, dict) else None
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ResultsSchemaError(f"{path}: not an evalsuite results file (no integer schema_version)")
-    if version > SCHEMA_VERSION:
-        raise ResultsSchemaError(
-            f"{path}: schema_version {version} was written by a newer evalsuite (this one reads "
-            f"{SCHEMA_VERSION}); upgrade evalsuite"
-        )
+    raw, version = read_versioned(path, "results file", SCHEMA_VERSION)
     try:
         return SuiteResults.model_validate(migrate(raw))
     except (KeyError, TypeError) as e:
         raise ResultsSchemaError(f"{path}: invalid results file of schema_version {version}: {e!r}") from e
     except ValidationError as e:
         raise ResultsSchemaError(invalid_file(path, "results file", e)) from e
+
+
+def read_versioned(path: Path, what: str, current: int) -> tuple[dict[str, Any], int]:
+    """A file evalsuite wrote, as raw JSON with its `schema_version` (1 to `current`), for its migrations and
+    validation; anything else (unreadable, not UTF-8, not JSON, no version, a newer one) is one line."""
+    try:
+        raw = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise ResultsSchemaError(f"{path}: cannot read ({e.strerror})") from e
+    except UnicodeDecodeError as e:
+        raise ResultsSchemaError(f"{path}: not UTF-8 (byte {e.start}); not a {what} evalsuite wrote") from e
+    except json.JSONDecodeError as e:
+        raise ResultsSchemaError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from e
+    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ResultsSchemaError(f"{path}: not an evalsuite {what} (no integer schema_version)")
+    if version > current:
+        raise ResultsSchemaError(
+            f"{path}: schema_version {version} was written by a newer evalsuite (this one reads {current}); "
+            "upgrade evalsuite"
+        )
+    return raw, version
 
 
 def run_dirs(path: Path) -> list[Path]:

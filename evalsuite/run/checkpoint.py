@@ -24,7 +24,8 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from evalsuite.errors import OutputDirError, RunError, invalid_file, param
+from evalsuite.errors import Interrupted, OutputDirError, RunError, invalid_file, param
 from evalsuite.files import missing_folders, remove_empty_folders, write_text_atomic
 from evalsuite.model import LoadableModel
 from evalsuite.results import lm_eval_files
@@ -230,6 +231,22 @@ class Checkpoint:
             return
         shutil.rmtree(self.folder, ignore_errors=True)
         remove_empty_folders(self._created)  # the folder itself is gone; then its new parents, if empty
+
+    @contextmanager
+    def cleaning_up(self) -> Iterator[None]:
+        """Within the block, a failure takes away what this run made if nothing was saved (`discard_if_empty`)
+        and lets the lock go; Ctrl-C and SIGTERM come out as Interrupted, saying whether anything was saved."""
+        try:
+            yield
+        except KeyboardInterrupt as e:
+            saved = self.holds_progress()
+            self.discard_if_empty()
+            self.release()
+            raise Interrupted(saved) from e
+        except BaseException:
+            self.discard_if_empty()
+            self.release()
+            raise
 
     def finish(self) -> None:
         """The run is written: drop the in-progress folder and the lock."""

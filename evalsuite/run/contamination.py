@@ -27,7 +27,7 @@ from evalsuite import engine, faults
 from evalsuite.contamination import ITEM_TEXTS, Selection, format_share, reported_share, select_items
 from evalsuite.data import DataPlan, eval_rows, plan_data
 from evalsuite.engine.neighbours import CausalLM, ItemScore, score_items
-from evalsuite.errors import Interrupted, OptionError, param
+from evalsuite.errors import OptionError, param
 from evalsuite.model import LoadableModel, ModelRef, check_hub_access, parse_model_ref
 from evalsuite.progress import interactive, task_bar
 from evalsuite.progress import requests as requests_progress
@@ -169,7 +169,7 @@ def run_contamination(
     now = datetime.now(UTC)
     model_dir = request.output_dir / prepared.target.results_dir_name
     checkpoint = Checkpoint.open(model_dir, fingerprint(identity), new_run_id(now), now, ContaminationTask)
-    try:
+    with checkpoint.cleaning_up():  # a failure before a task was saved leaves nothing behind
         for note in checkpoint.notes:
             say(note)
         written = model_dir / f"{CHECK_FOLDER_PREFIX}{checkpoint.run_id}"
@@ -188,15 +188,6 @@ def run_contamination(
         items = "".join(checkpoint.finished_file(task.key, ITEMS_SUFFIX) for task in results.tasks)
         folder = write_check(results, items, request.output_dir, prepared.target.results_dir_name, checkpoint.folder)
         faults.reached("renamed")
-    except KeyboardInterrupt as e:
-        saved = checkpoint.holds_progress()
-        checkpoint.discard_if_empty()
-        checkpoint.release()
-        raise Interrupted(saved) from e
-    except BaseException:
-        checkpoint.discard_if_empty()  # failed before a task was saved: nothing to resume, nothing left
-        checkpoint.release()
-        raise
     checkpoint.finish()
     return ContaminationOutcome(results, folder)
 

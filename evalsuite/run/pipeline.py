@@ -23,7 +23,7 @@ from pydantic import field_validator
 from evalsuite import engine, faults
 from evalsuite._version import __version__
 from evalsuite.data import DataPlan, TaskData, no_download_count_pings, plan_data
-from evalsuite.errors import Interrupted, OptionError, OutputDirError, RunError, param
+from evalsuite.errors import OptionError, OutputDirError, RunError, param
 from evalsuite.model import LoadableModel, ModelRef, check_hub_access, parse_model_ref
 from evalsuite.progress import task_bar
 from evalsuite.records import FrozenRecord
@@ -202,7 +202,7 @@ def run_suite(
     key = fingerprint(_run_identity(prepared, loadable, model_settings, processes))
     model_dir = request.output_dir / prepared.ref.results_dir_name
     checkpoint = _open_checkpoint(processes, model_dir, key)
-    try:
+    with checkpoint.cleaning_up():  # a failure before anything was saved leaves nothing behind
         for note in checkpoint.notes:
             say(note)
         if checkpoint.state.written:  # killed after its folder was renamed into place: the run is done
@@ -225,15 +225,6 @@ def run_suite(
             results, builder.lm_eval_files(), request.output_dir, prepared.ref.results_dir_name, checkpoint.folder
         )
         faults.reached("renamed")
-    except KeyboardInterrupt as e:
-        saved = checkpoint.holds_progress()
-        checkpoint.discard_if_empty()
-        checkpoint.release()
-        raise Interrupted(saved) from e
-    except BaseException:
-        checkpoint.discard_if_empty()  # failed before anything was saved: nothing to resume, nothing left
-        checkpoint.release()
-        raise
     checkpoint.finish()
     return RunOutcome(results=results, run_dir=run_dir)
 
