@@ -91,6 +91,11 @@ class RunError(EvalsuiteError):
     """lm-eval failed, or produced something that breaks the protocol."""
 
 
+class ClusterError(EvalsuiteError):
+    """The Ray cluster a sweep or a run is spread over: Ray not installed, an address that does not answer, a
+    worker whose Python environment is not the driver's, work lost more often than the retries allow."""
+
+
 class GenerationFailed(RunError):
     """Generation requests a decoding engine did not finish: `prompts` (their positions in the engine's input),
     why, and whether it ran out of memory (decided by the engine from the error's type, never from its text)."""

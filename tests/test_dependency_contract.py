@@ -518,3 +518,29 @@ def test_lm_evals_json_helper_makes_its_output_plain_as_run_task_expects():
     assert handle_non_serializable(len) == str(len)
     plain = _plain_json({"acc,none": np.float64(0.25), "n": np.int64(2), "f": np.float32(0.1), "s": (1, 2)})
     assert plain == {"acc,none": 0.25, "n": 2, "f": float(np.float32(0.1)), "s": [1, 2]}
+
+
+def test_ray_calls_the_cluster_makes():
+    """run/cluster.py, the one module that imports ray: the keywords it passes and the exceptions it sorts."""
+    import ray
+    from ray import exceptions
+    from ray._common import ray_option_utils
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    init = inspect.signature(ray.init).parameters
+    assert {"address", "log_to_driver", "logging_level", "include_dashboard", "object_store_memory"} <= set(init)
+    # private, popped from **kwargs: binds a local instance to 127.0.0.1
+    assert 'kwargs.pop("_node_ip_address"' in inspect.getsource(ray._private.worker.init)
+    assert {"num_cpus", "num_gpus", "max_retries", "retry_exceptions", "scheduling_strategy"} <= set(
+        ray_option_utils.task_options
+    )
+    assert {"num_returns", "timeout"} <= set(inspect.signature(ray.wait).parameters)
+    assert "timeout" in inspect.signature(ray.get).parameters
+    assert "force" in inspect.signature(ray.cancel).parameters
+    assert {"node_id", "soft"} <= set(inspect.signature(NodeAffinitySchedulingStrategy.__init__).parameters)
+    assert callable(ray.get_runtime_context) and hasattr(ray.runtime_context.RuntimeContext, "get_node_id")
+    # a cell that raised carries its exception as `cause`; a lost worker or node is another RayError
+    assert "cause" in inspect.signature(exceptions.RayTaskError.__init__).parameters
+    for lost in (exceptions.WorkerCrashedError, exceptions.NodeDiedError, exceptions.ObjectLostError,
+                 exceptions.TaskCancelledError):  # fmt: skip
+        assert issubclass(lost, exceptions.RayError) and not issubclass(lost, exceptions.RayTaskError), lost

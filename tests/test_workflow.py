@@ -14,10 +14,11 @@ import yaml
 from evalsuite.cli import app
 
 WORKFLOW = Path(__file__).resolve().parent.parent / "docs" / "nightly.yml"
+SWEEP_WORKFLOW = WORKFLOW.with_name("nightly-sweep.yml")  # its variant over a training run's checkpoints, on Ray
 
 
-def _evalsuite_commands() -> list[list[str]]:
-    workflow = yaml.safe_load(WORKFLOW.read_text())
+def _evalsuite_commands(path: Path = WORKFLOW) -> list[list[str]]:
+    workflow = yaml.safe_load(path.read_text())
     commands = []
     for job in workflow["jobs"].values():
         for step in job["steps"]:
@@ -104,7 +105,7 @@ def _reads_and_writes(step: dict[str, Any]) -> tuple[set[str], set[str]]:
         words = shlex.split(line.split(">>")[0])[1:]
         command, args = words[0], words[1:]
         positional = [w for i, w in enumerate(args) if not w.startswith("-") and not args[i - 1].startswith("--")]
-        if command == "run":
+        if command in ("run", "sweep"):
             writes.add(args[args.index("--output-dir") + 1] if "--output-dir" in args else "results")
         elif command in ("compare", "leaderboard"):
             reads |= {_folder(w, script) for w in positional}
@@ -143,3 +144,13 @@ def test_a_step_reading_a_folder_nothing_wrote_is_caught():
     assert _unwritten_reads(workflow) == [
         "h6: step 'README metrics are those of the last full run' reads full-run/, which no earlier step writes"
     ]
+
+
+def test_the_sweep_variant_parses_and_reads_only_what_it_wrote():
+    commands = _evalsuite_commands(SWEEP_WORKFLOW)
+    assert [c[0] for c in commands] == ["sweep", "leaderboard", "history"]
+    for args in commands:
+        assert _parse(args).command.name in {"sweep", "leaderboard", "history"}, args
+    sweep = commands[0]
+    assert sweep[sweep.index("--preset") + 1] == "nightly" and "--models-file" in sweep
+    assert _unwritten_reads(yaml.safe_load(SWEEP_WORKFLOW.read_text())) == []

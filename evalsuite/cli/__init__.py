@@ -14,7 +14,7 @@ from evalsuite.cli.verbosity import quiet_other_libraries
 quiet_other_libraries(sys.argv[1:])  # before tqdm, huggingface_hub & co. are imported: they read it once
 
 # Importing the modules registers their commands; this order is the order of `evalsuite --help`.
-from evalsuite.cli import running, checking, publishing, tracking  # noqa: F401, E402
+from evalsuite.cli import running, sweeping, checking, publishing, tracking  # noqa: F401, E402
 
 # isort: on
 from evalsuite.cli._app import app  # noqa: E402

@@ -19,6 +19,7 @@ from evalsuite.cli._app import (
     app,
     data_app,
     one_line_errors,
+    refuse_unless,
     renamed,
     say,
 )
@@ -29,7 +30,7 @@ from evalsuite.settings import Backend, BatchSize, Dtype, Seeds
 from evalsuite.suite import load_suite, parse_protocol
 
 if TYPE_CHECKING:
-    from evalsuite.run import TaskPrompts
+    from evalsuite.run import RunRequest, TaskPrompts
 
 _progress = say  # evalsuite's progress lines, on stderr
 
@@ -60,6 +61,124 @@ ProtocolOpt = Annotated[
 ]
 
 
+# The options of a run, shared by `run` and `sweep` (cli/sweeping.py).
+BatchSizeOpt = Annotated[
+    str,
+    typer.Option(
+        help="Rows per forward pass: N, auto or auto:N; for GSM8K, requests decoding at once. auto: the "
+        "shared-prefix backend starts at 64 rows and halves on out-of-memory, and sizes GSM8K's from the free "
+        "memory; lm-eval-hf lets lm-eval probe (auto:N, lm-eval-hf only: again N times). Recorded."
+    ),
+]
+
+DtypeOpt = Annotated[
+    str | None,
+    typer.Option(help="Model dtype (float32, bfloat16, float16, auto). Default: float32 on CPU, bfloat16 on CUDA."),
+]
+
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Torch device (cpu, cuda, cuda:N). Default: cuda if available. CUDA on a machine without it is "
+        "refused before anything loads."
+    ),
+]
+
+OutputDirOpt = Annotated[Path, typer.Option(help="Where <org>__<name>/<run-id>/ is written.")]
+
+SeedOpt = Annotated[
+    str,
+    typer.Option(
+        help="lm-eval's seeds, each 0 to 2^32-1: one int for all four, or random,numpy,torch,fewshot. The "
+        "few-shot seed picks exemplars only under --protocol lm-eval."
+    ),
+]
+
+LogSamplesOpt = Annotated[
+    bool, typer.Option(help="Also write every scored sample (lm_eval/samples_<lm-eval task>.jsonl).")
+]
+
+ModelArgsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="The model's arguments, k=v,k2=v2 (e.g. trust_remote_code=True): for the built-in backends "
+        "HFLM's arguments, from_pretrained's keywords and a local model's config.json attributes. Others, and "
+        "keys with an option of their own, are refused before the model loads."
+    ),
+]
+
+AddBosTokenOpt = Annotated[
+    bool, typer.Option(help="Prepend BOS. Off by default: the leaderboard's harness never added it.")
+]
+
+PresetOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="A fixed, recorded subset of documents per task (nightly: see `evalsuite tasks --json`); the run "
+        "is partial. Not with --limit."
+    ),
+]
+
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        help="How the model runs. shared-prefix: each shared few-shot prefix is forwarded once (same choices "
+        "as lm-eval, log-likelihoods equal to float rounding); lm-eval-hf: lm-eval's HF model, request by "
+        "request; or a registered backend (docs/backends-and-gpus.md). Recorded."
+    ),
+]
+
+BackendOptionsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="The backend's options, k=v,k2=v2; shared-prefix: pack_tokens=N (tokens per packed row, 1024), "
+        "generation=evalsuite|transformers (what decodes GSM8K). Checked before the model loads; recorded."
+    ),
+]
+
+
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="ADDRESS",
+        help="A Ray cluster to run on: HOST:PORT, ray://HOST:PORT or auto; local starts a private one on this "
+        "machine for the length of the command. Needs pip install 'evalsuite[cluster]' (docs/cluster.md).",
+    ),
+]
+GpusPerTaskOpt = Annotated[
+    float | None,
+    typer.Option(help="GPUs each task asks the cluster for (Ray pins them). Default: 1 where the cluster has GPUs."),
+]
+
+
+def run_request(
+    model: str, tasks: str | None, limit: int | None, batch_size: str, dtype: str | None, device: str | None,
+    data_dir: Path | None, output_dir: Path, seed: str, log_samples: bool, model_args: str | None,
+    add_bos_token: bool, preset: str | None, backend: str, backend_options: str | None, protocol: str,
+) -> RunRequest:  # fmt: skip
+    """The run a command line asks for, its text parsed into typed settings (one OptionError for a bad one)."""
+    from evalsuite.run import RunRequest
+
+    return RunRequest(
+        model=model,
+        tasks=_task_keys(tasks),
+        limit=limit,
+        batch_size=BatchSize.parse(batch_size),
+        dtype=Dtype.parse(dtype) if dtype is not None else None,
+        device=device,
+        data_dir=data_dir,
+        output_dir=output_dir,
+        seeds=Seeds.parse(seed),
+        log_samples=log_samples,
+        model_args=model_args,
+        add_bos_token=add_bos_token,
+        preset=preset,
+        backend=backend,
+        backend_options=backend_options,
+        protocol=parse_protocol(protocol),
+    )
+
+
 def _task_keys(tasks: str | None) -> list[str] | None:
     if tasks is None:
         return None
@@ -85,106 +204,50 @@ def run(
     model: ModelArg,
     tasks: TasksOpt = None,
     limit: LimitOpt = None,
-    batch_size: Annotated[
-        str,
-        typer.Option(
-            help="Rows per forward pass: N, auto or auto:N; for GSM8K, requests decoding at once. auto: the "
-            "shared-prefix backend starts at 64 rows and halves on out-of-memory, and sizes GSM8K's from the free "
-            "memory; lm-eval-hf lets lm-eval probe (auto:N, lm-eval-hf only: again N times). Recorded."
-        ),
-    ] = "8",
-    dtype: Annotated[
-        str | None,
-        typer.Option(help="Model dtype (float32, bfloat16, float16, auto). Default: float32 on CPU, bfloat16 on CUDA."),
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            help="Torch device (cpu, cuda, cuda:N). Default: cuda if available. CUDA on a machine without it is "
-            "refused before anything loads."
-        ),
-    ] = None,
+    batch_size: BatchSizeOpt = "8",
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
     data_dir: DataDirOpt = None,
-    output_dir: Annotated[Path, typer.Option(help="Where <org>__<name>/<run-id>/ is written.")] = Path("results"),
-    seed: Annotated[
-        str,
-        typer.Option(
-            help="lm-eval's seeds, each 0 to 2^32-1: one int for all four, or random,numpy,torch,fewshot. The "
-            "few-shot seed picks exemplars only under --protocol lm-eval."
-        ),
-    ] = "0,1234,1234,1234",
-    log_samples: Annotated[
-        bool, typer.Option(help="Also write every scored sample (lm_eval/samples_<lm-eval task>.jsonl).")
-    ] = False,
-    model_args: Annotated[
-        str | None,
-        typer.Option(
-            help="The model's arguments, k=v,k2=v2 (e.g. trust_remote_code=True): for the built-in backends "
-            "HFLM's arguments, from_pretrained's keywords and a local model's config.json attributes. Others, and "
-            "keys with an option of their own, are refused before the model loads."
-        ),
-    ] = None,
-    add_bos_token: Annotated[
-        bool, typer.Option(help="Prepend BOS. Off by default: the leaderboard's harness never added it.")
-    ] = False,
-    preset: Annotated[
-        str | None,
-        typer.Option(
-            help="A fixed, recorded subset of documents per task (nightly: see `evalsuite tasks --json`); the run "
-            "is partial. Not with --limit."
-        ),
-    ] = None,
-    backend: Annotated[
-        str,
-        typer.Option(
-            help="How the model runs. shared-prefix: each shared few-shot prefix is forwarded once (same choices "
-            "as lm-eval, log-likelihoods equal to float rounding); lm-eval-hf: lm-eval's HF model, request by "
-            "request; or a registered backend (docs/backends-and-gpus.md). Recorded."
-        ),
-    ] = Backend.SHARED_PREFIX.value,
-    backend_options: Annotated[
-        str | None,
-        typer.Option(
-            help="The backend's options, k=v,k2=v2; shared-prefix: pack_tokens=N (tokens per packed row, 1024), "
-            "generation=evalsuite|transformers (what decodes GSM8K). Checked before the model loads; recorded."
-        ),
-    ] = None,
+    output_dir: OutputDirOpt = Path("results"),
+    seed: SeedOpt = "0,1234,1234,1234",
+    log_samples: LogSamplesOpt = False,
+    model_args: ModelArgsOpt = None,
+    add_bos_token: AddBosTokenOpt = False,
+    preset: PresetOpt = None,
+    backend: BackendOpt = Backend.SHARED_PREFIX.value,
+    backend_options: BackendOptionsOpt = None,
     protocol: ProtocolOpt = "leaderboard-v1",
+    cluster: ClusterOpt = None,
+    gpus_per_task: GpusPerTaskOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the H6 suite on MODEL and write a results folder; print the six scores and the average.
 
     Bad input fails before the model loads: one line, exit 1, nothing written. On a terminal, one bar per task;
     Ctrl-C saves what is done (exit 130) and the same command again resumes. Results go to
-    OUTPUT_DIR/<org>__<name>/<run-id>/ (results.json, lm_eval/).
+    OUTPUT_DIR/<org>__<name>/<run-id>/ (results.json, lm_eval/). --cluster runs the tasks at once on a Ray
+    cluster, with the same values and the same folder (docs/cluster.md).
     """
     from evalsuite.cli.interrupts import ignore_further, interrupted_line, stop_on_signals
     from evalsuite.cli.tables import format_scores
     from evalsuite.engine import launched_rank
     from evalsuite.progress import interactive
-    from evalsuite.run import RunRequest, run_suite
+    from evalsuite.run import run_suite
 
     if verbose:
         setup_logging(verbose=True)
     verbose = verbose or asks_verbose(sys.argv[1:])
-    request = RunRequest(
-        model=model,
-        tasks=_task_keys(tasks),
-        limit=limit,
-        batch_size=BatchSize.parse(batch_size),
-        dtype=Dtype.parse(dtype) if dtype is not None else None,
-        device=device,
-        data_dir=data_dir,
-        output_dir=output_dir,
-        seeds=Seeds.parse(seed),
-        log_samples=log_samples,
-        model_args=model_args,
-        add_bos_token=add_bos_token,
-        preset=preset,
-        backend=backend,
-        backend_options=backend_options,
-        protocol=parse_protocol(protocol),
-    )
+    request = run_request(
+        model, tasks, limit, batch_size, dtype, device, data_dir, output_dir, seed, log_samples, model_args,
+        add_bos_token, preset, backend, backend_options, protocol,
+    )  # fmt: skip
+    if cluster is None:
+        refuse_unless(False, gpus_per_task is not None, "--gpus-per-task", "needs --cluster")
+    else:
+        from evalsuite.cli.sweeping import run_on_cluster
+
+        run_on_cluster(request, cluster, gpus_per_task, verbose)
+        return
     stopped: KeyboardInterrupt | None = None
     try:
         with stop_on_signals():  # Ctrl-C and SIGTERM alike

@@ -30,7 +30,7 @@ from evalsuite.engine.backends import (
     unregister_backend,
 )
 from evalsuite.engine.devices import check_device, default_device, describe_device, resolve
-from evalsuite.engine.gguf import prepare_model
+from evalsuite.engine.gguf import locate_model, prepare_model
 from evalsuite.engine.model_args import RESERVED_MODEL_ARGS, parse_key_values, parse_model_args
 from evalsuite.engine.neighbours import (
     NEIGHBOUR_TOKENS,
@@ -80,6 +80,7 @@ __all__ = [
     "parse_model_args",
     "register_backend",
     "unregister_backend",
+    "locate_model",
     "prepare_model",
     "resolve",
     "run_task",

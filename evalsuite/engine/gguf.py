@@ -28,15 +28,23 @@ log = logging.getLogger(__name__)
 
 def prepare_model(ref: ModelRef) -> LoadableModel:
     """Make `ref` loadable by HF transformers, dequantizing a GGUF file into the cache on first use."""
+    model = locate_model(ref)
+    folder = Path(model.pretrained)
+    if ref.source is ModelSource.GGUF and not (folder / "config.json").is_file():
+        with _locked(folder):
+            if not (folder / "config.json").is_file():  # another run may have written it while this one waited
+                _dequantize_gguf(Path(ref.location), folder)
+    return model
+
+
+def locate_model(ref: ModelRef) -> LoadableModel:
+    """Where `ref` loads from, without making it loadable: a GGUF file's folder in the cache is named by the
+    file's sha256 (what a cluster's driver knows of a model its workers dequantize, run/sweep.py)."""
     if ref.source is not ModelSource.GGUF:
         return LoadableModel(ref=ref, pretrained=ref.location, revision=ref.revision)
     gguf = Path(ref.location)
     digest = _sha256(gguf)
     folder = cache_dir() / "gguf" / f"{gguf.stem}-{digest[:16]}"
-    if not (folder / "config.json").is_file():
-        with _locked(folder):
-            if not (folder / "config.json").is_file():  # another run may have written it while this one waited
-                _dequantize_gguf(gguf, folder)
     return LoadableModel(ref=ref, pretrained=str(folder), revision=None, file_sha256=digest)
 
 

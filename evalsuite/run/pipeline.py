@@ -48,7 +48,7 @@ from evalsuite.results import (
 )
 from evalsuite.run.checkpoint import Checkpoint, CheckpointState, fingerprint, model_identity
 from evalsuite.run.common import Progress, new_run_id, progress_or_log, silent
-from evalsuite.settings import BatchSize, BatchSizeField, DtypeField, Seeds, SeedsField, check_limit
+from evalsuite.settings import BatchSize, BatchSizeField, Dtype, DtypeField, Seeds, SeedsField, check_limit
 from evalsuite.suite import Preset, Protocol, SuiteSpec, default_tasks_dir, load_suite, parse_protocol
 
 
@@ -116,13 +116,16 @@ class PreparedRun:
     warnings: tuple[str, ...]  # for the user, before anything loads (few-shot fallbacks, old spellings)
 
 
-def prepare_run(request: RunRequest, suite: SuiteSpec | None = None) -> PreparedRun:
-    """Stage 1: every cheap check, in the order a user fixes them; bad input raises one EvalsuiteError."""
+def prepare_run(request: RunRequest, suite: SuiteSpec | None = None, here: bool = True) -> PreparedRun:
+    """Stage 1: every cheap check, in the order a user fixes them; bad input raises one EvalsuiteError.
+
+    `here`: the model runs in this process. False for a run spread over a cluster (run/sweep.py): the device
+    is then checked where each task runs, not on the machine that drives the run."""
     suite = (suite or load_suite()).for_protocol(request.protocol)
     specs = suite.select(request.tasks)
     check_limit(request.limit)
     backend = engine.get_backend(request.backend)
-    if engine.launched_processes() > 1 and not backend.data_parallel:
+    if here and engine.launched_processes() > 1 and not backend.data_parallel:
         raise OptionError(
             f"{param('backend')} {backend.name} cannot run data-parallel: lm-eval's split draws other few-shot "
             f"exemplars for each number of processes; use a backend that splits its forwards ({engine.DEFAULT_BACKEND})"
@@ -135,7 +138,8 @@ def prepare_run(request: RunRequest, suite: SuiteSpec | None = None) -> Prepared
     preset = suite.preset(request.preset) if request.preset else None
     if preset is not None and request.limit is not None:
         raise OptionError(f"{param('preset')} {request.preset} fixes the documents itself; drop {param('limit')}")
-    engine.check_device(request.device)
+    if here:
+        engine.check_device(request.device)
     ref = parse_model_ref(request.model)
     model_args, options, notes = backend_settings(backend, request.model_args, request.backend_options)
     backend.check_model_args(model_args, ref.config_keys())
@@ -199,7 +203,7 @@ def run_suite(
             f"data-parallel over {processes.count} processes, each forwarding a share of every task's requests; "
             "an interrupted task restarts from its beginning (finished tasks are kept)"
         )
-    key = fingerprint(_run_identity(prepared, loadable, model_settings, processes))
+    key = run_key(prepared, loadable, model_settings, processes.count)
     model_dir = request.output_dir / prepared.ref.results_dir_name
     checkpoint = _open_checkpoint(processes, model_dir, key)
     with checkpoint.cleaning_up():  # a failure before anything was saved leaves nothing behind
@@ -215,12 +219,12 @@ def run_suite(
             return RunOutcome(results=read_results(run_dir), run_dir=run_dir)
         if checkpoint.resumed:
             say(f"resuming run {checkpoint.run_id} from {checkpoint.folder}")
-        builder = ResultsBuilder(prepared, loadable, model, checkpoint, started)
+        builder = ResultsBuilder(prepared, loadable, checkpoint, started)
         _run_tasks(prepared, model, checkpoint, builder, say, bars)
         if not processes.is_main:
             checkpoint.release()
             return None
-        results = builder.build()
+        results = builder.build(ModelFacts.of(model))
         run_dir = write_run(
             results, builder.lm_eval_files(), request.output_dir, prepared.ref.results_dir_name, checkpoint.folder
         )
@@ -232,6 +236,12 @@ def run_suite(
 def _model_settings(prepared: PreparedRun) -> engine.ModelSettings:
     request = prepared.request
     device, dtype = engine.resolve(request.device, request.dtype)
+    return model_settings(prepared, device, dtype)
+
+
+def model_settings(prepared: PreparedRun, device: str, dtype: Dtype) -> engine.ModelSettings:
+    """How the run's model loads, on `device` in `dtype`."""
+    request = prepared.request
     return engine.ModelSettings(
         dtype=dtype,
         device=device,
@@ -325,19 +335,37 @@ def _open_checkpoint(processes: engine.Processes, model_dir: Path, key: str) -> 
     return checkpoint
 
 
+class ModelFacts(FrozenRecord):
+    """What results.json records of the loaded model, wherever it loaded: in this process, or in a cluster's
+    worker (which sends it back with each task it ran, run/cells.py)."""
+
+    model_args: dict[str, Any]  # what lm-eval records as the model's arguments
+    device: str  # described: `cuda:0 (NVIDIA H100 80GB HBM3)`, `cpu`
+    parameters: int | None
+    dtype: Dtype
+    load_seconds: float
+    backend: str
+    processes: int = 1
+
+    @classmethod
+    def of(cls, model: engine.LoadedModel) -> ModelFacts:
+        return cls(
+            model_args=dict(model.model_args),
+            device=engine.describe_device(model.device),
+            parameters=model.parameters,
+            dtype=model.dtype,
+            load_seconds=model.load_seconds,
+            backend=model.backend,
+            processes=model.processes.count,
+        )
+
+
 class ResultsBuilder:
     """Stage 3: each finished task's result as it comes (`add`), then the results file (`build`) and lm-eval's
     own files beside it (`lm_eval_files`)."""
 
-    def __init__(
-        self,
-        prepared: PreparedRun,
-        loadable: LoadableModel,
-        model: engine.LoadedModel,
-        checkpoint: Checkpoint,
-        started: float,
-    ) -> None:
-        self.prepared, self.loadable, self.model, self.checkpoint = prepared, loadable, model, checkpoint
+    def __init__(self, prepared: PreparedRun, loadable: LoadableModel, checkpoint: Checkpoint, started: float) -> None:
+        self.prepared, self.loadable, self.checkpoint = prepared, loadable, checkpoint
         self.started = started
         self.finished: list[tuple[TaskData, engine.FinishedTask]] = []
         self.task_results: list[TaskResult] = []
@@ -360,9 +388,9 @@ class ResultsBuilder:
         self.task_results.append(result)
         return result
 
-    def build(self) -> SuiteResults:
+    def build(self, model: ModelFacts) -> SuiteResults:
         request, suite, ref, plan = (self.prepared.request, self.prepared.suite, self.prepared.ref, self.prepared.plan)
-        model, tasks = self.model, self.task_results
+        tasks = self.task_results
         reasons = completeness(suite.keys, tasks, request.limit, request.preset)
         model_sha = next((f.model_sha for _, f in self.finished if f.model_sha), None)
         return SuiteResults(
@@ -396,10 +424,10 @@ class ResultsBuilder:
                 model_args=dict(model.model_args),
                 data_source="local" if plan.root else "hub",
                 data_dir=str(plan.root.resolve()) if plan.root else None,
-                device=engine.describe_device(model.device),
+                device=model.device,
                 backend=model.backend,
                 backend_options=self.prepared.backend_options.model_dump(mode="json"),
-                processes=model.processes.count,
+                processes=model.processes,
             ),
             versions=Versions.installed(),
             timing=Timing(
@@ -418,15 +446,11 @@ class ResultsBuilder:
         return files
 
 
-def _run_identity(
-    prepared: PreparedRun,
-    model: LoadableModel,
-    settings: engine.ModelSettings,
-    processes: engine.Processes,
-) -> dict[str, Any]:
-    """Everything that moves scores: the same command over the same data resumes the same run."""
+def run_key(prepared: PreparedRun, model: LoadableModel, settings: engine.ModelSettings, processes: int) -> str:
+    """The run's checkpoint key: the fingerprint of everything that moves its scores, so the same command over
+    the same data resumes the same run (also when a cluster runs it: run/sweep.py)."""
     request, plan = prepared.request, prepared.plan
-    return {
+    return fingerprint({
         "evalsuite": __version__,
         "model": model_identity(model),
         "settings": [settings.dtype.value, settings.device, str(settings.batch_size), settings.add_bos_token,
@@ -441,8 +465,8 @@ def _run_identity(
         "log_samples": request.log_samples,
         # a data-parallel run keeps no request cache, so it does not resume a run of another process count
         # (absent for one process, so runs interrupted before this key existed still resume)
-        **({"processes": processes.count} if processes.count > 1 else {}),
-    }  # fmt: skip
+        **({"processes": processes} if processes > 1 else {}),
+    })  # fmt: skip
 
 
 def _backend_differences(backend: engine.ModelBackend) -> list[str]:

@@ -1,0 +1,444 @@
+"""`run_sweep`: many models' runs on a Ray cluster, one cell per task of each model, with the folders a local
+`evalsuite run` writes.
+
+The driver (this process) owns every run folder and its checkpoint (run/checkpoint.py): it opens each model's
+checkpoint, skips the tasks an earlier sweep or run finished, and submits the others as cells (run/cells.py)
+through run/cluster.py. Workers write nothing: each sends back its task's record, which the driver saves in the
+checkpoint as it comes, so a killed driver loses no finished cell; when a model's last task is in, the driver
+builds and writes its run folder as `run_suite` does (`ResultsBuilder`, `write_run`). No shared filesystem is
+needed beyond what the models and data are read from.
+
+`sweep.json` in the output folder holds each model's and cell's state (pending, running, done, failed), the
+error line of what failed, and where each cell ran; a sweep run again reads it back, so a model already
+written by the same settings is not run again.
+
+A cell that raises fails its model alone (its other cells are cancelled, what finished is kept); a cell lost
+with its worker or node is run again elsewhere by Ray, up to `retries` times.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from evalsuite import engine
+from evalsuite.errors import EvalsuiteError, Interrupted, OptionError, invalid_file, param
+from evalsuite.files import write_text_atomic
+from evalsuite.model import LoadableModel
+from evalsuite.records import FrozenRecord, Record
+from evalsuite.results import Versions, is_written, read_results, write_run
+from evalsuite.run.cells import Cell, CellResult
+from evalsuite.run.checkpoint import Checkpoint
+from evalsuite.run.common import Progress, new_run_id, progress_or_log
+from evalsuite.run.pipeline import (
+    ModelFacts,
+    PreparedRun,
+    ResultsBuilder,
+    RunOutcome,
+    RunRequest,
+    model_settings,
+    prepare_run,
+    run_key,
+)
+from evalsuite.settings import Dtype
+
+SWEEP_FILE = "sweep.json"
+MODEL_FACTS = "model"  # the file saved with each task's record: the facts of the model that ran it
+
+
+class SweepRequest(FrozenRecord):
+    """What `evalsuite sweep` asks: a run per model (their settings may differ; their output folder may not),
+    and how the cluster runs their cells."""
+
+    runs: Sequence[RunRequest] = Field(min_length=1)
+    cluster: str = "local"  # a Ray address (HOST:PORT, ray://HOST:PORT, auto), or local: a private one here
+    gpus_per_task: float | None = None  # None: 1 on a cluster that has GPUs, else 0
+    cpus_per_task: float = 1.0
+    retries: int = 3  # times a cell lost with its worker or node runs again
+    status_file: bool = True  # write sweep.json (a single run spread over the cluster does not)
+
+    # OptionError, not ValueError: pydantic passes it on as it is, one line naming the parameter
+    @field_validator("gpus_per_task", "cpus_per_task", "retries")
+    @classmethod
+    def _not_negative(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and value < 0:
+            raise OptionError(f"{param(str(info.field_name))} {value:g}: give 0 or more")
+        return value
+
+    @model_validator(mode="after")
+    def _one_output_dir(self) -> SweepRequest:
+        if len({run.output_dir for run in self.runs}) > 1:
+            raise OptionError(f"every model's run of a sweep goes to one {param('output_dir')}")
+        models = [run.model for run in self.runs]
+        if twice := sorted({m for m in models if models.count(m) > 1}):
+            raise OptionError(f"model {twice[0]} is given twice; give each model once")
+        return self
+
+    @property
+    def output_dir(self) -> Path:
+        return self.runs[0].output_dir
+
+
+class SweepModel(FrozenRecord):
+    """One model of a sweep, as a models file gives it: `MODEL[@REV]`, and the settings it runs with where they
+    differ from the sweep's (a YAML entry's keys; an unknown key is refused)."""
+
+    model: str
+    dtype: str | None = None
+    batch_size: str | int | None = None
+    model_args: str | dict[str, Any] | None = None
+    backend: str | None = None
+    backend_options: str | dict[str, Any] | None = None
+    add_bos_token: bool | None = None
+
+    def request(self, base: RunRequest) -> RunRequest:
+        """`base` (the sweep's settings) for this model, with its own settings over them, parsed as a run's."""
+        own = self.model_dump(exclude_none=True)
+        for key in ("model_args", "backend_options"):
+            if isinstance(own.get(key), dict):  # YAML's typed values, as text, as a command line gives them
+                own[key] = {k: str(v) for k, v in own[key].items()}
+        return RunRequest(**{**dict(base), **own})
+
+
+def read_models_file(path: Path) -> list[SweepModel]:
+    """The models of a sweep from a file: YAML (.yaml/.yml: a list of `MODEL` strings or mappings with `model`
+    and its settings), else text, one `MODEL[@REV]` per line (# comments and blank lines skipped)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise OptionError(f"{param('models_file')} {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from e
+    if path.suffix not in (".yaml", ".yml"):
+        lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+        models = [SweepModel(model=line) for line in lines if line]
+    else:
+        import yaml
+
+        try:
+            entries = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise OptionError(f"{param('models_file')} {path}: not YAML ({str(e).splitlines()[0]})") from e
+        if not isinstance(entries, list):
+            raise OptionError(f"{param('models_file')} {path}: give a YAML list of models (strings or mappings)")
+        models = []
+        for number, entry in enumerate(entries, start=1):
+            try:
+                models.append(SweepModel(model=entry) if isinstance(entry, str) else SweepModel.model_validate(entry))
+            except ValidationError as e:
+                raise OptionError(f"{param('models_file')} {invalid_file(f'{path} entry {number}', 'model', e)}") from e
+    if not models:
+        raise OptionError(f"{param('models_file')} {path}: names no model")
+    return models
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class CellStatus(Record):
+    task: str
+    state: State = State.PENDING
+    attempts: int = 0  # times a worker started it (more than 1: its worker or node was lost)
+    node: str | None = None
+    gpus: str | None = None  # CUDA_VISIBLE_DEVICES as the cell saw it
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    seconds: float | None = None
+    reused: bool = False  # finished before this sweep started (a killed sweep's, a run's): not run again
+    error: str | None = None
+
+
+class ModelStatus(Record):
+    model: str
+    state: State = State.PENDING
+    key: str | None = None  # the run's checkpoint key (run_key): the settings it was run with
+    run_dir: str | None = None
+    error: str | None = None
+    cells: list[CellStatus] = []
+
+    def cell(self, task: str) -> CellStatus:
+        return next(c for c in self.cells if c.task == task)
+
+
+class SweepStatus(Record):
+    schema_: Literal["evalsuite.sweep/1"] = Field("evalsuite.sweep/1", alias="schema")
+    cluster: str
+    resources: str | None = None  # the cluster as the sweep found it: nodes, CPUs, GPUs
+    started_at: datetime
+    updated_at: datetime
+    models: list[ModelStatus]
+
+    @property
+    def failed(self) -> list[ModelStatus]:
+        return [m for m in self.models if m.state is State.FAILED]
+
+
+def read_status(path: Path) -> SweepStatus | None:
+    """A sweep's status file, or None when there is none; a damaged one is an error naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        return SweepStatus.model_validate(json.loads(text))
+    except (ValueError, ValidationError) as e:
+        detail = invalid_file(path.name, "sweep status", e) if isinstance(e, ValidationError) else f"{path.name}: {e}"
+        raise OptionError(f"{path.parent}: {detail}; move it away to start the sweep afresh") from e
+
+
+@dataclass(frozen=True)
+class ModelFailure:
+    model: str
+    line: str  # marked as errors.param marks it
+    error: EvalsuiteError | None  # the error itself, when a cell or the checks raised one
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    status: SweepStatus
+    runs: list[RunOutcome]  # every model written, in the order asked
+    failures: list[ModelFailure]
+
+
+@dataclass
+class _ModelRun:
+    """The driver's view of one model's run while the sweep lasts."""
+
+    status: ModelStatus
+    request: RunRequest
+    prepared: PreparedRun | None = None
+    loadable: LoadableModel | None = None
+    checkpoint: Checkpoint | None = None
+    builder: ResultsBuilder | None = None
+    cell: Cell | None = None  # the model's cells differ only in their task
+    finished: dict[str, engine.FinishedTask] = field(default_factory=dict)
+    facts: ModelFacts | None = None
+    outcome: RunOutcome | None = None
+    failure: ModelFailure | None = None
+
+
+StatusView = Callable[[SweepStatus], None]
+
+
+def run_sweep(
+    request: SweepRequest, progress: Progress | None = None, view: StatusView | None = None, verbose: bool = False
+) -> SweepOutcome:
+    """Run every model's tasks on the cluster and write each model's run folder. `progress` gets one-line
+    messages; `view` the status each time it changes (the CLI's live view). A model whose checks or cells fail
+    is in `failures`, the others finish; Ctrl-C keeps every finished cell and raises Interrupted."""
+    from evalsuite.run import cluster as ray_cluster
+
+    say = progress_or_log(progress)
+    ray_cluster.check(request.cluster)  # Ray installed, the address answers: before anything else
+    status_path = request.output_dir / SWEEP_FILE
+    previous = read_status(status_path) if request.status_file else None
+    now = datetime.now(UTC)
+    runs = [_ModelRun(ModelStatus(model=r.model), r) for r in request.runs]
+    for run in runs:  # every cheap check first: a bad model fails alone, before the cluster is asked
+        try:
+            run.prepared = prepare_run(run.request, here=False)
+        except EvalsuiteError as e:
+            _fail(run, ModelFailure(run.request.model, e.marked, e), say)
+        else:
+            for warning in run.prepared.warnings:
+                say(f"{run.request.model}: {warning}")
+            run.status.cells = [CellStatus(task=t.spec.key) for t in run.prepared.plan.tasks]
+    status = SweepStatus(cluster=request.cluster, started_at=now, updated_at=now, models=[r.status for r in runs])
+
+    with ray_cluster.connect(request.cluster, verbose=verbose) as cluster:
+        status.resources = cluster.describe()
+        gpus = request.gpus_per_task if request.gpus_per_task is not None else (1.0 if cluster.has_gpus() else 0.0)
+        say(f"cluster {request.cluster}: {status.resources}; each task asks {request.cpus_per_task:g} CPU(s), "
+            f"{gpus:g} GPU(s)")  # fmt: skip
+        started = time.perf_counter()
+        handles: dict[Any, tuple[_ModelRun, str]] = {}
+        try:
+            for run in runs:
+                if run.prepared is not None:
+                    _open(run, gpus, previous, started, say)
+                    for task in _to_run(run):
+                        assert run.cell is not None
+                        cell = run.cell.model_copy(update={"task": task})
+                        handle = cluster.submit(cell, _cell_id(runs, run, task), request.cpus_per_task, gpus,
+                                                request.retries)  # fmt: skip
+                        handles[handle] = (run, task)
+                    _finish_if_done(run, request.output_dir, say)
+            _save(status, status_path, request.status_file, view)
+            while handles:
+                changed = _note_starts(cluster.started(), runs)
+                for handle, result in cluster.wait(list(handles), timeout=0.5):
+                    run, task = handles.pop(handle)
+                    changed = True
+                    if isinstance(result, CellResult):
+                        _done(run, result, say)
+                        _finish_if_done(run, request.output_dir, say)
+                    elif run.status.state is not State.FAILED:
+                        run.status.cell(task).state, run.status.cell(task).error = State.FAILED, result.line
+                        _fail(run, ModelFailure(run.request.model, f"{task}: {result.line}", result.error), say)
+                        for other, (owner, _) in list(handles.items()):
+                            if owner is run:
+                                cluster.cancel(other)
+                if changed:
+                    _save(status, status_path, request.status_file, view)
+        except KeyboardInterrupt as e:
+            saved = any(r.checkpoint is not None and r.checkpoint.holds_progress() for r in runs)
+            _release(runs)
+            _save(status, status_path, request.status_file, None)
+            raise Interrupted(saved) from e
+        except BaseException:
+            _release(runs)
+            raise
+    _release(runs)
+    _save(status, status_path, request.status_file, view)
+    return SweepOutcome(
+        status=status,
+        runs=[r.outcome for r in runs if r.outcome is not None],
+        failures=[r.failure for r in runs if r.failure is not None],
+    )
+
+
+def _cell_id(runs: list[_ModelRun], run: _ModelRun, task: str) -> str:
+    return f"{runs.index(run)}/{task}"
+
+
+def _open(run: _ModelRun, gpus: float, previous: SweepStatus | None, started: float, say: Progress) -> None:
+    """The model's run as the cluster will run it: its key, its checkpoint (resumed if an earlier sweep or run
+    left one), its cells. A model an earlier sweep wrote with the same key is done."""
+    prepared = run.prepared
+    assert prepared is not None
+    request = prepared.request
+    device = request.device or ("cuda" if gpus > 0 else "cpu")  # where the cells run: the driver may have no GPU
+    dtype = request.dtype or Dtype.default_for(device)
+    run.loadable = engine.locate_model(prepared.ref)
+    run.status.key = run_key(prepared, run.loadable, model_settings(prepared, device, dtype), 1)
+    model_dir = request.output_dir / prepared.ref.results_dir_name
+    earlier = next((m for m in previous.models if m.model == run.status.model), None) if previous else None
+    if earlier and earlier.state is State.DONE and earlier.key == run.status.key and earlier.run_dir \
+            and is_written(Path(earlier.run_dir)):  # fmt: skip
+        run.status.cells, run.status.run_dir, run.status.state = earlier.cells, earlier.run_dir, State.DONE
+        for cell in run.status.cells:
+            cell.reused = True
+        run.outcome = RunOutcome(results=read_results(Path(earlier.run_dir)), run_dir=Path(earlier.run_dir))
+        say(f"{run.status.model}: written by an earlier sweep to {earlier.run_dir}, not run again")
+        return
+    now = datetime.now(UTC)
+    try:
+        run.checkpoint = Checkpoint.open(model_dir, run.status.key, new_run_id(now), now, engine.FinishedTask)
+    except EvalsuiteError as e:
+        _fail(run, ModelFailure(run.status.model, e.marked, e), say)
+        return
+    for note in run.checkpoint.notes:
+        say(f"{run.status.model}: {note}")
+    run.builder = ResultsBuilder(prepared, run.loadable, run.checkpoint, started)
+    run.cell = Cell(request=request, task="", device=device, dtype=dtype, versions=Versions.installed())
+    if is_written(model_dir / run.checkpoint.run_id):  # killed after its folder was renamed into place
+        run.checkpoint.finish()
+        run.outcome = RunOutcome(read_results(model_dir / run.checkpoint.run_id), model_dir / run.checkpoint.run_id)
+        _mark_done(run, str(run.outcome.run_dir))
+        return
+    for task in sorted(run.checkpoint.finished_at_open):
+        earlier_cell = next((c for c in earlier.cells if c.task == task), None) if earlier else None
+        cell_status = run.status.cell(task)
+        if earlier_cell is not None and earlier_cell.state is State.DONE:
+            run.status.cells[run.status.cells.index(cell_status)] = cell_status = earlier_cell
+        cell_status.state, cell_status.reused, cell_status.error = State.DONE, True, None
+        run.finished[task] = run.checkpoint.finished(task, engine.FinishedTask)
+        run.facts = ModelFacts.model_validate_json(run.checkpoint.finished_file(task, MODEL_FACTS))
+        say(f"{run.status.model}: {task} finished before, not rerun")
+
+
+def _to_run(run: _ModelRun) -> list[str]:
+    return [c.task for c in run.status.cells if c.state is not State.DONE] if run.checkpoint is not None else []
+
+
+def _note_starts(starts: list[Any], runs: list[_ModelRun]) -> bool:
+    for started in starts:
+        index, task = started.cell.split("/", 1)
+        cell = runs[int(index)].status.cell(task)
+        if cell.state is State.DONE or runs[int(index)].status.state is State.FAILED:
+            continue
+        cell.state, cell.node, cell.gpus, cell.started_at = State.RUNNING, started.node, started.gpus, started.at
+        cell.attempts += 1
+        runs[int(index)].status.state = State.RUNNING
+    return bool(starts)
+
+
+def _done(run: _ModelRun, result: CellResult, say: Progress) -> None:
+    """A cell's record in: saved in the model's checkpoint at once (a killed driver keeps it)."""
+    assert run.checkpoint is not None
+    if run.status.state is State.FAILED:
+        return
+    run.checkpoint.save(result.task, result.finished, files={MODEL_FACTS: result.model.model_dump_json()})
+    run.finished[result.task] = result.finished
+    run.facts = result.model
+    cell = run.status.cell(result.task)
+    cell.state, cell.node, cell.gpus, cell.error = State.DONE, result.node, result.gpus, None
+    cell.started_at, cell.seconds = result.started_at, result.seconds
+    cell.finished_at = result.started_at + timedelta(seconds=result.seconds)  # both by the worker's clock
+    cell.attempts = max(cell.attempts, 1)
+    done = sum(c.state is State.DONE for c in run.status.cells)
+    say(f"{run.status.model}: {result.task} done on {result.node} in {result.seconds:.0f}s "
+        f"[{done}/{len(run.status.cells)}]")  # fmt: skip
+
+
+def _finish_if_done(run: _ModelRun, output_dir: Path, say: Progress) -> None:
+    """All of a model's tasks in: its results, built and written as `evalsuite run` writes them."""
+    if run.builder is None or run.checkpoint is None or run.outcome is not None or run.status.state is State.FAILED:
+        return
+    if any(c.state is not State.DONE for c in run.status.cells):
+        return
+    assert run.prepared is not None and run.facts is not None
+    for data in run.prepared.plan.tasks:  # suite order, as a local run adds them
+        run.builder.add(data, run.finished[data.spec.key])
+    results = run.builder.build(run.facts)
+    run_dir = write_run(results, run.builder.lm_eval_files(), output_dir, run.prepared.ref.results_dir_name,
+                        run.checkpoint.folder)  # fmt: skip
+    run.checkpoint.finish()
+    run.outcome = RunOutcome(results=results, run_dir=run_dir)
+    _mark_done(run, str(run_dir))
+    say(f"{run.status.model}: written to {run_dir}")
+
+
+def _mark_done(run: _ModelRun, run_dir: str) -> None:
+    run.status.state, run.status.run_dir = State.DONE, run_dir
+    for cell in run.status.cells:
+        cell.state = State.DONE
+
+
+def _fail(run: _ModelRun, failure: ModelFailure, say: Progress) -> None:
+    """The model fails alone: what its cells finished stays in its checkpoint for the next sweep."""
+    run.failure = failure
+    run.status.state, run.status.error = State.FAILED, failure.line
+    for cell in run.status.cells:
+        if cell.state in (State.PENDING, State.RUNNING):
+            cell.state = State.FAILED
+    if run.checkpoint is not None:
+        run.checkpoint.discard_if_empty()
+        run.checkpoint.release()
+    say(f"{run.status.model}: failed: {failure.line}")
+
+
+def _release(runs: list[_ModelRun]) -> None:
+    for run in runs:
+        if run.checkpoint is not None and run.outcome is None:
+            run.checkpoint.discard_if_empty()
+            run.checkpoint.release()
+
+
+def _save(status: SweepStatus, path: Path, write: bool, view: StatusView | None) -> None:
+    status.updated_at = datetime.now(UTC)
+    if write:
+        write_text_atomic(path, status.model_dump_json(indent=2, by_alias=True) + "\n")
+    if view is not None:
+        view(status)
+

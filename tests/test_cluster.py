@@ -1,0 +1,304 @@
+"""`evalsuite sweep` and `run --cluster` on a real Ray cluster: a head and two worker nodes started with `ray start`
+on this machine, inside a network namespace of the tests' own whose only interface is loopback (so nothing Ray
+does can reach another address), the object stores capped. The worker nodes declare two fake GPUs each.
+
+One sweep is shared by the questions it answers (CI time): two good models (the real SmolLM2 GGUF and a copy of
+it with changed weights) and a broken one, at --limit 2 over the sample rows, five tasks (all but MMLU, whose 57
+subjects would take minutes on two cores; bench/cluster.py runs all six). While it runs, one worker node is
+killed; later the driver is killed with SIGKILL; then the same command runs again. The values must equal
+sequential `evalsuite run`s of each model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REAL_RUN_BATCH_SIZE, REAL_RUN_LIMIT, SAMPLE_DATA
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.lm_eval]
+
+BIN = Path(sys.executable).parent
+TASKS = ["arc", "hellaswag", "truthfulqa", "winogrande", "gsm8k"]
+PORT = 6390  # inside the namespace: no other process can hold it
+OBJECT_STORE = str(80 * 1024**2)
+# Ray's token authentication off, explicitly: Ray 2.60 turns it on for any cluster started on a machine where a
+# `ray.init()` once saved a token in ~/.ray (then workers started without it cannot join); the namespace is the
+# guard here. No usage statistics (no traffic beyond the cluster).
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+RUN_OPTIONS = [
+    "--tasks", ",".join(TASKS), "--limit", str(REAL_RUN_LIMIT), "--batch-size", str(REAL_RUN_BATCH_SIZE),
+    "--data-dir", str(SAMPLE_DATA), "--log-samples", "--device", "cpu",
+]  # fmt: skip
+
+
+@dataclass
+class LoopbackCluster:
+    """A Ray cluster in a network namespace: `inside(cmd)` runs a command there."""
+
+    namespace: subprocess.Popen[bytes]
+    address: str
+    worker_b: int  # the raylet process of the second worker node
+
+    def inside(self, *command: str) -> list[str]:
+        return ["nsenter", "-t", str(self.namespace.pid), "-n", *command]
+
+
+def _raylets() -> dict[int, str]:
+    """Raylet pid -> its command line (its node id is in it)."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                args = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if args and args[0].endswith(b"/raylet"):
+                found[int(proc.name)] = b" ".join(args).decode()
+    return found
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LoopbackCluster]:
+    if os.geteuid() != 0:
+        pytest.skip("a network namespace of the test's own needs root (CI runs as root)")
+    namespace = subprocess.Popen(["unshare", "-n", "sh", "-c", "ip link set lo up && exec sleep infinity"])
+    time.sleep(0.5)
+    env = ENV
+    made = LoopbackCluster(namespace, f"127.0.0.1:{PORT}", worker_b=0)
+    ray = str(BIN / "ray")
+    try:
+        subprocess.run(made.inside(ray, "start", "--head", f"--port={PORT}", "--num-cpus=0",
+                                   "--include-dashboard=false", f"--object-store-memory={OBJECT_STORE}",
+                                   "--disable-usage-stats"),
+                       check=True, capture_output=True, env=env)  # fmt: skip
+        for _ in range(2):
+            before = set(_raylets())
+            subprocess.run(made.inside(ray, "start", f"--address={made.address}", "--num-cpus=2", "--num-gpus=2",
+                                       f"--object-store-memory={OBJECT_STORE}"),
+                           check=True, capture_output=True, env=env)  # fmt: skip
+            made.worker_b = next(iter(set(_raylets()) - before))
+        yield made
+    finally:
+        subprocess.run(made.inside(ray, "stop", "--force"), capture_output=True, env=env)
+        namespace.kill()
+        namespace.wait()
+
+
+@pytest.fixture(scope="module")
+def changed_model(model_folder: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real model with changed weights: its first layer's MLP scaled by 0.9."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path_factory.mktemp("changed") / "SmolLM2-changed"
+    shutil.copytree(model_folder, folder)
+    weights = load_file(folder / "model.safetensors")
+    for name in [n for n in weights if n.startswith("model.layers.0.mlp.")]:
+        weights[name] = weights[name] * 0.9
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def broken_model(model_folder: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder that passes the driver's checks (a real config.json) and fails where it loads: its weights are
+    not a safetensors file."""
+    folder = tmp_path_factory.mktemp("broken") / "SmolLM2-broken"
+    folder.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(Path(model_folder) / name, folder / name)
+    (folder / "model.safetensors").write_bytes(b"not weights")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sequential_changed(changed_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The changed model's sequential run (the unchanged one's is the shared real_run)."""
+    from evalsuite.run import RunRequest, run_suite
+
+    request = RunRequest(model=str(changed_model), tasks=TASKS, limit=REAL_RUN_LIMIT,
+                         batch_size=REAL_RUN_BATCH_SIZE, data_dir=SAMPLE_DATA, log_samples=True,
+                         output_dir=tmp_path_factory.mktemp("sequential"))  # fmt: skip
+    outcome = run_suite(request)
+    assert outcome is not None
+    return outcome
+
+
+def _status(output: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((output / "sweep.json").read_text()))
+    except (OSError, ValueError):
+        return {"models": []}
+
+
+def _cells(status: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(m["model"], c) for m in status["models"] for c in m["cells"]]
+
+
+def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], what: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"the sweep ended (exit {process.returncode}) before {what}: {process.communicate()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout}s")
+        time.sleep(0.2)
+
+
+@dataclass
+class SweepChain:
+    killed_cell: tuple[str, str]  # (model, task) running on the worker node that was killed
+    node_b: str
+    done_before_driver_kill: dict[tuple[str, str], dict[str, Any]]
+    rerun: subprocess.CompletedProcess[str]
+    status: dict[str, Any]
+    output: Path
+
+
+@pytest.fixture(scope="module")
+def sweep_chain(
+    cluster: LoopbackCluster, gguf_path: Path, changed_model: Path, broken_model: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> SweepChain:  # fmt: skip
+    """The sweep, with a worker node killed while a cell runs on it, then the driver killed (SIGKILL) once a few
+    cells are in, then the same command again, to its end."""
+    output = tmp_path_factory.mktemp("sweep")
+    command = cluster.inside(
+        str(BIN / "evalsuite"), "sweep", str(gguf_path), str(changed_model), str(broken_model),
+        "--cluster", cluster.address, "--gpus-per-task", "1", "--output-dir", str(output), *RUN_OPTIONS,
+    )  # fmt: skip
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    node_b = _raylets()[cluster.worker_b].split("--node_id=")[1][:12]
+
+    def running_on_b() -> list[tuple[str, dict[str, Any]]]:
+        return [(m, c) for m, c in _cells(_status(output)) if c["state"] == "running" and c["node"].endswith(node_b)]
+
+    _wait_for(lambda: bool(running_on_b()), driver, "a cell running on worker node b")
+    model, cell = running_on_b()[0]
+    os.kill(cluster.worker_b, signal.SIGKILL)  # the node goes, with the worker processes it started
+
+    def retried_and_some_done() -> bool:
+        cells = _cells(_status(output))
+        again = next(c for m, c in cells if (m, c["task"]) == (model, cell["task"]))
+        done = sum(c["state"] == "done" for _, c in cells)
+        return (again["attempts"] >= 2 or again["state"] == "done") and done >= 3
+
+    _wait_for(retried_and_some_done, driver, "the lost cell running again and three cells done")
+    driver.send_signal(signal.SIGKILL)
+    driver.communicate()
+    done = {(m, c["task"]): c for m, c in _cells(_status(output)) if c["state"] == "done"}
+    assert done, "cells were done when the driver was killed"
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
+    return SweepChain((model, cell["task"]), node_b, done, rerun, _status(output), output)
+
+
+def _files(run_dir: Path) -> set[str]:
+    return {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()}
+
+
+def _values(results_file: Path) -> dict[str, float]:
+    return {t["key"]: t["value"] for t in json.loads(results_file.read_text())["tasks"]}
+
+
+def test_a_sweep_gives_each_model_the_values_of_its_sequential_run(sweep_chain: SweepChain, real_run: Any,
+                                                                    sequential_changed: Any, gguf_path: Path,
+                                                                    changed_model: Path) -> None:  # fmt: skip
+    runs = {m["model"]: m for m in sweep_chain.status["models"]}
+    expected = {
+        str(gguf_path): {t.key: t.value for t in real_run[0].results.tasks if t.key in TASKS},
+        str(changed_model): {t.key: t.value for t in sequential_changed.results.tasks},
+    }
+    assert expected[str(gguf_path)] != expected[str(changed_model)], "the changed weights change some value"
+    for model, values in expected.items():
+        assert runs[model]["state"] == "done", runs[model]
+        run_dir = Path(runs[model]["run_dir"])
+        got = _values(run_dir / "results.json")
+        assert got.keys() == values.keys()
+        for key, value in values.items():
+            assert got[key] == pytest.approx(value, abs=1e-6), (model, key)
+        # the folder a local run writes: lm-eval's output per task and its samples
+        names = {p.name for p in (run_dir / "lm_eval").iterdir()}
+        assert {f"{key}.json" for key in TASKS} <= names and any(n.startswith("samples_") for n in names), names
+    changed = Path(runs[str(changed_model)]["run_dir"])
+    assert _files(changed) == _files(sequential_changed.run_dir)
+    print(sweep_chain.rerun.stdout)
+    # the sweep's leaderboard, on stdout
+    assert "|Model|Average|" in sweep_chain.rerun.stdout
+    assert "SmolLM2-changed (partial)" in sweep_chain.rerun.stdout
+
+
+def test_a_cell_lost_with_its_node_runs_again_on_another(sweep_chain: SweepChain) -> None:
+    model, task = sweep_chain.killed_cell
+    cell = next(c for m, c in _cells(sweep_chain.status) if (m, c["task"]) == (model, task))
+    assert cell["state"] == "done"
+    assert not cell["node"].endswith(sweep_chain.node_b), cell
+
+
+def test_a_killed_driver_loses_no_finished_cell(sweep_chain: SweepChain) -> None:
+    after = {(m, c["task"]): c for m, c in _cells(sweep_chain.status)}
+    for key, before in sweep_chain.done_before_driver_kill.items():
+        if key[0] not in {m["model"] for m in sweep_chain.status["models"] if m["state"] == "done"}:
+            continue
+        assert after[key]["reused"], key
+        assert after[key]["finished_at"] == before["finished_at"], key  # not computed again
+        assert f"{key[0]}: {key[1]} finished before, not rerun" in sweep_chain.rerun.stderr
+    print(sweep_chain.rerun.stderr)
+
+
+def test_a_bad_model_fails_alone_with_one_line_and_exit_1(sweep_chain: SweepChain, broken_model: Path) -> None:
+    assert sweep_chain.rerun.returncode == 1, sweep_chain.rerun.stderr
+    runs = {m["model"]: m for m in sweep_chain.status["models"]}
+    broken = runs.pop(str(broken_model))
+    assert broken["state"] == "failed" and broken["error"], broken
+    assert all(m["state"] == "done" for m in runs.values())
+    lines = [line for line in sweep_chain.rerun.stderr.splitlines() if line.startswith("error:")]
+    assert lines == [f"error: {broken['error']} ({broken_model})"], sweep_chain.rerun.stderr
+    assert "Traceback" not in sweep_chain.rerun.stderr
+
+
+def test_each_cell_gets_gpus_of_its_own(sweep_chain: SweepChain) -> None:
+    """The worker nodes declare two fake GPUs each and every cell asks for one: Ray gives each its own
+    CUDA_VISIBLE_DEVICES (the model runs on the CPU: --device cpu)."""
+    cells = [c for _, c in _cells(sweep_chain.status) if c["state"] == "done"]
+    assert all(c["gpus"] in ("0", "1") for c in cells), cells
+
+    def interval(c: dict[str, Any]) -> tuple[datetime, datetime]:
+        return datetime.fromisoformat(c["started_at"]), datetime.fromisoformat(c["finished_at"])
+
+    overlapping = 0
+    for i, a in enumerate(cells):
+        for b in cells[i + 1:]:
+            (a0, a1), (b0, b1) = interval(a), interval(b)
+            if a["node"] == b["node"] and a0 < b1 and b0 < a1:
+                overlapping += 1
+                assert a["gpus"] != b["gpus"], (a, b)
+    assert overlapping, "two cells ran at once on one node"
+
+
+def test_run_on_the_cluster_equals_the_local_run(cluster: LoopbackCluster, gguf_path: Path, real_run: Any,
+                                                 tmp_path: Path) -> None:  # fmt: skip
+    tasks = ["arc", "truthfulqa", "winogrande"]  # fewer than the sweep's (CI time): a run's cells are tasks alike
+    options = [*RUN_OPTIONS[RUN_OPTIONS.index("--limit"):], "--tasks", ",".join(tasks)]
+    command = cluster.inside(str(BIN / "evalsuite"), "run", str(gguf_path), "--cluster", cluster.address,
+                             "--output-dir", str(tmp_path), *options)  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
+    assert done.returncode == 0, done.stderr
+    results = next(tmp_path.glob("*/*/results.json"))
+    local = {t.key: t.value for t in real_run[0].results.tasks if t.key in tasks}
+    got = _values(results)
+    assert got.keys() == local.keys()
+    for key, value in local.items():
+        assert got[key] == pytest.approx(value, abs=1e-6), key
+    assert f"results: {results}" in done.stdout
+    assert not (tmp_path / "sweep.json").exists()  # a run is a run: no sweep status
