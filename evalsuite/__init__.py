@@ -11,6 +11,7 @@ docs/ARCHITECTURE.md maps the subpackages.
     compare_runs(read_run(a), read_run(b))            regressions beyond noise
     reproduce(published_result(...), read_run(r), ...) a run against the leaderboard's own result
     register_backend("name", "module:BACKEND")        a new way to run a model
+    run_sweep(SweepRequest(runs=[...], cluster=...))  many runs on a Ray cluster (evalsuite[cluster])
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         run_contamination,
         run_suite,
     )
+    from evalsuite.run.sweep import SweepOutcome, SweepRequest, run_sweep
     from evalsuite.settings import Backend, BatchSize, Dtype, Seeds
     from evalsuite.suite import Protocol, SuiteSpec, TaskSpec, load_suite
     from evalsuite.track.compare import Comparison, compare_runs
@@ -55,6 +57,9 @@ _OWNERS = {
     "ContaminationRequest": "evalsuite.run",
     "ContaminationOutcome": "evalsuite.run",
     "run_contamination": "evalsuite.run",
+    "SweepRequest": "evalsuite.run.sweep",
+    "SweepOutcome": "evalsuite.run.sweep",
+    "run_sweep": "evalsuite.run.sweep",
     "SuiteResults": "evalsuite.results",
     "read_results": "evalsuite.results",
     "Run": "evalsuite.results",
@@ -105,6 +110,8 @@ __all__ = [
     "Seeds",
     "SuiteResults",
     "SuiteSpec",
+    "SweepOutcome",
+    "SweepRequest",
     "TaskSpec",
     "build_prompts",
     "compare_runs",
@@ -118,6 +125,7 @@ __all__ = [
     "reproduce",
     "run_contamination",
     "run_suite",
+    "run_sweep",
     "write_card_update",
 ]
 

@@ -198,6 +198,8 @@ def read_status(path: Path) -> SweepStatus | None:
 
 @dataclass(frozen=True)
 class ModelFailure:
+    """A model of the sweep that did not finish, and why (one line)."""
+
     model: str
     line: str  # marked as errors.param marks it
     error: EvalsuiteError | None  # the error itself, when a cell or the checks raised one
@@ -205,6 +207,8 @@ class ModelFailure:
 
 @dataclass(frozen=True)
 class SweepOutcome:
+    """A finished sweep: its status (as sweep.json holds it), the runs it wrote, the models that failed."""
+
     status: SweepStatus
     runs: list[RunOutcome]  # every model written, in the order asked
     failures: list[ModelFailure]
