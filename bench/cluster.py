@@ -2,9 +2,9 @@
 
 Two models (the demo's SmolLM2 GGUF, and a copy with changed weights: its first layer's MLP scaled by 0.9), the
 same run options for both ways. Printed: each way's wall time and their ratio; per cell (one task of one model)
-the worker's seconds, the task's own seconds (lm-eval's, as results.json records them) and the overhead
-(scheduling, model load, results back) as a share of the cell; and whether every value equals the sequential
-run's.
+the worker's seconds, the task's own seconds (lm-eval's, as results.json records them) and what else the cell
+spent (its checks, the model's load) as a share of it; what the sweep spent outside its cells (starting,
+scheduling, results back, writing); and whether every value equals the sequential run's.
 
     .venv/bin/python bench/cluster.py                                  # local cluster, sample rows, --limit 2
     .venv/bin/python bench/cluster.py --cluster 127.0.0.1:6379 --data-dir ../shared/data/h6 --record bench/RESULTS.md
@@ -107,9 +107,12 @@ def main() -> None:
         model_id = json.loads((Path(model["run_dir"]) / "results.json").read_text())["model"]["id"]
         for cell in model["cells"]:
             inside = own[(model_id, cell["task"])]
-            driver = (datetime.fromisoformat(cell["finished_at"]) - datetime.fromisoformat(cell["started_at"]))
-            wall = driver.total_seconds()
-            rows.append((model_id, cell["task"], cell["node"], wall, cell["seconds"], inside, 1 - inside / wall))
+            rows.append((model_id, cell["task"], cell["node"], cell["seconds"], inside, 1 - inside / cell["seconds"]))
+    slots = status["resources"]  # "N node(s), C CPUs[, G GPUs]": cells ran one per CPU (or GPU) slot
+    cpus = float(slots.split(", ")[1].split()[0])
+    gpus = float(slots.split(", ")[2].split()[0]) if slots.count(",") > 1 else 0
+    at_once = gpus or cpus
+    busy = sum(r[3] for r in rows) / at_once  # the wall time if the slots were never idle and nothing else ran
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"### {now}; {os.cpu_count()} CPU cores ({platform.machine()}), cluster {status['cluster']} "
@@ -122,12 +125,14 @@ def main() -> None:
         "",
         f"Values equal to the sequential runs': **{'yes' if same else 'NO'}** ({len(got)} task values).",
         "",
-        "| model | task | node | cell s (started to back) | worker s | task s (lm-eval) | overhead share |",
-        "|---|---|---|--:|--:|--:|--:|",
-        *[f"| {m} | {t} | {n} | {w:.1f} | {s:.1f} | {i:.1f} | {o:.0%} |" for m, t, n, w, s, i, o in rows],
+        "| model | task | node | cell s (worker) | task s (lm-eval) | in-cell overhead share |",
+        "|---|---|---|--:|--:|--:|",
+        *[f"| {m} | {t} | {n} | {w:.1f} | {i:.1f} | {o:.0%} |" for m, t, n, w, i, o in rows],
         "",
-        f"Overhead share over all cells: **{1 - sum(r[5] for r in rows) / sum(r[3] for r in rows):.0%}** "
-        "(1 - task seconds / cell seconds: scheduling, model load, results back).",
+        f"In-cell overhead (the task's checks, model load on a worker's first cell of a model) over all cells: "
+        f"**{1 - sum(r[4] for r in rows) / sum(r[3] for r in rows):.0%}**. Outside the cells (the command's "
+        f"start, the cluster's start, scheduling, results back, writing the folders): sweep wall - cell seconds / "
+        f"{at_once:g} slots = {sweep_s:.1f} - {busy:.1f} = **{sweep_s - busy:.1f} s ({1 - busy / sweep_s:.0%})**.",
         "",
     ]
     text = "\n".join(lines)
