@@ -125,6 +125,11 @@ def main() -> None:
         "",
         f"Values equal to the sequential runs': **{'yes' if same else 'NO'}** ({len(got)} task values).",
         "",
+        "| model | task | sequential | sweep |",
+        "|---|---|--:|--:|",
+        *[f"| {m} | {t} | {expected.get((m, t), float('nan')):.6f} | {got.get((m, t), float('nan')):.6f} |"
+          for m, t in sorted(expected.keys() | got.keys())],
+        "",
         "| model | task | node | cell s (worker) | task s (lm-eval) | in-cell overhead share |",
         "|---|---|---|--:|--:|--:|",
         *[f"| {m} | {t} | {n} | {w:.1f} | {i:.1f} | {o:.0%} |" for m, t, n, w, i, o in rows],

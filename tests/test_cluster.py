@@ -4,7 +4,8 @@ does can reach another address), the object stores capped. The worker nodes decl
 
 One sweep is shared by the questions it answers (CI time): two good models (the real SmolLM2 GGUF and a copy of
 it with changed weights) and a broken one, at --limit 2 over the sample rows, four tasks (TASKS: not MMLU and
-GSM8K, for CI time; bench/cluster.py sweeps all six and checks the values the same way). While it runs, one worker node is
+GSM8K, for CI time; bench/cluster.py sweeps all six and checks the values the same way). Before it, a local run
+of the first model is killed after its first task (the sweep resumes it); while it runs, one worker node is
 killed; later the driver is killed with SIGKILL; then the same command runs again. The values must equal
 sequential `evalsuite run`s of each model.
 """
@@ -163,6 +164,7 @@ class SweepChain:
     killed_cell: tuple[str, str]  # (model, task) running on the worker node that was killed
     node_b: str
     done_before_driver_kill: dict[tuple[str, str], dict[str, Any]]
+    first_stderr: str  # the sweep's before its driver was killed
     rerun: subprocess.CompletedProcess[str]
     status: dict[str, Any]
     output: Path
@@ -176,6 +178,12 @@ def sweep_chain(
     """The sweep, with a worker node killed while a cell runs on it, then the driver killed (SIGKILL) once a few
     cells are in, then the same command again, to its end."""
     output = tmp_path_factory.mktemp("sweep")
+    # first a local run of the first model with the same settings, killed once its first task is saved: the
+    # sweep resumes it (one checkpoint for both ways)
+    local = subprocess.run([str(BIN / "evalsuite"), "run", str(gguf_path), "--output-dir", str(output),
+                            *RUN_OPTIONS], env={**ENV, "EVALSUITE_KILL_AT": "task-saved"},
+                           capture_output=True, text=True)  # fmt: skip
+    assert local.returncode == -signal.SIGKILL, local.stderr
     command = cluster.inside(
         str(BIN / "evalsuite"), "sweep", str(gguf_path), str(changed_model), str(broken_model),
         "--cluster", cluster.address, "--gpus-per-task", "1", "--output-dir", str(output), *RUN_OPTIONS,
@@ -198,11 +206,11 @@ def sweep_chain(
 
     _wait_for(retried_and_some_done, driver, "the lost cell running again and three cells done")
     driver.send_signal(signal.SIGKILL)
-    driver.communicate()
+    _, first_stderr = driver.communicate()
     done = {(m, c["task"]): c for m, c in _cells(_status(output)) if c["state"] == "done"}
     assert done, "cells were done when the driver was killed"
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
-    return SweepChain((model, cell["task"]), node_b, done, rerun, _status(output), output)
+    return SweepChain((model, cell["task"]), node_b, done, first_stderr, rerun, _status(output), output)
 
 
 def _files(run_dir: Path) -> set[str]:
@@ -240,6 +248,12 @@ def test_a_sweep_gives_each_model_the_values_of_its_sequential_run(sweep_chain: 
     assert "SmolLM2-changed (partial)" in sweep_chain.rerun.stdout
 
 
+def test_a_sweep_resumes_a_killed_local_run_of_the_same_settings(sweep_chain: SweepChain, gguf_path: Path) -> None:
+    assert f"{gguf_path}: {TASKS[0]} finished before, not rerun" in sweep_chain.first_stderr
+    first = next(c for m, c in _cells(sweep_chain.status) if (m, c["task"]) == (str(gguf_path), TASKS[0]))
+    assert first["reused"] and first["attempts"] == 0  # no worker ran it
+
+
 def test_a_cell_lost_with_its_node_runs_again_on_another(sweep_chain: SweepChain) -> None:
     model, task = sweep_chain.killed_cell
     cell = next(c for m, c in _cells(sweep_chain.status) if (m, c["task"]) == (model, task))
@@ -272,7 +286,7 @@ def test_a_bad_model_fails_alone_with_one_line_and_exit_1(sweep_chain: SweepChai
 def test_each_cell_gets_gpus_of_its_own(sweep_chain: SweepChain) -> None:
     """The worker nodes declare two fake GPUs each and every cell asks for one: Ray gives each its own
     CUDA_VISIBLE_DEVICES (the model runs on the CPU: --device cpu)."""
-    cells = [c for _, c in _cells(sweep_chain.status) if c["state"] == "done"]
+    cells = [c for _, c in _cells(sweep_chain.status) if c["state"] == "done" and c["attempts"]]  # a worker's
     assert all(c["gpus"] in ("0", "1") for c in cells), cells
 
     def interval(c: dict[str, Any]) -> tuple[datetime, datetime]:

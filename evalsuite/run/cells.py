@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from evalsuite import engine
 from evalsuite.errors import ClusterError
@@ -55,7 +57,9 @@ def run_cell(cell: Cell, node: str | None = None) -> CellResult:
     started_at, started = datetime.now(UTC), time.perf_counter()
     node = node or socket.gethostname()
     check_same_versions(cell.versions, Versions.installed(), node)
-    request = cell.request.model_copy(update={"tasks": [cell.task], "device": cell.device, "dtype": cell.dtype})
+    # the output folder is the driver's (a worker writes nothing): checked here against a folder of its own
+    here = {"tasks": [cell.task], "device": cell.device, "dtype": cell.dtype, "output_dir": Path(tempfile.gettempdir())}
+    request = cell.request.model_copy(update=here)
     prepared = prepare_run(request)
     model = _loaded(prepared, cell)
     settings = engine.EvalSettings(

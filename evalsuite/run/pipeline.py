@@ -292,8 +292,8 @@ def _run_tasks(
                     if (full := storage_full(e, checkpoint.folder)) is not None:
                         raise full from e
                     raise
-            if finished is not None:
-                checkpoint.save(data.spec.key, finished)
+            if finished is not None:  # with the model's facts, so a sweep can resume this run (run/sweep.py)
+                checkpoint.save(data.spec.key, finished, files={MODEL_FACTS: ModelFacts.of(model).model_dump_json()})
                 faults.reached("task-saved")
         if finished is None:
             continue  # another rank's share: rank 0 holds the task's results
@@ -333,6 +333,9 @@ def _open_checkpoint(processes: engine.Processes, model_dir: Path, key: str) -> 
         raise
     processes.share(checkpoint.state)
     return checkpoint
+
+
+MODEL_FACTS = "model"  # the file saved with each task's record: the facts of the model that ran it
 
 
 class ModelFacts(FrozenRecord):

@@ -39,6 +39,7 @@ from evalsuite.run.cells import Cell, CellResult
 from evalsuite.run.checkpoint import Checkpoint
 from evalsuite.run.common import Progress, new_run_id, progress_or_log
 from evalsuite.run.pipeline import (
+    MODEL_FACTS,
     ModelFacts,
     PreparedRun,
     ResultsBuilder,
@@ -51,7 +52,6 @@ from evalsuite.run.pipeline import (
 from evalsuite.settings import Dtype
 
 SWEEP_FILE = "sweep.json"
-MODEL_FACTS = "model"  # the file saved with each task's record: the facts of the model that ran it
 
 
 class SweepRequest(FrozenRecord):
@@ -351,13 +351,18 @@ def _open(run: _ModelRun, gpus: float, previous: SweepStatus | None, started: fl
         _mark_done(run, str(run.outcome.run_dir))
         return
     for task in sorted(run.checkpoint.finished_at_open):
+        try:
+            facts = ModelFacts.model_validate_json(run.checkpoint.finished_file(task, MODEL_FACTS))
+        except (EvalsuiteError, ValidationError):  # saved by an evalsuite before 0.5, which kept no facts
+            say(f"{run.status.model}: {task} was finished by an older evalsuite, which did not record the model; "
+                "it runs again")  # fmt: skip
+            continue
         earlier_cell = next((c for c in earlier.cells if c.task == task), None) if earlier else None
         cell_status = run.status.cell(task)
         if earlier_cell is not None and earlier_cell.state is State.DONE:
             run.status.cells[run.status.cells.index(cell_status)] = cell_status = earlier_cell
         cell_status.state, cell_status.reused, cell_status.error = State.DONE, True, None
-        run.finished[task] = run.checkpoint.finished(task, engine.FinishedTask)
-        run.facts = ModelFacts.model_validate_json(run.checkpoint.finished_file(task, MODEL_FACTS))
+        run.finished[task], run.facts = run.checkpoint.finished(task, engine.FinishedTask), facts
         say(f"{run.status.model}: {task} finished before, not rerun")
 
 
