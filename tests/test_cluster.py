@@ -2,12 +2,11 @@
 on this machine, inside a network namespace of the tests' own whose only interface is loopback (so nothing Ray
 does can reach another address), the object stores capped. The worker nodes declare two fake GPUs each.
 
-One sweep is shared by the questions it answers (CI time): two good models (the real SmolLM2 GGUF and a copy of
-it with changed weights) and a broken one, at --limit 2 over the sample rows, four tasks (TASKS: not MMLU and
-GSM8K, for CI time; bench/cluster.py sweeps all six and checks the values the same way). Before it, a local run
-of the first model is killed after its first task (the sweep resumes it); while it runs, one worker node is
-killed; later the driver is killed with SIGKILL; then the same command runs again. The values must equal
-sequential `evalsuite run`s of each model.
+One sweep is shared by the questions it answers (CI time): two good models (the real SmolLM2 GGUF and a copy
+of it with changed weights) and a broken one, at --limit 2 over the sample rows, three tasks (TASKS: not MMLU,
+GSM8K and HellaSwag, for CI time; bench/cluster.py sweeps all six and checks the values the same way). While it
+runs, one worker node is killed; later the driver is killed with SIGKILL; then the same command runs again. The
+values must equal sequential `evalsuite run`s of each model.
 """
 
 from __future__ import annotations
@@ -31,9 +30,9 @@ from conftest import REAL_RUN_BATCH_SIZE, REAL_RUN_LIMIT, SAMPLE_DATA
 pytestmark = [pytest.mark.subprocess, pytest.mark.lm_eval]
 
 BIN = Path(sys.executable).parent
-# All but MMLU and GSM8K: MMLU's 57 subjects take minutes on two cores, GSM8K's generation a minute across the
-# sweep and its references (CI time); a cell runs any task alike, and bench/cluster.py sweeps all six.
-TASKS = ["arc", "hellaswag", "truthfulqa", "winogrande"]
+# Three of the six (CI time): MMLU's 57 subjects take minutes on two cores, GSM8K's generation a minute across the
+# sweep and its references; a cell runs any task alike, and bench/cluster.py sweeps all six.
+TASKS = ["arc", "truthfulqa", "winogrande"]
 PORT = 6390  # inside the namespace: no other process can hold it
 OBJECT_STORE = str(80 * 1024**2)
 # Ray's token authentication off, explicitly: Ray 2.60 turns it on for any cluster started on a machine where a
@@ -178,12 +177,6 @@ def sweep_chain(
     """The sweep, with a worker node killed while a cell runs on it, then the driver killed (SIGKILL) once a few
     cells are in, then the same command again, to its end."""
     output = tmp_path_factory.mktemp("sweep")
-    # first a local run of the first model with the same settings, killed once its first task is saved: the
-    # sweep resumes it (one checkpoint for both ways)
-    local = subprocess.run([str(BIN / "evalsuite"), "run", str(gguf_path), "--output-dir", str(output),
-                            *RUN_OPTIONS], env={**ENV, "EVALSUITE_KILL_AT": "task-saved"},
-                           capture_output=True, text=True)  # fmt: skip
-    assert local.returncode == -signal.SIGKILL, local.stderr
     command = cluster.inside(
         str(BIN / "evalsuite"), "sweep", str(gguf_path), str(changed_model), str(broken_model),
         "--cluster", cluster.address, "--gpus-per-task", "1", "--output-dir", str(output), *RUN_OPTIONS,
@@ -248,12 +241,6 @@ def test_a_sweep_gives_each_model_the_values_of_its_sequential_run(sweep_chain: 
     assert "SmolLM2-changed (partial)" in sweep_chain.rerun.stdout
 
 
-def test_a_sweep_resumes_a_killed_local_run_of_the_same_settings(sweep_chain: SweepChain, gguf_path: Path) -> None:
-    assert f"{gguf_path}: {TASKS[0]} finished before, not rerun" in sweep_chain.first_stderr
-    first = next(c for m, c in _cells(sweep_chain.status) if (m, c["task"]) == (str(gguf_path), TASKS[0]))
-    assert first["reused"] and first["attempts"] == 0  # no worker ran it
-
-
 def test_a_cell_lost_with_its_node_runs_again_on_another(sweep_chain: SweepChain) -> None:
     model, task = sweep_chain.killed_cell
     cell = next(c for m, c in _cells(sweep_chain.status) if (m, c["task"]) == (model, task))
@@ -268,7 +255,9 @@ def test_a_killed_driver_loses_no_finished_cell(sweep_chain: SweepChain) -> None
             continue
         assert after[key]["reused"], key
         assert after[key]["finished_at"] == before["finished_at"], key  # not computed again
-        assert f"{key[0]}: {key[1]} finished before, not rerun" in sweep_chain.rerun.stderr
+        stderr = sweep_chain.rerun.stderr  # the cell read back, or its model's whole run written before
+        assert f"{key[0]}: {key[1]} finished before, not rerun" in stderr or f"{key[0]}: written by an earlier sweep" \
+            in stderr, key
     print(sweep_chain.rerun.stderr)
 
 
@@ -304,7 +293,7 @@ def test_each_cell_gets_gpus_of_its_own(sweep_chain: SweepChain) -> None:
 
 def test_run_on_the_cluster_equals_the_local_run(cluster: LoopbackCluster, gguf_path: Path, real_run: Any,
                                                  tmp_path: Path) -> None:  # fmt: skip
-    tasks = ["arc", "truthfulqa", "winogrande"]  # fewer than the sweep's (CI time): a run's cells are tasks alike
+    tasks = ["truthfulqa", "winogrande"]  # fewer than the sweep's (CI time): a run's cells are tasks alike
     options = [*RUN_OPTIONS[RUN_OPTIONS.index("--limit"):], "--tasks", ",".join(tasks)]
     command = cluster.inside(str(BIN / "evalsuite"), "run", str(gguf_path), "--cluster", cluster.address,
                              "--output-dir", str(tmp_path), *options)  # fmt: skip
