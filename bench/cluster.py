@@ -49,11 +49,13 @@ def changed_copy(gguf: Path, into: Path) -> Path:
     return folder
 
 
-def timed(command: list[str]) -> float:
+def timed(command: list[str], keep: Path | None = None) -> float:
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode not in (0,):
         sys.exit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-3000:]}")
+    if keep is not None:  # what the command printed, for the record
+        keep.write_text(f"$ {' '.join(command)}\n{done.stdout}\n--- stderr\n{done.stderr}")
     return time.perf_counter() - started
 
 
@@ -83,6 +85,7 @@ def main() -> None:
     parser.add_argument("--tasks", default=None, help="default: all six")
     parser.add_argument("--cluster", default="local")
     parser.add_argument("--record", type=Path, help="append the table to this Markdown file")
+    parser.add_argument("--keep", action="store_true", help="keep the run folders and sweep.json (path printed)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
@@ -96,7 +99,7 @@ def main() -> None:
              str(sweep_out)]  # fmt: skip
     if args.cluster == "local" and os.geteuid() == 0:  # only loopback: nothing leaves the machine
         sweep = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *sweep]
-    sweep_s = timed(sweep)
+    sweep_s = timed(sweep, keep=work / "sweep.log" if args.keep else None)
 
     expected, got = values(sequential_out), values(sweep_out)
     same = expected == got
@@ -147,7 +150,10 @@ def main() -> None:
     if args.record:
         with args.record.open("a", encoding="utf-8") as f:
             f.write("\n" + text)
-    shutil.rmtree(work, ignore_errors=True)
+    if args.keep:
+        print(f"kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     sys.exit(0 if same else 1)
 
 
