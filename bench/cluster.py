@@ -59,21 +59,13 @@ def timed(command: list[str], keep: Path | None = None) -> float:
     return time.perf_counter() - started
 
 
-def values(output: Path) -> dict[tuple[str, str], float]:
+def per_task(output: Path, field: str) -> dict[tuple[str, str], float]:
+    """(model id, task) -> the task's `field` (value, seconds) in every results.json under `output`."""
     found = {}
     for results in output.glob("*/*/results.json"):
         run = json.loads(results.read_text())
         for task in run["tasks"]:
-            found[(run["model"]["id"], task["key"])] = task["value"]
-    return found
-
-
-def task_seconds(output: Path) -> dict[tuple[str, str], float]:
-    found = {}
-    for results in output.glob("*/*/results.json"):
-        run = json.loads(results.read_text())
-        for task in run["tasks"]:
-            found[(run["model"]["id"], task["key"])] = task["seconds"]
+            found[(run["model"]["id"], task["key"])] = task[field]
     return found
 
 
@@ -101,10 +93,10 @@ def main() -> None:
         sweep = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *sweep]
     sweep_s = timed(sweep, keep=work / "sweep.log" if args.keep else None)
 
-    expected, got = values(sequential_out), values(sweep_out)
+    expected, got = per_task(sequential_out, "value"), per_task(sweep_out, "value")
     same = expected == got
     status = json.loads((sweep_out / "sweep.json").read_text())
-    own = task_seconds(sweep_out)
+    own = per_task(sweep_out, "seconds")
     rows = []
     for model in status["models"]:
         model_id = json.loads((Path(model["run_dir"]) / "results.json").read_text())["model"]["id"]

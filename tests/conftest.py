@@ -12,6 +12,7 @@ starts lm-eval fails and says to mark it; an unmarked test that starts a process
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -152,6 +153,15 @@ def real_run(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory):
     messages: list[str] = []
     outcome = run_suite(request, progress=messages.append)
     return outcome, messages
+
+
+@pytest.fixture
+def config_only(tmp_path: Path) -> Path:
+    """A model folder as MODEL takes one, without weights (for what loads no model: the toy backend, checks)."""
+    folder = tmp_path / "toy-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    return folder
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ anything loads, and recorded in results.json.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,15 +31,6 @@ def toy() -> Iterator[str]:
     register_backend("toy", "toy_backend:BACKEND")
     yield "toy"
     unregister_backend("toy")
-
-
-@pytest.fixture
-def config_only(tmp_path: Path) -> Path:
-    """A model folder as MODEL takes one, without weights: the toy backend reads none."""
-    folder = tmp_path / "toy-model"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    return folder
 
 
 def _request(model: Path, tmp_path: Path, **settings: object) -> RunRequest:

@@ -24,14 +24,6 @@ from evalsuite.settings import BatchSize, Dtype
 runner = CliRunner()
 
 
-@pytest.fixture
-def model_folder_without_weights(tmp_path: Path) -> Path:
-    folder = tmp_path / "toy-model"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    return folder
-
-
 def test_a_text_models_file_is_one_model_per_line(tmp_path: Path) -> None:
     path = tmp_path / "models.txt"
     path.write_text("# checkpoints of last night\norg/model@step-1000\n\n  org/model@step-2000  # the newest\n")
@@ -101,10 +93,10 @@ def test_a_worker_whose_versions_differ_refuses_its_cell_before_loading_anything
 
 
 def test_without_ray_the_cluster_options_say_how_to_install_it(
-    model_folder_without_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    config_only: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as without the extra
-    result = runner.invoke(app, ["sweep", str(model_folder_without_weights), "--tasks", "arc", "--data-dir",
+    result = runner.invoke(app, ["sweep", str(config_only), "--tasks", "arc", "--data-dir",
                                  str(SAMPLE_DATA), "--output-dir", str(tmp_path / "out")])  # fmt: skip
     assert result.exit_code == 1
     assert result.stderr == "error: --cluster needs Ray, which is not installed: pip install 'evalsuite[cluster]'\n"
@@ -112,16 +104,16 @@ def test_without_ray_the_cluster_options_say_how_to_install_it(
 
 
 def test_an_address_where_nothing_answers_is_one_line_before_any_model_loads(
-    model_folder_without_weights: Path, tmp_path: Path
+    config_only: Path, tmp_path: Path
 ) -> None:
-    result = runner.invoke(app, ["run", str(model_folder_without_weights), "--cluster", "127.0.0.1:9", "--tasks",
+    result = runner.invoke(app, ["run", str(config_only), "--cluster", "127.0.0.1:9", "--tasks",
                                  "arc", "--data-dir", str(SAMPLE_DATA),
                                  "--output-dir", str(tmp_path / "out")])  # fmt: skip
     assert result.exit_code == 1
     assert result.stderr.startswith("error: --cluster 127.0.0.1:9: nothing answers at 127.0.0.1:9 (")
     assert result.stderr.endswith("start the cluster (ray start --head) or check the address\n")
     assert len(result.stderr.splitlines()) == 1
-    bad = runner.invoke(app, ["sweep", str(model_folder_without_weights), "--cluster", "headnode"])
+    bad = runner.invoke(app, ["sweep", str(config_only), "--cluster", "headnode"])
     assert bad.stderr == "error: --cluster 'headnode': give a Ray address (HOST:PORT, ray://HOST:PORT, auto) or local\n"
 
 
