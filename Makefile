@@ -17,7 +17,7 @@ $(BIN)/evalsuite: pyproject.toml constraints.txt
 	# The CPU wheel of torch (on disk here); an unpinned torch would pull GBs of CUDA.
 	$(BIN)/pip install --quiet torch==2.13.0
 	# The versions CI passed with (constraints.txt), within pyproject.toml's ranges.
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,cluster]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,cluster,quant,peft]'
 	touch $@
 
 $(GGUF): | $(BIN)/evalsuite

@@ -64,6 +64,57 @@ class Dtype(StrEnum):
         return cls.BFLOAT16 if device.startswith("cuda") else cls.FLOAT32
 
 
+class Precision(StrEnum):
+    """How the model's weights are held while it runs, in the leaderboard's names (its submissions' `Precision`,
+    its archive's column), plus float32 (evalsuite's CPU default, never a leaderboard precision).
+
+    float32/float16/bfloat16 load the weights in that dtype; 8bit and 4bit quantize them on load with
+    bitsandbytes, computing in `--dtype`; GPTQ loads a GPTQ checkpoint (its own config says so) through
+    transformers' GPTQ integration. docs/protocols.md has what the leaderboard did for each."""
+
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    BFLOAT16 = "bfloat16"
+    INT8 = "8bit"
+    INT4 = "4bit"
+    GPTQ = "GPTQ"
+
+    @classmethod
+    def parse(cls, text: str) -> Precision:
+        for precision in cls:
+            if text.lower() == precision.value.lower():
+                return precision
+        names = [p.value for p in cls]
+        raise OptionError(f"{param('precision')} {text!r}: choose {', '.join(names[:-1])} or {names[-1]}")
+
+    @classmethod
+    def of_dtype(cls, dtype: Dtype) -> Precision:
+        """The precision of an unquantized model loaded in `dtype` (what results files before schema 4 ran)."""
+        return cls(dtype.value) if dtype is not Dtype.AUTO else cls.FLOAT32
+
+    @property
+    def quantized(self) -> bool:
+        return self in (Precision.INT8, Precision.INT4, Precision.GPTQ)
+
+    @property
+    def bitsandbytes(self) -> bool:
+        return self in (Precision.INT8, Precision.INT4)
+
+    @property
+    def dtype(self) -> Dtype | None:
+        """The dtype this precision loads in (None: a quantized one, whose compute dtype is `--dtype`)."""
+        return None if self.quantized else Dtype(self.value)
+
+
+class WeightType(StrEnum):
+    """What MODEL's weights are, in the leaderboard's names (its submissions' `Weight type`): the whole model, a
+    PEFT adapter over a base model, or a delta to add to a base model's weights."""
+
+    ORIGINAL = "Original"
+    ADAPTER = "Adapter"
+    DELTA = "Delta"
+
+
 @dataclass(frozen=True)
 class BatchSize:
     """Rows per forward pass: a fixed number, or `auto` (the largest that fits; evalsuite's backends halve it on
@@ -170,12 +221,17 @@ def _as_dtype(value: Any) -> Any:
     return value if value is None or isinstance(value, Dtype) else Dtype.parse(str(value))
 
 
+def _as_precision(value: Any) -> Any:
+    return value if value is None or isinstance(value, Precision) else Precision.parse(str(value))
+
+
 def _as_seeds(value: Any) -> Any:
     return Seeds.parse(str(value)) if isinstance(value, int | str) and not isinstance(value, bool) else value
 
 
 BatchSizeField = Annotated[BatchSize, BeforeValidator(_as_batch_size)]
 DtypeField = Annotated[Dtype | None, BeforeValidator(_as_dtype)]
+PrecisionField = Annotated[Precision | None, BeforeValidator(_as_precision)]
 SeedsField = Annotated[Seeds, BeforeValidator(_as_seeds)]
 
 
@@ -187,7 +243,10 @@ __all__ = [
     "Dtype",
     "DtypeField",
     "GenerationEngine",
+    "Precision",
+    "PrecisionField",
     "Seeds",
     "SeedsField",
+    "WeightType",
     "check_limit",
 ]

@@ -544,3 +544,19 @@ def test_ray_calls_the_cluster_makes():
     for lost in (exceptions.WorkerCrashedError, exceptions.NodeDiedError, exceptions.ObjectLostError,
                  exceptions.TaskCancelledError):  # fmt: skip
         assert issubclass(lost, exceptions.RayError) and not issubclass(lost, exceptions.RayTaskError), lost
+
+
+def test_hflm_creates_its_model_where_loads_weights_hooks_in():  # the only test of this touch point
+    """engine/backends/hf.py `LoadsWeights`: HFLM.__init__ calls `self._create_model(..., quantization_config=,
+    **kwargs)` and the model is `self._model` after it; `peft` is HFLM's adapter argument (PeftModel over the
+    model); transformers 5 takes bitsandbytes only as `quantization_config=BitsAndBytesConfig(...)`."""
+    from lm_eval.models.huggingface import HFLM
+    from transformers import BitsAndBytesConfig
+
+    create = inspect.signature(HFLM._create_model).parameters
+    assert {"quantization_config", "peft", "delta", "dtype", "kwargs"} <= set(create)
+    init_source = inspect.getsource(HFLM.__init__)
+    assert "self._create_model(" in init_source and "quantization_config=quantization_config" in init_source
+    assert "PeftModel.from_pretrained(" in inspect.getsource(HFLM._create_model)
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype="float32")
+    assert config.load_in_4bit and not BitsAndBytesConfig(load_in_8bit=True).load_in_4bit

@@ -108,14 +108,14 @@ def test_another_commit_dtype_or_model_is_warned(tmp_path: Path):
     data = json.loads((run / "results.json").read_text())
     data["model"] |= {"id": "local/Yi-6B-copy", "sha": "a" * 40, "dtype": "bfloat16"}
     (run / "results.json").write_text(json.dumps(data))
-    result = _compare(run)
+    result = _compare(run, model=f"{YI}:float16")  # a bfloat16 run alone is compared to a bfloat16 evaluation
     assert result.exit_code == 0, result.output
     assert f"warning: the run is of local/Yi-6B-copy, the published result of {YI}" in result.stdout
     assert (
         "warning: the leaderboard evaluated commit 2c0644cf206b, the run aaaaaaaaaaaa: the weights may differ"
         in result.stdout
     )
-    assert "warning: the leaderboard ran float16, the run bfloat16" in result.stdout
+    assert "warning: the leaderboard ran float16, the run bfloat16: other precisions" in result.stdout
 
 
 def test_a_partial_run_is_refused_unless_asked_then_judged_against_sampling_noise(tmp_path: Path):
@@ -151,7 +151,7 @@ def test_a_run_that_asked_other_requests_is_refused(tmp_path: Path):
     folder.mkdir(parents=True)
     (yi_file,) = (PUBLISHED / YI).glob("results_*.json")
     (folder / yi_file.name).write_bytes(yi_file.read_bytes())
-    again = runner.invoke(app, ["compare", "leaderboard:kyujinpy/Sakura-SOLAR-Instruct", str(schema_1),
+    again = runner.invoke(app, ["compare", "leaderboard:kyujinpy/Sakura-SOLAR-Instruct:float16", str(schema_1),
                                 "--published-results", str(tmp_path)])  # fmt: skip
     assert again.exit_code == 2
     assert again.stderr.startswith("error: nothing to compare: AI2 Reasoning Challenge (25-Shot): the run did not ask ")
@@ -222,3 +222,23 @@ def test_a_real_run_against_a_published_result_of_its_own_numbers(real_run, tmp_
         "GSM8k (5-shot)",
     ]
     assert any(w.startswith("the run is of SmolLM2") for w in data["warnings"])
+
+
+def test_the_runs_precision_chooses_the_archives_evaluation(tmp_path: Path):
+    """A run records its precision (schema 4): compare takes the archive's evaluation at it, and names the
+    precisions the archive holds when it has none at the run's (the real files hold this model in float16)."""
+    run = _run_equal_to(_published(), tmp_path / "run")
+    data = json.loads((run / "results.json").read_text())
+    assert data["schema_version"] < 4  # the fixture predates precisions: read as float16, its dtype
+    assert _compare(run).stdout.splitlines()[0].endswith("float16 (its published results: "
+                                                           "results_2024-01-06T09-45-44.755529.json)")  # fmt: skip
+    data |= {"schema_version": 4}
+    data["model"] |= {"precision": "4bit", "weight_type": "Original"}
+    (run / "results.json").write_text(json.dumps(data))
+    result = _compare(run)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {YI}: no results file of its 4bit evaluation (they hold float16)"
+    # asked for explicitly, the float16 evaluation is set beside the 4bit run, with a line that says so
+    result = _compare(run, model=f"{YI}:float16")
+    assert result.exit_code == 0, result.output
+    assert "warning: the leaderboard ran float16, the run 4bit: other precisions" in result.stdout

@@ -26,7 +26,7 @@ from evalsuite.cli._app import (
 from evalsuite.cli.logs import setup_logging
 from evalsuite.cli.verbosity import asks_verbose
 from evalsuite.errors import OutputDirError, SuiteConfigError
-from evalsuite.settings import Backend, BatchSize, Dtype, Seeds
+from evalsuite.settings import Backend, BatchSize, Dtype, Precision, Seeds
 from evalsuite.suite import load_suite, parse_protocol
 
 if TYPE_CHECKING:
@@ -152,9 +152,10 @@ GpusPerTaskOpt = Annotated[
 
 
 def run_request(
-    model: str, tasks: str | None, limit: int | None, batch_size: str, dtype: str | None, device: str | None,
+    model: str | None, tasks: str | None, limit: int | None, batch_size: str, dtype: str | None, device: str | None,
     data_dir: Path | None, output_dir: Path, seed: str, log_samples: bool, model_args: str | None,
     add_bos_token: bool, preset: str | None, backend: str, backend_options: str | None, protocol: str,
+    precision: str | None = None, adapter: str | None = None, delta: str | None = None,
 ) -> RunRequest:  # fmt: skip
     """The run a command line asks for, its text parsed into typed settings (one OptionError for a bad one)."""
     from evalsuite.run import RunRequest
@@ -176,6 +177,9 @@ def run_request(
         backend=backend,
         backend_options=backend_options,
         protocol=parse_protocol(protocol),
+        precision=Precision.parse(precision) if precision is not None else None,
+        adapter=adapter,
+        delta=delta,
     )
 
 
@@ -198,10 +202,43 @@ ModelArg = Annotated[
 ]
 
 
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="The leaderboard's precision: float16, bfloat16 (the weights in that dtype), 8bit, 4bit (quantized on "
+        "load by bitsandbytes, computing in --dtype) or GPTQ (a GPTQ checkpoint). Default: --dtype's, or the "
+        "checkpoint's own quantization. Recorded; compare leaderboard: takes the archive's row at it."
+    ),
+]
+AdapterOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="ADAPTER[@REV]",
+        help="A PEFT adapter (folder or Hub id) run over MODEL, or over the base model its adapter_config.json "
+        "names when MODEL is left out. Results are filed under the adapter, weight type Adapter.",
+    ),
+]
+DeltaOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="BASE[@REV]",
+        help="MODEL holds delta weights: add them to BASE's, tensor by tensor (weight type Delta).",
+    ),
+]
+OptionalModelArg = Annotated[
+    str | None,
+    typer.Argument(
+        help="Hub id (org/name, optionally @revision), a local Hugging Face model folder, or a .gguf file "
+        "(dequantized once into the cache). With --adapter: the base model (default: the one the adapter names).",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 @one_line_errors
 def run(
-    model: ModelArg,
+    model: OptionalModelArg = None,
     tasks: TasksOpt = None,
     limit: LimitOpt = None,
     batch_size: BatchSizeOpt = "8",
@@ -217,6 +254,9 @@ def run(
     backend: BackendOpt = Backend.SHARED_PREFIX.value,
     backend_options: BackendOptionsOpt = None,
     protocol: ProtocolOpt = "leaderboard-v1",
+    precision: PrecisionOpt = None,
+    adapter: AdapterOpt = None,
+    delta: DeltaOpt = None,
     cluster: ClusterOpt = None,
     gpus_per_task: GpusPerTaskOpt = None,
     verbose: VerboseOpt = False,
@@ -239,7 +279,7 @@ def run(
     verbose = verbose or asks_verbose(sys.argv[1:])
     request = run_request(
         model, tasks, limit, batch_size, dtype, device, data_dir, output_dir, seed, log_samples, model_args,
-        add_bos_token, preset, backend, backend_options, protocol,
+        add_bos_token, preset, backend, backend_options, protocol, precision, adapter, delta,
     )  # fmt: skip
     if cluster is None:
         refuse_unless(False, gpus_per_task is not None, "--gpus-per-task", "needs --cluster")

@@ -103,10 +103,11 @@ def _against_leaderboard(
     from evalsuite.cli.tables import format_reproduction
     from evalsuite.results import read_run
     from evalsuite.suite import load_suite
-    from evalsuite.track.reproduce import reproduce
+    from evalsuite.track.reproduce import leaderboard_model_for, reproduce
 
     model = LeaderboardModel.parse(wanted, prefix=LEADERBOARD_PREFIX)
     run = read_run(candidate)  # read before the Hub is asked: a wrong path fails fast
+    model = leaderboard_model_for(model, run.results)
     result = reproduce(published_result(model, published_results), run, load_suite(), allow_partial)
     if format is CompareFormat.JSON:
         typer.echo(result.model_dump_json(indent=2))

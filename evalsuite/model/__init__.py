@@ -14,11 +14,16 @@ from evalsuite.model.ref import (
     parse_model_ref,
     read_config,
 )
+from evalsuite.model.weights import ModelWeights, check_precision, resolve_weights, tensor_shapes
 
 __all__ = [
     "LoadableModel",
     "ModelRef",
     "ModelSource",
+    "ModelWeights",
+    "check_precision",
+    "resolve_weights",
+    "tensor_shapes",
     "check_gguf_header",
     "access_refused",
     "check_hub_access",

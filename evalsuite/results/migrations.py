@@ -36,7 +36,16 @@ def _v2_to_v3(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-MIGRATIONS = [_v1_to_v2, _v2_to_v3]
+def _v3_to_v4(raw: dict[str, Any]) -> dict[str, Any]:
+    """v4 records the leaderboard's precision and weight type. Before it, evalsuite loaded whole models
+    unquantized: the precision is the dtype (float32, float16, bfloat16), the weight type Original."""
+    model = raw["model"]
+    model["precision"] = model.get("dtype") if model.get("dtype") in ("float32", "float16", "bfloat16") else "float32"
+    model["weight_type"] = "Original"
+    return raw
+
+
+MIGRATIONS = [_v1_to_v2, _v2_to_v3, _v3_to_v4]
 
 
 def migrate(raw: dict[str, Any]) -> dict[str, Any]:

@@ -18,11 +18,11 @@ from pydantic import Field, model_validator
 from evalsuite._version import __version__
 from evalsuite.model import ModelSource
 from evalsuite.records import Record
-from evalsuite.settings import Backend, Dtype, Seeds
+from evalsuite.settings import Backend, Dtype, Precision, Seeds, WeightType
 from evalsuite.suite import FewshotSampler, MetricKey, Protocol
 
 # Do not change the meaning of a field without incrementing this (and adding a migration to MIGRATIONS).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # A batch size as results files record it, in every file kind: a positive int, "auto" or "auto:N".
 RecordedBatchSize = Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^auto(:[1-9][0-9]*)?$")]
@@ -34,8 +34,19 @@ class ModelInfo(Record):
     location: str = Field(description="Hub id or absolute path as loaded")
     revision: str | None = Field(description="revision asked for (MODEL@revision)")
     sha: str | None = Field(description="Hub commit sha resolved by lm-eval, or sha256 of a .gguf file")
-    dtype: Dtype = Field(description="the dtype the model's weights were loaded in")
+    dtype: Dtype = Field(description="the dtype the model loaded in (under 8bit and 4bit, what its layers compute in)")
     parameters: int | None
+    precision: Precision = Field(
+        description="the leaderboard's precision: float16, bfloat16, 8bit, 4bit (bitsandbytes), GPTQ; or float32"
+    )
+    weight_type: WeightType = Field(
+        WeightType.ORIGINAL,
+        description="the leaderboard's weight type: Original, Adapter (a PEFT adapter: this model, over "
+        "base_model) or Delta (this model's weights added to base_model's)",
+    )
+    base_model: str | None = Field(None, description="the base model of an Adapter or a Delta")
+    base_revision: str | None = Field(None, description="the base model's revision asked for")
+    base_sha: str | None = Field(None, description="the base model's Hub commit (or .gguf sha256)")
 
 
 class DataFileInfo(Record):

@@ -103,7 +103,7 @@ def _loaded(prepared: PreparedRun, cell: Cell) -> engine.LoadedModel:
     if _last is not None and _last[0] == key:
         return _last[1]
     _last = None  # let the previous model go before the next loads
-    loadable = engine.prepare_model(prepared.ref)
+    loadable = engine.prepare_model(prepared.weights.base)
     model = engine.load_model(loadable, model_settings(prepared, cell.device, cell.dtype))
     _last = (key, model)
     return model

@@ -24,7 +24,7 @@ from evalsuite import engine, faults
 from evalsuite._version import __version__
 from evalsuite.data import DataPlan, TaskData, no_download_count_pings, plan_data
 from evalsuite.errors import OptionError, OutputDirError, RunError, param
-from evalsuite.model import LoadableModel, ModelRef, check_hub_access, parse_model_ref
+from evalsuite.model import LoadableModel, ModelRef, ModelWeights, check_hub_access, check_precision, resolve_weights
 from evalsuite.progress import task_bar
 from evalsuite.records import FrozenRecord
 from evalsuite.results import (
@@ -48,7 +48,18 @@ from evalsuite.results import (
 )
 from evalsuite.run.checkpoint import Checkpoint, CheckpointState, fingerprint, model_identity
 from evalsuite.run.common import Progress, new_run_id, progress_or_log, silent
-from evalsuite.settings import BatchSize, BatchSizeField, Dtype, DtypeField, Seeds, SeedsField, check_limit
+from evalsuite.settings import (
+    BatchSize,
+    BatchSizeField,
+    Dtype,
+    DtypeField,
+    Precision,
+    PrecisionField,
+    Seeds,
+    SeedsField,
+    WeightType,
+    check_limit,
+)
 from evalsuite.suite import Preset, Protocol, SuiteSpec, default_tasks_dir, load_suite, parse_protocol
 
 
@@ -57,11 +68,14 @@ class RunRequest(FrozenRecord):
     parsed into them once (`batch_size="auto"`, `dtype="bfloat16"`, `seeds=0`, `model_args="k=v,..."`); a bad
     value is one OptionError naming the field."""
 
-    model: str
+    model: str | None  # None only with `adapter`: its config names the base model
     tasks: Sequence[str] | None = None  # suite task keys; None: all six
     limit: int | None = None
     batch_size: BatchSizeField = BatchSize(8)
-    dtype: DtypeField = None  # None: float32 on CPU, bfloat16 on CUDA
+    dtype: DtypeField = None  # None: float32 on CPU, bfloat16 on CUDA; under 8bit/4bit, the compute dtype
+    precision: PrecisionField = None  # None: the dtype's (or the checkpoint's own quantization)
+    adapter: str | None = None  # a PEFT adapter (folder or Hub id[@rev]) over MODEL
+    delta: str | None = None  # the base model MODEL's weights are added to
     device: str | None = None  # None: cuda when available, else cpu
     data_dir: Path | None = None
     output_dir: Path = Path("results")
@@ -107,13 +121,15 @@ class PreparedRun:
 
     request: RunRequest
     suite: SuiteSpec  # the protocol's view of the suite
-    ref: ModelRef
+    ref: ModelRef  # the model results are filed under (an adapter or a delta is, as the leaderboard filed them)
     plan: DataPlan
     preset: Preset | None
     backend: engine.ModelBackend
     backend_options: engine.BackendOptions  # every option of the backend, typed, defaults filled in
     model_args: dict[str, str]  # as checked by the backend
     warnings: tuple[str, ...]  # for the user, before anything loads (few-shot fallbacks, old spellings)
+    weights: ModelWeights  # what loads: the base model, and an adapter or a delta on top
+    precision: Precision | None  # None: unquantized, in the run's dtype
 
 
 def prepare_run(request: RunRequest, suite: SuiteSpec | None = None, here: bool = True) -> PreparedRun:
@@ -140,14 +156,53 @@ def prepare_run(request: RunRequest, suite: SuiteSpec | None = None, here: bool 
         raise OptionError(f"{param('preset')} {request.preset} fixes the documents itself; drop {param('limit')}")
     if here:
         engine.check_device(request.device)
-    ref = parse_model_ref(request.model)
+    weights = resolve_weights(request.model, request.adapter, request.delta)
+    ref = weights.evaluated
+    precision = check_precision(request.precision, weights.base)
+    check_precision_settings(precision, request.dtype, weights, request.device)
     model_args, options, notes = backend_settings(backend, request.model_args, request.backend_options)
-    backend.check_model_args(model_args, ref.config_keys())
+    backend.check_model_args(model_args, weights.base.config_keys())
     plan = plan_data(request.data_dir, specs)
     check_output_dir(request.output_dir)
     check_hub_access(ref, hub_dataset=None if plan.root is not None else specs[0].data.hub_dataset)
     warnings = notes + tuple(f"warning: {t.spec.key}: {t.fewshot.note}" for t in plan.tasks if t.fewshot.fallback)
-    return PreparedRun(request, suite, ref, plan, preset, backend, options, model_args, warnings)
+    return PreparedRun(request, suite, ref, plan, preset, backend, options, model_args, warnings, weights, precision)
+
+
+def check_precision_settings(
+    precision: Precision | None, dtype: Dtype | None, weights: ModelWeights, device: str | None
+) -> None:
+    """What a precision needs, before anything loads: a dtype that agrees, its library installed, a device it
+    runs on, one process; one line for each that is missing."""
+    import importlib.util
+
+    if precision is None:
+        return
+    if not precision.quantized:
+        if dtype is not None and dtype is not precision.dtype:
+            raise OptionError(
+                f"{param('precision')} {precision} loads the weights in {precision}; drop {param('dtype')} {dtype}"
+            )
+        return
+    if dtype is Dtype.AUTO:
+        raise OptionError(
+            f"{param('dtype')} auto: under {param('precision')} {precision} the dtype is what the quantized layers "
+            "compute in; give float32, bfloat16 or float16"
+        )
+    if weights.type is WeightType.DELTA:
+        raise OptionError(f"{param('delta')} adds full-precision weights; not with {param('precision')} {precision}")
+    library = "bitsandbytes" if precision.bitsandbytes else "gptqmodel"
+    if importlib.util.find_spec(library) is None:
+        raise OptionError(
+            f"{param('precision')} {precision} needs {library}, which is not installed: pip install 'evalsuite[quant]'"
+        )
+    if device is not None and not device.startswith(("cpu", "cuda")):
+        raise OptionError(f"{param('precision')} {precision}: {library} runs on cpu and cuda, not {device}")
+    if engine.launched_processes() > 1:
+        raise OptionError(
+            f"{param('precision')} {precision}: a quantized model is not split over processes; run it in one "
+            "process (no accelerate launch or torchrun)"
+        )
 
 
 def backend_settings(
@@ -186,7 +241,7 @@ def run_suite(
         say(warning)
 
     started = time.perf_counter()
-    loadable = engine.prepare_model(prepared.ref)
+    loadable = engine.prepare_model(prepared.weights.base)
     model_settings = _model_settings(prepared)
     say(f"loading {prepared.ref.model_id} ({model_settings.dtype}, {model_settings.device})")
     model = engine.load_model(loadable, model_settings)
@@ -235,7 +290,8 @@ def run_suite(
 
 def _model_settings(prepared: PreparedRun) -> engine.ModelSettings:
     request = prepared.request
-    device, dtype = engine.resolve(request.device, request.dtype)
+    precision_dtype = prepared.precision.dtype if prepared.precision is not None else None
+    device, dtype = engine.resolve(request.device, request.dtype or precision_dtype)
     return model_settings(prepared, device, dtype)
 
 
@@ -250,6 +306,9 @@ def model_settings(prepared: PreparedRun, device: str, dtype: Dtype) -> engine.M
         backend=prepared.backend.name,
         backend_options=prepared.backend_options,
         model_args=prepared.model_args,
+        precision=prepared.precision,
+        weight_type=prepared.weights.type,
+        part=prepared.weights.part,
     )
 
 
@@ -396,6 +455,8 @@ class ResultsBuilder:
         tasks = self.task_results
         reasons = completeness(suite.keys, tasks, request.limit, request.preset)
         model_sha = next((f.model_sha for _, f in self.finished if f.model_sha), None)
+        weights = self.prepared.weights
+        base_sha = self.loadable.file_sha256 or model_sha  # the commit lm-eval resolved is the base's
         return SuiteResults(
             run_id=self.checkpoint.run_id,
             created_at=self.checkpoint.created_at,
@@ -406,9 +467,14 @@ class ResultsBuilder:
                 source=ref.source,
                 location=ref.location,
                 revision=ref.revision,
-                sha=self.loadable.file_sha256 or model_sha,
+                sha=base_sha if weights.part is None else None,
                 dtype=model.dtype,
                 parameters=model.parameters,
+                precision=self.prepared.precision or Precision.of_dtype(model.dtype),
+                weight_type=weights.type,
+                base_model=weights.base.model_id if weights.part is not None else None,
+                base_revision=weights.base.revision if weights.part is not None else None,
+                base_sha=base_sha if weights.part is not None else None,
             ),
             tasks=tasks,
             status="partial" if reasons else "complete",
@@ -466,6 +532,10 @@ def run_key(prepared: PreparedRun, model: LoadableModel, settings: engine.ModelS
         "preset": request.preset,
         "seeds": [request.seeds.random, request.seeds.numpy, request.seeds.torch, request.seeds.fewshot],
         "log_samples": request.log_samples,
+        # absent for a model loaded whole at its dtype, so runs interrupted before these existed still resume
+        **({"precision": str(settings.precision)} if settings.precision is not None else {}),
+        **({"weights": [settings.weight_type.value, model_identity(LoadableModel(settings.part, settings.part.location,
+            settings.part.revision))]} if settings.part is not None else {}),
         # a data-parallel run keeps no request cache, so it does not resume a run of another process count
         # (absent for one process, so runs interrupted before this key existed still resume)
         **({"processes": processes} if processes > 1 else {}),

@@ -77,7 +77,7 @@ class SweepRequest(FrozenRecord):
     def _one_output_dir(self) -> SweepRequest:
         if len({run.output_dir for run in self.runs}) > 1:
             raise OptionError(f"every model's run of a sweep goes to one {param('output_dir')}")
-        models = [run.model for run in self.runs]
+        models = [str(run.model) for run in self.runs]
         if twice := sorted({m for m in models if models.count(m) > 1}):
             raise OptionError(f"model {twice[0]} is given twice; give each model once")
         return self
@@ -247,12 +247,12 @@ def run_sweep(
     status_path = request.output_dir / SWEEP_FILE
     previous = read_status(status_path) if request.status_file else None
     now = datetime.now(UTC)
-    runs = [_ModelRun(ModelStatus(model=r.model), r) for r in request.runs]
+    runs = [_ModelRun(ModelStatus(model=str(r.model)), r) for r in request.runs]
     for run in runs:  # every cheap check first: a bad model fails alone, before the cluster is asked
         try:
             run.prepared = prepare_run(run.request, here=False)
         except EvalsuiteError as e:
-            _fail(run, ModelFailure(run.request.model, e.marked, e), say)
+            _fail(run, ModelFailure(run.status.model, e.marked, e), say)
         else:
             for warning in run.prepared.warnings:
                 say(f"{run.request.model}: {warning}")
@@ -288,7 +288,7 @@ def run_sweep(
                         _finish_if_done(run, request.output_dir, say)
                     elif run.status.state is not State.FAILED:
                         run.status.cell(task).state, run.status.cell(task).error = State.FAILED, result.line
-                        _fail(run, ModelFailure(run.request.model, f"{task}: {result.line}", result.error), say)
+                        _fail(run, ModelFailure(run.status.model, f"{task}: {result.line}", result.error), say)
                         for other, (owner, _) in list(handles.items()):
                             if owner is run:
                                 cluster.cancel(other)
@@ -323,7 +323,7 @@ def _open(run: _ModelRun, gpus: float, previous: SweepStatus | None, started: fl
     request = prepared.request
     device = request.device or ("cuda" if gpus > 0 else "cpu")  # where the cells run: the driver may have no GPU
     dtype = request.dtype or Dtype.default_for(device)
-    run.loadable = engine.locate_model(prepared.ref)
+    run.loadable = engine.locate_model(prepared.weights.base)
     run.status.key = run_key(prepared, run.loadable, model_settings(prepared, device, dtype), 1)
     model_dir = request.output_dir / prepared.ref.results_dir_name
     earlier = next((m for m in previous.models if m.model == run.status.model), None) if previous else None
@@ -450,4 +450,3 @@ def _save(status: SweepStatus, path: Path, write: bool, view: StatusView | None)
         write_text_atomic(path, status.model_dump_json(indent=2, by_alias=True) + "\n")
     if view is not None:
         view(status)
-

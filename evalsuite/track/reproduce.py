@@ -21,10 +21,11 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from evalsuite.archive import PublishedResult
+from evalsuite.archive import LeaderboardModel, PublishedResult
 from evalsuite.errors import NotComparableError, param
 from evalsuite.records import FrozenRecord
 from evalsuite.results import Run, SuiteResults, TaskResult
+from evalsuite.settings import Precision, WeightType
 from evalsuite.suite import SuiteSpec
 from evalsuite.track.compare import RunName
 
@@ -89,6 +90,15 @@ class Reproduction(FrozenRecord):
             [f"no standard error: {', '.join(unknown)}"] if unknown else []
         )
         return line + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def leaderboard_model_for(wanted: LeaderboardModel, run: SuiteResults) -> LeaderboardModel:
+    """The archive's evaluation to set beside the run: the precision asked for (`ORG/NAME:PRECISION`), else the
+    run's own where the leaderboard had it (float16, bfloat16, 8bit, 4bit, GPTQ), else the one that stands for
+    the model (a float32 run: the leaderboard never ran float32, and a warning says so)."""
+    if wanted.precision is not None or run.model.precision is Precision.FLOAT32:
+        return wanted
+    return LeaderboardModel(wanted.model, run.model.precision.value)
 
 
 def reproduce(published: PublishedResult, located: Run, suite: SuiteSpec, allow_partial: bool = False) -> Reproduction:
@@ -188,8 +198,10 @@ def _warnings(published: PublishedResult, run: SuiteResults) -> list[str]:
         warnings.append(
             f"the leaderboard evaluated commit {published.sha[:12]}, the run {run_sha[:12]}: the weights may differ"
         )
-    if published.precision and run.model.dtype not in (published.precision, f"torch.{published.precision}"):
-        warnings.append(f"the leaderboard ran {published.precision}, the run {run.model.dtype}")
+    if published.precision and published.precision.lower() != run.model.precision.value.lower():
+        warnings.append(f"the leaderboard ran {published.precision}, the run {run.model.precision}: other precisions")
+    if run.model.weight_type is not WeightType.ORIGINAL:
+        warnings.append(f"the run is {run.model.weight_type} weights over {run.model.base_model}")
     if published.max_samples is not None:
         warnings.append(f"the published result is a test run (max_samples {published.max_samples})")
     if not run.is_complete:

@@ -38,9 +38,9 @@ from pydantic import ValidationError
 
 from evalsuite.engine.processes import Processes
 from evalsuite.errors import OptionError, param
-from evalsuite.model import LoadableModel
+from evalsuite.model import LoadableModel, ModelRef
 from evalsuite.records import FrozenRecord
-from evalsuite.settings import Backend, BatchSize, Dtype
+from evalsuite.settings import Backend, BatchSize, Dtype, Precision, WeightType
 
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
@@ -76,6 +76,9 @@ class ModelSettings:
     backend: str = DEFAULT_BACKEND
     backend_options: BackendOptions | None = None  # None: the backend's defaults
     model_args: dict[str, str] = field(default_factory=dict)  # `--model-args`, checked by the backend
+    precision: Precision | None = None  # None: unquantized, in `dtype`; 8bit/4bit/GPTQ: `dtype` is the compute dtype
+    weight_type: WeightType = WeightType.ORIGINAL
+    part: ModelRef | None = None  # the adapter (Adapter) or the delta weights (Delta) over the loaded model
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
-from evalsuite.engine.backends.hf import HFBackend
+from evalsuite.engine.backends.hf import HFBackend, LoadsWeights
 from evalsuite.progress import bar_open
 from evalsuite.progress import requests as requests_progress
 from evalsuite.settings import Backend
@@ -40,7 +40,7 @@ BACKEND = LmEvalHFBackend()
 
 
 @register_model(MODEL_NAME)
-class ReportingHFLM(HFLM):
+class ReportingHFLM(LoadsWeights, HFLM):
     """lm-eval's HFLM unchanged, except that while evalsuite shows a task bar its own bars are off and the task
     bar counts each batch of requests when HFLM has answered all of it."""
 

@@ -44,7 +44,7 @@ from pydantic import Field, field_validator
 from evalsuite import faults
 from evalsuite.engine import generation, oom
 from evalsuite.engine.backends import BackendOptions
-from evalsuite.engine.backends.hf import HFBackend
+from evalsuite.engine.backends.hf import HFBackend, LoadsWeights
 from evalsuite.engine.packing import (
     DEFAULT_PACK_TOKENS,
     Pack,
@@ -187,7 +187,7 @@ def _normalized_gen_kwargs(gen_kwargs: dict, default_max_gen_toks: int) -> dict:
 
 
 @register_model(MODEL_NAME)
-class SharedPrefixLM(HFLM):
+class SharedPrefixLM(LoadsWeights, HFLM):
     """HFLM whose log-likelihood requests share the forward pass of their common prefix.
 
     Keywords beyond HFLM's, the backend's options (SharedPrefixOptions): `pack_tokens`, the row budget of a
