@@ -20,8 +20,8 @@ def test_table_lists_runs_oldest_first_with_stderr():
     assert lines[0].startswith("| Run (UTC)") and "| GSM8K |" in lines[0].replace(" ", "").replace(
         "|GSM8K|", "| GSM8K |"
     )
-    assert "20240103T000000Z-0000 | complete | yes        |   28.45 | 22.01 ± 1.00" in lines[2]
-    assert "20240104T000000Z-0000 | partial  | no         |       - | 50.00 ± 1.00" in lines[3]
+    assert "20240103T000000Z-0000 | complete | yes        | bfloat16  |   28.45 | 22.01 ± 1.00" in lines[2]
+    assert "20240104T000000Z-0000 | partial  | no         | bfloat16  |       - | 50.00 ± 1.00" in lines[3]
 
 
 def test_folder_name_works_as_model(tmp_path: Path):

@@ -140,6 +140,43 @@ def test_schema_3_files_read_as_original_at_their_dtype():
     assert migrated["model"]["precision"] == "bfloat16" and migrated["model"]["weight_type"] == "Original"
 
 
+def _quantized_copy(folder: Path, precision: str = "4bit", **model: Any) -> Path:
+    """The Sakura results fixture (SOURCES.md there) as a run of the same model at another precision/weights."""
+    from conftest import SAKURA
+
+    data = json.loads((SAKURA / "results.json").read_text())
+    data = migrate(data)  # to the current schema (it was written before precisions)
+    data["model"] |= {"precision": precision, "dtype": "float32", **model}
+    target = folder / SAKURA.parent.name / f"{SAKURA.name[:-4]}{precision[:1]}{len(model):03d}"
+    target.mkdir(parents=True)
+    (target / "results.json").write_text(json.dumps(data, default=str))
+    return target
+
+
+def test_tables_cards_and_compare_say_the_precision_and_weights(tmp_path: Path):
+    from conftest import SAKURA
+    from typer.testing import CliRunner
+
+    from evalsuite.cli import app
+
+    runner = CliRunner()
+    quantized = _quantized_copy(tmp_path)
+    board = runner.invoke(app, ["leaderboard", str(tmp_path), "--format", "markdown"])
+    assert board.exit_code == 0, board.output
+    assert "kyujinpy/Sakura-SOLAR-Instruct (4bit)" in board.stdout  # beside the name, as peers' precisions are
+    card = runner.invoke(app, ["card", "render", str(quantized), "--format", "markdown"])
+    assert "(4bit, computing in float32, batch size" in card.stdout
+    notes = runner.invoke(app, ["card", "render", str(quantized), "--format", "eval-results"]).stdout
+    assert notes.count("precision 4bit") == notes.count("  notes:") >= 1  # every entry, as the leaderboard's bot did
+    compared = runner.invoke(app, ["compare", str(SAKURA), str(quantized)])
+    assert "precisions differ (bfloat16 vs 4bit): other weights, not only other numerics" in compared.output
+    history = runner.invoke(app, ["history", "kyujinpy/Sakura-SOLAR-Instruct", str(tmp_path)]).stdout
+    assert "| 4bit, computing in float32 |" in history
+    adapter = _quantized_copy(tmp_path, "bfloat16", weight_type="Adapter", base_model="upstage/SOLAR-10.7B-v1.0")
+    compared = runner.invoke(app, ["compare", str(SAKURA), str(adapter)])
+    assert "weights differ (bfloat16 vs bfloat16, adapter over upstage/SOLAR-10.7B-v1.0)" in compared.output
+
+
 # ---- real stack ----
 
 
@@ -178,12 +215,12 @@ def _max_difference(a: dict, b: dict) -> float:
     return max(abs(a[k] - b[k]) for k in a)
 
 
-@pytest.fixture(scope="module")
-def base_run(model_folder: str, tmp_path_factory: pytest.TempPathFactory):
-    return _run(tmp_path_factory.mktemp("base"), "base", model_folder)
+def _of_base(real_run, ours: dict) -> dict:
+    """The shared real run's log-likelihoods (SmolLM2 unchanged, float32) of the same requests."""
+    return {k: v for k, v in _loglikelihoods(real_run[0].run_dir).items() if k in ours}
 
 
-def test_adapter_equals_the_merged_model(model_folder: str, base_run, tmp_path: Path):
+def test_adapter_equals_the_merged_model(model_folder: str, real_run, tmp_path: Path):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -210,11 +247,11 @@ def test_adapter_equals_the_merged_model(model_folder: str, base_run, tmp_path: 
     ours, merged_lls = _loglikelihoods(with_adapter.run_dir), _loglikelihoods(whole.run_dir)
     print(f"adapter vs merged: {_max_difference(ours, merged_lls):.2e}")
     assert _max_difference(ours, merged_lls) < 1e-3  # the adapter ran: unmerged and merged differ by float rounding
-    assert _max_difference(ours, _loglikelihoods(base_run.run_dir)) > 1e-2  # and it changed the model
+    assert _max_difference(ours, _of_base(real_run, ours)) > 1e-2  # and it changed the model
     assert _values(with_adapter) == pytest.approx(_values(whole), abs=1e-6)
 
 
-def test_delta_equals_the_changed_model(model_folder: str, base_run, tmp_path: Path):
+def test_delta_equals_the_changed_model(model_folder: str, real_run, tmp_path: Path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -238,7 +275,7 @@ def test_delta_equals_the_changed_model(model_folder: str, base_run, tmp_path: P
     ours = _loglikelihoods(with_delta.run_dir)
     print(f"delta vs changed: {_max_difference(ours, _loglikelihoods(whole.run_dir)):.2e}")
     assert _max_difference(ours, _loglikelihoods(whole.run_dir)) < 1e-3
-    assert _max_difference(ours, _loglikelihoods(base_run.run_dir)) > 1e-2
+    assert _max_difference(ours, _of_base(real_run, ours)) > 1e-2
     assert _values(with_delta) == pytest.approx(_values(whole), abs=1e-6)
 
 
@@ -275,7 +312,7 @@ def _transformers_loglikelihoods(model_folder: str, quantization: Any, run_dir: 
     ("precision", "backend", "batch_size"), [(Precision.INT8, "lm-eval-hf", 1), (Precision.INT4, "shared-prefix", 8)]
 )
 def test_bitsandbytes_quantization_is_what_ran(
-    model_folder: str, base_run, tmp_path: Path, precision: Precision, backend: str, batch_size: int
+    model_folder: str, real_run, tmp_path: Path, precision: Precision, backend: str, batch_size: int
 ):
     import torch
     from transformers import BitsAndBytesConfig
@@ -296,7 +333,7 @@ def test_bitsandbytes_quantization_is_what_ran(
         else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32)
     )
     plain = _transformers_loglikelihoods(model_folder, config, quantized.run_dir)
-    full = {k: v for k, v in _loglikelihoods(base_run.run_dir).items() if k in ours}
+    full = {k: v for k, v in _of_base(real_run, ours).items() if k in ours}
     print(f"{precision}: vs transformers {_max_difference(ours, plain):.2e}, float32 {_max_difference(ours, full):.2e}")
     # the quantized model's numbers, not the float32 model's: one request per forward gives the plain forward's
     # exactly; packed rows (shared-prefix) take bitsandbytes' CPU kernels for other shapes (measured: 0.17 apart,

@@ -24,6 +24,7 @@ from evalsuite.cli.running import (
     LogSamplesOpt,
     ModelArgsOpt,
     OutputDirOpt,
+    PrecisionOpt,
     PresetOpt,
     ProtocolOpt,
     SeedOpt,
@@ -81,6 +82,7 @@ def sweep(
     backend: BackendOpt = Backend.SHARED_PREFIX.value,
     backend_options: BackendOptionsOpt = None,
     protocol: ProtocolOpt = "leaderboard-v1",
+    precision: PrecisionOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run many models on a Ray cluster, each task of each model a cell of its own, and rank them.
@@ -102,7 +104,7 @@ def sweep(
         raise OptionError("give the models: MODEL arguments, or --models-file")
     base = run_request(
         entries[0].model, tasks, limit, batch_size, dtype, device, data_dir, output_dir, seed, log_samples,
-        model_args, add_bos_token, preset, backend, backend_options, protocol,
+        model_args, add_bos_token, preset, backend, backend_options, protocol, precision,
     )  # fmt: skip
     request = SweepRequest(
         runs=[entry.request(base) for entry in entries],

@@ -195,9 +195,9 @@ def format_history(points: list[HistoryPoint]) -> str:
         return pct(value) + (f" ± {pct(stderr)}" if stderr is not None else "")
 
     rows = [
-        [p.label, p.run_id, p.status, "yes" if p.comparable else "no",
+        [p.label, p.run_id, p.status, "yes" if p.comparable else "no", p.precision,
          pct(p.average), *(cell(p.scores[c]) for c in columns)]
         for p in points
     ]  # fmt: skip
-    header = ["Run (UTC)", "Run id", "Status", "Comparable", "Average", *columns]
-    return _table(header, rows, right=set(range(4, 5 + len(columns))))
+    header = ["Run (UTC)", "Run id", "Status", "Comparable", "Precision", "Average", *columns]
+    return _table(header, rows, right=set(range(5, 6 + len(columns))))

@@ -88,7 +88,7 @@ def render_markdown(results: SuiteResults, suite: SuiteSpec) -> str:
         "card_section.md.j2",
         evalsuite_version=results.versions.evalsuite,
         lm_eval_version=results.versions.lm_eval,
-        dtype=results.model.dtype,
+        dtype=results.model.loaded_as,
         batch_size=results.settings.batch_size,
         protocol=results.settings.protocol.value,
         partial_reasons="; ".join(results.partial_reasons),

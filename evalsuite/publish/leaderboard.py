@@ -53,13 +53,16 @@ class Row:
     run_id: str = ""
     contamination: str | None = None  # the model's latest contamination check, compact: "ARC 0.06 · GSM8K 0.70"
     published: bool = False  # the leaderboard's published row for a peer, not a run of evalsuite
-    shown_precision: str | None = None  # said after a peer's name when the archive holds it in several
+    # said after the name: a peer's precision when the archive holds it in several; a run's when it is quantized,
+    # and its weight type when not Original (`4bit, Adapter`)
+    shown_precision: str | None = None
 
     @property
     def label(self) -> str:
+        named = self.model + (f" ({self.shown_precision})" if self.shown_precision else "")
         if self.published:
-            return self.model + (f" ({self.shown_precision})" if self.shown_precision else "")
-        return self.model + (" (partial)" if self.partial else " (not comparable)" if self.not_comparable else "")
+            return named
+        return named + (" (partial)" if self.partial else " (not comparable)" if self.not_comparable else "")
 
     @property
     def source(self) -> str:
@@ -82,11 +85,11 @@ def _latest_check(run: SuiteResults, checks: list[ContaminationResults]) -> Cont
 
 def latest_runs(runs: list[SuiteResults], include_partial: bool = True) -> list[SuiteResults]:
     """Per (model, revision, dtype): the latest complete run, else (if allowed) the latest partial one."""
-    chosen: dict[tuple[str, str, str], SuiteResults] = {}
+    chosen: dict[tuple[str, str, str], SuiteResults] = {}  # (model, revision, precision and weights)
     for run in sorted(runs, key=lambda r: r.created_at):
         if not run.is_complete and not include_partial:
             continue
-        key = (run.model.id, run.model.revision or run.model.sha or "", run.model.dtype)
+        key = (run.model.id, run.model.revision or run.model.sha or "", run.model.loaded_as)
         current = chosen.get(key)
         if current is None or run.is_complete or not current.is_complete:
             chosen[key] = run
@@ -103,7 +106,7 @@ def leaderboard_rows(
             Row(
                 model=run.model.id,
                 revision=run.model.revision or (run.model.sha or "")[:12],
-                dtype=run.model.dtype,
+                dtype=str(run.model.precision),
                 average=run.h6_average,
                 scores={s.column: (t.value if (t := run.task(s.key)) else None) for s in suite.tasks},
                 size=model_size(run.model.parameters),
@@ -111,6 +114,7 @@ def leaderboard_rows(
                 not_comparable=run.is_complete and not run.leaderboard_comparable,
                 run_id=run.run_id,
                 contamination=contamination_cell(check) if check else None,
+                shown_precision=run.model.weights_label or None,
             )
         )
     return ranked(rows)

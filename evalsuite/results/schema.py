@@ -48,6 +48,24 @@ class ModelInfo(Record):
     base_revision: str | None = Field(None, description="the base model's revision asked for")
     base_sha: str | None = Field(None, description="the base model's Hub commit (or .gguf sha256)")
 
+    @property
+    def loaded_as(self) -> str:
+        """How the model ran, as tables and cards say it: `bfloat16`; `4bit, computing in float32`; `float16,
+        adapter over ORG/BASE`."""
+        text = str(self.precision)
+        if self.precision.bitsandbytes:
+            text += f", computing in {self.dtype}"
+        if self.weight_type is not WeightType.ORIGINAL:
+            text += f", {self.weight_type.value.lower()} over {self.base_model}"
+        return text
+
+    @property
+    def weights_label(self) -> str:
+        """The precision and weight type where they are not a whole model in 16 or 32 bits (`4bit`, `Adapter`),
+        else empty: what a leaderboard row or a history line adds after the model's name."""
+        parts = [str(self.precision)] if self.precision.quantized else []
+        return ", ".join(parts + ([self.weight_type.value] if self.weight_type is not WeightType.ORIGINAL else []))
+
 
 class DataFileInfo(Record):
     split: str

@@ -243,7 +243,11 @@ def run_suite(
     started = time.perf_counter()
     loadable = engine.prepare_model(prepared.weights.base)
     model_settings = _model_settings(prepared)
-    say(f"loading {prepared.ref.model_id} ({model_settings.dtype}, {model_settings.device})")
+    how = str(model_settings.dtype) if prepared.precision is None else (
+        f"{prepared.precision}" + (f", computing in {model_settings.dtype}" if prepared.precision.bitsandbytes else ""))
+    if prepared.weights.part is not None:
+        how += f", {prepared.weights.type.value.lower()} over {prepared.weights.base.model_id}"
+    say(f"loading {prepared.ref.model_id} ({how}, {model_settings.device})")
     model = engine.load_model(loadable, model_settings)
     faults.reached("model-loaded")
     processes = model.processes

@@ -98,6 +98,9 @@ class SweepModel(FrozenRecord):
     backend: str | None = None
     backend_options: str | dict[str, Any] | None = None
     add_bos_token: bool | None = None
+    precision: str | None = None
+    adapter: str | None = None  # a PEFT adapter over `model` (one per base model in a sweep)
+    delta: str | None = None  # `model` holds delta weights over this base
 
     def request(self, base: RunRequest) -> RunRequest:
         """`base` (the sweep's settings) for this model, with its own settings over them, parsed as a run's."""

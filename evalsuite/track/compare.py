@@ -202,8 +202,16 @@ def compare_runs(baseline: Run, candidate: Run, alpha: float = 0.05, max_drop: f
     if problems := comparability_problems(old, new):
         raise NotComparableError("runs are not comparable: " + "; ".join(problems))
     warnings = []
-    if old.model.dtype != new.model.dtype:
+    precisions = (old.model.precision, new.model.precision)
+    if precisions[0] != precisions[1] and any(p.quantized for p in precisions):
+        warnings.append(
+            f"precisions differ ({precisions[0]} vs {precisions[1]}): other weights, not only other numerics"
+        )
+    elif old.model.dtype != new.model.dtype:
         warnings.append(f"dtypes differ ({old.model.dtype} vs {new.model.dtype})")
+    old_weights = (old.model.weight_type, old.model.base_model)
+    if old_weights != (new.model.weight_type, new.model.base_model):
+        warnings.append(f"weights differ ({old.model.loaded_as} vs {new.model.loaded_as})")
     if old.settings.batch_size != new.settings.batch_size:
         warnings.append("batch sizes differ (padding can move scores slightly)")
     seeds_a, seeds_b = old.settings.seeds, new.settings.seeds

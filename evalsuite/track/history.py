@@ -23,12 +23,13 @@ class HistoryPoint:
     comparable: bool  # every task asked the leaderboard's requests (run.leaderboard_comparable)
     average: float | None
     scores: dict[str, tuple[float, float | None] | None]  # column -> (value, stderr) as fractions
+    precision: str = ""  # how the model ran (ModelInfo.loaded_as): `float32`, `4bit, computing in float32`
 
     def as_json(self) -> dict[str, Any]:
         """The point as `history --format json` prints it (fractions, as results.json holds them)."""
         return {
             "run_id": self.run_id, "started": self.label, "status": self.status, "comparable": self.comparable,
-            "average": self.average,
+            "average": self.average, "precision": self.precision,
             "scores": {c: None if s is None else {"value": s[0], "stderr": s[1]} for c, s in self.scores.items()},
         }  # fmt: skip
 
@@ -54,6 +55,7 @@ def model_history(runs: list[SuiteResults], model: str, suite: SuiteSpec) -> lis
                 comparable=run.leaderboard_comparable,
                 average=run.h6_average,
                 scores=scores,
+                precision=run.model.loaded_as,
             )
         )
     return points
