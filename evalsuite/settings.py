@@ -106,6 +106,15 @@ class Precision(StrEnum):
         return None if self.quantized else Dtype(self.value)
 
 
+def loaded_as(precision: Precision, dtype: Dtype, weight_type: WeightType, base_model: str | None) -> str:
+    """How a model runs, as lines, tables and cards say it: `bfloat16`; `4bit, computing in float32`;
+    `float16, adapter over ORG/BASE`."""
+    text = str(precision) + (f", computing in {dtype}" if precision.bitsandbytes else "")
+    if weight_type is not WeightType.ORIGINAL:
+        text += f", {weight_type.value.lower()} over {base_model}"
+    return text
+
+
 class WeightType(StrEnum):
     """What MODEL's weights are, in the leaderboard's names (its submissions' `Weight type`): the whole model, a
     PEFT adapter over a base model, or a delta to add to a base model's weights."""
@@ -249,4 +258,5 @@ __all__ = [
     "SeedsField",
     "WeightType",
     "check_limit",
+    "loaded_as",
 ]

@@ -94,18 +94,24 @@ def parse_model_ref(text: str) -> ModelRef:
 def read_config(folder: Path) -> dict[str, Any]:
     """A model folder's config.json, checked for what transformers needs to pick the model class."""
     path = folder / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelRefError(f"{path}: not readable JSON ({e}); fix or re-download the model") from e
-    if not isinstance(config, dict):
-        raise ModelRefError(f"{path}: not a JSON object; fix or re-download the model")
+    config = read_json_object(path, "the model")
     if not isinstance(config.get("model_type"), str) or not config["model_type"]:
         raise ModelRefError(
             f"{path} has no model_type, so transformers cannot tell which model class to build; add it "
             '(e.g. "model_type": "llama") or re-download the model'
         )
     return config
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON file holding an object (a config); anything else is one ModelRefError saying to fix `what`."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelRefError(f"{path}: not readable JSON ({e}); fix or re-download {what}") from e
+    if not isinstance(value, dict):
+        raise ModelRefError(f"{path}: not a JSON object; fix or re-download {what}")
+    return value
 
 
 def check_gguf_header(path: Path) -> None:

@@ -15,10 +15,9 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from evalsuite.errors import ModelRefError, OptionError, param
-from evalsuite.model.ref import ModelRef, ModelSource, parse_model_ref, read_config
+from evalsuite.model.ref import ModelRef, ModelSource, parse_model_ref, read_config, read_json_object
 from evalsuite.settings import Precision, WeightType
 
 ADAPTER_CONFIG = "adapter_config.json"  # what makes a folder or Hub repo a PEFT adapter
@@ -83,8 +82,7 @@ def parse_adapter_ref(text: str) -> ModelRef:
         return ModelRef(ModelSource.LOCAL, str(path.resolve()))
     if path.exists() or text.startswith((".", "/", "~")):
         raise ModelRefError(f"{param('adapter')} {text}: not a folder holding a PEFT adapter")
-    ref = parse_model_ref(text)  # a Hub id (a path that does not exist was refused above)
-    return ref
+    return parse_model_ref(text)  # a Hub id (a path that does not exist was refused above)
 
 
 def adapter_base_model(adapter: ModelRef) -> str | None:
@@ -93,7 +91,7 @@ def adapter_base_model(adapter: ModelRef) -> str | None:
     if adapter.source is not ModelSource.LOCAL:
         return None
     path = Path(adapter.location) / ADAPTER_CONFIG
-    config = _json_object(path)
+    config = read_json_object(path, "the adapter")
     base = config.get("base_model_name_or_path")
     return base if isinstance(base, str) and base else None
 
@@ -150,7 +148,7 @@ def check_delta_shapes(delta: ModelRef, base: ModelRef) -> None:
         return  # weights not in safetensors: lm-eval checks as it adds them
     for name, shape in base_shapes.items():
         found = delta_shapes.get(name)
-        if found is None and name not in delta_shapes:
+        if found is None:
             raise ModelRefError(f"{param('delta')}: MODEL {delta.location} has no tensor {name}, which the base has")
         if found != shape:
             raise ModelRefError(
@@ -174,12 +172,3 @@ def tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
                 shapes[name] = tuple(int(n) for n in info.get("shape", []))
     return shapes
 
-
-def _json_object(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelRefError(f"{path}: not readable JSON ({e}); fix or re-download the adapter") from e
-    if not isinstance(value, dict):
-        raise ModelRefError(f"{path}: not a JSON object; fix or re-download the adapter")
-    return value

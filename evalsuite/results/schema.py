@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from evalsuite._version import __version__
 from evalsuite.model import ModelSource
 from evalsuite.records import Record
-from evalsuite.settings import Backend, Dtype, Precision, Seeds, WeightType
+from evalsuite.settings import Backend, Dtype, Precision, Seeds, WeightType, loaded_as
 from evalsuite.suite import FewshotSampler, MetricKey, Protocol
 
 # Do not change the meaning of a field without incrementing this (and adding a migration to MIGRATIONS).
@@ -52,12 +52,7 @@ class ModelInfo(Record):
     def loaded_as(self) -> str:
         """How the model ran, as tables and cards say it: `bfloat16`; `4bit, computing in float32`; `float16,
         adapter over ORG/BASE`."""
-        text = str(self.precision)
-        if self.precision.bitsandbytes:
-            text += f", computing in {self.dtype}"
-        if self.weight_type is not WeightType.ORIGINAL:
-            text += f", {self.weight_type.value.lower()} over {self.base_model}"
-        return text
+        return loaded_as(self.precision, self.dtype, self.weight_type, self.base_model)
 
     @property
     def weights_label(self) -> str:

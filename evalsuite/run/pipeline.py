@@ -59,6 +59,7 @@ from evalsuite.settings import (
     SeedsField,
     WeightType,
     check_limit,
+    loaded_as,
 )
 from evalsuite.suite import Preset, Protocol, SuiteSpec, default_tasks_dir, load_suite, parse_protocol
 
@@ -243,10 +244,10 @@ def run_suite(
     started = time.perf_counter()
     loadable = engine.prepare_model(prepared.weights.base)
     model_settings = _model_settings(prepared)
-    how = str(model_settings.dtype) if prepared.precision is None else (
-        f"{prepared.precision}" + (f", computing in {model_settings.dtype}" if prepared.precision.bitsandbytes else ""))
-    if prepared.weights.part is not None:
-        how += f", {prepared.weights.type.value.lower()} over {prepared.weights.base.model_id}"
+    precision = prepared.precision or Precision.of_dtype(model_settings.dtype)
+    how = loaded_as(precision, model_settings.dtype, prepared.weights.type, prepared.weights.base.model_id)
+    if prepared.precision is None:  # the dtype as given (`auto` too)
+        how = str(model_settings.dtype) + how.removeprefix(str(precision))
     say(f"loading {prepared.ref.model_id} ({how}, {model_settings.device})")
     model = engine.load_model(loadable, model_settings)
     faults.reached("model-loaded")
