@@ -67,8 +67,8 @@ def staging_folder(parent: Path, prefix: str) -> Path:
     return folder
 
 
-def write_folder(final: Path, files: Mapping[str, str], staging_in: Path | None = None) -> None:
-    """Write the folder `final` holding `files` (paths relative to it -> UTF-8 text) all at once: staged in a
+def write_folder(final: Path, files: Mapping[str, str | bytes], staging_in: Path | None = None) -> None:
+    """Write the folder `final` holding `files` (paths relative to it -> UTF-8 text, or bytes) all at once: staged in a
     `.<name>.…partial` folder, then renamed into place. FileExistsError if `final` exists (nothing is ever
     overwritten); on any failure the staging folder is gone and `final` was never there.
 
@@ -82,12 +82,12 @@ def write_folder(final: Path, files: Mapping[str, str], staging_in: Path | None 
         shutil.rmtree(leftover, ignore_errors=True)
     staging = staging_folder(parent, f".{final.name}.")
     try:
-        for name, text in files.items():
+        for name, content in files.items():
             faults.reached(f"staging {name}")
             path = staging / name
             path.parent.mkdir(exist_ok=True)  # one level (`lm_eval/`): deeper names are a caller's mistake
-            with path.open("w", encoding="utf-8") as f:
-                f.write(text)
+            with path.open("wb") as f:
+                f.write(content.encode("utf-8") if isinstance(content, str) else content)
                 f.flush()
                 os.fsync(f.fileno())
         for folder in {(staging / name).parent for name in files} | {staging}:

@@ -9,9 +9,11 @@ the commands use and nothing more, records every request it receives, and listen
   <rev>[/<folder>]` (entries, or 404 EntryNotFound), and
   `HEAD|GET /<repo>/resolve/<rev>/<file>` with the headers huggingface_hub reads (X-Repo-Commit, ETag,
   Content-Length; 404s carry X-Error-Code: RepoNotFound, RevisionNotFound or EntryNotFound);
-- uploads: `POST /api/validate-yaml` (a README's front matter must parse), `POST /api/models/<repo>/preupload/
+- dataset repos: the same under `/api/datasets/` and `/datasets/<repo>/resolve/`;
+- uploads: `POST /api/repos/create` (a new, empty repo; an existing one is a 409, as the Hub answers),
+  `POST /api/validate-yaml` (a README's front matter must parse), `POST /api/{models,datasets}/<repo>/preupload/
   <rev>` (every file "regular") and
-  `POST /api/models/<repo>/commit/<rev>[?create_pr=1]` (the ndjson commit; files kept as received). A commit
+  `POST /api/{models,datasets}/<repo>/commit/<rev>[?create_pr=1]` (the ndjson commit; files kept as received). A commit
   whose header names a `parentCommit` that is not the branch's head is refused with 412, as the Hub refuses
   it; a commit to a branch (not a pull request) becomes the branch's new head, with the files it changed;
 - failure modes for the tests of a Hub that is down or rate-limited: `fail_with(status)` answers every
@@ -138,6 +140,8 @@ class FakeHub:
         parts = path.strip("/").split("/")
         if parts == ["api", "validate-yaml"] and method == "POST":  # the metadata check of a README upload
             return self._validate_yaml(handler, body)
+        if parts == ["api", "repos", "create"] and method == "POST":
+            return self._create(handler, body)
         if parts[:1] == ["api"] and len(parts) >= 4 and parts[1] in ("models", "datasets"):
             repos = self.models if parts[1] == "models" else self.datasets
             repo_id, rest = "/".join(parts[2:4]), parts[4:]
@@ -151,9 +155,9 @@ class FakeHub:
             if rest[0] == "paths-info" and len(rest) >= 2 and method == "POST":
                 return self._paths_info(handler, repos, repo_id, rest[1], body)
             if rest[0] == "preupload" and method == "POST":
-                return self._preupload(handler, repo_id, body)
+                return self._preupload(handler, repos, repo_id, body)
             if rest[0] == "commit" and method == "POST":
-                return self._commit(handler, repo_id, "/".join(rest[1:]), parse_qs(url.query), body)
+                return self._commit(handler, repos, repo_id, "/".join(rest[1:]), parse_qs(url.query), body)
         if parts[:1] == ["datasets"] and len(parts) >= 6 and parts[3] == "resolve":
             return self._resolve(handler, method, self.datasets, "/".join(parts[1:3]), parts[4], "/".join(parts[5:]))
         if len(parts) >= 5 and parts[2] == "resolve":
@@ -259,17 +263,33 @@ class FakeHub:
             return _send(handler, "POST", 400, error, {"Content-Type": "application/json"})
         _send(handler, "POST", 200, b'{"warnings": []}', {"Content-Type": "application/json"})
 
-    def _preupload(self, handler: BaseHTTPRequestHandler, repo_id: str, body: bytes) -> None:
-        if repo_id not in self.models:
+    def _create(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        asked = json.loads(body)
+        repos = self.datasets if asked.get("type") == "dataset" else self.models
+        repo_id = f"{asked['organization']}/{asked['name']}" if asked.get("organization") else asked["name"]
+        if repo_id in repos:
+            return _send(handler, "POST", 409, b'{"error": "You already created this repo"}', {})
+        self._publish(repos, repo_id, {}, "main")
+        answer = {"url": f"{self.endpoint}/{repo_id}", "name": repo_id}
+        _send(handler, "POST", 200, json.dumps(answer).encode(), {"Content-Type": "application/json"})
+
+    def _preupload(self, handler: BaseHTTPRequestHandler, repos: dict[str, Repo], repo_id: str, body: bytes) -> None:
+        if repo_id not in repos:
             return _send(handler, "POST", 404, b"{}", {"X-Error-Code": "RepoNotFound"})
         files = json.loads(body).get("files", [])
         answer = {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
         _send(handler, "POST", 200, json.dumps(answer).encode(), {"Content-Type": "application/json"})
 
     def _commit(
-        self, handler: BaseHTTPRequestHandler, repo_id: str, rev: str, query: dict[str, list[str]], body: bytes
+        self,
+        handler: BaseHTTPRequestHandler,
+        repos: dict[str, Repo],
+        repo_id: str,
+        rev: str,
+        query: dict[str, list[str]],
+        body: bytes,
     ) -> None:
-        repo = self.models.get(repo_id)
+        repo = repos.get(repo_id)
         if repo is None or rev not in repo.revisions:
             return _send(
                 handler, "POST", 404, b"{}", {"X-Error-Code": "RepoNotFound" if repo is None else "RevisionNotFound"}

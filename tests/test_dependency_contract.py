@@ -560,3 +560,32 @@ def test_hflm_creates_its_model_where_loads_weights_hooks_in():  # the only test
     assert "PeftModel.from_pretrained(" in inspect.getsource(HFLM._create_model)
     config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype="float32")
     assert config.load_in_4bit and not BitsAndBytesConfig(load_in_8bit=True).load_in_4bit
+
+
+def test_sample_records_hold_each_requests_arguments_and_responses():
+    """Pairing with the leaderboard's details (results/lm_eval_files.logged_documents) reads, per logged sample,
+    `arguments` as one [context, continuation or generation kwargs] per request, `resps` (generation: the text
+    first) and `filtered_resps` ((log-likelihood, is-greedy) per choice), beside `doc`, `target` and `metrics`:
+    where lm-eval's evaluate() builds the record."""
+    from lm_eval import evaluator
+
+    source = inspect.getsource(evaluator.evaluate)
+    for field in ('"doc_id"', '"doc"', '"target"', '"arguments": [req.args for req in requests]', '"resps"',
+                  '"filtered_resps"', '"filter"', '"metrics"', '"doc_hash"'):  # fmt: skip
+        assert field in source, f"lm-eval's sample record no longer has {field}"
+
+
+def test_dataset_card_configs_are_read_and_written_by_huggingface_hub():
+    """The details' card (archive/details.card_configs reads it, publish/details._card writes it): a dataset
+    card's YAML `configs` through `DatasetCard(text).data.to_dict()` and `DatasetCardData(configs=).to_yaml()`."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from evalsuite.archive import details
+
+    path = "**/details_harness|arc:challenge|25_2024-01-06T09-45-44.755529.parquet"
+    configs = [{"config_name": "harness_arc_challenge_25", "data_files": [{"split": "latest", "path": [path]}]}]
+    text = f"---\n{DatasetCardData(configs=configs).to_yaml()}\n---\n\n# card\n"
+    assert DatasetCard(text).data.to_dict()["configs"] == configs
+    assert details.card_configs(text) == configs
+    index = details.index_from_configs(details.card_configs(text))
+    assert index.latest == {"harness|arc:challenge|25": "2024-01-06T09-45-44.755529"}

@@ -170,7 +170,15 @@ def test_a_run_that_asked_other_requests_is_refused(tmp_path: Path):
         ),
         (
             [str(SAKURA), str(SAKURA), "--published-results", "x"],
-            "error: --published-results and --allow-partial go with a leaderboard:MODEL baseline",
+            "error: --published-results goes with a leaderboard:MODEL baseline",
+        ),
+        (
+            [str(SAKURA), str(SAKURA), "--details", "--allow-partial"],
+            "error: --allow-partial and --details go with a leaderboard:MODEL baseline",
+        ),
+        (
+            ["leaderboard:a/b", str(SAKURA), "--published-details", "x"],
+            "error: --published-details goes with --details",
         ),
         (
             [f"leaderboard:{YI}:float32", str(SAKURA), "--published-results", str(PUBLISHED)],

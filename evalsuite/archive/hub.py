@@ -3,6 +3,7 @@ HF_HUB_OFFLINE=1 too). An unreachable Hub with nothing cached is one line."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from evalsuite.errors import ArchiveError, HubError, param
@@ -26,13 +27,34 @@ def results_files(model: str) -> list[Path]:
     return sorted((folder / model).glob("results_*.json"))
 
 
+def details_card(repo_id: str) -> Path:
+    """The README.md of a model's details dataset (its YAML `configs` index the files), from the Hub's cache."""
+    from huggingface_hub import hf_hub_download
+
+    return _from_hub(repo_id, lambda: hf_hub_download(repo_id, "README.md", repo_type="dataset"),
+                     "published_details", "its details")  # fmt: skip
+
+
+def details_files(repo_id: str, paths: list[str]) -> Path:
+    """The snapshot folder holding `paths` (the card's globs) of a model's details dataset, from the Hub's cache."""
+    return _snapshot(repo_id, paths, "published_details", "its details")
+
+
 def _snapshot(repo_id: str, patterns: list[str], local_copy: str, what: str) -> Path:
     """The repo's files matching `patterns`; `local_copy` names the parameter that takes a copy of `what`."""
     from huggingface_hub import snapshot_download
+
+    return _from_hub(repo_id, lambda: snapshot_download(repo_id, repo_type="dataset", allow_patterns=patterns),
+                     local_copy, what)  # fmt: skip
+
+
+def _from_hub(repo_id: str, download: Callable[[], str], local_copy: str, what: str) -> Path:
+    """`download()`'s path; the library's errors as one line, `local_copy` naming the parameter that takes a
+    copy of `what`."""
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
-        return Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=patterns))
+        return Path(download())
     except RepositoryNotFoundError as e:
         raise HubError(f"{repo_id}: not found on the Hub") from e
     except LocalEntryNotFoundError as e:  # offline (HF_HUB_OFFLINE=1, or the Hub unreachable) with no cache

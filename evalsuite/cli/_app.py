@@ -31,6 +31,11 @@ card_app = typer.Typer(
     pretty_exceptions_show_locals=False, rich_markup_mode=None, no_args_is_help=True, help="Model cards (README.md)."
 )
 app.add_typer(card_app, name="card")
+details_app = typer.Typer(
+    pretty_exceptions_show_locals=False, rich_markup_mode=None, no_args_is_help=True,
+    help="Per-document details in the leaderboard's layout.",
+)  # fmt: skip
+app.add_typer(details_app, name="details")
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from evalsuite.cli._app import OldOutputOpt, app, card_app, one_line_errors, refuse_unless, renamed, skipped
+from evalsuite.cli._app import (
+    OldOutputOpt,
+    app,
+    card_app,
+    details_app,
+    errors_exit_with,
+    one_line_errors,
+    refuse_unless,
+    renamed,
+    skipped,
+)
 from evalsuite.errors import CardError, LeaderboardError, OptionError
 from evalsuite.publish.leaderboard import BoardFormat
 
@@ -359,3 +369,32 @@ def _runs(dirs: list[Path], peers_only: bool) -> list[SuiteResults]:
         if peers_only:  # empty folders: the table is the peers alone
             return []
         raise
+
+
+@details_app.command("export")
+@errors_exit_with(2)
+def details_export(
+    run: Annotated[
+        Path, typer.Argument(help="A run folder or results.json (run with --log-samples).", show_default=False)
+    ],
+    folder: Annotated[Path, typer.Argument(help="A new folder to write the details into.", show_default=False)],
+) -> None:
+    """Write a run's logged samples as the leaderboard's details dataset: results_<ts>.json, <ts>/details_*.parquet
+    and a card whose configs name each task's file (docs/archive.md)."""
+    from evalsuite.publish.details import export_details
+    from evalsuite.results import read_run
+
+    written = export_details(read_run(run), folder)
+    typer.echo(f"wrote {len(written)} files to {folder}")
+
+
+@details_app.command("push")
+@errors_exit_with(2)
+def details_push(
+    folder: Annotated[Path, typer.Argument(help="A folder `details export` wrote.", show_default=False)],
+    repo_id: Annotated[str, typer.Argument(help="The Hub dataset to publish them as (ORG/NAME).", show_default=False)],
+) -> None:
+    """Publish an exported details folder as a Hub dataset, in one commit (HF_TOKEN or the huggingface_hub login)."""
+    from evalsuite.publish.hub import push_details
+
+    typer.echo(push_details(folder, repo_id))

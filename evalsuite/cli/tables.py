@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from evalsuite.results import ContaminationResults, SuiteResults
     from evalsuite.suite import SuiteSpec
     from evalsuite.track.compare import Comparison
+    from evalsuite.track.details import DetailsComparison
     from evalsuite.track.history import HistoryPoint
     from evalsuite.track.reproduce import Reproduction
 
@@ -201,3 +202,67 @@ def format_history(points: list[HistoryPoint]) -> str:
     ]  # fmt: skip
     header = ["Run (UTC)", "Run id", "Status", "Comparable", "Precision", "Average", *columns]
     return _table(header, rows, right=set(range(5, 6 + len(columns))))
+
+
+_SHOWN = 5  # documents listed per task under the details table (--format json holds them all)
+
+
+def format_details(result: DetailsComparison) -> str:
+    """`compare leaderboard:MODEL RUN --details`: per task the pairing counts, then the documents that differ most."""
+
+    def optional(value: float | int | None, spec: str = "") -> str:
+        return "-" if value is None else format(value, spec)
+
+    rows = [
+        [
+            t.display_name,
+            str(t.paired),
+            f"{t.unpaired_theirs}/{t.unpaired_ours}",
+            f"{t.prompts_identical}/{t.paired}",
+            f"{t.right_there_wrong_here}/{t.wrong_there_right_here}",
+            optional(t.mcnemar_p, ".3g"),
+            optional(t.max_loglikelihood_difference, ".2e"),
+            optional(t.answers_differ),
+            "-" if t.details_match_results is None else "yes" if t.details_match_results else "NO",
+        ]
+        for t in result.tasks
+    ]
+    headers = ["Task", "Paired", "Unpaired (theirs/ours)", "Prompts identical", "Flips (-/+)", "McNemar p",
+               "Max |Δ loglik|", "Answers differ", "Details = results file"]  # fmt: skip
+    lines = [
+        f"leaderboard's details: {result.details}",
+        f"run:                   {result.run}",
+        "",
+        _table(headers, rows, right=set(range(1, 8))),
+        "",
+        "Flips: documents right on the leaderboard and wrong in the run (-), and the reverse (+).",
+    ]
+    for note in result.notes:
+        lines.append(f"note: {note}")
+    for t in result.tasks:
+        lines.extend(f"{t.display_name}: {note}" for note in t.notes)
+        differing = [d for d in t.documents if not d.prompt_identical][:_SHOWN]
+        for d in differing:
+            assert d.prompt_difference is not None
+            lines.append(f"{t.display_name}: {d.lm_eval_task} doc {d.doc_id}: the prompt differs at character "
+                         f"{d.prompt_difference.at}: leaderboard {d.prompt_difference.theirs!r}, run "
+                         f"{d.prompt_difference.ours!r}")  # fmt: skip
+        flips = [d for d in t.documents if d.flip][:_SHOWN]
+        for d in flips:
+            lines.append(f"{t.display_name}: {d.lm_eval_task} doc {d.doc_id}: {d.flip} "
+                         f"({d.score_theirs:g} vs {d.score_ours:g})")  # fmt: skip
+        moved = sorted((d for d in t.documents if d.max_loglikelihood_difference),
+                       key=lambda d: -(d.max_loglikelihood_difference or 0))[:_SHOWN]  # fmt: skip
+        for d in moved:
+            lines.append(f"{t.display_name}: {d.lm_eval_task} doc {d.doc_id}: log-likelihoods moved by up to "
+                         f"{d.max_loglikelihood_difference:.3g}")  # fmt: skip
+        answers = [d for d in t.documents if d.answer_theirs is not None and d.answer_theirs != d.answer_ours][:_SHOWN]
+        for d in answers:
+            lines.append(f"{t.display_name}: {d.lm_eval_task} doc {d.doc_id}: answers differ: leaderboard "
+                         f"{_clip(d.answer_theirs)!r}, run {_clip(d.answer_ours)!r}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _clip(text: str | None, width: int = 120) -> str:
+    text = text or ""
+    return text if len(text) <= width else text[: width - 1] + "…"

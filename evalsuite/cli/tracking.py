@@ -59,6 +59,23 @@ def compare(
     allow_partial: Annotated[
         bool, typer.Option(help="With leaderboard:MODEL, compare a partial run too (against sampling noise).")
     ] = False,
+    details: Annotated[
+        bool,
+        typer.Option(
+            "--details",
+            help="With leaderboard:MODEL, also pair the run's logged samples with the leaderboard's details, "
+            "document by document (prompts, flips, log-likelihoods; docs/archive.md).",
+        ),
+    ] = False,
+    published_details: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --details, a local copy of the model's details laid out as the Hub's dataset "
+            "(results_*.json, <timestamp>/details_*.parquet). Default: open-llm-leaderboard-old/"
+            "details_<org>__<name> (cached).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Compare two runs task by task. Exit 0: no regression; 1: regression; 2: error or not comparable.
     With leaderboard:MODEL: exit 0 when every task is within noise of the leaderboard's result, 1 when one is
@@ -74,11 +91,16 @@ def compare(
         refuse_unless(False, alpha is not None or max_drop is not None, "--alpha and --max-drop",
                       "judge two runs of evalsuite; leaderboard:MODEL is judged against the noise of both "
                       "measurements (docs/archive.md)")  # fmt: skip
+        refuse_unless(details, published_details is not None, "--published-details", "goes with --details")
         _against_leaderboard(baseline.removeprefix(LEADERBOARD_PREFIX), candidate, published_results,
-                             allow_partial, format)  # fmt: skip
+                             allow_partial, format, details, published_details)  # fmt: skip
         return
-    if published_results is not None or allow_partial:
-        raise OptionError("--published-results and --allow-partial go with a leaderboard:MODEL baseline")
+    given = [name for name, value in (("--published-results", published_results is not None),
+             ("--allow-partial", allow_partial), ("--details", details),
+             ("--published-details", published_details is not None)) if value]  # fmt: skip
+    if given:
+        verb = "go" if len(given) > 1 else "goes"
+        raise OptionError(f"{' and '.join(given)} {verb} with a leaderboard:MODEL baseline")
     alpha = DEFAULT_ALPHA if alpha is None else alpha
     max_drop = 0.0 if max_drop is None else max_drop
     if not 0 < alpha < 1:
@@ -96,23 +118,49 @@ def compare(
 
 
 def _against_leaderboard(
-    wanted: str, candidate: Path, published_results: Path | None, allow_partial: bool, format: CompareFormat
+    wanted: str,
+    candidate: Path,
+    published_results: Path | None,
+    allow_partial: bool,
+    format: CompareFormat,
+    details: bool = False,
+    published_details: Path | None = None,
 ) -> None:
-    """`compare leaderboard:MODEL RUN`: the run beside the leaderboard's own result (track/reproduce.py)."""
+    """`compare leaderboard:MODEL RUN`: the run beside the leaderboard's own result (track/reproduce.py), and with
+    --details, paired with its details document by document (track/details.py)."""
     from evalsuite.archive import LeaderboardModel, published_result
-    from evalsuite.cli.tables import format_reproduction
+    from evalsuite.cli.tables import format_details, format_reproduction
     from evalsuite.results import read_run
     from evalsuite.suite import load_suite
     from evalsuite.track.reproduce import leaderboard_model_for, reproduce
 
     model = LeaderboardModel.parse(wanted, prefix=LEADERBOARD_PREFIX)
     run = read_run(candidate)  # read before the Hub is asked: a wrong path fails fast
+    if details:
+        from evalsuite.track.details import check_samples_logged
+
+        check_samples_logged(run)
     model = leaderboard_model_for(model, run.results)
-    result = reproduce(published_result(model, published_results), run, load_suite(), allow_partial)
+    published = published_result(model, published_results)
+    result = reproduce(published, run, load_suite(), allow_partial)
+    paired = None
+    if details:
+        from evalsuite.archive import published_details as read_details
+        from evalsuite.track.details import pair_details
+
+        keys = [t.key for t in run.results.tasks]
+        paired = pair_details(read_details(model.model, published, published_details, keys), published, run)
     if format is CompareFormat.JSON:
-        typer.echo(result.model_dump_json(indent=2))
+        if paired is None:
+            typer.echo(result.model_dump_json(indent=2))
+        else:
+            typer.echo(json.dumps({"reproduction": result.model_dump(mode="json"),
+                                   "details": paired.model_dump(mode="json")}, indent=2))  # fmt: skip
     else:
         typer.echo(format_reproduction(result, markdown=format is CompareFormat.MARKDOWN))
+        if paired is not None:
+            typer.echo("")
+            typer.echo(format_details(paired))
     if result.outside_noise:
         raise typer.Exit(1)
 

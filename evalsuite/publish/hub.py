@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TypeVar
 
 from evalsuite.errors import HubError
@@ -75,6 +76,28 @@ def push_card_update(request: CardUpdateRequest, inputs: CardInputs, repo_id: st
             raise _failure(e, repo_id, "write") from e
         return Pushed(str(commit.pr_url or commit.commit_url), head, update, attempt)
     raise AssertionError("unreachable")
+
+
+DETAILS_COMMIT_MESSAGE = "Add evaluation details (evalsuite details push)"
+
+
+def push_details(folder: Path, repo_id: str) -> str:
+    """An exported details folder (`evalsuite details export`) as the Hub dataset `repo_id` (created if it is not
+    there), in one commit; returns the commit's URL. A repo that already holds details gets this run's files
+    beside its own, and the card is this export's (its configs name this run)."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    if not (folder / "README.md").is_file() or not any(p.suffix == ".parquet" for p in files):
+        raise HubError(f"{folder}: not a details folder (no README.md and parquet files): make it with "
+                       "`evalsuite details export RUN DIR`")  # fmt: skip
+    api = HfApi()
+    _call(lambda: api.create_repo(repo_id, repo_type="dataset", exist_ok=True), repo_id, "create")
+    operations = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
+                  for p in files]  # fmt: skip
+    commit = _call(lambda: api.create_commit(repo_id=repo_id, repo_type="dataset", operations=operations,
+                                             commit_message=DETAILS_COMMIT_MESSAGE), repo_id, "write")  # fmt: skip
+    return str(commit.commit_url)
 
 
 def _hub_text(repo_id: str, path_in_repo: str, revision: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,53 @@ def sample_scores(run_dir: Path, task: str, metric: str, filter_name: str) -> di
             continue
         scores[(int(sample["doc_id"]), str(sample.get("doc_hash", "")))] = float(sample[metric])
     return scores
+
+
+@dataclass(frozen=True)
+class LoggedDocument:
+    """One document of a run's samples file, as lm-eval scored it: the requests it sent and what came back."""
+
+    task: str  # the lm-eval task (`arc_challenge`, `mmlu_anatomy`)
+    doc_id: int
+    doc: Mapping[str, Any]  # the dataset row
+    contexts: tuple[str, ...]  # one per request (Winogrande: one per option; else all the same)
+    continuations: tuple[str, ...]  # multiple choice: one per choice; generation: ()
+    loglikelihoods: tuple[tuple[float, bool], ...]  # multiple choice: (log-likelihood, is greedy) per choice
+    generated: str | None  # generation: the model's text, before the answer was extracted
+    answer: str | None  # generation: the extracted answer (the filter's output)
+    target: Any  # lm-eval's target (an index, or the reference text)
+    metrics: Mapping[str, float]  # the document's value of each metric the task computes
+
+
+def logged_documents(run_dir: Path, task: str, filter_name: str) -> list[LoggedDocument] | None:
+    """The documents of a run folder's samples file of lm-eval task `task`, for `filter_name`'s samples; None
+    when the run kept no samples."""
+    path = run_dir / LM_EVAL_DIR / samples_file(task)
+    if not path.is_file():
+        return None
+    documents = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        sample = json.loads(line)
+        if sample.get("filter", "none") != filter_name:
+            continue
+        requests = [list(arguments) for arguments in sample["arguments"]]  # [context, continuation or kwargs]
+        generative = any(isinstance(r[1], Mapping) for r in requests if len(r) > 1)
+        responses = sample.get("filtered_resps") or []
+        documents.append(
+            LoggedDocument(
+                task=task,
+                doc_id=int(sample["doc_id"]),
+                doc=sample.get("doc") or {},
+                contexts=tuple(str(r[0]) for r in requests),
+                continuations=() if generative else tuple(str(r[1]) for r in requests),
+                loglikelihoods=() if generative else tuple((float(r[0]), bool(r[1])) for r in responses),
+                generated=str(sample["resps"][0][0]) if generative else None,
+                answer=str(responses[0]) if generative and responses else None,
+                target=sample.get("target"),
+                metrics={m: float(sample[m]) for m in sample.get("metrics", []) if m in sample},
+            )
+        )
+    return documents
 
 
 # ------------------------------------------------------------------------------------- request cache
