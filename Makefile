@@ -16,8 +16,14 @@ $(BIN)/evalsuite: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU wheel of torch (on disk here); an unpinned torch would pull GBs of CUDA.
 	$(BIN)/pip install --quiet torch==2.13.0
-	# The versions CI passed with (constraints.txt), within pyproject.toml's ranges.
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,cluster,quant,peft]'
+	# The versions CI passed with (constraints.txt), within pyproject.toml's ranges. The quant extra's
+	# bitsandbytes here; its GPTQ backend below.
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,cluster,peft]' bitsandbytes
+	# GPTQ (--precision GPTQ): gptqmodel 7.6.0 and what it needs at run time, without its declared pins: 7.7 needs
+	# torch >= 2.14.1 (a CUDA wheel over the CPU one) and 7.6 pins numpy==2.2.6; it runs on torch 2.13 and
+	# numpy 2.4 (tests/test_weights.py). BUILD_CUDA_EXT=0: no CUDA kernels to compile on a CPU machine.
+	BUILD_CUDA_EXT=0 $(BIN)/pip install --quiet --no-deps gptqmodel==7.6.0 optimum==2.3.0 torchao==0.18.0 \
+	  pypcre==0.6.4 tokenicer==0.0.14 logbar==0.4.15 device-smi==0.5.7 defuser==0.0.28
 	touch $@
 
 $(GGUF): | $(BIN)/evalsuite

@@ -589,3 +589,25 @@ def test_dataset_card_configs_are_read_and_written_by_huggingface_hub():
     assert details.card_configs(text) == configs
     index = details.index_from_configs(details.card_configs(text))
     assert index.latest == {"harness|arc:challenge|25": "2024-01-06T09-45-44.755529"}
+
+
+@pytest.mark.subprocess  # importing gptqmodel runs ldconfig
+def test_gptqmodel_layers_and_logger():
+    """GPTQ (engine/backends/hf.py check_quantized, engine/compat.py quiet_gptqmodel): gptqmodel's kernels derive
+    from `BaseQuantLinear`, and its log goes through logbar's shared LogBar, whose level sticks once set."""
+    import logging
+
+    from gptqmodel.nn_modules.qlinear import BaseQuantLinear
+    from gptqmodel.nn_modules.qlinear.torch_aten_kernel import TorchAtenLinear
+
+    from evalsuite.engine.backends.hf import QUANTIZED_LAYERS
+    from evalsuite.engine.compat import quiet_gptqmodel
+    from evalsuite.settings import Precision
+
+    assert BaseQuantLinear.__name__ in QUANTIZED_LAYERS[Precision.GPTQ]
+    assert BaseQuantLinear in TorchAtenLinear.__mro__
+    quiet_gptqmodel()
+    from logbar import LogBar
+
+    assert LogBar.shared().level >= logging.INFO
+    assert LogBar.shared() is logging.getLogger("logbar")

@@ -6,8 +6,9 @@ Fast: the checks a run makes before anything loads (one line each), the schema 3
 - a delta (a changed copy minus SmolLM2, its tied embeddings changed too): `--delta` gives the changed copy's;
 - 8bit and 4bit through bitsandbytes' CPU path: values that differ from the float32 run's and equal a plain
   transformers forward of the same quantized model.
-GPTQ is not run here: gptqmodel 7.7 needs torch >= 2.14.1 and CI pins the CPU wheel 2.13.0 (see the note of
-issue 35); its checks (not a GPTQ checkpoint, gptqmodel missing) are tested.
+- GPTQ: SmolLM2 quantized here by gptqmodel (4 bits, groups of 64, on a few real rows as calibration), then run
+  with the precision read from its config: values that differ from the float32 run's and equal a plain
+  transformers forward of the same checkpoint.
 """
 
 from __future__ import annotations
@@ -132,6 +133,21 @@ def test_quantizing_without_bitsandbytes_says_what_to_install(tmp_path: Path, mo
     request = RunRequest(model=str(_folder(tmp_path, "m")), precision="8bit", data_dir=SAMPLE_DATA, output_dir=tmp_path)
     with pytest.raises(OptionError, match=r"needs bitsandbytes, which is not installed: pip install 'evalsuite\[quant"):
         prepare_run(request)
+
+
+def test_gptq_without_its_backend_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import importlib.util
+
+    from evalsuite.run import RunRequest, prepare_run
+
+    real = importlib.util.find_spec
+    hidden = {"gptqmodel", "optimum"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in hidden else real(name))
+    gptq = _folder(tmp_path, "gptq", {"quantization_config": {"quant_method": "gptq", "bits": 4}})
+    request = RunRequest(model=str(gptq), data_dir=SAMPLE_DATA, output_dir=tmp_path / "out")
+    with pytest.raises(OptionError, match=r"GPTQ needs gptqmodel and optimum, which are not installed: pip install"):
+        prepare_run(request)
+    assert not (tmp_path / "out").exists()
 
 
 def test_schema_3_files_read_as_original_at_their_dtype():
@@ -285,7 +301,9 @@ def _transformers_loglikelihoods(model_folder: str, quantization: Any, run_dir: 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32, quantization_config=quantization)
+    # a GPTQ checkpoint brings its own config (an explicit None would replace it: its weights load as missing)
+    extra = {} if quantization is None else {"quantization_config": quantization}
+    model = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32, **extra)
     tokenizer = AutoTokenizer.from_pretrained(model_folder)
     found = {}
     for path in sorted((run_dir / "lm_eval").glob("samples_arc*.jsonl")):
@@ -341,3 +359,47 @@ def test_bitsandbytes_quantization_is_what_ran(
     bound = 1e-3 if batch_size == 1 else _max_difference(ours, full) / 10
     assert _max_difference(ours, plain) < bound
     assert _max_difference(ours, full) > 0.5
+
+
+@pytest.fixture(scope="module")
+def gptq_folder(model_folder: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2 quantized by gptqmodel on CPU: 4 bits, groups of 64 (its widths, 576 and 1536, are not multiples of
+    the usual 128, which the CPU kernel needs), calibrated on ARC questions of the sample rows."""
+    import os
+
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")  # its default on 2 cores (1) is below what its loader asks
+    from gptqmodel import GPTQModel, QuantizeConfig
+
+    rows = [json.loads(line) for line in (SAMPLE_DATA / "arc_challenge" / "train.jsonl").read_text().splitlines()]
+    calibration = [f"Question: {row['question']}\nAnswer: {row['choices']['text'][0]}" for row in rows[:16]]
+    work = tmp_path_factory.mktemp("gptq")
+    folder = work / "smollm2-gptq"
+    here = Path.cwd()
+    os.chdir(work)  # gptqmodel writes its quantization log to ./logs
+    try:
+        model = GPTQModel.load(model_folder, QuantizeConfig(bits=4, group_size=64), device="cpu")
+        model.quantize(calibration, batch_size=1)
+        model.save(str(folder))
+    finally:
+        os.chdir(here)
+    return folder
+
+
+def test_gptq_quantization_is_what_ran(gptq_folder: Path, real_run, tmp_path: Path):
+    from evalsuite.run import RunRequest, run_suite
+
+    config = json.loads((gptq_folder / "config.json").read_text())
+    assert config["quantization_config"]["quant_method"] == "gptq"
+    request = RunRequest(
+        model=str(gptq_folder), tasks=["arc"], limit=REAL_RUN_LIMIT, batch_size=REAL_RUN_BATCH_SIZE,
+        data_dir=SAMPLE_DATA, output_dir=tmp_path / "gptq", log_samples=True,
+    )  # fmt: skip
+    quantized = run_suite(request)
+    assert quantized is not None
+    assert quantized.results.model.precision is Precision.GPTQ  # read from the checkpoint
+    ours = {k: v for k, v in _loglikelihoods(quantized.run_dir).items() if k[0].startswith("arc")}
+    plain = _transformers_loglikelihoods(str(gptq_folder), None, quantized.run_dir)
+    full = _of_base(real_run, ours)
+    print(f"GPTQ: vs transformers {_max_difference(ours, plain):.2e}, float32 {_max_difference(ours, full):.2e}")
+    assert _max_difference(ours, plain) < _max_difference(ours, full) / 10
+    assert _max_difference(ours, full) > 0.1

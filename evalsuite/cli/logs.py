@@ -29,7 +29,7 @@ class _OncePerMessage(logging.Filter):
 # a handler of its own, outside the "transformers" logger
 _LIBRARY_LOGGERS = (
     "lm_eval", "transformers", "ContinuousBatchingLogger", "datasets", "huggingface_hub", "accelerate", "torch",
-    "httpx", "urllib3",
+    "httpx", "urllib3", "torchao", "logbar", "bitsandbytes", "torch.utils._pytree",
 )  # fmt: skip
 
 

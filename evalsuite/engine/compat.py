@@ -89,3 +89,19 @@ def returned_kv_cache(outputs: Any) -> Any:
     """The KV cache a forward with `use_cache=True` returned, under either name."""
     cache = getattr(outputs, "cache", None)
     return cache if cache is not None else outputs.past_key_values
+
+
+def quiet_gptqmodel() -> None:
+    """gptqmodel logs through logbar's shared logger, which sets itself to INFO when first made and prints a
+    banner as gptqmodel is imported: made here first, at lm-eval's level, it speaks only when lm-eval may (-v)."""
+    import contextlib
+    import io
+    import logging
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the empty line it prints when made (to stdout as imported)
+        try:
+            from logbar import LogBar
+        except ImportError:  # no gptqmodel: the run's checks said so before loading
+            return
+        shared = LogBar.shared()
+    shared.setLevel(max(logging.INFO, logging.getLogger("lm_eval").getEffectiveLevel()))

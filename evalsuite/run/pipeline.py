@@ -193,9 +193,12 @@ def check_precision_settings(
     if weights.type is WeightType.DELTA:
         raise OptionError(f"{param('delta')} adds full-precision weights; not with {param('precision')} {precision}")
     library = "bitsandbytes" if precision.bitsandbytes else "gptqmodel"
-    if importlib.util.find_spec(library) is None:
+    needed = ["bitsandbytes"] if precision.bitsandbytes else ["gptqmodel", "optimum"]  # optimum: transformers' GPTQ
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
         raise OptionError(
-            f"{param('precision')} {precision} needs {library}, which is not installed: pip install 'evalsuite[quant]'"
+            f"{param('precision')} {precision} needs {' and '.join(missing)}, which "
+            f"{'is' if len(missing) == 1 else 'are'} not installed: pip install 'evalsuite[quant]'"
         )
     if device is not None and not device.startswith(("cpu", "cuda")):
         raise OptionError(f"{param('precision')} {precision}: {library} runs on cpu and cuda, not {device}")

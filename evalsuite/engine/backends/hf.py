@@ -178,6 +178,10 @@ def weight_arguments(settings: ModelSettings) -> WeightArguments:
 
         weights.arguments["quantization"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=compute)
         weights.recorded |= {"load_in_4bit": True, "bnb_4bit_compute_dtype": settings.dtype.value}
+    elif settings.precision is Precision.GPTQ:
+        from evalsuite.engine.compat import quiet_gptqmodel
+
+        quiet_gptqmodel()  # before transformers' GPTQ integration imports it
     if settings.part is not None:
         folder = local_folder(settings.part)
         key = "peft" if settings.weight_type is WeightType.ADAPTER else "delta_weights"
@@ -202,11 +206,12 @@ def local_folder(ref: ModelRef) -> str:
         raise RunError(f"cannot fetch {ref.location}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
 
 
-# The module classes of quantized linear layers, by name (bitsandbytes', and the GPTQ kernels' QuantLinear).
+# The module classes of quantized linear layers, by name, among a layer's classes and their bases: bitsandbytes',
+# and gptqmodel's kernels (`TorchAtenLinear`, `MarlinQuantLinear`, ...), all built on its `BaseQuantLinear`.
 QUANTIZED_LAYERS = {
     Precision.INT8: ("Linear8bitLt",),
     Precision.INT4: ("Linear4bit",),
-    Precision.GPTQ: ("QuantLinear",),
+    Precision.GPTQ: ("BaseQuantLinear",),
 }
 
 
@@ -216,7 +221,7 @@ def check_quantized(model: Any, precision: Precision | None) -> None:
     if precision is None or not precision.quantized or model is None:
         return
     names = QUANTIZED_LAYERS[precision]
-    found = sum(1 for m in model.modules() if any(n in type(m).__name__ for n in names))
+    found = sum(1 for m in model.modules() if any(c.__name__ in names for c in type(m).__mro__))
     if not found:
         raise RunError(
             f"--precision {precision}: the model loaded without {precision} layers (none of {', '.join(names)}); "
