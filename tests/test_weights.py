@@ -365,23 +365,18 @@ def test_bitsandbytes_quantization_is_what_ran(
 def gptq_folder(model_folder: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """SmolLM2 quantized by gptqmodel on CPU: 4 bits, groups of 64 (its widths, 576 and 1536, are not multiples of
     the usual 128, which the CPU kernel needs), calibrated on ARC questions of the sample rows."""
-    import os
-
-    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")  # its default on 2 cores (1) is below what its loader asks
     from gptqmodel import GPTQModel, QuantizeConfig
 
     rows = [json.loads(line) for line in (SAMPLE_DATA / "arc_challenge" / "train.jsonl").read_text().splitlines()]
     calibration = [f"Question: {row['question']}\nAnswer: {row['choices']['text'][0]}" for row in rows[:16]]
     work = tmp_path_factory.mktemp("gptq")
     folder = work / "smollm2-gptq"
-    here = Path.cwd()
-    os.chdir(work)  # gptqmodel writes its quantization log to ./logs
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GPTQMODEL_CPU_WORKERS", "2")  # its default on 2 cores (1) is below what its loader asks for
+        patch.chdir(work)  # gptqmodel writes its quantization log to ./logs
         model = GPTQModel.load(model_folder, QuantizeConfig(bits=4, group_size=64), device="cpu")
         model.quantize(calibration, batch_size=1)
         model.save(str(folder))
-    finally:
-        os.chdir(here)
     return folder
 
 
