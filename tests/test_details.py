@@ -145,6 +145,12 @@ def test_a_latest_pointing_at_a_run_the_leaderboard_did_not_publish_is_not_read(
     ]
     chosen, notes = layout.choose_files(index, [])
     assert [c.path for c in chosen] == ["b"] and "read latest" in notes[0]
+    subjects = {layout.task_name("mmlu", s): {"2024-02-01T00-00-00.1": s} for s in ("anatomy", "astronomy")}
+    chosen, notes = layout.choose_files(layout.DetailsIndex(subjects), [])
+    assert notes == [
+        f"2 MMLU subjects ({layout.task_name('mmlu', 'anatomy')}, ...): no run of the leaderboard's results files "
+        "(none); read latest (2024-02-01T00-00-00.1)"
+    ]
 
 
 # ---------------------------------------------------------------------------------------- real run
@@ -322,6 +328,13 @@ def test_export_round_trip_and_layout(details_run: Path, tmp_path: Path):
 
     arc = pq.read_schema(exported / timestamp / layout.details_file_name(layout.task_name("arc"), timestamp))
     assert arc.names == list(layout.DETAIL_COLUMNS)
+    # what reads the leaderboard's details reads these: datasets, by the card's configs and their `latest` split
+    from datasets import load_dataset
+
+    rows = load_dataset(str(exported), layout.config_name(layout.task_name("arc")), split="latest")
+    assert rows.num_rows == 2 and set(rows[0]["metrics"]) == {"acc", "acc_norm"}
+    results = load_dataset(str(exported), "results", split="latest")
+    assert results.column_names == ["config_general", "results", "versions"]
     published = tmp_path / "published" / MODEL
     published.mkdir(parents=True)
     shutil.copy(exported / results_json, published)

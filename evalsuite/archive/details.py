@@ -391,22 +391,28 @@ def choose_files(index: DetailsIndex, published_runs: Sequence[str]) -> tuple[li
     results file the leaderboard merged (`published_runs`, canonical timestamps); else the card's `latest`.
     Returns the files and a line for each task read from a run the published results do not name, or whose
     `latest` points elsewhere (the leaderboard's debug runs: a few rows that `latest` may point at)."""
-    chosen, notes = [], []
+    chosen = []
     wanted = set(published_runs)
+    # what to say, by (suite key, latest, run read): MMLU's 57 subjects share one line
+    said: dict[tuple[str, str, str], list[str]] = {}
     for task in sorted(index.files):
-        if suite_key_of(task) is None:
+        key = suite_key_of(task)
+        if key is None:
             continue
         runs = index.runs_of(task)
         published = [run for run in runs if run in wanted]
         latest = index.latest.get(task, runs[0])
-        if published:
-            run = published[0]
-            if latest != run:
-                notes.append(f"{task}: latest points at {latest}, a run whose results the leaderboard did not "
-                             f"publish (a test run?); read {run}, the published one")  # fmt: skip
-        else:
-            run = latest
-            notes.append(f"{task}: no run of the leaderboard's results files ({', '.join(published_runs) or 'none'});"
-                         f" read latest ({run})")  # fmt: skip
+        run = published[0] if published else latest
+        if run != latest or not published:
+            said.setdefault((key[0], latest, run), []).append(task)
         chosen.append(ChosenFile(task, run, index.files[task][run]))
+    notes = []
+    for (_, latest, run), tasks in said.items():
+        what = tasks[0] if len(tasks) == 1 else f"{len(tasks)} MMLU subjects ({tasks[0]}, ...)"
+        if run in wanted:
+            notes.append(f"{what}: latest points at {latest}, a run whose results the leaderboard did not publish "
+                         f"(a test run?); read {run}, the published one")  # fmt: skip
+        else:
+            notes.append(f"{what}: no run of the leaderboard's results files ({', '.join(published_runs) or 'none'}); "
+                         f"read latest ({run})")  # fmt: skip
     return chosen, notes

@@ -52,7 +52,7 @@ def export_details(run: Run, folder: Path) -> list[str]:
             scores[name] = _scores(rows)
     document = _results_document(run, scores)
     files[f"results_{timestamp}.json"] = json.dumps(document, indent=2).encode()
-    files[f"results_{timestamp}.parquet"] = _parquet([{k: json.dumps(v) for k, v in document.items()}])
+    files[f"results_{timestamp}.parquet"] = _parquet([document])  # the JSON as one row, as the writer made it
     files["README.md"] = _card(results.model.id, sorted(scores), timestamp).encode()
     write_folder(folder, files)
     return sorted(files)
