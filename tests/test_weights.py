@@ -135,6 +135,19 @@ def test_quantizing_without_bitsandbytes_says_what_to_install(tmp_path: Path, mo
         prepare_run(request)
 
 
+def test_a_quantized_precision_under_a_data_parallel_launch_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from evalsuite.run import RunRequest, prepare_run
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as accelerate launch or torchrun sets it in each process
+    request = RunRequest(model=str(_folder(tmp_path, "m")), precision="4bit", data_dir=SAMPLE_DATA,
+                         output_dir=tmp_path / "out")  # fmt: skip
+    with pytest.raises(OptionError, match="4bit: a quantized model is not split over processes; run it in one"):
+        prepare_run(request)
+    assert not (tmp_path / "out").exists()
+
+
 def test_gptq_without_its_backend_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     import importlib.util
 

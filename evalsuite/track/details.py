@@ -21,7 +21,7 @@ from evalsuite.archive.results_files import TASK_KEYS
 from evalsuite.errors import NotComparableError
 from evalsuite.records import FrozenRecord
 from evalsuite.results import Run, TaskResult
-from evalsuite.results.lm_eval_files import LoggedDocument, logged_documents
+from evalsuite.results.lm_eval_files import LM_EVAL_DIR, LoggedDocument, logged_documents, samples_file
 
 Flip = Literal["right there, wrong here", "wrong there, right here"]
 PairedBy = Literal["prompt", "question"]
@@ -115,7 +115,9 @@ def pair_details(details: PublishedDetails, published: PublishedResult, run: Run
 def check_samples_logged(run: Run) -> None:
     """NotComparableError, before anything is fetched, when the run kept no samples of a task."""
     for task in run.results.tasks:
-        _logged(run, task)
+        for leaf in task.lm_eval_tasks:
+            if not (run.folder / LM_EVAL_DIR / samples_file(leaf)).is_file():
+                raise NotComparableError(_no_samples(run, leaf))
 
 
 def _logged(run: Run, task: TaskResult) -> list[LoggedDocument]:
@@ -123,12 +125,14 @@ def _logged(run: Run, task: TaskResult) -> list[LoggedDocument]:
     for leaf in task.lm_eval_tasks:
         found = logged_documents(run.folder, leaf, task.metric.filter)
         if found is None:
-            raise NotComparableError(
-                f"{run.folder}: the run kept no samples of {leaf}: run it again with --log-samples to pair it with "
-                "the leaderboard's details"
-            )
+            raise NotComparableError(_no_samples(run, leaf))
         documents.extend(found)
     return documents
+
+
+def _no_samples(run: Run, leaf: str) -> str:
+    return (f"{run.folder}: the run kept no samples of {leaf}: run it again with --log-samples to pair it with the "
+            "leaderboard's details")  # fmt: skip
 
 
 class _RunIndex:
