@@ -79,6 +79,22 @@ def _tier_guards(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
         _refuse_lm_eval(node.nodeid, monkeypatch)
 
 
+# The Hugging Face cache variables: importing gptqmodel (peft and transformers import it when it is installed)
+# sets them when unset (its tokenicer), which would point every later test's processes at one shared cache.
+_HF_CACHE_VARIABLES = ("HF_HOME", "HF_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_MODULES_CACHE")
+
+
+@pytest.fixture(autouse=True)
+def _hf_cache_variables_kept() -> Iterator[None]:
+    before = {name: os.environ.get(name) for name in _HF_CACHE_VARIABLES}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 # Where libraries start processes of their own: lm-eval's `simple_evaluate` records where it ran, on every call
 # (torch's environment report: pip list, conda list, lscpu, ...; `git describe` through evalsuite's quiet probe),
 # and matplotlib asks fontconfig (`fc-list`) once, when it first builds its font cache: in a fresh venv that is

@@ -592,22 +592,40 @@ def test_dataset_card_configs_are_read_and_written_by_huggingface_hub():
 
 
 @pytest.mark.subprocess  # importing gptqmodel runs ldconfig
-def test_gptqmodel_layers_and_logger():
-    """GPTQ (engine/backends/hf.py check_quantized, engine/compat.py quiet_gptqmodel): gptqmodel's kernels derive
-    from `BaseQuantLinear`, and its log goes through logbar's shared LogBar, whose level sticks once set."""
+def test_gptqmodel_layers_logger_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """GPTQ (engine/backends/hf.py check_quantized, engine/compat.py prepare_gptqmodel): gptqmodel's kernels derive
+    from `BaseQuantLinear`; its log goes through logbar's shared LogBar, whose level sticks once set; importing it
+    sets the Hugging Face cache variables (tokenicer), which prepare_gptqmodel puts back."""
     import logging
+    import os
+
+    from evalsuite.engine.backends.hf import QUANTIZED_LAYERS
+    from evalsuite.engine.compat import _GPTQMODEL_ENVIRONMENT, prepare_gptqmodel
+    from evalsuite.settings import Precision
+
+    for name in _GPTQMODEL_ENVIRONMENT:  # set, then unset: monkeypatch records them, and unsets them after
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    prepare_gptqmodel()
+    assert [os.environ.get(name) for name in _GPTQMODEL_ENVIRONMENT] == [str(tmp_path / "hf-home"), None, None, None]
+    import tokenicer
+
+    with monkeypatch.context() as patch:  # what the import did, run again: the variables prepare_gptqmodel restores
+        for name in _GPTQMODEL_ENVIRONMENT:
+            patch.setenv(name, "")
+            patch.delenv(name)
+        patch.setenv("HF_HOME", str(tmp_path / "tokenicer"))  # its folders go there
+        tokenicer._configure_hf_cache()
+        assert all(os.environ.get(name) for name in _GPTQMODEL_ENVIRONMENT), "tokenicer no longer sets the caches"
+    for name in _GPTQMODEL_ENVIRONMENT[1:]:
+        assert name not in os.environ
 
     from gptqmodel.nn_modules.qlinear import BaseQuantLinear
     from gptqmodel.nn_modules.qlinear.torch_aten_kernel import TorchAtenLinear
-
-    from evalsuite.engine.backends.hf import QUANTIZED_LAYERS
-    from evalsuite.engine.compat import quiet_gptqmodel
-    from evalsuite.settings import Precision
+    from logbar import LogBar
 
     assert BaseQuantLinear.__name__ in QUANTIZED_LAYERS[Precision.GPTQ]
     assert BaseQuantLinear in TorchAtenLinear.__mro__
-    quiet_gptqmodel()
-    from logbar import LogBar
-
     assert LogBar.shared().level >= logging.INFO
     assert LogBar.shared() is logging.getLogger("logbar")

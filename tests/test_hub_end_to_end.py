@@ -215,3 +215,66 @@ def test_a_contamination_check_reads_the_hub_datasets_as_the_snapshot(published,
     (hub_items,) = (tmp_path / "hub").glob("*/contamination-*/items.jsonl")
     (local_items,) = (tmp_path / "local").glob("*/contamination-*/items.jsonl")
     assert hub_items.read_text() == local_items.read_text()  # same items, neighbours' losses and r(x)
+
+
+def test_a_hub_adapter_and_a_hub_delta_run_online_then_offline_from_the_cache(
+    published, model_folder: str, tmp_path: Path
+):
+    """`--adapter ORG/ADAPTER@REV` (its base, org/smollm2, named by its adapter_config.json) and `ORG/DELTA --delta
+    ORG/BASE`, both fetched from the Hub; then the adapter again with HF_HUB_OFFLINE=1, from the cache."""
+    import torch
+
+    from evalsuite.engine.compat import prepare_gptqmodel
+
+    prepare_gptqmodel()  # peft imports gptqmodel if installed, which would point HF_HUB_CACHE (and so the
+    from peft import LoraConfig, get_peft_model  # commands below) at a cache of its own; this keeps it as it is
+    from transformers import AutoModelForCausalLM
+
+    hub, _, main = published
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32)
+    lora = LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    adapted = get_peft_model(model, lora)
+    with torch.no_grad():
+        for name, parameter in adapted.named_parameters():
+            if "lora_B" in name:
+                parameter.mul_(0.01)
+    adapted.save_pretrained(str(tmp_path / "adapter"))
+    config_file = tmp_path / "adapter" / "adapter_config.json"  # as an adapter trained on the Hub's model names it
+    config_file.write_text(json.dumps(json.loads(config_file.read_text()) | {"base_model_name_or_path": "org/smollm2"}))
+    adapter_sha = hub.publish_model("org/smollm2-lora", tmp_path / "adapter")
+
+    base = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32)
+    delta = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32)
+    with torch.no_grad():  # a delta of zeros but one layer: the changed model's weights minus the base's
+        base_parameters = dict(base.named_parameters())
+        for name, parameter in delta.named_parameters():
+            parameter.copy_(base_parameters[name] * (0.1 if name.endswith("layers.0.mlp.down_proj.weight") else 0.0))
+    delta.save_pretrained(tmp_path / "delta")
+    hub.publish_model("org/smollm2-delta", tmp_path / "delta")
+
+    tasks = ["--tasks", "truthfulqa", "--limit", "2", "--data-dir", str(SAMPLE_DATA)]
+    home = tmp_path / "hf-home"
+    online = _evalsuite(["run", "--adapter", f"org/smollm2-lora@{adapter_sha}", *tasks,
+                         "--output-dir", str(tmp_path / "online")], hub, home)  # fmt: skip
+    assert online.returncode == 0, online.stderr[-3000:]
+    (results,) = (tmp_path / "online").glob("*/*/results.json")
+    recorded = json.loads(results.read_text())["model"]
+    assert (recorded["id"], recorded["weight_type"], recorded["base_model"], recorded["revision"]) == (
+        "org/smollm2-lora", "Adapter", "org/smollm2", adapter_sha)  # fmt: skip
+    assert recorded["base_sha"] == main  # the base at its main revision, as the adapter's config names no revision
+    fetched = [r.path for r in hub.requests if r.method == "GET" and r.path.startswith("/org/smollm2-lora/resolve/")]
+    assert any(path.endswith("/adapter_model.safetensors") for path in fetched), fetched
+
+    offline = _evalsuite(["run", "--adapter", f"org/smollm2-lora@{adapter_sha}", *tasks,
+                          "--output-dir", str(tmp_path / "offline")], hub, home, HF_HUB_OFFLINE="1")  # fmt: skip
+    assert offline.returncode == 0, offline.stderr[-3000:]
+    assert _values(tmp_path / "offline") == _values(tmp_path / "online")
+
+    with_delta = _evalsuite(["run", "org/smollm2-delta", "--delta", "org/smollm2", *tasks,
+                             "--output-dir", str(tmp_path / "delta-run")], hub, home)  # fmt: skip
+    assert with_delta.returncode == 0, with_delta.stderr[-3000:]
+    (results,) = (tmp_path / "delta-run").glob("*/*/results.json")
+    recorded = json.loads(results.read_text())["model"]
+    assert (recorded["weight_type"], recorded["base_model"], recorded["base_sha"]) == ("Delta", "org/smollm2", main)
+    assert _values(tmp_path / "delta-run") != _values(tmp_path / "online")

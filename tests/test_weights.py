@@ -378,6 +378,9 @@ def test_bitsandbytes_quantization_is_what_ran(
 def gptq_folder(model_folder: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """SmolLM2 quantized by gptqmodel on CPU: 4 bits, groups of 64 (its widths, 576 and 1536, are not multiples of
     the usual 128, which the CPU kernel needs), calibrated on ARC questions of the sample rows."""
+    from evalsuite.engine.compat import prepare_gptqmodel
+
+    prepare_gptqmodel()  # its import would point this process's Hugging Face caches elsewhere
     from gptqmodel import GPTQModel, QuantizeConfig
 
     rows = [json.loads(line) for line in (SAMPLE_DATA / "arc_challenge" / "train.jsonl").read_text().splitlines()]

@@ -91,17 +91,32 @@ def returned_kv_cache(outputs: Any) -> Any:
     return cache if cache is not None else outputs.past_key_values
 
 
-def quiet_gptqmodel() -> None:
-    """gptqmodel logs through logbar's shared logger, which sets itself to INFO when first made and prints a
-    banner as gptqmodel is imported: made here first, at lm-eval's level, it speaks only when lm-eval may (-v)."""
+# What importing gptqmodel sets in os.environ when unset (its tokenicer points the Hugging Face caches at
+# /tmp/tokenicer_hf_home): put back as they were, so that the user's cache, and what child processes inherit, stay.
+_GPTQMODEL_ENVIRONMENT = ("HF_HOME", "HF_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_MODULES_CACHE")
+
+
+def prepare_gptqmodel() -> None:
+    """Import gptqmodel as evalsuite needs it, before transformers' GPTQ integration does: quiet (it logs through
+    logbar's shared logger, which sets itself to INFO when first made and prints a banner on import; made here
+    first, at lm-eval's level, it speaks only when lm-eval may: -v), and leaving the environment as it was."""
     import contextlib
     import io
     import logging
+    import os
 
-    with contextlib.redirect_stdout(io.StringIO()):  # the empty line it prints when made (to stdout as imported)
-        try:
-            from logbar import LogBar
-        except ImportError:  # no gptqmodel: the run's checks said so before loading
-            return
-        shared = LogBar.shared()
-    shared.setLevel(max(logging.INFO, logging.getLogger("lm_eval").getEffectiveLevel()))
+    before = {name: os.environ.get(name) for name in _GPTQMODEL_ENVIRONMENT}
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the empty line logbar prints when made (to stdout)
+            try:
+                from logbar import LogBar
+            except ImportError:  # no gptqmodel: the run's checks said so before loading
+                return
+            LogBar.shared().setLevel(max(logging.INFO, logging.getLogger("lm_eval").getEffectiveLevel()))
+            import gptqmodel  # noqa: F401
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

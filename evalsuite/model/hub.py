@@ -4,6 +4,7 @@ retries and tracebacks, when it cannot)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from evalsuite.errors import HubError, ModelRefError, param
 from evalsuite.model.ref import ModelRef, ModelSource
@@ -77,6 +78,29 @@ def check_hub_access(ref: ModelRef, hub_dataset: str | None) -> None:
             f"the Hugging Face Hub is unreachable ({why}) and the datasets come from it: pass {param('data_dir')} "
             "with an offline snapshot (see `evalsuite data verify`), or set HF_DATASETS_OFFLINE=1 if they are cached"
         ) from e
+
+
+def hub_file(ref: ModelRef, filename: str) -> Path | None:
+    """One small file of a Hub repo at the ref's revision, through the Hub's cache (offline: the cache alone);
+    None when the repo has no such file. The Hub's failures are one line."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        return Path(hf_hub_download(ref.location, filename, revision=ref.revision))
+    except EntryNotFoundError:
+        return None
+    except RevisionNotFoundError as e:
+        raise ModelRefError(f"{ref.location} has no revision {ref.revision!r} on the Hub") from e
+    except RepositoryNotFoundError as e:
+        raise ModelRefError(
+            f"{ref.location}: not found on the Hub (a typo, or private: log in with `hf auth login`)"
+        ) from e
+    except Exception as e:  # offline without a cache, the Hub down or refusing
+        if (refused := access_refused(e, ref.location)) is not None:
+            raise refused from e
+        why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
+        raise HubError(f"cannot read {filename} of {ref.location} from the Hub or its cache ({why})") from e
 
 
 def _http_status(error: BaseException) -> int | None:

@@ -86,11 +86,18 @@ def parse_adapter_ref(text: str) -> ModelRef:
 
 
 def adapter_base_model(adapter: ModelRef) -> str | None:
-    """The base model an adapter names (`base_model_name_or_path`); None for a Hub adapter, whose config is
-    read when it loads."""
-    if adapter.source is not ModelSource.LOCAL:
+    """The base model an adapter names (`base_model_name_or_path`), from its adapter_config.json: a folder's, or a
+    Hub adapter's at its revision (through the Hub's cache; offline, the cache alone)."""
+    if adapter.source is ModelSource.HUB:
+        from evalsuite.model.hub import hub_file
+
+        path = hub_file(adapter, ADAPTER_CONFIG)
+        if path is None:
+            raise ModelRefError(f"{param('adapter')} {adapter.location}: no {ADAPTER_CONFIG} (not a PEFT adapter)")
+    elif adapter.source is ModelSource.LOCAL:
+        path = Path(adapter.location) / ADAPTER_CONFIG
+    else:
         return None
-    path = Path(adapter.location) / ADAPTER_CONFIG
     config = read_json_object(path, "the adapter")
     base = config.get("base_model_name_or_path")
     return base if isinstance(base, str) and base else None

@@ -165,7 +165,11 @@ def prepare_run(request: RunRequest, suite: SuiteSpec | None = None, here: bool 
     backend.check_model_args(model_args, weights.base.config_keys())
     plan = plan_data(request.data_dir, specs)
     check_output_dir(request.output_dir)
-    check_hub_access(ref, hub_dataset=None if plan.root is not None else specs[0].data.hub_dataset)
+    # the base loads from the Hub as a model; a delta's part too; an adapter's config was read above (its
+    # weights come with it), and an adapter has no config.json of a model for this check to look for
+    check_hub_access(weights.base, hub_dataset=None if plan.root is not None else specs[0].data.hub_dataset)
+    if weights.part is not None and weights.type is WeightType.DELTA:
+        check_hub_access(weights.part, None)
     warnings = notes + tuple(f"warning: {t.spec.key}: {t.fewshot.note}" for t in plan.tasks if t.fewshot.fallback)
     return PreparedRun(request, suite, ref, plan, preset, backend, options, model_args, warnings, weights, precision)
 

@@ -6,6 +6,7 @@ lm-eval and transformers are imported inside the functions: importing this modul
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import time
 from collections.abc import Mapping
@@ -179,9 +180,13 @@ def weight_arguments(settings: ModelSettings) -> WeightArguments:
         weights.arguments["quantization"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=compute)
         weights.recorded |= {"load_in_4bit": True, "bnb_4bit_compute_dtype": settings.dtype.value}
     elif settings.precision is Precision.GPTQ:
-        from evalsuite.engine.compat import quiet_gptqmodel
+        from evalsuite.engine.compat import prepare_gptqmodel
 
-        quiet_gptqmodel()  # before transformers' GPTQ integration imports it
+        prepare_gptqmodel()  # before transformers' GPTQ integration imports it
+    if settings.weight_type is WeightType.ADAPTER and importlib.util.find_spec("gptqmodel") is not None:
+        from evalsuite.engine.compat import prepare_gptqmodel
+
+        prepare_gptqmodel()  # peft imports gptqmodel when it is installed: first here, keeping the environment
     if settings.part is not None:
         folder = local_folder(settings.part)
         key = "peft" if settings.weight_type is WeightType.ADAPTER else "delta_weights"
