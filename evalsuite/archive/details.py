@@ -28,7 +28,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from evalsuite.archive.results_files import TASK_KEYS
 from evalsuite.errors import ArchiveError
 
 DETAILS_ORG = "open-llm-leaderboard-old"
@@ -368,12 +367,6 @@ def detail_row(
         "predictions": predictions,
         "truncated": [],
     }
-
-
-def results_key(key: str, subject: str | None = None) -> str:
-    """The results file's key of a task (`harness|arc:challenge|25`), as TASK_KEYS names it."""
-    prefix, _ = TASK_KEYS[key]
-    return f"{prefix}{subject}|5" if key == "mmlu" else prefix
 
 
 # ------------------------------------------------------------------------------------------ choosing
