@@ -101,6 +101,12 @@ class Precision(StrEnum):
         return self in (Precision.INT8, Precision.INT4)
 
     @property
+    def named_on_cards(self) -> bool:
+        """Whether a card's results name it: every precision but the 16-bit ones, which the leaderboard ran
+        unless a submission asked otherwise."""
+        return self not in (Precision.FLOAT16, Precision.BFLOAT16)
+
+    @property
     def dtype(self) -> Dtype | None:
         """The dtype this precision loads in (None: a quantized one, whose compute dtype is `--dtype`)."""
         return None if self.quantized else Dtype(self.value)

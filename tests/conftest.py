@@ -171,6 +171,25 @@ def real_run(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory):
     return outcome, messages
 
 
+def save_lora_adapter(model_folder: str, folder: Path) -> Any:
+    """A LoRA adapter made on the real model (q and v projections, rank 4, non-zero weights kept small enough
+    to leave a working model), saved to `folder`; returns the peft model, to merge."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32)
+    lora = LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    adapted = get_peft_model(model, lora)
+    with torch.no_grad():  # peft's random init is large
+        for name, parameter in adapted.named_parameters():
+            if "lora_B" in name:
+                parameter.mul_(0.01)
+    adapted.save_pretrained(str(folder))
+    return adapted
+
+
 @pytest.fixture
 def config_only(tmp_path: Path) -> Path:
     """A model folder as MODEL takes one, without weights (for what loads no model: the toy backend, checks)."""

@@ -307,3 +307,51 @@ def test_run_on_the_cluster_equals_the_local_run(cluster: LoopbackCluster, gguf_
         assert got[key] == pytest.approx(value, abs=1e-6), key
     assert f"results: {results}" in done.stdout
     assert not (tmp_path / "sweep.json").exists()  # a run is a run: no sweep status
+
+
+def test_one_model_at_two_precisions_and_under_an_adapter_in_one_sweep(
+    cluster: LoopbackCluster, model_folder: str, real_run: Any, tmp_path: Path,
+) -> None:  # fmt: skip
+    """Issue 35 through the cluster: one base model three times in a sweep (float32, bfloat16, and under a
+    LoRA adapter), each cell loading it as its entry says; each run's values are its local run's."""
+    from conftest import save_lora_adapter
+
+    from evalsuite.run import RunRequest, run_suite
+
+    tasks = ["truthfulqa"]  # one task (CI time): how a cell loads its model does not depend on the task
+    adapter = tmp_path / "lora"
+    save_lora_adapter(model_folder, adapter)
+    models = tmp_path / "models.yaml"
+    models.write_text(f"- {model_folder}\n- model: {model_folder}\n  precision: bfloat16\n- adapter: {adapter}\n")
+    options = [*RUN_OPTIONS[RUN_OPTIONS.index("--limit"):], "--tasks", ",".join(tasks)]
+    command = cluster.inside(str(BIN / "evalsuite"), "sweep", "--models-file", str(models), "--cluster",
+                             cluster.address, "--output-dir", str(tmp_path / "out"), *options)  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
+    assert done.returncode == 0, done.stderr
+    runs = {m["model"]: m for m in _status(tmp_path / "out")["models"]}
+    assert list(runs) == [f"{model_folder} [precision as the checkpoint's]", f"{model_folder} [precision bfloat16]",
+                          str(adapter)]  # fmt: skip
+
+    def local(**options: Any) -> dict[str, float]:
+        request = RunRequest(tasks=tasks, limit=REAL_RUN_LIMIT, batch_size=REAL_RUN_BATCH_SIZE, data_dir=SAMPLE_DATA,
+                             output_dir=tmp_path / "local", **options)  # fmt: skip
+        outcome = run_suite(request)
+        assert outcome is not None
+        return {t.key: t.value for t in outcome.results.tasks}
+
+    expected = [
+        {t.key: t.value for t in real_run[0].results.tasks if t.key in tasks},  # float32, the shared run
+        local(model=model_folder, precision="bfloat16"),
+        local(model=None, adapter=str(adapter)),
+    ]
+    assert len({json.dumps(values) for values in expected}) == 3, expected  # three different models
+    recorded = []
+    for run, values in zip(runs.values(), expected, strict=True):
+        results = json.loads((Path(run["run_dir"]) / "results.json").read_text())
+        assert _values(Path(run["run_dir"]) / "results.json") == pytest.approx(values, abs=1e-6), run["model"]
+        recorded.append((results["model"]["precision"], results["model"]["weight_type"]))
+    assert recorded == [("float32", "Original"), ("bfloat16", "Original"), ("float32", "Adapter")]
+    board = done.stdout  # the sweep's leaderboard: the base model's two rows say their precisions
+    assert f"{Path(model_folder).name} (float32)" in board and f"{Path(model_folder).name} (bfloat16)" in board
+    assert "lora (Adapter)" in board, board
+    print(board)

@@ -238,6 +238,21 @@ def test_from_leaderboard_writes_what_the_bot_wrote(tmp_path: Path):
     assert again.exit_code == 0
 
 
+def test_from_leaderboard_names_a_quantized_rows_precision(tmp_path: Path):
+    """falcon-180B's archive rows are 8bit and 4bit (no 16-bit one): the model-index results of the one asked
+    for say its precision in each metric's name, the only text model-index shows beside a value."""
+    readme = tmp_path / "README.md"
+    readme.write_text("# falcon\n")
+    result = runner.invoke(app, ["card", "update", str(readme), "--from-leaderboard", "tiiuae/falcon-180B:4bit",
+                                 "--published-contents", str(CONTENTS)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (entry,) = _front_matter(readme.read_text())["model-index"]
+    metrics = [r["metrics"][0] for r in entry["results"]]
+    assert [m["name"] for m in metrics] == ["normalized accuracy (4bit)", "normalized accuracy (4bit)",
+                                            "accuracy (4bit)", "mc2 (4bit)", "accuracy (4bit)", "accuracy (4bit)"]
+    assert [m["value"] for m in metrics] == [69.2, 88.89, 69.59, 45.16, 86.74, 33.21]  # the 4bit row, as published
+
+
 def test_from_leaderboard_conflicts_are_one_line(tmp_path: Path):
     readme = tmp_path / "README.md"
     readme.write_text("# card\n")

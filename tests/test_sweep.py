@@ -71,6 +71,29 @@ def test_a_sweep_request_refuses_a_model_twice_and_negative_resources(tmp_path: 
         SweepRequest(runs=[run, RunRequest(model="org/b", output_dir=tmp_path / "elsewhere")])
 
 
+def test_one_model_at_several_precisions_or_adapters_is_one_run_each(tmp_path: Path) -> None:
+    """What quantizing costs, or which adapter is best: one base model several times in one sweep, each run
+    named by the model it evaluates and, where that is not enough, by how it loads."""
+    path = tmp_path / "models.yaml"
+    path.write_text(
+        "- org/base\n- model: org/base\n  precision: 4bit\n- model: org/base\n  dtype: bfloat16\n"
+        "- model: org/base\n  adapter: org/lora-a\n- adapter: org/lora-b\n"
+        "- model: org/delta\n  delta: org/base\n"
+    )
+    base = RunRequest(model=None, limit=2, output_dir=tmp_path / "out")
+    request = SweepRequest(runs=[m.request(base) for m in read_models_file(path)])
+    assert request.labels() == [
+        "org/base [precision as the checkpoint's]", "org/base [precision 4bit]", "org/base [dtype bfloat16]",
+        "org/lora-a", "org/lora-b", "org/delta",
+    ]  # fmt: skip
+    same = RunRequest(model="org/base", precision="4bit", output_dir=tmp_path / "out")
+    with pytest.raises(OptionError, match=r"model org/base \[precision 4bit\] is given twice"):
+        SweepRequest(runs=[*request.runs, same])
+    (path := tmp_path / "none.yaml").write_text("- dtype: float16\n")
+    with pytest.raises(OptionError, match="none.yaml entry 1: .*give model \\(or adapter"):
+        read_models_file(path)
+
+
 def test_the_status_file_round_trips_and_a_damaged_one_is_one_line(tmp_path: Path) -> None:
     now = datetime.now(UTC)
     status = SweepStatus(cluster="local", started_at=now, updated_at=now, models=[])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import REAL_RUN_BATCH_SIZE, REAL_RUN_LIMIT, SAMPLE_DATA
 
 from evalsuite.errors import EvalsuiteError, ModelRefError, OptionError
@@ -193,14 +194,24 @@ def test_tables_cards_and_compare_say_the_precision_and_weights(tmp_path: Path):
     board = runner.invoke(app, ["leaderboard", str(tmp_path), "--format", "markdown"])
     assert board.exit_code == 0, board.output
     assert "kyujinpy/Sakura-SOLAR-Instruct (4bit)" in board.stdout  # beside the name, as peers' precisions are
+    assert "Sakura-SOLAR-Instruct |" not in board.stdout.replace("**", "")
     card = runner.invoke(app, ["card", "render", str(quantized), "--format", "markdown"])
     assert "(4bit, computing in float32, batch size" in card.stdout
     notes = runner.invoke(app, ["card", "render", str(quantized), "--format", "eval-results"]).stdout
-    assert notes.count("precision 4bit") == notes.count("  notes:") >= 1  # every entry, as the leaderboard's bot did
+    assert notes.count("precision 4bit") == notes.count("  notes:") >= 1  # every entry
+    index = yaml.safe_load(runner.invoke(app, ["card", "render", str(quantized), "--format", "model-index"]).stdout)
+    names = [r["metrics"][0].get("name") for r in index["model-index"][0]["results"]]
+    assert names == ["normalized accuracy (4bit)", "normalized accuracy (4bit)", "accuracy (4bit)", "mc2 (4bit)",
+                     "accuracy (4bit)", "accuracy (4bit)"]  # fmt: skip
+    full = yaml.safe_load(runner.invoke(app, ["card", "render", str(SAKURA), "--format", "model-index"]).stdout)
+    assert "(" not in str([r["metrics"][0].get("name") for r in full["model-index"][0]["results"]])  # bfloat16
     compared = runner.invoke(app, ["compare", str(SAKURA), str(quantized)])
     assert "precisions differ (bfloat16 vs 4bit): other weights, not only other numerics" in compared.output
     history = runner.invoke(app, ["history", "kyujinpy/Sakura-SOLAR-Instruct", str(tmp_path)]).stdout
     assert "| 4bit, computing in float32 |" in history
+    _quantized_copy(tmp_path, "float32")  # the same model at a second precision: each row says its own
+    board = runner.invoke(app, ["leaderboard", str(tmp_path), "--format", "markdown"]).stdout
+    assert "Sakura-SOLAR-Instruct (4bit)" in board and "Sakura-SOLAR-Instruct (float32)" in board, board
     adapter = _quantized_copy(tmp_path, "bfloat16", weight_type="Adapter", base_model="upstage/SOLAR-10.7B-v1.0")
     compared = runner.invoke(app, ["compare", str(SAKURA), str(adapter)])
     assert "weights differ (bfloat16 vs bfloat16, adapter over upstage/SOLAR-10.7B-v1.0)" in compared.output
@@ -250,19 +261,10 @@ def _of_base(real_run, ours: dict) -> dict:
 
 
 def test_adapter_equals_the_merged_model(model_folder: str, real_run, tmp_path: Path):
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from conftest import save_lora_adapter
+    from transformers import AutoTokenizer
 
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32)
-    lora = LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    adapted = get_peft_model(model, lora)
-    with torch.no_grad():  # peft's random init is large; keep the change small enough to leave a working model
-        for name, parameter in adapted.named_parameters():
-            if "lora_B" in name:
-                parameter.mul_(0.01)
-    adapted.save_pretrained(str(tmp_path / "adapter"))
+    adapted = save_lora_adapter(model_folder, tmp_path / "adapter")
     merged: Any = adapted.merge_and_unload()
     merged.save_pretrained(tmp_path / "merged")
     AutoTokenizer.from_pretrained(model_folder).save_pretrained(tmp_path / "merged")

@@ -51,7 +51,8 @@ def sweep(
         Path | None,
         typer.Option(
             help="More models: one MODEL[@REV] per line, or YAML (.yaml): a list of models or of mappings with "
-            "`model` and its own dtype, batch_size, model_args, backend, backend_options, add_bos_token."
+            "`model` and its own dtype, batch_size, model_args, backend, backend_options, add_bos_token, "
+            "precision, adapter, delta. One model may come several times, loaded differently."
         ),
     ] = None,
     cluster: Annotated[

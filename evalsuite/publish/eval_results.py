@@ -61,7 +61,7 @@ def entries(
             f"lm-eval {results.versions.lm_eval}",
             f"evalsuite {results.versions.evalsuite}",
         ]
-        if not results.model.precision.value.endswith("16"):  # as the leaderboard's bot named 8bit, 4bit, GPTQ
+        if results.model.precision.named_on_cards:
             notes.append(f"precision {results.model.precision}")
         if results.model.base_model is not None:
             notes.append(f"{results.model.weight_type.value.lower()} over {results.model.base_model}")

@@ -100,8 +100,10 @@ def leaderboard_rows(
     runs: list[SuiteResults], suite: SuiteSpec, checks: list[ContaminationResults] | None = None
 ) -> list[Row]:
     rows = []
+    ids = [run.model.id for run in runs]
     for run in runs:
         check = _latest_check(run, checks or [])
+        several = ids.count(run.model.id) > 1  # one model at several precisions: each row says its own
         rows.append(
             Row(
                 model=run.model.id,
@@ -114,7 +116,7 @@ def leaderboard_rows(
                 not_comparable=run.is_complete and not run.leaderboard_comparable,
                 run_id=run.run_id,
                 contamination=contamination_cell(check) if check else None,
-                shown_precision=run.model.weights_label or None,
+                shown_precision=run.model.weights_label(with_precision=several) or None,
             )
         )
     return ranked(rows)

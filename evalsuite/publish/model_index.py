@@ -16,10 +16,11 @@ import yaml
 from huggingface_hub import EvalResult, ModelCardData
 
 from evalsuite.archive import PublishedEvaluation
-from evalsuite.errors import CardError, param
+from evalsuite.errors import CardError, OptionError, param
 from evalsuite.publish.readme import indented, is_content, item_indent, key_block, lines_of, sequence_items
 from evalsuite.results import SuiteResults, percent
-from evalsuite.suite import SuiteSpec
+from evalsuite.settings import Precision
+from evalsuite.suite import SuiteSpec, TaskSpec
 
 TASK_TYPE = "text-generation"
 TASK_NAME = "Text Generation"
@@ -40,22 +41,37 @@ class CardSource:
 
 
 def eval_results(results: SuiteResults, suite: SuiteSpec, source: CardSource | None = None) -> list[EvalResult]:
-    """One EvalResult per task that ran, in suite order, values as percentages with 2 decimals."""
+    """One EvalResult per task that ran, in suite order, values as percentages with 2 decimals; the metric's
+    name says the precision where it is not 16-bit."""
     scores = {t.key: (percent(t.value), t.num_fewshot) for t in results.tasks}
-    return _eval_results(scores, suite, source)
+    precision = results.model.precision
+    return _eval_results(scores, suite, source, precision if precision.named_on_cards else None)
 
 
 def published_eval_results(evaluation: PublishedEvaluation, suite: SuiteSpec) -> list[EvalResult]:
     """The leaderboard's published numbers for a model as its bot wrote them: each task's score as published,
-    the suite's shots, the leaderboard as the source."""
+    the suite's shots, the leaderboard as the source; the metric's name says the row's precision where it is
+    not 16-bit (an 8bit, 4bit or GPTQ evaluation)."""
     scores = {s.key: (evaluation.scores[s.column], s.num_fewshot) for s in suite.tasks if s.column in evaluation.scores}
-    return _eval_results(scores, suite, CardSource.open_llm_leaderboard(evaluation.model))
+    precision = _known_precision(evaluation.precision)
+    source = CardSource.open_llm_leaderboard(evaluation.model)
+    return _eval_results(scores, suite, source, precision if precision and precision.named_on_cards else None)
+
+
+def _known_precision(text: str) -> Precision | None:
+    """An archive row's precision, None where it holds none evalsuite knows (the archive's `?`)."""
+    try:
+        return Precision.parse(text)
+    except OptionError:
+        return None
 
 
 def _eval_results(
-    scores: dict[str, tuple[float, int]], suite: SuiteSpec, source: CardSource | None
+    scores: dict[str, tuple[float, int]], suite: SuiteSpec, source: CardSource | None, precision: Precision | None
 ) -> list[EvalResult]:
-    """suite key -> (value in %, shots) as EvalResults, in suite order."""
+    """suite key -> (value in %, shots) as EvalResults, in suite order. model-index has no field for how the
+    model was loaded, so a precision to name goes into the metric's display name, which the Hub shows beside
+    the value: `normalized accuracy (4bit)`; `mc2 (4bit)` for TruthfulQA, whose metric the bot left unnamed."""
     out = []
     for spec in suite.tasks:
         if spec.key not in scores:
@@ -72,12 +88,18 @@ def _eval_results(
                 dataset_args={"num_few_shot": shots},
                 metric_type=spec.card.metric_type,
                 metric_value=value,
-                metric_name=spec.card.metric_name,
+                metric_name=_metric_name(spec, precision),
                 source_name=source.name if source else None,
                 source_url=source.url if source else None,
             )
         )
     return out
+
+
+def _metric_name(spec: TaskSpec, precision: Precision | None) -> str | None:
+    if precision is None:
+        return spec.card.metric_name
+    return f"{spec.card.metric_name or spec.card.metric_type} ({precision})"
 
 
 def render_model_index(

@@ -54,11 +54,11 @@ class ModelInfo(Record):
         adapter over ORG/BASE`."""
         return loaded_as(self.precision, self.dtype, self.weight_type, self.base_model)
 
-    @property
-    def weights_label(self) -> str:
+    def weights_label(self, with_precision: bool = False) -> str:
         """The precision and weight type where they are not a whole model in 16 or 32 bits (`4bit`, `Adapter`),
-        else empty: what a leaderboard row or a history line adds after the model's name."""
-        parts = [str(self.precision)] if self.precision.quantized else []
+        else empty: what a leaderboard row or a history line adds after the model's name. `with_precision`:
+        the precision always (`bfloat16`), for a model shown at several."""
+        parts = [str(self.precision)] if self.precision.quantized or with_precision else []
         return ", ".join(parts + ([self.weight_type.value] if self.weight_type is not WeightType.ORIGINAL else []))
 
 

@@ -77,21 +77,47 @@ class SweepRequest(FrozenRecord):
     def _one_output_dir(self) -> SweepRequest:
         if len({run.output_dir for run in self.runs}) > 1:
             raise OptionError(f"every model's run of a sweep goes to one {param('output_dir')}")
-        models = [str(run.model) for run in self.runs]
-        if twice := sorted({m for m in models if models.count(m) > 1}):
-            raise OptionError(f"model {twice[0]} is given twice; give each model once")
+        asked = [(run_name(run), loaded_by(run)) for run in self.runs]
+        if twice := sorted({run for run in asked if asked.count(run) > 1}):
+            name, how = twice[0]
+            shown = name if len({a for a in asked if a[0] == name}) == 1 else f"{name} [{how}]"
+            raise OptionError(f"model {shown} is given twice; give each model once")
         return self
+
+    def labels(self) -> list[str]:
+        """How the sweep names each run (its lines, the live view, sweep.json): the model evaluated (an
+        adapter, not its base), and, where the sweep evaluates it more than once, how each run loads it:
+        `org/m [precision 4bit]`, `org/m [dtype bfloat16]`, `org/m [precision as the checkpoint's]`."""
+        names = [run_name(run) for run in self.runs]
+        return [
+            name if names.count(name) == 1 else f"{name} [{loaded_by(run)}]"
+            for name, run in zip(names, self.runs, strict=True)
+        ]
 
     @property
     def output_dir(self) -> Path:
         return self.runs[0].output_dir
 
 
+def run_name(run: RunRequest) -> str:
+    """The model a run evaluates, as the user gave it: an adapter (its base is how it loads), else MODEL."""
+    return str(run.adapter or run.model)
+
+
+def loaded_by(run: RunRequest) -> str:
+    """What a run asks of how its model loads, as a sweep tells two runs of one model apart."""
+    parts = [f"precision {run.precision}"] if run.precision else []
+    parts += [f"dtype {run.dtype}"] if run.dtype else []
+    parts += [f"over {run.model}"] if run.adapter and run.model else []
+    parts += [f"delta over {run.delta}"] if run.delta else []
+    return ", ".join(parts) or "precision as the checkpoint's"
+
+
 class SweepModel(FrozenRecord):
     """One model of a sweep, as a models file gives it: `MODEL[@REV]`, and the settings it runs with where they
     differ from the sweep's (a YAML entry's keys; an unknown key is refused)."""
 
-    model: str
+    model: str | None = None  # None only with `adapter`: its config names the base model
     dtype: str | None = None
     batch_size: str | int | None = None
     model_args: str | dict[str, Any] | None = None
@@ -101,6 +127,12 @@ class SweepModel(FrozenRecord):
     precision: str | None = None
     adapter: str | None = None  # a PEFT adapter over `model` (one per base model in a sweep)
     delta: str | None = None  # `model` holds delta weights over this base
+
+    @model_validator(mode="after")
+    def _a_model(self) -> SweepModel:
+        if self.model is None and self.adapter is None:
+            raise ValueError("give model (or adapter, whose config names its base model)")
+        return self
 
     def request(self, base: RunRequest) -> RunRequest:
         """`base` (the sweep's settings) for this model, with its own settings over them, parsed as a run's."""
@@ -250,7 +282,7 @@ def run_sweep(
     status_path = request.output_dir / SWEEP_FILE
     previous = read_status(status_path) if request.status_file else None
     now = datetime.now(UTC)
-    runs = [_ModelRun(ModelStatus(model=str(r.model)), r) for r in request.runs]
+    runs = [_ModelRun(ModelStatus(model=label), r) for label, r in zip(request.labels(), request.runs, strict=True)]
     for run in runs:  # every cheap check first: a bad model fails alone, before the cluster is asked
         try:
             run.prepared = prepare_run(run.request, here=False)
@@ -258,7 +290,7 @@ def run_sweep(
             _fail(run, ModelFailure(run.status.model, e.marked, e), say)
         else:
             for warning in run.prepared.warnings:
-                say(f"{run.request.model}: {warning}")
+                say(f"{run.status.model}: {warning}")
             run.status.cells = [CellStatus(task=t.spec.key) for t in run.prepared.plan.tasks]
     status = SweepStatus(cluster=request.cluster, started_at=now, updated_at=now, models=[r.status for r in runs])
 
