@@ -8,6 +8,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import SAMPLE_DATA
@@ -19,7 +20,7 @@ from evalsuite.results import Versions
 from evalsuite.run import RunRequest
 from evalsuite.run.cells import Cell, run_cell
 from evalsuite.run.sweep import SweepModel, SweepRequest, SweepStatus, read_models_file, read_status
-from evalsuite.settings import BatchSize, Dtype
+from evalsuite.settings import BatchSize, Dtype, Precision
 
 runner = CliRunner()
 
@@ -113,6 +114,36 @@ def test_a_worker_whose_versions_differ_refuses_its_cell_before_loading_anything
     installed = Versions.installed().transformers
     with pytest.raises(ClusterError, match=rf"^worker n1 has transformers {installed}, the driver 4\.0\.0: install"):
         run_cell(cell, node="n1")
+
+
+def test_a_worker_reuses_its_loaded_model_only_for_the_same_load(
+    config_only: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker keeps its last model for the next cell of the same run; a cell of the same model at another
+    precision or under an adapter loads again (reusing it would drop the quantization silently, lm-eval #973)."""
+    from evalsuite.run import cells, prepare_run
+
+    adapter = tmp_path / "lora"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(config_only)}))
+    loads: list[Any] = []
+    monkeypatch.setattr(cells.engine, "prepare_model", lambda ref: ref)
+
+    def load(loadable: Any, settings: Any) -> object:
+        loads.append(settings)
+        return object()
+
+    monkeypatch.setattr(cells.engine, "load_model", load)
+    monkeypatch.setattr(cells, "_last", None)
+    order = [{}, {}, {"precision": "4bit"}, {"precision": "4bit"}, {"adapter": str(adapter)}, {}]
+    for options in order:
+        request = RunRequest(model=str(config_only), tasks=["arc"], data_dir=SAMPLE_DATA, output_dir=tmp_path,
+                             **options)  # fmt: skip
+        cell = Cell(request=request, task="arc", device="cpu", dtype=Dtype.FLOAT32, versions=Versions.installed())
+        cells._loaded(prepare_run(request), cell)
+    assert [(s.precision, s.part is not None) for s in loads] == [
+        (None, False), (Precision.INT4, False), (None, True), (None, False)
+    ]  # fmt: skip
 
 
 def test_without_ray_the_cluster_options_say_how_to_install_it(

@@ -95,15 +95,16 @@ _last: tuple[tuple[object, ...], engine.LoadedModel] | None = None  # this worke
 
 
 def _loaded(prepared: PreparedRun, cell: Cell) -> engine.LoadedModel:
-    """The cell's model, loaded once per worker process for consecutive cells of the same model and settings."""
+    """The cell's model, loaded once per worker process for consecutive cells of the same model loaded the same
+    way: the key is everything the load is given (precision, adapter or delta among it), so a worker never hands
+    one run's model to another (a 4bit cell after a float32 one of the same model loads it again)."""
     global _last
-    request = prepared.request
-    key = (request.model, cell.device, cell.dtype, request.batch_size, sorted(prepared.model_args.items()),
-           prepared.backend.name, prepared.backend_options, request.add_bos_token)  # fmt: skip
+    settings = model_settings(prepared, cell.device, cell.dtype)
+    key = (prepared.weights.base, settings)
     if _last is not None and _last[0] == key:
         return _last[1]
     _last = None  # let the previous model go before the next loads
     loadable = engine.prepare_model(prepared.weights.base)
-    model = engine.load_model(loadable, model_settings(prepared, cell.device, cell.dtype))
+    model = engine.load_model(loadable, settings)
     _last = (key, model)
     return model

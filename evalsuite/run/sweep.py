@@ -357,7 +357,8 @@ def _open(run: _ModelRun, gpus: float, previous: SweepStatus | None, started: fl
     assert prepared is not None
     request = prepared.request
     device = request.device or ("cuda" if gpus > 0 else "cpu")  # where the cells run: the driver may have no GPU
-    dtype = request.dtype or Dtype.default_for(device)
+    precision_dtype = prepared.precision.dtype if prepared.precision is not None else None  # float16, bfloat16
+    dtype = request.dtype or precision_dtype or Dtype.default_for(device)
     run.loadable = engine.locate_model(prepared.weights.base)
     run.status.key = run_key(prepared, run.loadable, model_settings(prepared, device, dtype), 1)
     model_dir = request.output_dir / prepared.ref.results_dir_name
