@@ -329,7 +329,7 @@ def test_one_model_at_two_precisions_and_under_an_adapter_in_one_sweep(
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
     assert done.returncode == 0, done.stderr
     runs = {m["model"]: m for m in _status(tmp_path / "out")["models"]}
-    assert list(runs) == [f"{model_folder} [precision as the checkpoint's]", f"{model_folder} [precision bfloat16]",
+    assert list(runs) == [f"{model_folder} [default precision]", f"{model_folder} [precision bfloat16]",
                           str(adapter)]  # fmt: skip
 
     def local(**options: Any) -> dict[str, float]:

@@ -84,7 +84,7 @@ def test_one_model_at_several_precisions_or_adapters_is_one_run_each(tmp_path: P
     base = RunRequest(model=None, limit=2, output_dir=tmp_path / "out")
     request = SweepRequest(runs=[m.request(base) for m in read_models_file(path)])
     assert request.labels() == [
-        "org/base [precision as the checkpoint's]", "org/base [precision 4bit]", "org/base [dtype bfloat16]",
+        "org/base [default precision]", "org/base [precision 4bit]", "org/base [dtype bfloat16]",
         "org/lora-a", "org/lora-b", "org/delta",
     ]  # fmt: skip
     same = RunRequest(model="org/base", precision="4bit", output_dir=tmp_path / "out")

@@ -87,7 +87,7 @@ class SweepRequest(FrozenRecord):
     def labels(self) -> list[str]:
         """How the sweep names each run (its lines, the live view, sweep.json): the model evaluated (an
         adapter, not its base), and, where the sweep evaluates it more than once, how each run loads it:
-        `org/m [precision 4bit]`, `org/m [dtype bfloat16]`, `org/m [precision as the checkpoint's]`."""
+        `org/m [precision 4bit]`, `org/m [dtype bfloat16]`, `org/m [default precision]`."""
         names = [run_name(run) for run in self.runs]
         return [
             name if names.count(name) == 1 else f"{name} [{loaded_by(run)}]"
@@ -110,7 +110,7 @@ def loaded_by(run: RunRequest) -> str:
     parts += [f"dtype {run.dtype}"] if run.dtype else []
     parts += [f"over {run.model}"] if run.adapter and run.model else []
     parts += [f"delta over {run.delta}"] if run.delta else []
-    return ", ".join(parts) or "precision as the checkpoint's"
+    return ", ".join(parts) or "default precision"  # the device's dtype, or a quantized checkpoint's own
 
 
 class SweepModel(FrozenRecord):
