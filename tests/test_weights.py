@@ -210,8 +210,8 @@ def test_tables_cards_and_compare_say_the_precision_and_weights(tmp_path: Path):
     history = runner.invoke(app, ["history", "kyujinpy/Sakura-SOLAR-Instruct", str(tmp_path)]).stdout
     assert "| 4bit, computing in float32 |" in history
     _quantized_copy(tmp_path, "float32")  # the same model at a second precision: each row says its own
-    board = runner.invoke(app, ["leaderboard", str(tmp_path), "--format", "markdown"]).stdout
-    assert "Sakura-SOLAR-Instruct (4bit)" in board and "Sakura-SOLAR-Instruct (float32)" in board, board
+    shown = runner.invoke(app, ["leaderboard", str(tmp_path), "--format", "markdown"]).stdout
+    assert "Sakura-SOLAR-Instruct (4bit)" in shown and "Sakura-SOLAR-Instruct (float32)" in shown, shown
     adapter = _quantized_copy(tmp_path, "bfloat16", weight_type="Adapter", base_model="upstage/SOLAR-10.7B-v1.0")
     compared = runner.invoke(app, ["compare", str(SAKURA), str(adapter)])
     assert "weights differ (bfloat16 vs bfloat16, adapter over upstage/SOLAR-10.7B-v1.0)" in compared.output
