@@ -125,7 +125,7 @@ class SweepModel(FrozenRecord):
     backend_options: str | dict[str, Any] | None = None
     add_bos_token: bool | None = None
     precision: str | None = None
-    adapter: str | None = None  # a PEFT adapter over `model` (one per base model in a sweep)
+    adapter: str | None = None  # a PEFT adapter over `model`, or over the base its config names
     delta: str | None = None  # `model` holds delta weights over this base
 
     @model_validator(mode="after")
