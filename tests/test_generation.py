@@ -454,7 +454,7 @@ def test_the_manager_backs_off_on_out_of_memory_under_auto_with_the_same_texts(m
     expected = plain.generate_until(requests, disable_tqdm=True)
 
     _, auto = _lms(model_folder, batch_size="auto", generation="transformers")
-    _fail_above_tokens(auto, 1500)  # the free memory allows all 3 prompts (~2,100 tokens) in one forward; the "GPU" not
+    _fail_above_tokens(auto, 1500)  # the free memory allows all 3 prompts (~2,900 tokens) in one forward; the "GPU" not
     got = auto.generate_until(requests, disable_tqdm=True)
     assert got == expected
     assert auto.stats.oom_backoffs >= 1

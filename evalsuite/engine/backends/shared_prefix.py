@@ -344,7 +344,8 @@ class SharedPrefixLM(LoadsWeights, HFLM):
 
     def _generation_slots(self, prompt_lengths: Sequence[int], new_tokens: int) -> int:
         """Prompts decoding at once: the batch size, or under `auto` as many as the KV cache of the longest
-        (prompt and new tokens) fits in a share of the free memory."""
+        (prompt and new tokens) fits in a share of the free memory, and no more than there are prompts
+        (transformers' manager allocates its cache for every slot up front: GBs for 3 prompts on a CPU)."""
         if self.batch.rows is not None:
             return self.batch.rows
         element_size = torch.empty((), dtype=self.mixed_precision_dtype or self.model.dtype).element_size()
@@ -353,6 +354,7 @@ class SharedPrefixLM(LoadsWeights, HFLM):
             kv_bytes_per_token(self.model.config, element_size),
             min(self.max_length, max(prompt_lengths) + new_tokens),
         )
+        rows = min(rows, len(prompt_lengths))
         log.info("generation: %d prompts at once (KV cache sized to the free memory)", rows)
         return rows
 
