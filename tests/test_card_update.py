@@ -7,13 +7,17 @@ run), the leaderboard's contents table copy and a contamination check, as in tes
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, SAKURA
+from typer.testing import CliRunner
 
 from evalsuite.archive import LeaderboardModel
-from evalsuite.errors import CardError, OptionError
+from evalsuite.cli import app
+from evalsuite.cli._app import flag
+from evalsuite.errors import CardError, OptionError, in_terms
 from evalsuite.publish import benchmarks
 from evalsuite.publish.card_update import (
     CardUpdate,
@@ -89,6 +93,42 @@ def test_options_that_do_not_go_together_are_one_option_error_before_anything_is
     request = CardUpdateRequest(readme=tmp_path / "missing-folder" / "README.md", **given)
     with pytest.raises(OptionError, match=message):
         read_card_inputs(request)  # the request is checked before the README (whose folder is missing) is read
+
+
+def test_check_suggests_the_command_with_every_option_that_changes_the_card(tmp_path: Path):
+    """`card update --check` on a stale card says the command that updates it: the README and every option that
+    changes what is written (`CardUpdateRequest.command`, its options in the library's terms and the CLI's
+    flags), quoted for a shell; not --check, --dry-run or --push."""
+    readme = tmp_path / "my card" / "README.md"
+    readme.parent.mkdir()
+    readme.write_text(MINE)
+    request = CardUpdateRequest(
+        readme=readme, results=SAKURA, peers=[LeaderboardModel.parse("Qwen/Qwen-14B")], published_contents=CONTENTS,
+        allow_partial=True, allow_not_comparable=True, model_name="My model",
+        source=CardSource(name="evalsuite", url="https://example.org/run"),
+    )  # fmt: skip
+    options = (
+        f"results {SAKURA} peers Qwen/Qwen-14B published_contents {CONTENTS} allow_partial allow_not_comparable "
+        "model_name 'My model' source_name evalsuite source_url https://example.org/run"
+    )
+    assert in_terms(request.command()) == f"evalsuite card update '{readme}' {options}"
+    flags = (
+        f"--results {SAKURA} --peers Qwen/Qwen-14B --published-contents {CONTENTS} --allow-partial "
+        "--allow-not-comparable --model-name 'My model' --source-name evalsuite --source-url https://example.org/run"
+    )
+    command = f"evalsuite card update '{readme}' {flags}"
+    assert in_terms(request.command(), flag) == command
+    assert shlex.split(command)[3:] == [str(readme), "--results", str(SAKURA), "--peers", "Qwen/Qwen-14B",
+                                        "--published-contents", str(CONTENTS), "--allow-partial",
+                                        "--allow-not-comparable", "--model-name", "My model", "--source-name",
+                                        "evalsuite", "--source-url", "https://example.org/run"]  # fmt: skip
+
+    check = CliRunner().invoke(app, ["card", "update", str(readme), "--check", *shlex.split(flags)])
+    assert check.exit_code == 1, check.stderr
+    assert check.stderr.splitlines()[-1] == f"{readme} is out of date; run `{command}`"
+    assert readme.read_text() == MINE
+    assert in_terms(CardUpdateRequest(readme=Path("README.md"), contamination=SAKURA, eval_results=False).command(),
+                    flag) == f"evalsuite card update README.md --contamination {SAKURA}"  # fmt: skip
 
 
 def test_files_of_two_models_are_one_card_error(tmp_path: Path):

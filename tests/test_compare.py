@@ -11,6 +11,8 @@ from conftest import FIXTURES, SAKURA
 from typer.testing import CliRunner
 
 from evalsuite.cli import app
+from evalsuite.cli._app import error_line
+from evalsuite.errors import OptionError
 from evalsuite.results import SCHEMA_VERSION, Run, read_results, read_run
 from evalsuite.results.lm_eval_files import LM_EVAL_DIR
 from evalsuite.track.compare import NotComparableError, Verdict, compare_runs
@@ -180,6 +182,23 @@ def test_missing_run_is_an_error(tmp_path: Path):
 def test_bad_thresholds(tmp_path: Path):
     _refused([str(SAKURA), str(SAKURA), "--alpha", "1.5"], "--alpha 1.5")
     _refused([str(SAKURA), str(SAKURA), "--max-drop", "-1"], "--max-drop -1.0")
+
+
+@pytest.mark.parametrize(
+    ("alpha", "max_drop", "message"),
+    [
+        (1.5, 0.0, "alpha 1.5: give a level between 0 and 1"),
+        (0.0, 0.0, "alpha 0.0: give a level between 0 and 1"),
+        (0.05, -1.0, "max_drop -1.0: give a number of points >= 0"),
+    ],
+)
+def test_compare_runs_refuses_thresholds_that_are_no_setting(alpha: float, max_drop: float, message: str):
+    """The library checks its own settings (the CLI's --alpha/--max-drop lines are its error, in flags)."""
+    run = read_run(SAKURA)
+    with pytest.raises(OptionError) as raised:
+        compare_runs(run, run, alpha, max_drop)
+    assert str(raised.value) == message
+    assert error_line(raised.value) == f"error: --{message.replace('max_drop', 'max-drop')}"
 
 
 def test_results_json_path_or_folder(tmp_path: Path):

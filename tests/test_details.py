@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA
+from conftest import SAKURA, SHARED_DATA
 from details_fixtures import (
     TIMESTAMP,
     Detail,
@@ -87,6 +87,48 @@ def test_unknown_columns_are_one_line(tmp_path: Path):
     )
 
 
+def test_a_file_that_is_not_parquet_is_one_line_and_a_bug_is_no_such_line(tmp_path: Path, monkeypatch):
+    """pyarrow's own errors are the file's (not parquet: ArrowInvalid; damaged: OSError); anything else raised while
+    reading is a bug, and surfaces as itself rather than as a file that is not parquet."""
+    (tmp_path / "x.parquet").write_text("a details file's name, not its format")
+    with pytest.raises(ArchiveError, match=r"x\.parquet: not a parquet file \(ArrowInvalid\)$"):
+        layout.read_details_file(tmp_path / "x.parquet", "harness|arc:challenge|25", TIMESTAMP)
+    write_2024(tmp_path / "damaged.parquet", [_detail()])
+    data = bytearray((tmp_path / "damaged.parquet").read_bytes())
+    data[4:44] = b"\xff" * 40  # the first column chunk's page header, after the magic bytes
+    (tmp_path / "damaged.parquet").write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match=r"damaged\.parquet: not a parquet file \(OSError\)$"):
+        layout.read_details_file(tmp_path / "damaged.parquet", "harness|arc:challenge|25", TIMESTAMP)
+
+    import pyarrow.parquet as pq
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise TypeError("a bug in the reader")
+
+    write_2024(tmp_path / "a.parquet", [_detail()])
+    monkeypatch.setattr(pq, "read_table", bug)
+    with pytest.raises(TypeError, match="a bug in the reader"):
+        layout.read_details_file(tmp_path / "a.parquet", "harness|arc:challenge|25", TIMESTAMP)
+
+
+def test_a_card_whose_metadata_is_not_yaml_is_an_archive_error_and_a_bug_is_not(monkeypatch):
+    """The details card's front matter through huggingface_hub's parser: YAML that does not parse, or that is not
+    a mapping, is the card's ArchiveError; any other error is a bug and surfaces as itself."""
+    with pytest.raises(ArchiveError, match=r"^the details card's metadata cannot be read \(ParserError: "):
+        layout.card_configs("---\nconfigs: [a\nb: c\n---\n")
+    with pytest.raises(ArchiveError, match=r"^the details card's metadata cannot be read \(ValueError: "):
+        layout.card_configs("---\n- a list\n---\n")
+    import huggingface_hub
+
+    class Bug:
+        def __init__(self, text: str) -> None:
+            raise KeyError("a bug in the parser")
+
+    monkeypatch.setattr(huggingface_hub, "DatasetCard", Bug)
+    with pytest.raises(KeyError, match="a bug in the parser"):
+        layout.card_configs("---\nconfigs: []\n---\n")
+
+
 def test_a_2023_file_is_read(tmp_path: Path):
     row = {
         "choices": [" 4", " 5"],
@@ -130,6 +172,22 @@ def test_file_names_splits_and_configs():
     )
     index = layout.index_from_configs(layout.card_configs(text))
     assert index.latest == {"harness|arc:challenge|25": "2023-08-18T12-43-22.147633"}
+
+
+def test_the_leaderboards_metrics_come_from_the_runs_per_document_metrics():
+    """`details export` names each task's metrics as the leaderboard's details did (archive/tasks.py), each the
+    run's per-document metric it is: the shown one the task's own (TruthfulQA's `mc2` is lm-eval's `acc`, GSM8K's
+    `acc` its `exact_match`), ARC's and HellaSwag's `acc` beside `acc_norm`."""
+    from evalsuite.publish.details import _metric_sources
+
+    assert {t.key: list(_metric_sources(t).items()) for t in read_run(SAKURA).results.tasks} == {
+        "arc": [("acc", "acc"), ("acc_norm", "acc_norm")],
+        "hellaswag": [("acc", "acc"), ("acc_norm", "acc_norm")],
+        "mmlu": [("acc", "acc")],
+        "truthfulqa": [("mc2", "acc")],
+        "winogrande": [("acc", "acc")],
+        "gsm8k": [("acc", "exact_match")],
+    }
 
 
 def test_a_latest_pointing_at_a_run_the_leaderboard_did_not_publish_is_not_read():

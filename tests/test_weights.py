@@ -164,6 +164,43 @@ def test_gptq_without_its_backend_says_what_to_install(tmp_path: Path, monkeypat
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("status", "gated", "expected"),
+    [
+        (401, True, r"^org/adapter is gated: accept its terms on the Hub and log in \(`hf auth login`\) with that"),
+        (401, False, r"^the Hub refused access to org/adapter \(401\): check the token \(HF_TOKEN or `hf auth"),
+        (500, False, r"^cannot fetch org/adapter: HfHubHTTPError: 500 Server Error$"),
+    ],
+    ids=["gated", "401", "500"],
+)
+def test_a_hub_adapter_the_hub_refuses_says_why_in_one_line(
+    status: int, gated: bool, expected: str, monkeypatch: pytest.MonkeyPatch
+):
+    """An adapter or delta on the Hub is fetched with huggingface_hub's snapshot_download before the model loads
+    (engine/backends/hf.local_folder): a gated repo or a refused token is model/hub.py's line, which says what to
+    do; any other failure stays a RunError naming the repo."""
+    import httpx2 as httpx  # what huggingface_hub builds its errors on
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+
+    from evalsuite.engine.backends.hf import local_folder
+    from evalsuite.errors import HubError, RunError
+    from evalsuite.model import parse_model_ref
+
+    response = httpx.Response(status, request=httpx.Request("GET", "http://hub/api/models/org/adapter/revision/v1"))
+    error_class = GatedRepoError if gated else HfHubHTTPError
+    asked = []
+
+    def refused(repo_id: str, revision: str | None = None) -> str:
+        asked.append((repo_id, revision))
+        raise error_class(f"{status} Server Error" if status >= 500 else "Access restricted.", response=response)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refused)
+    with pytest.raises(HubError if status < 500 else RunError, match=expected) as raised:
+        local_folder(parse_model_ref("org/adapter@v1"))
+    assert asked == [("org/adapter", "v1")] and isinstance(raised.value.__cause__, error_class)
+
+
 def test_schema_3_files_read_as_original_at_their_dtype():
     raw = {"schema_version": 3, "model": {"dtype": "bfloat16"}, "settings": {}, "tasks": []}
     migrated = migrate(raw)

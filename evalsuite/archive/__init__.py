@@ -6,6 +6,7 @@
   with standard errors, merged as the leaderboard merged them: `results_files`;
 - a model's details (`open-llm-leaderboard-old/details_<org>__<name>`): every document it scored, with the
   prompt sent, each choice's log-likelihood or the generated text: `details`;
+- the six tasks as its harness named them in both (`harness|<task>|<shots>`), with the metrics it kept: `tasks`;
 - read from the Hub through huggingface_hub (cached; HF_HUB_OFFLINE=1 reads the cache), or from local copies:
   `hub`.
 
@@ -29,14 +30,17 @@ from evalsuite.archive.contents import (
 )
 from evalsuite.archive.details import PublishedDocument, TaskDetails
 from evalsuite.archive.results_files import TASK_KEYS, PublishedResult, PublishedScore, read_results_files
+from evalsuite.archive.tasks import LEADERBOARD_TASKS, LeaderboardTask
 from evalsuite.errors import ArchiveError, param
 
 __all__ = [
+    "LEADERBOARD_TASKS",
     "PRECISION_ORDER",
     "TASK_KEYS",
     "ArchiveError",
     "ContentsTable",
     "LeaderboardModel",
+    "LeaderboardTask",
     "PublishedDetails",
     "PublishedDocument",
     "PublishedEvaluation",

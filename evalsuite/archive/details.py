@@ -28,21 +28,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from evalsuite.archive.tasks import LEADERBOARD_TASKS
 from evalsuite.errors import ArchiveError
 
 DETAILS_ORG = "open-llm-leaderboard-old"
-SUITE = "harness"
 LATEST = "latest"
-
-# suite key -> the harness task of its details files (MMLU: the prefix of its 57 subjects) and the shots
-DETAILS_TASKS: dict[str, tuple[str, int]] = {
-    "arc": ("arc:challenge", 25),
-    "hellaswag": ("hellaswag", 10),
-    "mmlu": ("hendrycksTest-", 5),
-    "truthfulqa": ("truthfulqa:mc", 0),
-    "winogrande": ("winogrande", 5),
-    "gsm8k": ("gsm8k", 5),
-}
 
 _TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d[-:_]\d\d[-:_]\d\d(?:\.\d+)?"
 _DETAILS_FILE = re.compile(rf"details_(?P<task>[^|/]+\|[^|/]+\|\d+)_(?P<ts>{_TIMESTAMP})\.parquet$")
@@ -75,18 +65,16 @@ def details_repo(model: str) -> str:
 
 def task_name(key: str, subject: str | None = None) -> str:
     """The details file's task of a suite task: `harness|arc:challenge|25`, `harness|hendrycksTest-anatomy|5`."""
-    task, shots = DETAILS_TASKS[key]
-    return f"{SUITE}|{task}{subject or ''}|{shots}"
+    return LEADERBOARD_TASKS[key].name(subject)
 
 
 def suite_key_of(task: str) -> tuple[str, str | None] | None:
     """`harness|hendrycksTest-anatomy|5` -> ("mmlu", "anatomy"); None for a task outside H6."""
-    for key, (name, shots) in DETAILS_TASKS.items():
-        prefix, suffix = f"{SUITE}|{name}", f"|{shots}"
-        if key == "mmlu" and task.startswith(prefix) and task.endswith(suffix):
-            return key, task.removeprefix(prefix).removesuffix(suffix)
-        if task == f"{prefix}{suffix}":
-            return key, None
+    for entry in LEADERBOARD_TASKS.values():
+        if (subject := entry.subject_of(task)) is not None:
+            return entry.key, subject
+        if task == entry.name():
+            return entry.key, None
     return None
 
 
@@ -179,11 +167,12 @@ def index_from_paths(paths: Iterable[str]) -> DetailsIndex:
 
 def card_configs(card_text: str) -> list[dict[str, Any]]:
     """The YAML `configs` of a dataset card's text, through huggingface_hub's card parser ([] when none)."""
+    import yaml
     from huggingface_hub import DatasetCard
 
     try:
         configs = DatasetCard(card_text).data.to_dict().get("configs")
-    except Exception as e:  # the parser's errors for front matter that is not YAML
+    except (yaml.YAMLError, ValueError) as e:  # front matter that is not YAML, or YAML that is not a mapping
         raise ArchiveError(f"the details card's metadata cannot be read ({type(e).__name__}: {e})") from e
     return [c for c in configs if isinstance(c, dict)] if isinstance(configs, list) else []
 
@@ -216,12 +205,13 @@ def index_from_configs(configs: Sequence[Mapping[str, Any]]) -> DetailsIndex:
 def read_details_file(path: Path, task: str, timestamp: str) -> TaskDetails:
     """A details parquet file's rows as documents; ArchiveError (one line naming the columns) for a shape of
     neither generation."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         rows = pq.read_table(path).to_pylist()
         columns = set(pq.read_schema(path).names)
-    except Exception as e:  # pyarrow's errors for a file that is not parquet
+    except (pa.ArrowException, OSError) as e:  # not parquet (ArrowInvalid), damaged (OSError: thrift, snappy)
         raise ArchiveError(f"{path}: not a parquet file ({type(e).__name__})") from e
     generation = _generation(path, columns)
     read = _document_2024 if generation is Generation.Y2024 else _document_2023

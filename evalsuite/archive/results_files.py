@@ -18,20 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.archive.contents import precision_rank
+from evalsuite.archive.tasks import LEADERBOARD_TASKS, MMLU_SUBJECTS
 from evalsuite.errors import ArchiveError
 
-# suite task key -> (the results key, or the prefix of its subjects' keys; the metric the leaderboard showed)
+# suite task key -> (the results key, or the prefix of its subjects' keys; the metric the leaderboard showed):
+# archive/tasks.py's table as the results files name it
 TASK_KEYS: dict[str, tuple[str, str]] = {
-    "arc": ("harness|arc:challenge|25", "acc_norm"),
-    "hellaswag": ("harness|hellaswag|10", "acc_norm"),
-    "mmlu": ("harness|hendrycksTest-", "acc"),
-    "truthfulqa": ("harness|truthfulqa:mc|0", "mc2"),
-    "winogrande": ("harness|winogrande|5", "acc"),
-    "gsm8k": ("harness|gsm8k|5", "acc"),
+    t.key: (t.prefix if t.key == "mmlu" else t.name(), t.metric) for t in LEADERBOARD_TASKS.values()
 }
-MMLU_SUBJECTS = 57
+_MMLU = LEADERBOARD_TASKS["mmlu"]
 # the leaderboard left out MMLU results of this version (an early, broken prompt)
-_STALE_MMLU = ("harness|hendrycksTest-abstract_algebra|5", 0)
+_STALE_MMLU = (_MMLU.name("abstract_algebra"), 0)
 
 
 @dataclass(frozen=True)
@@ -106,10 +103,10 @@ def merge_results(documents: Sequence[tuple[str, dict[str, Any]]], model: str) -
             if key == "mmlu":
                 if stale_mmlu:
                     continue
-                found = {k.removeprefix(results_key).removesuffix("|5"): v for k, v in results.items()
+                found = {k.removeprefix(results_key).removesuffix(f"|{_MMLU.shots}"): v for k, v in results.items()
                          if k.startswith(results_key)}  # fmt: skip
                 if found:
-                    subjects = {subject: _score(name, f"{results_key}{subject}|5", row, metric)
+                    subjects = {subject: _score(name, _MMLU.name(subject), row, metric)
                                 for subject, row in sorted(found.items())}  # fmt: skip
                     tasks[key] = _macro_mean(name, subjects)
             elif results_key in results:

@@ -18,6 +18,7 @@ from evalsuite.cli._app import (
     one_line_errors,
     refuse_unless,
     renamed,
+    say,
     skipped,
 )
 from evalsuite.errors import CardError, LeaderboardError, OptionError
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
     from evalsuite.archive import PublishedEvaluation
     from evalsuite.publish.benchmarks import Benchmarks
-    from evalsuite.publish.card_update import CardUpdateRequest
     from evalsuite.publish.model_index import CardSource
     from evalsuite.results import SuiteResults
     from evalsuite.suite import SuiteSpec
@@ -250,12 +250,8 @@ def card_update(
     files = " and ".join(str(f.path) for f in update.files)
     if check:
         if stale := update.stale:
-            given = " ".join(_given_options(request))
-            typer.echo(
-                f"{' and '.join(str(f.path) for f in stale)} {'is' if len(stale) == 1 else 'are'} out of date; run "
-                f"`evalsuite card update {readme} {given}`",
-                err=True,
-            )
+            say(f"{' and '.join(str(f.path) for f in stale)} {'is' if len(stale) == 1 else 'are'} out of date; run "
+                f"`{request.command()}`")  # fmt: skip
             raise typer.Exit(1)
         typer.echo(f"{files} up to date", err=True)
         return
@@ -271,20 +267,6 @@ def card_update(
                    err=True)  # fmt: skip
     for line in write_card_update(update, request):
         typer.echo(line, err=True)
-
-
-def _given_options(request: CardUpdateRequest) -> list[str]:
-    """The options that say what the update writes, as the user gave them (for the line `--check` prints)."""
-    given = [
-        ("--results", request.results),
-        ("--contamination", request.contamination),
-        ("--peers", ",".join(str(p) for p in request.peers)),
-        ("--from-leaderboard", request.from_leaderboard),
-        ("--published-contents", request.published_contents),
-    ]
-    return [f"{option} {value}" for option, value in given if value] + (
-        ["--eval-results"] if request.eval_results else []
-    )
 
 
 @app.command("leaderboard")
@@ -331,12 +313,12 @@ def leaderboard(
     if output is not None and not output.parent.is_dir():
         raise OptionError(f"--output {output}: folder {output.parent} does not exist")
     suite = load_suite()
-    peer_rows = board.peer_rows(_peers(peers, published_contents), suite)
-    dirs = _board_dirs(results_dirs, peers_only=bool(peer_rows))
-    runs = board.latest_runs(_runs(dirs, peers_only=bool(peer_rows)), include_partial=not complete_only)
-    if not runs and not peer_rows:
+    peer_evaluations = _peers(peers, published_contents)
+    dirs = _board_dirs(results_dirs, peers_only=bool(peer_evaluations))
+    runs = board.latest_runs(_runs(dirs, peers_only=bool(peer_evaluations)), include_partial=not complete_only)
+    if not runs and not peer_evaluations:
         raise LeaderboardError("no complete runs to rank; drop --complete-only to show partial ones")
-    rows = board.ranked(board.leaderboard_rows(runs, suite, find_contamination(dirs)) + peer_rows)
+    rows = board.ranked_rows(runs, suite, find_contamination(dirs), peer_evaluations)
     text = board.render_leaderboard(rows, suite, format, with_size=model_size)
     if output is None:
         typer.echo(text, nl=False)

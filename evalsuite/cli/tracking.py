@@ -82,7 +82,7 @@ def compare(
     not."""
     from evalsuite.cli.tables import format_comparison
     from evalsuite.results import read_run
-    from evalsuite.track.compare import compare_runs
+    from evalsuite.track.compare import check_thresholds, compare_runs
 
     if str(candidate).startswith(LEADERBOARD_PREFIX):
         raise OptionError(f"{candidate}: the leaderboard's result goes first: compare {candidate} RUN")
@@ -103,10 +103,7 @@ def compare(
         raise OptionError(f"{' and '.join(given)} {verb} with a leaderboard:MODEL baseline")
     alpha = DEFAULT_ALPHA if alpha is None else alpha
     max_drop = 0.0 if max_drop is None else max_drop
-    if not 0 < alpha < 1:
-        raise OptionError(f"--alpha {alpha}: give a level between 0 and 1")
-    if max_drop < 0:
-        raise OptionError(f"--max-drop {max_drop}: give a number of points >= 0")
+    check_thresholds(alpha, max_drop)  # before the runs are read (compare_runs checks them too)
     # a model's folder: say which runs it holds
     result = compare_runs(read_run(Path(baseline)), read_run(candidate), alpha, max_drop)
     if format is CompareFormat.JSON:

@@ -13,6 +13,7 @@ Nothing is written until `write_card_update`, so `--check` and `--dry-run` show 
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,31 @@ class CardUpdateRequest:
                 f"{param(given)} names model-index results, which {param('results')} or "
                 f"{param('from_leaderboard')} write; give one of them"
             )
+
+    def command(self) -> str:
+        """The `evalsuite card update` command that makes this update (what `--check` tells to run on a stale
+        card): the README and every option that changes what is written, as given. Each option is named with
+        `errors.param`: `errors.in_terms(command, term)` writes them, the CLI as its flags (`--model-name`)."""
+        given: list[tuple[str, object]] = [
+            ("results", self.results),
+            ("contamination", self.contamination),
+            ("peers", ",".join(str(p) for p in self.peers)),
+            ("from_leaderboard", self.from_leaderboard),
+            ("published_contents", self.published_contents),
+            ("eval_results", self.eval_results),
+            ("allow_partial", self.allow_partial),
+            ("allow_not_comparable", self.allow_not_comparable),
+            ("model_name", self.model_name),
+            ("source_name", self.source.name if self.source else None),
+            ("source_url", self.source.url if self.source else None),
+        ]
+        words = ["evalsuite", "card", "update", shlex.quote(str(self.readme))]
+        for name, value in given:
+            if value is True:
+                words.append(param(name))
+            elif value:
+                words += [param(name), shlex.quote(str(value))]
+        return " ".join(words)
 
 
 @dataclass(frozen=True)
@@ -199,10 +225,8 @@ def plan_card_update(request: CardUpdateRequest, inputs: CardInputs) -> CardUpda
     if inputs.published is not None:
         new = update_from_leaderboard(new, inputs.published, suite, request.model_name)
     if inputs.peers:
-        measured = board.leaderboard_rows([run.results], suite) if run is not None else []
-        new = update_peers(
-            new, board.render_compact(board.ranked(measured + board.peer_rows(list(inputs.peers), suite)))
-        )
+        measured = [run.results] if run is not None else []
+        new = update_peers(new, board.render_compact(board.ranked_rows(measured, suite, peers=inputs.peers)))
     files = [FileUpdate(request.readme, README_IN_REPO, inputs.readme_text, new, inputs.readme_existed)]
     if request.eval_results and run is not None and inputs.benchmarks is not None:
         found = inputs.benchmarks

@@ -19,20 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.archive import details as layout
+from evalsuite.archive.tasks import LEADERBOARD_TASKS
 from evalsuite.errors import OptionError, ResultsSchemaError
 from evalsuite.files import write_folder
 from evalsuite.results import Run, TaskResult
 from evalsuite.results.lm_eval_files import LoggedDocument, logged_documents
-
-# suite key -> the metrics the leaderboard's details and results name, from the run's per-document metrics
-_METRICS: dict[str, dict[str, str]] = {
-    "arc": {"acc": "acc", "acc_norm": "acc_norm"},
-    "hellaswag": {"acc": "acc", "acc_norm": "acc_norm"},
-    "mmlu": {"acc": "acc"},
-    "truthfulqa": {"mc2": "acc"},  # lm-eval's truthfulqa_mc2 calls MC2 `acc`
-    "winogrande": {"acc": "acc"},
-    "gsm8k": {"acc": "exact_match"},
-}
 
 
 def export_details(run: Run, folder: Path) -> list[str]:
@@ -74,8 +65,16 @@ def _subject(task: TaskResult, leaf: str) -> str | None:
     return leaf.removeprefix("mmlu_") if task.key == "mmlu" else None
 
 
+def _metric_sources(task: TaskResult) -> dict[str, str]:
+    """The leaderboard's metrics of the task's details (archive/tasks.py) -> the run's per-document metric each is:
+    the one the leaderboard showed is the task's own (lm-eval's truthfulqa_mc2 calls MC2 `acc`, GSM8K's `acc` is
+    its `exact_match`), the others have lm-eval's name (ARC's and HellaSwag's `acc`)."""
+    leaderboard = LEADERBOARD_TASKS[task.key]
+    return {name: task.metric.name if name == leaderboard.metric else name for name in leaderboard.details_metrics}
+
+
 def _row(task: TaskResult, document: LoggedDocument) -> dict[str, Any]:
-    metrics = {ours_to: document.metrics[name] for ours_to, name in _METRICS[task.key].items()
+    metrics = {ours_to: document.metrics[name] for ours_to, name in _metric_sources(task).items()
                if name in document.metrics}  # fmt: skip
     prompt = document.contexts[0]
     example = prompt.rsplit("\n\n", 1)[-1]  # the document's own text, after the few-shot exemplars

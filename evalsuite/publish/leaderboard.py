@@ -6,6 +6,7 @@ compact `| Model | H6 | Model Size |` table model cards carry. Renderers get pla
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -139,6 +140,17 @@ def peer_rows(evaluations: list[PublishedEvaluation], suite: SuiteSpec) -> list[
             )
         )
     return rows
+
+
+def ranked_rows(
+    runs: list[SuiteResults],
+    suite: SuiteSpec,
+    checks: list[ContaminationResults] | None = None,
+    peers: Sequence[PublishedEvaluation] = (),
+) -> list[Row]:
+    """A leaderboard's rows, ranked (`ranked`): the runs' (each with its model's latest contamination check) and
+    the peers' published ones. What `evalsuite leaderboard`, a sweep's table and a card's peers table show."""
+    return ranked(leaderboard_rows(runs, suite, checks) + peer_rows(list(peers), suite))
 
 
 def ranked(rows: list[Row]) -> list[Row]:

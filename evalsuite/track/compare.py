@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import SerializerFunctionWrapHandler, model_serializer
 
-from evalsuite.errors import NotComparableError
+from evalsuite.errors import NotComparableError, OptionError, param
 from evalsuite.records import FrozenRecord
 from evalsuite.results import Run, SuiteResults, TaskResult
 from evalsuite.results.lm_eval_files import sample_scores
@@ -195,9 +195,20 @@ def welch_test(a: TaskResult, b: TaskResult) -> tuple[TestName, float | None]:
     return "welch-t", float(2 * stats.t.sf(abs(t), degrees))
 
 
+def check_thresholds(alpha: float, max_drop: float) -> None:
+    """The verdicts' settings: `alpha` a significance level (0 < alpha < 1), `max_drop` points (>= 0); one
+    OptionError each."""
+    if not 0 < alpha < 1:
+        raise OptionError(f"{param('alpha')} {alpha}: give a level between 0 and 1")
+    if max_drop < 0:
+        raise OptionError(f"{param('max_drop')} {max_drop}: give a number of points >= 0")
+
+
 def compare_runs(baseline: Run, candidate: Run, alpha: float = 0.05, max_drop: float = 0.0) -> Comparison:
-    """Compare two runs task by task (the module's docstring has the tests); NotComparableError when they did
-    not run the same protocol on the same rows."""
+    """Compare two runs task by task (the module's docstring has the tests); OptionError for an `alpha` or a
+    `max_drop` that is no setting (`check_thresholds`), NotComparableError when the runs did not run the same
+    protocol on the same rows."""
+    check_thresholds(alpha, max_drop)
     old, new = baseline.results, candidate.results
     if problems := comparability_problems(old, new):
         raise NotComparableError("runs are not comparable: " + "; ".join(problems))

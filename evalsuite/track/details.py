@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from evalsuite.archive import PublishedDetails, PublishedDocument, PublishedResult, TaskDetails
-from evalsuite.archive.results_files import TASK_KEYS
+from evalsuite.archive.tasks import LEADERBOARD_TASKS
 from evalsuite.errors import NotComparableError
 from evalsuite.records import FrozenRecord
 from evalsuite.results import Run, TaskResult
@@ -170,7 +170,7 @@ def _question(text: str) -> str:
 def _pair_task(
     task: TaskResult, files: list[TaskDetails], ours: list[LoggedDocument], published: PublishedResult
 ) -> TaskPairing:
-    metric = TASK_KEYS[task.key][1]
+    metric = LEADERBOARD_TASKS[task.key].metric
     index = _RunIndex(ours)
     paired: list[PairedDocument] = []
     unpaired: list[UnpairedDocument] = []

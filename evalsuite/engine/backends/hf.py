@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from evalsuite.engine.backends import BackendOptions, LoadedModel, ModelBackend, ModelSettings
 from evalsuite.engine.processes import Processes
 from evalsuite.errors import ModelRefError, OptionError, RunError, param
-from evalsuite.model import LoadableModel, ModelRef, ModelSource
+from evalsuite.model import LoadableModel, ModelRef, ModelSource, access_refused
 from evalsuite.settings import Dtype, Precision, WeightType
 
 if TYPE_CHECKING:
@@ -208,6 +208,8 @@ def local_folder(ref: ModelRef) -> str:
     try:
         return snapshot_download(ref.location, revision=ref.revision)
     except Exception as e:  # huggingface_hub raises many kinds (not found, offline without a cache, gated)
+        if (refused := access_refused(e, ref.location)) is not None:  # gated, 401/403: the Hub's one line
+            raise refused from e
         raise RunError(f"cannot fetch {ref.location}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
 
 
