@@ -55,7 +55,6 @@ def _measure(args: argparse.Namespace) -> None:
 
     from evalsuite import engine
     from evalsuite.run import RunRequest, run_suite
-    from evalsuite.settings import Backend
 
     counters = {"calls": 0, "tokens": 0, "seconds": 0.0}
     original_load = engine.load_model
@@ -96,7 +95,7 @@ def _measure(args: argparse.Namespace) -> None:
             data_dir=args.data_dir,
             output_dir=Path(args.output_dir),
             log_samples=True,
-            backend=Backend(args.backend),
+            backend=args.backend,
         ),
         progress=lambda message: print(f"  {args.backend}: {message}", file=sys.stderr, flush=True),
     )

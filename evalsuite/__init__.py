@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from evalsuite._version import __version__
 
 if TYPE_CHECKING:
-    from evalsuite.engine.backends import BackendOptions, ModelBackend, register_backend
+    from evalsuite.engine.backends import BackendOptions, ModelBackend, backend_names, register_backend
     from evalsuite.publish.card_update import (
         CardUpdate,
         CardUpdateRequest,
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
         run_suite,
     )
     from evalsuite.run.sweep import SweepOutcome, SweepRequest, run_sweep
-    from evalsuite.settings import Backend, BatchSize, Dtype, Seeds
+    from evalsuite.settings import BatchSize, Dtype, Seeds
     from evalsuite.suite import Protocol, SuiteSpec, TaskSpec, load_suite
     from evalsuite.track.compare import Comparison, compare_runs
     from evalsuite.track.reproduce import Reproduction, reproduce
@@ -70,7 +70,7 @@ _OWNERS = {
     "TaskSpec": "evalsuite.suite",
     "Protocol": "evalsuite.suite",
     "load_suite": "evalsuite.suite",
-    "Backend": "evalsuite.settings",
+    "backend_names": "evalsuite.engine.backends",
     "BatchSize": "evalsuite.settings",
     "Dtype": "evalsuite.settings",
     "Seeds": "evalsuite.settings",
@@ -90,7 +90,6 @@ _OWNERS = {
 
 __all__ = [
     "__version__",
-    "Backend",
     "BackendOptions",
     "BatchSize",
     "CardUpdate",
@@ -113,6 +112,7 @@ __all__ = [
     "SweepOutcome",
     "SweepRequest",
     "TaskSpec",
+    "backend_names",
     "build_prompts",
     "compare_runs",
     "load_suite",

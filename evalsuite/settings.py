@@ -14,14 +14,10 @@ from pydantic import BeforeValidator
 from evalsuite.errors import OptionError, param
 from evalsuite.records import FrozenRecord
 
-
-class Backend(StrEnum):
-    """The names of the backends that ship with evalsuite (evalsuite.engine.backends, where others are
-    registered: a run's `backend` is any registered name). Both give HFLM's choices, log-likelihoods equal to
-    float rounding."""
-
-    SHARED_PREFIX = "shared-prefix"  # each shared prefix forwarded once (the default)
-    LM_EVAL_HF = "lm-eval-hf"  # lm-eval's own HFLM, request by request
+# The backend a run uses unless it names another (evalsuite.engine.backends: the registry of every backend's name,
+# the built-ins, installed entry points and registered ones alike); here so that the CLI's default and results
+# files need no engine import.
+DEFAULT_BACKEND = "shared-prefix"
 
 
 class GenerationEngine(StrEnum):
@@ -112,10 +108,13 @@ class Precision(StrEnum):
         return None if self.quantized else Dtype(self.value)
 
 
-def loaded_as(precision: Precision, dtype: Dtype, weight_type: WeightType, base_model: str | None) -> str:
+def loaded_as(precision: Precision | None, dtype: Dtype, weight_type: WeightType, base_model: str | None) -> str:
     """How a model runs, as lines, tables and cards say it: `bfloat16`; `4bit, computing in float32`;
-    `float16, adapter over ORG/BASE`."""
-    text = str(precision) + (f", computing in {dtype}" if precision.bitsandbytes else "")
+    `float16, adapter over ORG/BASE`. No precision: the dtype as asked (`auto` too)."""
+    if precision is None:
+        text = str(dtype)
+    else:
+        text = str(precision) + (f", computing in {dtype}" if precision.bitsandbytes else "")
     if weight_type is not WeightType.ORIGINAL:
         text += f", {weight_type.value.lower()} over {base_model}"
     return text
@@ -252,7 +251,7 @@ SeedsField = Annotated[Seeds, BeforeValidator(_as_seeds)]
 
 __all__ = [
     "SEED_LIMIT",
-    "Backend",
+    "DEFAULT_BACKEND",
     "BatchSize",
     "BatchSizeField",
     "Dtype",

@@ -104,6 +104,7 @@ _LIBRARY_PROBES = (
     "evalsuite/engine/compat.py",
     "lm_eval/loggers/utils.py",
     "matplotlib/font_manager.py",
+    "ctypes/util.py",  # find_library's ldconfig probe (device_smi, imported by gptqmodel through peft)
 )
 
 
@@ -169,6 +170,22 @@ def real_run(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory):
     messages: list[str] = []
     outcome = run_suite(request, progress=messages.append)
     return outcome, messages
+
+
+@pytest.fixture(scope="session")
+def toy_distribution(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/toy_backend.py installed as a real distribution would be: a folder to put on a process's path,
+    holding the module and a dist-info whose entry_points.txt names it in evalsuite's group (what pip writes
+    for `[project.entry-points."evalsuite.backends"] toy = "evalsuite_toy:BACKEND"`)."""
+    import shutil
+
+    site = tmp_path_factory.mktemp("toy-site")
+    shutil.copy(REPO / "tests" / "toy_backend.py", site / "evalsuite_toy.py")
+    info = site / "evalsuite_toy-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: evalsuite-toy\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[evalsuite.backends]\ntoy = evalsuite_toy:BACKEND\n")
+    return site
 
 
 def save_lora_adapter(model_folder: str, folder: Path) -> Any:

@@ -8,6 +8,9 @@ anything loads, and recorded in results.json.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from evalsuite.cli import app
 from evalsuite.engine.backends import get_backend, register_backend, unregister_backend
 from evalsuite.errors import OptionError
 from evalsuite.run import ContaminationRequest, RunRequest, prepare_check, prepare_run, run_suite
-from evalsuite.settings import Backend, GenerationEngine
+from evalsuite.settings import GenerationEngine
 
 cli = CliRunner()
 
@@ -39,7 +42,7 @@ def _request(model: Path, tmp_path: Path, **settings: object) -> RunRequest:
 
 
 def test_the_registry_names_its_backends_and_refuses_unknown_ones(toy: str):
-    assert engine.backend_names() == [Backend.SHARED_PREFIX.value, Backend.LM_EVAL_HF.value, "toy"]
+    assert engine.backend_names() == ["shared-prefix", "lm-eval-hf", "toy"]
     with pytest.raises(OptionError, match=r"^backend 'vllm': choose shared-prefix or lm-eval-hf or toy$"):
         get_backend("vllm")
     with pytest.raises(ValueError, match="module:attribute"):
@@ -173,3 +176,38 @@ def test_a_real_run_records_its_backend_and_its_generation_engine(real_run):
     assert settings.backend == "shared-prefix"
     assert settings.backend_options == {"pack_tokens": 1024, "generation": "evalsuite"}
     assert "generation" not in settings.model_args and "pack_tokens" not in settings.model_args
+
+
+def test_the_registry_reads_installed_entry_points_without_importing_them(
+    toy_distribution: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A distribution's `evalsuite.backends` entry point is a backend name in any process that has it installed;
+    reading the names imports nothing, and a built-in name is not taken over."""
+    from evalsuite.engine import backends
+
+    monkeypatch.syspath_prepend(str(toy_distribution))
+    monkeypatch.setattr(backends, "_registry", dict(backends.BUILTIN))
+    monkeypatch.setattr(backends, "_entry_points_read", False)
+    assert engine.backend_names() == ["shared-prefix", "lm-eval-hf", "toy"]
+    assert backends._registry["toy"] == "evalsuite_toy:BACKEND" and "evalsuite_toy" not in sys.modules
+
+
+@pytest.mark.subprocess
+@pytest.mark.lm_eval
+def test_a_backend_installed_as_a_distribution_runs_through_the_cli(
+    toy_distribution: Path, config_only: Path, tmp_path: Path
+):
+    """`evalsuite run --backend toy` in a process of its own that has the toy distribution on its path, and no
+    register_backend anywhere: found by its entry point (docs/backends-and-gpus.md)."""
+    import os
+
+    command = [str(Path(sys.executable).parent / "evalsuite"), "run", str(config_only), "--backend", "toy",
+               "--backend-options", "per_character=-1", "--tasks", "arc", "--limit", "1", "--data-dir",
+               str(SAMPLE_DATA), "--output-dir", str(tmp_path / "out")]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(toy_distribution)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(next((tmp_path / "out").glob("*/*/results.json")).read_text())
+    assert (results["settings"]["backend"], results["settings"]["backend_options"]) == ("toy", {"per_character": -1.0})
+    with pytest.raises(OptionError, match=r"^backend 'toy': choose shared-prefix or lm-eval-hf$"):
+        get_backend("toy")  # this process does not have the distribution

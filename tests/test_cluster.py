@@ -47,11 +47,12 @@ RUN_OPTIONS = [
 
 @dataclass
 class LoopbackCluster:
-    """A Ray cluster in a network namespace: `inside(cmd)` runs a command there."""
+    """A Ray cluster in a network namespace: `inside(cmd)` runs a command there, with `env`."""
 
     namespace: subprocess.Popen[bytes]
     address: str
     worker_b: int  # the raylet process of the second worker node
+    env: dict[str, str]  # the nodes' and drivers': the toy backend's distribution on the path
 
     def inside(self, *command: str) -> list[str]:
         return ["nsenter", "-t", str(self.namespace.pid), "-n", *command]
@@ -72,13 +73,14 @@ def _raylets() -> dict[int, str]:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[LoopbackCluster]:
+def cluster(toy_distribution: Path) -> Iterator[LoopbackCluster]:
     if os.geteuid() != 0:
         pytest.skip("a network namespace of the test's own needs root (CI runs as root)")
     namespace = subprocess.Popen(["unshare", "-n", "sh", "-c", "ip link set lo up && exec sleep infinity"])
     time.sleep(0.5)
-    env = ENV
-    made = LoopbackCluster(namespace, f"127.0.0.1:{PORT}", worker_b=0)
+    # the toy backend installed (an entry point, tests/conftest.py) where the nodes' workers and the drivers run
+    env = {**ENV, "PYTHONPATH": str(toy_distribution)}
+    made = LoopbackCluster(namespace, f"127.0.0.1:{PORT}", worker_b=0, env=env)
     ray = str(BIN / "ray")
     try:
         subprocess.run(made.inside(ray, "start", "--head", f"--port={PORT}", "--num-cpus=0",
@@ -181,7 +183,7 @@ def sweep_chain(
         str(BIN / "evalsuite"), "sweep", str(gguf_path), str(changed_model), str(broken_model),
         "--cluster", cluster.address, "--gpus-per-task", "1", "--output-dir", str(output), *RUN_OPTIONS,
     )  # fmt: skip
-    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env)
     node_b = _raylets()[cluster.worker_b].split("--node_id=")[1][:12]
 
     def running_on_b() -> list[tuple[str, dict[str, Any]]]:
@@ -202,7 +204,7 @@ def sweep_chain(
     _, first_stderr = driver.communicate()
     done = {(m, c["task"]): c for m, c in _cells(_status(output)) if c["state"] == "done"}
     assert done, "cells were done when the driver was killed"
-    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600, env=cluster.env)
     return SweepChain((model, cell["task"]), node_b, done, first_stderr, rerun, _status(output), output)
 
 
@@ -297,7 +299,7 @@ def test_run_on_the_cluster_equals_the_local_run(cluster: LoopbackCluster, gguf_
     options = [*RUN_OPTIONS[RUN_OPTIONS.index("--limit"):], "--tasks", ",".join(tasks)]
     command = cluster.inside(str(BIN / "evalsuite"), "run", str(gguf_path), "--cluster", cluster.address,
                              "--output-dir", str(tmp_path), *options)  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=cluster.env)
     assert done.returncode == 0, done.stderr
     results = next(tmp_path.glob("*/*/results.json"))
     local = {t.key: t.value for t in real_run[0].results.tasks if t.key in tasks}
@@ -310,27 +312,33 @@ def test_run_on_the_cluster_equals_the_local_run(cluster: LoopbackCluster, gguf_
 
 
 def test_one_model_at_two_precisions_and_under_an_adapter_in_one_sweep(
-    cluster: LoopbackCluster, model_folder: str, real_run: Any, tmp_path: Path,
+    cluster: LoopbackCluster, model_folder: str, changed_model: Path, sequential_changed: Any, config_only: Path,
+    real_run: Any, tmp_path: Path,
 ) -> None:  # fmt: skip
     """Issue 35 through the cluster: one base model three times in a sweep (float32, bfloat16, and under a
-    LoRA adapter), each cell loading it as its entry says; each run's values are its local run's."""
+    LoRA adapter), each cell loading it as its entry says; each run's values are its local run's. As in
+    docs/cluster.md, the first entry is another model and the adapter's entry names no model: it runs over the
+    base its config names (issue 43: it ran over the first entry's model). And a backend installed only as an
+    entry point (the toy's distribution) is found in the workers."""
     from conftest import save_lora_adapter
 
+    from evalsuite.engine.backends import register_backend, unregister_backend
     from evalsuite.run import RunRequest, run_suite
 
     tasks = ["truthfulqa"]  # one task (CI time): how a cell loads its model does not depend on the task
     adapter = tmp_path / "lora"
     save_lora_adapter(model_folder, adapter)
     models = tmp_path / "models.yaml"
-    models.write_text(f"- {model_folder}\n- model: {model_folder}\n  precision: bfloat16\n- adapter: {adapter}\n")
+    models.write_text(f"- {changed_model}\n- {model_folder}\n- model: {model_folder}\n  precision: bfloat16\n"
+                      f"- adapter: {adapter}\n- model: {config_only}\n  backend: toy\n")  # fmt: skip
     options = [*RUN_OPTIONS[RUN_OPTIONS.index("--limit"):], "--tasks", ",".join(tasks)]
     command = cluster.inside(str(BIN / "evalsuite"), "sweep", "--models-file", str(models), "--cluster",
                              cluster.address, "--output-dir", str(tmp_path / "out"), *options)  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=cluster.env)
     assert done.returncode == 0, done.stderr
     runs = {m["model"]: m for m in _status(tmp_path / "out")["models"]}
-    assert list(runs) == [f"{model_folder} [default precision]", f"{model_folder} [precision bfloat16]",
-                          str(adapter)]  # fmt: skip
+    assert list(runs) == [str(changed_model), f"{model_folder} [default precision]",
+                          f"{model_folder} [precision bfloat16]", str(adapter), str(config_only)]  # fmt: skip
 
     def local(**options: Any) -> dict[str, float]:
         request = RunRequest(tasks=tasks, limit=REAL_RUN_LIMIT, batch_size=REAL_RUN_BATCH_SIZE, data_dir=SAMPLE_DATA,
@@ -339,18 +347,28 @@ def test_one_model_at_two_precisions_and_under_an_adapter_in_one_sweep(
         assert outcome is not None
         return {t.key: t.value for t in outcome.results.tasks}
 
+    register_backend("toy", "toy_backend:BACKEND")  # in this process only: the workers found theirs by entry point
+    try:
+        toy = local(model=str(config_only), backend="toy")
+    finally:
+        unregister_backend("toy")
     expected = [
+        {t.key: t.value for t in sequential_changed.results.tasks if t.key in tasks},
         {t.key: t.value for t in real_run[0].results.tasks if t.key in tasks},  # float32, the shared run
         local(model=model_folder, precision="bfloat16"),
-        local(model=None, adapter=str(adapter)),
+        local(model=None, adapter=str(adapter)),  # = evalsuite run --adapter, MODEL left out
+        toy,
     ]
-    assert len({json.dumps(values) for values in expected}) == 3, expected  # three different models
+    assert len({json.dumps(values) for values in expected}) == 5, expected  # five different models
     recorded = []
     for run, values in zip(runs.values(), expected, strict=True):
         results = json.loads((Path(run["run_dir"]) / "results.json").read_text())
         assert _values(Path(run["run_dir"]) / "results.json") == pytest.approx(values, abs=1e-6), run["model"]
-        recorded.append((results["model"]["precision"], results["model"]["weight_type"]))
-    assert recorded == [("float32", "Original"), ("bfloat16", "Original"), ("float32", "Adapter")]
+        model, settings = results["model"], results["settings"]
+        recorded.append((model["precision"], model["weight_type"], settings["backend"]))
+    assert recorded == [("float32", "Original", "shared-prefix"), ("float32", "Original", "shared-prefix"),
+                        ("bfloat16", "Original", "shared-prefix"), ("float32", "Adapter", "shared-prefix"),
+                        ("float32", "Original", "toy")]  # fmt: skip
     board = done.stdout  # the sweep's leaderboard: the base model's two rows say their precisions
     assert f"{Path(model_folder).name} (float32)" in board and f"{Path(model_folder).name} (bfloat16)" in board
     assert "lora (Adapter)" in board, board

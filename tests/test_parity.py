@@ -28,7 +28,6 @@ import pytest
 from conftest import REAL_RUN_BATCH_SIZE, REAL_RUN_LIMIT, SAMPLE_DATA
 
 from evalsuite.run import PromptsRequest, RunOutcome, RunRequest, build_prompts, run_suite
-from evalsuite.settings import Backend
 from evalsuite.suite import Protocol, prompt_fingerprint
 
 # key -> (lm-eval task, shots, few-shot split, metric, dataset dir, eval split)
@@ -194,7 +193,7 @@ def test_mmlu_requests_are_the_same_under_both_protocols():
 def test_default_backend_matches_plain_lm_eval(real_run, lm_eval_protocol_run, plain_lm_eval):
     outcome = lm_eval_protocol_run
     mmlu_run, _ = real_run  # the default run's MMLU: its requests are the same under protocol lm-eval
-    assert outcome.results.settings.backend == Backend.SHARED_PREFIX.value
+    assert outcome.results.settings.backend == "shared-prefix"
     assert outcome.results.settings.protocol is Protocol.LM_EVAL
     plain, plain_responses = plain_lm_eval
     subjects = _mmlu_parity_subjects()
@@ -230,11 +229,11 @@ def test_lm_eval_hf_backend_equals_plain_lm_eval(gguf_path, tmp_path, plain_lm_e
         data_dir=SAMPLE_DATA,
         output_dir=tmp_path,
         log_samples=True,
-        backend=Backend.LM_EVAL_HF,
+        backend="lm-eval-hf",
         protocol=Protocol.LM_EVAL,
     )
     outcome: RunOutcome = run_suite(request, progress=lambda message: None)
-    assert outcome.results.settings.backend == Backend.LM_EVAL_HF.value
+    assert outcome.results.settings.backend == "lm-eval-hf"
     plain, plain_responses = plain_lm_eval
     ours = {t.key: t.value for t in outcome.results.tasks}
     print("\nparity (evalsuite lm-eval-hf vs plain lm-eval):\n" + json.dumps({k: [ours[k], plain[k]] for k in ours}))

@@ -1,6 +1,8 @@
-"""The sweep's own logic, without a cluster: its models file, its request checks, its status file, and the
-errors that must come before any model loads (Ray missing, an address where nothing answers, a worker whose
-versions differ). The sweep on a real Ray cluster: tests/test_cluster.py."""
+"""The sweep's own logic, without a cluster: its models file, its request checks, its status file, the errors
+that must come before any model loads (Ray missing, an address where nothing answers, a worker whose versions
+differ), and its resume, failure, retry and cancel paths on the in-process executor (run/executors.py) with a
+cell runner of the tests' own. The sweep on a real Ray cluster (node kill, GPU pinning, workers' versions, the
+real cells): tests/test_cluster.py."""
 
 from __future__ import annotations
 
@@ -139,8 +141,7 @@ def test_a_worker_reuses_its_loaded_model_only_for_the_same_load(
     for options in order:
         request = RunRequest(model=str(config_only), tasks=["arc"], data_dir=SAMPLE_DATA, output_dir=tmp_path,
                              **options)  # fmt: skip
-        cell = Cell(request=request, task="arc", device="cpu", dtype=Dtype.FLOAT32, versions=Versions.installed())
-        cells._loaded(prepare_run(request), cell)
+        cells._loaded(prepare_run(request.model_copy(update={"device": "cpu", "dtype": Dtype.FLOAT32})))
     assert [(s.precision, s.part is not None) for s in loads] == [
         (None, False), (Precision.INT4, False), (None, True), (None, False)
     ]  # fmt: skip
@@ -187,7 +188,7 @@ def test_a_sweep_model_refuses_settings_it_does_not_know() -> None:
 def test_the_live_view_is_one_line_per_model_with_tasks_done_running_and_an_eta(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from evalsuite.cli.sweeping import _LiveView
+    from evalsuite.cli.cluster import _LiveView
     from evalsuite.run.sweep import CellStatus, ModelStatus, State
 
     now = datetime.now(UTC)
@@ -202,3 +203,208 @@ def test_the_live_view_is_one_line_per_model_with_tasks_done_running_and_an_eta(
     shown = capsys.readouterr().err
     assert "org/a" in shown and "1/3 tasks, running gsm8k" in shown and "<" in shown  # elapsed<remaining
     assert "org/b" in shown and "tasks, failed" in shown
+
+
+def test_an_entry_with_only_an_adapter_runs_over_the_base_its_config_names(
+    config_only: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/cluster.md's shape: the first entry is another model, a later one gives only `adapter:`. The
+    adapter runs over the base its adapter_config.json names, never over the first entry's model (which ran it
+    over step-10000, or refused it, before)."""
+    from evalsuite.run import prepare_run
+    from evalsuite.run.sweep import SweepOutcome
+
+    adapter = tmp_path / "lora"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(config_only)}))
+    other = tmp_path / "run-42-step-10000"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    path = tmp_path / "models.yaml"
+    path.write_text(f"- {other}\n- adapter: {adapter}\n")
+    asked: list[SweepRequest] = []
+
+    def drive(request: SweepRequest, verbose: bool) -> SweepOutcome:
+        asked.append(request)
+        now = datetime.now(UTC)
+        return SweepOutcome(SweepStatus(cluster="local", started_at=now, updated_at=now, models=[]), [], [])
+
+    monkeypatch.setattr("evalsuite.cli.sweeping.drive", drive)
+    result = runner.invoke(app, ["sweep", "--models-file", str(path), "--tasks", "arc", "--data-dir", str(SAMPLE_DATA),
+                                 "--output-dir", str(tmp_path / "out")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    first, tuned = asked[0].runs
+    assert (first.model, first.adapter) == (str(other), None)
+    assert (tuned.model, tuned.adapter) == (None, str(adapter))
+    weights = prepare_run(tuned, here=False).weights
+    assert (weights.base.location, weights.part and weights.part.location) == (str(config_only), str(adapter))
+    # the library's own composition too: an entry's request never takes the model of the base it is laid over
+    library = read_models_file(path)[1].request(RunRequest(model=str(other), output_dir=tmp_path / "out"))
+    assert library.model is None
+
+
+# --- the sweep's logic on the in-process executor, with a cell runner of the tests' own
+
+LEAVES = {"arc": "arc_challenge", "truthfulqa": "truthfulqa_mc2", "winogrande": "winogrande"}
+
+
+def _value(model: str, task: str) -> float:
+    """A value of its own for each model's task (so a value read from the wrong cell shows)."""
+    return round(0.1 + 0.05 * list(LEAVES).index(task) + 0.2 * ("second" in model), 4)
+
+
+class FakeCells:
+    """Answers cells as a worker would (a task's record and the model's facts), without a model; `fail` maps
+    (model folder name, task) to what the runner raises on its n-th attempt: an exception or a list of them."""
+
+    def __init__(self, fail: dict[tuple[str, str], Any] | None = None) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.fail = fail or {}
+
+    def __call__(self, cell: Cell, node: str) -> Any:
+        from fakes import lm_eval_output
+
+        from evalsuite import engine
+        from evalsuite.run.cells import CellResult
+        from evalsuite.run.pipeline import ModelFacts
+        from evalsuite.suite import load_suite
+
+        model = Path(str(cell.request.model or cell.request.adapter)).name
+        self.calls.append((model, cell.task))
+        planned = self.fail.get((model, cell.task))
+        if isinstance(planned, list):
+            if planned:
+                raise planned.pop(0)
+        elif planned is not None:
+            raise planned
+        spec = load_suite().task(cell.task)
+        finished = engine.FinishedTask(
+            lm_eval_output=lm_eval_output(spec, {LEAVES[cell.task]: (_value(model, cell.task), 0.01, 2)}),
+            samples={}, seconds=0.5,
+        )  # fmt: skip
+        facts = ModelFacts(model_args={"pretrained": model}, device=cell.device, parameters=None, dtype=cell.dtype,
+                           load_seconds=0.0, backend=cell.request.backend)  # fmt: skip
+        return CellResult(task=cell.task, finished=finished, model=facts, node=node, gpus=None,
+                          started_at=datetime.now(UTC), seconds=0.5)  # fmt: skip
+
+
+@pytest.fixture
+def two_models(tmp_path: Path) -> list[Path]:
+    """Two model folders with a config and no weights (the fake cells load nothing)."""
+    folders = []
+    for name in ("first-model", "second-model"):
+        (folder := tmp_path / name).mkdir()
+        (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+        folders.append(folder)
+    return folders
+
+
+def _sweep_request(models: list[Path], output: Path, tasks: list[str], **options: Any) -> SweepRequest:
+    runs = [RunRequest(model=str(m), tasks=tasks, limit=2, data_dir=SAMPLE_DATA, output_dir=output) for m in models]
+    return SweepRequest(runs=runs, **options)
+
+
+def _in_process(cells: FakeCells) -> Any:
+    from evalsuite.run.executors import InProcessExecutor
+
+    return InProcessExecutor(runner=cells, node="here")
+
+
+def test_a_sweep_in_process_writes_each_models_run_and_the_same_sweep_again_runs_nothing(
+    two_models: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evalsuite import faults
+    from evalsuite.results import read_results
+    from evalsuite.run.sweep import State, run_sweep
+
+    instants: list[str] = []
+    monkeypatch.setattr(faults, "reached", instants.append)  # the sweep's saves and writes reach the failpoints
+    request = _sweep_request(two_models, tmp_path / "out", ["arc", "truthfulqa"])
+    cells, lines = FakeCells(), list[str]()
+    outcome = run_sweep(request, progress=lines.append, executor=_in_process(cells))
+    assert cells.calls == [("first-model", "arc"), ("first-model", "truthfulqa"), ("second-model", "arc"),
+                           ("second-model", "truthfulqa")]  # fmt: skip
+    saves = [instant for instant in instants if instant in ("task-saved", "renamed")]
+    assert saves == ["task-saved", "task-saved", "renamed", "task-saved", "task-saved", "renamed"]
+    assert "replacing sweep.json" in instants and "staged" in instants
+    assert outcome.failures == [] and len(outcome.runs) == 2
+    for model, run in zip(two_models, outcome.runs, strict=True):
+        results = read_results(run.run_dir)
+        assert {t.key: t.value for t in results.tasks} == {t: _value(model.name, t) for t in ("arc", "truthfulqa")}
+    status = read_status(tmp_path / "out" / "sweep.json")
+    assert status is not None and [m.state for m in status.models] == [State.DONE, State.DONE]
+    assert all(c.attempts == 1 and c.node == "here" and not c.reused for m in status.models for c in m.cells)
+    assert not list((tmp_path / "out").glob("*/.*")), "no checkpoint left behind"
+
+    again, lines = FakeCells(), []
+    second = run_sweep(request, progress=lines.append, executor=_in_process(again))
+    assert again.calls == [] and [r.run_dir for r in second.runs] == [r.run_dir for r in outcome.runs]
+    assert sum("written by an earlier sweep" in line for line in lines) == 2, lines
+
+
+def test_a_cell_that_raises_fails_its_model_alone_and_its_other_cells_never_run(
+    two_models: list[Path], tmp_path: Path
+) -> None:
+    from evalsuite.run.sweep import State, run_sweep
+
+    cells = FakeCells(fail={("first-model", "arc"): OptionError("model_args x=1: not an argument of this model")})
+    request = _sweep_request(two_models, tmp_path / "out", ["arc", "truthfulqa"])
+    outcome = run_sweep(request, progress=lambda line: None, executor=_in_process(cells))
+    assert cells.calls == [("first-model", "arc"), ("second-model", "arc"), ("second-model", "truthfulqa")]
+    [failure] = outcome.failures
+    assert (failure.model, failure.line) == (str(two_models[0]), "arc: model_args x=1: not an argument of this model")
+    assert isinstance(failure.error, OptionError)
+    assert [r.results.model.id for r in outcome.runs] == ["second-model"]
+    status = read_status(tmp_path / "out" / "sweep.json")
+    assert status is not None
+    first = status.models[0]
+    assert first.state is State.FAILED and first.error == "arc: model_args x=1: not an argument of this model"
+    assert [c.state for c in first.cells] == [State.FAILED, State.FAILED]
+    assert not (tmp_path / "out" / "first-model").exists() or not any((tmp_path / "out" / "first-model").iterdir())
+
+
+def test_a_cell_lost_with_its_worker_runs_again_up_to_the_retries(two_models: list[Path], tmp_path: Path) -> None:
+    from evalsuite.run.executors import WorkerLost
+    from evalsuite.run.sweep import State, run_sweep
+
+    cells = FakeCells(fail={("first-model", "arc"): [WorkerLost("node n2 died")]})  # once
+    outcome = run_sweep(_sweep_request(two_models[:1], tmp_path / "once", ["arc"], retries=1),
+                        progress=lambda line: None, executor=_in_process(cells))  # fmt: skip
+    assert outcome.failures == [] and cells.calls == [("first-model", "arc")] * 2
+    status = read_status(tmp_path / "once" / "sweep.json")
+    assert status is not None and status.models[0].cells[0].attempts == 2
+    assert status.models[0].cells[0].state is State.DONE
+
+    always = FakeCells(fail={("first-model", "arc"): [WorkerLost("node n2 died")] * 3})
+    lost = run_sweep(_sweep_request(two_models[:1], tmp_path / "lost", ["arc"], retries=1),
+                     progress=lambda line: None, executor=_in_process(always))  # fmt: skip
+    assert always.calls == [("first-model", "arc")] * 2  # the first attempt and one retry
+    [failure] = lost.failures
+    assert failure.line == "arc: lost with its worker or node every time it ran (WorkerLost: node n2 died)"
+
+
+def test_an_interrupted_sweep_resumes_without_running_a_finished_cell_again(
+    two_models: list[Path], tmp_path: Path
+) -> None:
+    from evalsuite.errors import Interrupted
+    from evalsuite.run.sweep import run_sweep
+
+    request = _sweep_request(two_models, tmp_path / "out", ["arc", "truthfulqa", "winogrande"])
+    stopped = FakeCells(fail={("second-model", "truthfulqa"): KeyboardInterrupt()})  # Ctrl-C in the 5th cell
+    with pytest.raises(Interrupted) as interrupted:
+        run_sweep(request, progress=lambda line: None, executor=_in_process(stopped))
+    assert interrupted.value.saved
+    assert len(stopped.calls) == 5
+    resumed, lines = FakeCells(), list[str]()
+    outcome = run_sweep(request, progress=lines.append, executor=_in_process(resumed))
+    # the first model was written before the Ctrl-C; the second's arc is read back from its checkpoint
+    assert resumed.calls == [("second-model", "truthfulqa"), ("second-model", "winogrande")]
+    assert "second-model: arc finished before, not rerun" in "\n".join(lines)
+    assert [{t.key: t.value for t in r.results.tasks} for r in outcome.runs] == [
+        {t: _value(m.name, t) for t in ("arc", "truthfulqa", "winogrande")} for m in two_models
+    ]
+    status = read_status(tmp_path / "out" / "sweep.json")
+    assert status is not None
+    assert [(c.task, c.reused) for c in status.models[1].cells] == [
+        ("arc", True), ("truthfulqa", False), ("winogrande", False)
+    ]  # fmt: skip

@@ -51,9 +51,11 @@ def flag(name: str) -> str:
     return _FLAGS.get(name) or "--" + name.replace("_", "-")
 
 
-def error_line(error: EvalsuiteError) -> str:
-    """`error: <message>` on one line, naming the flags that fix it, whatever a library put in it."""
-    return "error: " + " ".join(error.message(flag).split())
+def error_line(error: EvalsuiteError | str) -> str:
+    """`error: <message>` on one line, naming the flags that fix it, whatever a library put in it (an error, or
+    its line as another process sent it: `EvalsuiteError.marked`)."""
+    message = error.message(flag) if isinstance(error, EvalsuiteError) else in_terms(error, flag)
+    return "error: " + " ".join(message.split())
 
 
 def skipped(error: EvalsuiteError) -> None:

@@ -1,23 +1,24 @@
-"""`evalsuite sweep`, and `evalsuite run --cluster`: runs spread over a Ray cluster (evalsuite/run/sweep.py)."""
+"""`evalsuite sweep`: many models' runs spread over a Ray cluster (evalsuite/run/sweep.py; the driving and the
+live view, shared with `run --cluster`, are cli/cluster.py's)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from evalsuite.cli._app import VerboseOpt, app, flag, one_line_errors, say
+from evalsuite.cli._app import VerboseOpt, app, error_line, one_line_errors
+from evalsuite.cli.cluster import drive
 from evalsuite.cli.logs import setup_logging
-from evalsuite.cli.running import (
+from evalsuite.cli.options import (
+    CLUSTER_HELP,
     AddBosTokenOpt,
     BackendOpt,
     BackendOptionsOpt,
     BatchSizeOpt,
     DataDirOpt,
-    DeviceOpt,
     DtypeOpt,
     GpusPerTaskOpt,
     LimitOpt,
@@ -32,12 +33,11 @@ from evalsuite.cli.running import (
     run_request,
 )
 from evalsuite.cli.verbosity import asks_verbose
-from evalsuite.errors import OptionError, in_terms
-from evalsuite.settings import Backend
+from evalsuite.errors import OptionError
+from evalsuite.settings import DEFAULT_BACKEND
 
 if TYPE_CHECKING:
-    from evalsuite.run import RunRequest
-    from evalsuite.run.sweep import SweepOutcome, SweepStatus
+    from evalsuite.run.sweep import SweepOutcome
 
 
 @app.command()
@@ -55,14 +55,7 @@ def sweep(
             "precision, adapter, delta. One model may come several times, loaded differently."
         ),
     ] = None,
-    cluster: Annotated[
-        str,
-        typer.Option(
-            metavar="ADDRESS",
-            help="The Ray cluster: HOST:PORT, ray://HOST:PORT or auto; local starts a private one on this machine "
-            "for the length of the command.",
-        ),
-    ] = "local",
+    cluster: Annotated[str, typer.Option(metavar="ADDRESS", help=CLUSTER_HELP)] = "local",
     gpus_per_task: GpusPerTaskOpt = None,
     cpus_per_task: Annotated[float, typer.Option(help="CPUs each task asks the cluster for.")] = 1.0,
     retries: Annotated[
@@ -72,7 +65,13 @@ def sweep(
     limit: LimitOpt = None,
     batch_size: BatchSizeOpt = "8",
     dtype: DtypeOpt = None,
-    device: DeviceOpt = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="Torch device of every task (cpu, cuda, cuda:N), checked where it runs. Default: cuda where tasks "
+            "ask for GPUs (--gpus-per-task, or a cluster with GPUs), else cpu."
+        ),
+    ] = None,
     data_dir: DataDirOpt = None,
     output_dir: OutputDirOpt = Path("results"),
     seed: SeedOpt = "0,1234,1234,1234",
@@ -80,7 +79,7 @@ def sweep(
     model_args: ModelArgsOpt = None,
     add_bos_token: AddBosTokenOpt = False,
     preset: PresetOpt = None,
-    backend: BackendOpt = Backend.SHARED_PREFIX.value,
+    backend: BackendOpt = DEFAULT_BACKEND,
     backend_options: BackendOptionsOpt = None,
     protocol: ProtocolOpt = "leaderboard-v1",
     precision: PrecisionOpt = None,
@@ -103,8 +102,8 @@ def sweep(
         entries += read_models_file(models_file)
     if not entries:
         raise OptionError("give the models: MODEL arguments, or --models-file")
-    base = run_request(
-        entries[0].model, tasks, limit, batch_size, dtype, device, data_dir, output_dir, seed, log_samples,
+    base = run_request(  # the sweep's settings; each entry names its own model (never another entry's)
+        None, tasks, limit, batch_size, dtype, device, data_dir, output_dir, seed, log_samples,
         model_args, add_bos_token, preset, backend, backend_options, protocol, precision,
     )  # fmt: skip
     request = SweepRequest(
@@ -114,88 +113,13 @@ def sweep(
         cpus_per_task=cpus_per_task,
         retries=retries,
     )
-    outcome = _run(request, verbose)
+    outcome = drive(request, verbose)
     _print_leaderboard(outcome)
     typer.echo(f"status: {output_dir / 'sweep.json'}", err=True)
     for failure in outcome.failures:
-        typer.echo(f"{error_line_for(failure.line)} ({failure.model})", err=True)
+        typer.echo(f"{error_line(failure.line)} ({failure.model})", err=True)
     if outcome.failures:
         raise typer.Exit(1)
-
-
-def run_on_cluster(request: RunRequest, cluster: str, gpus_per_task: float | None, verbose: bool) -> None:
-    """`evalsuite run MODEL --cluster ADDRESS`: the run's tasks at once on the cluster, its folder as a local
-    run's; a failure is the run's one line."""
-    from evalsuite.cli.tables import format_scores
-    from evalsuite.run.sweep import SweepRequest
-
-    outcome = _run(SweepRequest(runs=[request], cluster=cluster, gpus_per_task=gpus_per_task, status_file=False),
-                   verbose)  # fmt: skip
-    if outcome.failures:
-        failure = outcome.failures[0]
-        if failure.error is not None:
-            raise failure.error
-        typer.echo(error_line_for(failure.line), err=True)
-        raise typer.Exit(1)
-    run = outcome.runs[0]
-    typer.echo(format_scores(run.results))
-    typer.echo(f"results: {run.run_dir / 'results.json'}")
-
-
-def error_line_for(marked: str) -> str:
-    return "error: " + " ".join(in_terms(marked, flag).split())
-
-
-def _run(request: Any, verbose: bool) -> SweepOutcome:
-    from evalsuite.cli.interrupts import ignore_further, interrupted_line, stop_on_signals
-    from evalsuite.progress import interactive
-    from evalsuite.run.sweep import run_sweep
-
-    # Ray's usage statistics off unless asked for: nothing leaves the cluster (read when ray is imported)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    view = _LiveView() if interactive() and not verbose else None
-    try:
-        with stop_on_signals():
-            return run_sweep(request, progress=None if view else say, view=view, verbose=verbose)
-    except KeyboardInterrupt as e:
-        ignore_further()
-        typer.echo(interrupted_line(e), err=True)
-        raise typer.Exit(130) from e
-    finally:
-        if view is not None:
-            view.close()
-
-
-class _LiveView:
-    """One line per model on a terminal: tasks done of all, the tasks running, and an ETA."""
-
-    def __init__(self) -> None:
-        self._bars: dict[str, Any] = {}
-
-    def __call__(self, status: SweepStatus) -> None:
-        from tqdm import tqdm
-
-        for position, model in enumerate(status.models):
-            bar = self._bars.get(model.model)
-            if bar is None:
-                bar = self._bars[model.model] = tqdm(
-                    total=len(model.cells) or 1, desc=model.model, position=position, file=sys.stderr,
-                    bar_format="{desc} {bar:12} {n_fmt}/{total_fmt} tasks{postfix} [{elapsed}<{remaining}]",
-                    dynamic_ncols=True, disable=False,
-                )  # fmt: skip
-            done = sum(c.state == "done" for c in model.cells)
-            running = [c.task for c in model.cells if c.state == "running"]
-            if done > bar.n:
-                bar.update(done - bar.n)
-            if model.state in ("done", "failed"):
-                label = model.state.value
-            else:
-                label = f"running {', '.join(running)}" if running else "waiting"
-            bar.set_postfix_str(label, refresh=True)
-
-    def close(self) -> None:
-        for bar in self._bars.values():
-            bar.close()
 
 
 def _print_leaderboard(outcome: SweepOutcome) -> None:
@@ -206,9 +130,8 @@ def _print_leaderboard(outcome: SweepOutcome) -> None:
     if not outcome.runs:
         return
     suite = load_suite()
-    runs = board.latest_runs([r.results for r in outcome.runs])
-    rows = board.ranked(board.leaderboard_rows(runs, suite))
+    rows = board.ranked_rows(board.latest_runs([r.results for r in outcome.runs]), suite)
     typer.echo(board.render_leaderboard(rows, suite, board.BoardFormat.MARKDOWN), nl=False)
 
 
-__all__ = ["run_on_cluster", "sweep"]
+__all__ = ["sweep"]

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from evalsuite._version import __version__
 from evalsuite.model import ModelSource
 from evalsuite.records import Record
-from evalsuite.settings import Backend, Dtype, Precision, Seeds, WeightType, loaded_as
+from evalsuite.settings import Dtype, Precision, Seeds, WeightType, loaded_as
 from evalsuite.suite import FewshotSampler, MetricKey, Protocol
 
 # Do not change the meaning of a field without incrementing this (and adding a migration to MIGRATIONS).
@@ -156,7 +156,7 @@ class RunSettings(Record):
     data_dir: str | None
     device: str
     backend: str = Field(
-        Backend.LM_EVAL_HF.value,
+        "lm-eval-hf",
         description="the backend that ran the model (evalsuite.engine.backends): shared-prefix, lm-eval-hf or "
         "another registered one; files before the backend was recorded ran lm-eval-hf",
     )

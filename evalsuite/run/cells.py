@@ -22,7 +22,7 @@ from evalsuite import engine
 from evalsuite.errors import ClusterError
 from evalsuite.records import FrozenRecord
 from evalsuite.results import Versions
-from evalsuite.run.pipeline import ModelFacts, PreparedRun, RunRequest, model_settings, prepare_run
+from evalsuite.run.pipeline import ModelFacts, PreparedRun, RunRequest, load_plan, prepare_run
 from evalsuite.settings import Dtype
 from evalsuite.suite import default_tasks_dir
 
@@ -61,7 +61,7 @@ def run_cell(cell: Cell, node: str | None = None) -> CellResult:
     here = {"tasks": [cell.task], "device": cell.device, "dtype": cell.dtype, "output_dir": Path(tempfile.gettempdir())}
     request = cell.request.model_copy(update=here)
     prepared = prepare_run(request)
-    model = _loaded(prepared, cell)
+    model = _loaded(prepared)
     settings = engine.EvalSettings(
         limit=request.limit, seeds=request.seeds, log_samples=request.log_samples, preset=prepared.preset
     )
@@ -94,12 +94,12 @@ def check_same_versions(driver: Versions, worker: Versions, node: str) -> None:
 _last: tuple[tuple[object, ...], engine.LoadedModel] | None = None  # this worker's last loaded model
 
 
-def _loaded(prepared: PreparedRun, cell: Cell) -> engine.LoadedModel:
+def _loaded(prepared: PreparedRun) -> engine.LoadedModel:
     """The cell's model, loaded once per worker process for consecutive cells of the same model loaded the same
     way: the key is everything the load is given (precision, adapter or delta among it), so a worker never hands
     one run's model to another (a 4bit cell after a float32 one of the same model loads it again)."""
     global _last
-    settings = model_settings(prepared, cell.device, cell.dtype)
+    settings = load_plan(prepared)  # the request carries the cell's device and dtype: the driver's plan
     key = (prepared.weights.base, settings)
     if _last is not None and _last[0] == key:
         return _last[1]

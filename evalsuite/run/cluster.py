@@ -1,11 +1,14 @@
 """The Ray cluster a sweep or a run is spread over: the only module that imports ray (an import-linter contract).
 
 `connect` joins a cluster by its address (`ray://HOST:PORT`, `HOST:PORT`, `auto`) or starts a private one on
-this machine for the length of the command (`local`, bound to 127.0.0.1). `Cluster.submit` sends one cell
-(run/cells.py) as a Ray task that asks for its CPUs and GPUs (Ray pins them: CUDA_VISIBLE_DEVICES) and is run
-again elsewhere when its worker process or node is lost (`max_retries`); an exception the cell raises (a bad
-model, a gated repo) is never retried. Workers say when a cell starts through a small actor (`_Board`), so the
-driver can show what runs where.
+this machine for the length of the command (`local`, bound to 127.0.0.1), and gives a `RayExecutor`: the sweep's
+executor (run/executors.py) over Ray. `submit` sends one cell (run/cells.py) as a Ray task that asks for its CPUs
+and GPUs (Ray pins them: CUDA_VISIBLE_DEVICES) and is run again elsewhere when its worker process or node is lost
+(`max_retries`); an exception the cell raises (a bad model, a gated repo) is never retried. Workers say when a
+cell starts through a small actor (`_Board`), so the driver can show what runs where.
+
+Ray's usage statistics are off unless the caller's environment turns them on (`RAY_USAGE_STATS_ENABLED`), for
+library callers as for the CLI: set while Ray starts its processes, and put back after.
 
 Ray stays optional (`pip install 'evalsuite[cluster]'`): nothing imports this module until a command is given
 `--cluster`.
@@ -16,14 +19,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from evalsuite.errors import ClusterError, EvalsuiteError, param
+from evalsuite.errors import ClusterError, param
 from evalsuite.run.cells import Cell, CellResult, run_cell
+from evalsuite.run.executors import CellFailure, CellKey, Outcome, Started
 
 INSTALL = "pip install 'evalsuite[cluster]'"
 LOCAL = "local"
@@ -32,28 +35,9 @@ LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
 CONNECT_TIMEOUT_S = 5.0
 
 
-@dataclass(frozen=True)
-class Started:
-    """A worker began a cell (each attempt says so)."""
-
-    cell: str
-    node: str
-    gpus: str | None
-    at: datetime
-
-
-@dataclass(frozen=True)
-class CellFailure:
-    """A cell that will not finish: `line` says why (marked as errors.param marks it). `lost`: its worker or
-    node went away more often than the retries allow (else the cell itself raised `error`)."""
-
-    line: str
-    lost: bool
-    error: EvalsuiteError | None = None
-
-
-class Cluster:
-    """A connected cluster: submit cells, wait for them, hear which started."""
+class RayExecutor:
+    """A connected cluster as the sweep's executor (run/executors.py): cells as Ray tasks, each handle kept here
+    under its cell's key."""
 
     def __init__(self, ray: Any, address: str) -> None:
         self._ray = ray
@@ -64,12 +48,13 @@ class Cluster:
         )
         self._board = ray.remote(num_cpus=0)(_Board).options(scheduling_strategy=here).remote()
         self._cell = ray.remote(_run_remote_cell)
+        self._handles: dict[CellKey, Any] = {}  # Ray's ObjectRefs, never seen outside this module
 
     def resources(self) -> dict[str, float]:
         return dict(self._ray.cluster_resources())
 
     def describe(self) -> str:
-        """`3 nodes, 4 CPUs, 4 GPUs`."""
+        """`3 node(s), 4 CPUs, 4 GPUs`."""
         nodes = sum(1 for node in self._ray.nodes() if node.get("Alive"))
         total = self.resources()
         gpus = f", {total['GPU']:g} GPUs" if total.get("GPU") else ""
@@ -78,69 +63,73 @@ class Cluster:
     def has_gpus(self) -> bool:
         return self.resources().get("GPU", 0) > 0
 
-    def submit(self, cell: Cell, cell_id: str, cpus: float, gpus: float, retries: int) -> Any:
-        """Queue one cell; the returned handle is what `wait` gives back."""
-        return self._cell.options(num_cpus=cpus, num_gpus=gpus, max_retries=retries, retry_exceptions=False).remote(
-            cell, cell_id, self._board
-        )
+    def submit(self, cell: Cell, key: CellKey, cpus: float, gpus: float, retries: int) -> None:
+        self._handles[key] = self._cell.options(
+            num_cpus=cpus, num_gpus=gpus, max_retries=retries, retry_exceptions=False
+        ).remote(cell, key.run, key.task, self._board)
 
-    def wait(self, handles: Sequence[Any], timeout: float) -> list[tuple[Any, CellResult | CellFailure]]:
-        """The handles that finished within `timeout` seconds, each with its result or why it failed."""
-        if not handles:
+    def wait(self, timeout: float) -> list[tuple[CellKey, Outcome]]:
+        if not self._handles:
             return []
-        ready, _ = self._ray.wait(list(handles), num_returns=len(handles), timeout=timeout)
-        return [(handle, self._outcome(handle)) for handle in ready]
+        keys = {handle: key for key, handle in self._handles.items()}
+        ready, _ = self._ray.wait(list(keys), num_returns=len(keys), timeout=timeout)
+        finished = []
+        for handle in ready:
+            key = keys[handle]
+            del self._handles[key]
+            finished.append((key, self._outcome(handle)))
+        return finished
 
-    def _outcome(self, handle: Any) -> CellResult | CellFailure:
+    def _outcome(self, handle: Any) -> Outcome:
         exceptions = self._ray.exceptions
         try:
             result: CellResult = self._ray.get(handle)
             return result
         except exceptions.RayTaskError as e:  # the cell raised: its own error, never retried
             cause = getattr(e, "cause", None)
-            if isinstance(cause, EvalsuiteError):
-                return CellFailure(cause.marked, lost=False, error=cause)
-            cause = cause if isinstance(cause, BaseException) else e
-            first = (str(cause).strip().splitlines() or [""])[0]
-            return CellFailure(f"{type(cause).__name__}: {first}", lost=False)
+            return CellFailure.raised(cause if isinstance(cause, BaseException) else e)
         except exceptions.TaskCancelledError:
             return CellFailure("cancelled", lost=False)
         except exceptions.RayError as e:  # the worker or its node went away, every time it was tried
             first = (str(e).strip().splitlines() or [""])[0]
-            return CellFailure(f"lost with its worker or node every time it ran ({type(e).__name__}: {first})", True)
+            return CellFailure.lost_every_time(f"{type(e).__name__}: {first}")
 
-    def cancel(self, handle: Any) -> None:
-        self._ray.cancel(handle, force=False)
+    def cancel(self, key: CellKey) -> None:
+        if (handle := self._handles.get(key)) is not None:
+            self._ray.cancel(handle, force=False)
+
+    def pending(self) -> int:
+        return len(self._handles)
 
     def started(self) -> list[Started]:
-        """The cells that started since the last call."""
         try:
-            notices: list[tuple[str, str, str | None, str]] = self._ray.get(self._board.drain.remote(), timeout=10)
+            notices: list[tuple[int, str, str, str | None, str]] = self._ray.get(self._board.drain.remote(), timeout=10)
         except self._ray.exceptions.RayError:  # the board is gone: the cells still finish, unannounced
             return []
-        return [Started(cell, node, gpus, datetime.fromisoformat(at)) for cell, node, gpus, at in notices]
+        return [Started(CellKey(run, task), node, gpus, datetime.fromisoformat(at))
+                for run, task, node, gpus, at in notices]  # fmt: skip
 
 
 class _Board:
     """A Ray actor in the driver's job: workers post the cells they start, the driver drains them."""
 
     def __init__(self) -> None:
-        self._notices: list[tuple[str, str, str | None, str]] = []
+        self._notices: list[tuple[int, str, str, str | None, str]] = []
 
-    def post(self, cell: str, node: str, gpus: str | None, at: str) -> None:
-        self._notices.append((cell, node, gpus, at))
+    def post(self, run: int, task: str, node: str, gpus: str | None, at: str) -> None:
+        self._notices.append((run, task, node, gpus, at))
 
-    def drain(self) -> list[tuple[str, str, str | None, str]]:
+    def drain(self) -> list[tuple[int, str, str, str | None, str]]:
         notices, self._notices = self._notices, []
         return notices
 
 
-def _run_remote_cell(cell: Cell, cell_id: str, board: Any) -> CellResult:
+def _run_remote_cell(cell: Cell, run: int, task: str, board: Any) -> CellResult:
     """What a Ray worker runs: say the cell started (where, on which GPUs), then run it."""
     import ray
 
     node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
-    board.post.remote(cell_id, node, os.environ.get("CUDA_VISIBLE_DEVICES"), datetime.now(UTC).isoformat())
+    board.post.remote(run, task, node, os.environ.get("CUDA_VISIBLE_DEVICES"), datetime.now(UTC).isoformat())
     return run_cell(cell, node)
 
 
@@ -154,13 +143,35 @@ def check(address: str) -> None:
     _check_answers(address)
 
 
+USAGE_STATS = "RAY_USAGE_STATS_ENABLED"
+
+
 @contextmanager
-def connect(address: str, verbose: bool = False) -> Iterator[Cluster]:
+def connect(address: str, verbose: bool = False) -> Iterator[RayExecutor]:
     """Join the cluster at `address`, or start a private one on this machine (`local`), for the block; a cluster
     Ray cannot join is one ClusterError."""
     check(address)
-    import ray
+    with _usage_stats_off_unless_asked():
+        import ray
 
+        yield from _joined(ray, address, verbose)
+
+
+@contextmanager
+def _usage_stats_off_unless_asked() -> Iterator[None]:
+    """Nothing leaves the cluster: Ray reads the variable when it is imported and when it starts its processes
+    (which inherit it); the caller's environment is as it was afterwards."""
+    if USAGE_STATS in os.environ:
+        yield
+        return
+    os.environ[USAGE_STATS] = "0"
+    try:
+        yield
+    finally:
+        os.environ.pop(USAGE_STATS, None)
+
+
+def _joined(ray: Any, address: str, verbose: bool) -> Iterator[RayExecutor]:
     options: dict[str, Any] = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.ERROR}
     if address == LOCAL:
         options |= {"address": "local", "include_dashboard": False, "_node_ip_address": "127.0.0.1",
@@ -173,7 +184,7 @@ def connect(address: str, verbose: bool = False) -> Iterator[Cluster]:
         first = (str(e).strip().splitlines() or [""])[0]
         raise ClusterError(f"{param('cluster')} {address}: cannot join the Ray cluster ({first})") from e
     try:
-        yield Cluster(ray, address)
+        yield RayExecutor(ray, address)
     finally:
         ray.shutdown()
 

@@ -250,13 +250,9 @@ def run_suite(
 
     started = time.perf_counter()
     loadable = engine.prepare_model(prepared.weights.base)
-    model_settings = _model_settings(prepared)
-    precision = prepared.precision or Precision.of_dtype(model_settings.dtype)
-    how = loaded_as(precision, model_settings.dtype, prepared.weights.type, prepared.weights.base.model_id)
-    if prepared.precision is None:  # the dtype as given (`auto` too)
-        how = str(model_settings.dtype) + how.removeprefix(str(precision))
-    say(f"loading {prepared.ref.model_id} ({how}, {model_settings.device})")
-    model = engine.load_model(loadable, model_settings)
+    plan = load_plan(prepared)
+    say(f"loading {prepared.ref.model_id} ({describe_load(prepared, plan)})")
+    model = engine.load_model(loadable, plan)
     faults.reached("model-loaded")
     processes = model.processes
     if processes.count != engine.launched_processes() or processes.rank != engine.launched_rank():
@@ -270,9 +266,8 @@ def run_suite(
             f"data-parallel over {processes.count} processes, each forwarding a share of every task's requests; "
             "an interrupted task restarts from its beginning (finished tasks are kept)"
         )
-    key = run_key(prepared, loadable, model_settings, processes.count)
+    checkpoint = open_checkpoint(prepared, loadable, plan, processes)
     model_dir = request.output_dir / prepared.ref.results_dir_name
-    checkpoint = _open_checkpoint(processes, model_dir, key)
     with checkpoint.cleaning_up():  # a failure before anything was saved leaves nothing behind
         for note in checkpoint.notes:
             say(note)
@@ -291,25 +286,19 @@ def run_suite(
         if not processes.is_main:
             checkpoint.release()
             return None
-        results = builder.build(ModelFacts.of(model))
-        run_dir = write_run(
-            results, builder.lm_eval_files(), request.output_dir, prepared.ref.results_dir_name, checkpoint.folder
-        )
-        faults.reached("renamed")
+        outcome = write_results(builder, ModelFacts.of(model))
     checkpoint.finish()
-    return RunOutcome(results=results, run_dir=run_dir)
+    return outcome
 
 
-def _model_settings(prepared: PreparedRun) -> engine.ModelSettings:
+def load_plan(prepared: PreparedRun, device: str | None = None) -> engine.ModelSettings:
+    """How the run's model loads, the one place that decides it (a local run, a sweep's driver and its workers
+    all ask here): on `device` (None: the request's, else CUDA where this machine has it), in the request's
+    dtype, else the precision's (float16, bfloat16), else the device's default; with the precision, the
+    adapter or delta, the backend and its options, the model args."""
     request = prepared.request
     precision_dtype = prepared.precision.dtype if prepared.precision is not None else None
-    device, dtype = engine.resolve(request.device, request.dtype or precision_dtype)
-    return model_settings(prepared, device, dtype)
-
-
-def model_settings(prepared: PreparedRun, device: str, dtype: Dtype) -> engine.ModelSettings:
-    """How the run's model loads, on `device` in `dtype`."""
-    request = prepared.request
+    device, dtype = engine.resolve(device or request.device, request.dtype or precision_dtype)
     return engine.ModelSettings(
         dtype=dtype,
         device=device,
@@ -322,6 +311,13 @@ def model_settings(prepared: PreparedRun, device: str, dtype: Dtype) -> engine.M
         weight_type=prepared.weights.type,
         part=prepared.weights.part,
     )
+
+
+def describe_load(prepared: PreparedRun, plan: engine.ModelSettings) -> str:
+    """The load as the loading line says it: `float32, cpu`; `4bit, computing in float32, cuda`;
+    `float32, adapter over ORG/BASE, cpu`."""
+    how = loaded_as(plan.precision, plan.dtype, plan.weight_type, prepared.weights.base.model_id)
+    return f"{how}, {plan.device}"
 
 
 def _run_tasks(
@@ -346,7 +342,7 @@ def _run_tasks(
         if data.spec.key in checkpoint.finished_at_open:
             say(f"{step}: finished before the interruption, not rerun")
             if processes.is_main:
-                finished = checkpoint.finished(data.spec.key, engine.FinishedTask)
+                finished, _ = read_finished(checkpoint, data.spec.key)
         else:
             if bars is not True:  # else the bar's label says which task runs
                 say(f"{step}: {data.spec.num_fewshot}-shot, {data.spec.metric.display}")
@@ -363,9 +359,8 @@ def _run_tasks(
                     if (full := storage_full(e, checkpoint.folder)) is not None:
                         raise full from e
                     raise
-            if finished is not None:  # with the model's facts, so a sweep can resume this run (run/sweep.py)
-                checkpoint.save(data.spec.key, finished, files={MODEL_FACTS: ModelFacts.of(model).model_dump_json()})
-                faults.reached("task-saved")
+            if finished is not None:
+                save_finished(checkpoint, data.spec.key, finished, ModelFacts.of(model))
         if finished is None:
             continue  # another rank's share: rank 0 holds the task's results
         result = builder.add(data, finished)
@@ -390,11 +385,22 @@ def storage_full(error: BaseException, folder: Path) -> OutputDirError | None:
     )
 
 
-def _open_checkpoint(processes: engine.Processes, model_dir: Path, key: str) -> Checkpoint:
-    """Rank 0 opens (or resumes) the run's checkpoint; the other ranks follow the state it shares."""
+def open_checkpoint(
+    prepared: PreparedRun,
+    loadable: LoadableModel,
+    plan: engine.ModelSettings,
+    processes: engine.Processes | None = None,
+) -> Checkpoint:
+    """The run's checkpoint, opened (or resumed: the same key) under its model's folder: what an earlier run of
+    the same settings finished, and whether it was already written (`state.written`: killed after its folder
+    was renamed into place). Rank 0 opens it, the other ranks of a data-parallel run follow the state it
+    shares; a sweep's driver opens its models' as one process."""
+    processes = processes or engine.Processes()
     if not processes.is_main:
         state: CheckpointState = processes.share(None)  # rank 0's
         return Checkpoint.follow(state)
+    model_dir = prepared.request.output_dir / prepared.ref.results_dir_name
+    key = run_key(prepared, loadable, plan, processes.count)
     now = datetime.now(UTC)
     try:
         checkpoint = Checkpoint.open(model_dir, key, new_run_id(now), now, engine.FinishedTask)
@@ -404,6 +410,39 @@ def _open_checkpoint(processes: engine.Processes, model_dir: Path, key: str) -> 
         raise
     processes.share(checkpoint.state)
     return checkpoint
+
+
+def save_finished(checkpoint: Checkpoint, task: str, finished: engine.FinishedTask, facts: ModelFacts) -> None:
+    """A task's record saved in the run's checkpoint, with the facts of the model that ran it (so a sweep, or a
+    run, that resumes it can build the results without the model)."""
+    checkpoint.save(task, finished, files={MODEL_FACTS: facts.model_dump_json()})
+    faults.reached("task-saved")
+
+
+def read_finished(checkpoint: Checkpoint, task: str) -> tuple[engine.FinishedTask, ModelFacts | None]:
+    """A task finished before (`checkpoint.finished_at_open`): its record, and the model's facts (None for a
+    record saved without them, by an evalsuite from before sweeps, which resume from them)."""
+    from pydantic import ValidationError
+
+    from evalsuite.errors import EvalsuiteError
+
+    finished = checkpoint.finished(task, engine.FinishedTask)
+    try:
+        facts = ModelFacts.model_validate_json(checkpoint.finished_file(task, MODEL_FACTS))
+    except (EvalsuiteError, ValidationError):
+        facts = None
+    return finished, facts
+
+
+def write_results(builder: ResultsBuilder, facts: ModelFacts) -> RunOutcome:
+    """The run's results built from every task added to `builder`, and its folder written at once beside
+    lm-eval's files (the checkpoint is the caller's to finish)."""
+    prepared = builder.prepared
+    results = builder.build(facts)
+    run_dir = write_run(results, builder.lm_eval_files(), prepared.request.output_dir, prepared.ref.results_dir_name,
+                        builder.checkpoint.folder)  # fmt: skip
+    faults.reached("renamed")
+    return RunOutcome(results=results, run_dir=run_dir)
 
 
 MODEL_FACTS = "model"  # the file saved with each task's record: the facts of the model that ran it
@@ -558,7 +597,7 @@ def _backend_differences(backend: engine.ModelBackend) -> list[str]:
     """Why a task the backend ran is not the leaderboard's, whatever it asked: numbers that are not HFLM's."""
     if backend.hflm_exact:
         return []
-    return [f"backend {backend.name}: its requests or numbers are not lm-eval HFLM's"]
+    return [f"backend {backend.name}: {backend.not_exact_because}"]
 
 
 def _fewshot_info(data: TaskData) -> FewshotInfo:

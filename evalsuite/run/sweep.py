@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -34,22 +35,25 @@ from evalsuite.errors import EvalsuiteError, Interrupted, OptionError, invalid_f
 from evalsuite.files import write_text_atomic
 from evalsuite.model import LoadableModel
 from evalsuite.records import FrozenRecord, Record
-from evalsuite.results import Versions, is_written, read_results, write_run
+from evalsuite.results import Versions, is_written, read_results
 from evalsuite.run.cells import Cell, CellResult
 from evalsuite.run.checkpoint import Checkpoint
-from evalsuite.run.common import Progress, new_run_id, progress_or_log
+from evalsuite.run.common import Progress, progress_or_log
+from evalsuite.run.executors import CellKey, Executor, Started
 from evalsuite.run.pipeline import (
-    MODEL_FACTS,
     ModelFacts,
     PreparedRun,
     ResultsBuilder,
     RunOutcome,
     RunRequest,
-    model_settings,
+    load_plan,
+    open_checkpoint,
     prepare_run,
+    read_finished,
     run_key,
+    save_finished,
+    write_results,
 )
-from evalsuite.settings import Dtype
 
 SWEEP_FILE = "sweep.json"
 
@@ -135,8 +139,11 @@ class SweepModel(FrozenRecord):
         return self
 
     def request(self, base: RunRequest) -> RunRequest:
-        """`base` (the sweep's settings) for this model, with its own settings over them, parsed as a run's."""
+        """`base` (the sweep's settings) for this model, with its own settings over them, parsed as a run's. The
+        model is always the entry's own: an entry with only `adapter` runs over the base its config names, never
+        over a model `base` (or another entry) gives."""
         own = self.model_dump(exclude_none=True)
+        own["model"] = self.model
         for key in ("model_args", "backend_options"):
             if isinstance(own.get(key), dict):  # YAML's typed values, as text, as a command line gives them
                 own[key] = {k: str(v) for k, v in own[key].items()}
@@ -270,15 +277,24 @@ StatusView = Callable[[SweepStatus], None]
 
 
 def run_sweep(
-    request: SweepRequest, progress: Progress | None = None, view: StatusView | None = None, verbose: bool = False
+    request: SweepRequest,
+    progress: Progress | None = None,
+    view: StatusView | None = None,
+    verbose: bool = False,
+    executor: AbstractContextManager[Executor] | None = None,
 ) -> SweepOutcome:
     """Run every model's tasks on the cluster and write each model's run folder. `progress` gets one-line
     messages; `view` the status each time it changes (the CLI's live view). A model whose checks or cells fail
-    is in `failures`, the others finish; Ctrl-C keeps every finished cell and raises Interrupted."""
-    from evalsuite.run import cluster as ray_cluster
+    is in `failures`, the others finish; Ctrl-C keeps every finished cell and raises Interrupted.
 
+    `executor`: where the cells run; None, the Ray cluster `request.cluster` names (run/cluster.py). An
+    `InProcessExecutor` (run/executors.py) runs them here, one after another."""
+    if executor is None:
+        from evalsuite.run import cluster as ray_cluster
+
+        ray_cluster.check(request.cluster)  # Ray installed, the address answers: before anything else
+        executor = ray_cluster.connect(request.cluster, verbose=verbose)
     say = progress_or_log(progress)
-    ray_cluster.check(request.cluster)  # Ray installed, the address answers: before anything else
     status_path = request.output_dir / SWEEP_FILE
     previous = read_status(status_path) if request.status_file else None
     now = datetime.now(UTC)
@@ -294,49 +310,37 @@ def run_sweep(
             run.status.cells = [CellStatus(task=t.spec.key) for t in run.prepared.plan.tasks]
     status = SweepStatus(cluster=request.cluster, started_at=now, updated_at=now, models=[r.status for r in runs])
 
-    with ray_cluster.connect(request.cluster, verbose=verbose) as cluster:
-        status.resources = cluster.describe()
-        gpus = request.gpus_per_task if request.gpus_per_task is not None else (1.0 if cluster.has_gpus() else 0.0)
+    with executor as cells:
+        status.resources = cells.describe()
+        gpus = request.gpus_per_task if request.gpus_per_task is not None else (1.0 if cells.has_gpus() else 0.0)
         say(f"cluster {request.cluster}: {status.resources}; each task asks {request.cpus_per_task:g} CPU(s), "
             f"{gpus:g} GPU(s)")  # fmt: skip
         started = time.perf_counter()
-        handles: dict[Any, tuple[_ModelRun, str]] = {}
-        try:
-            for run in runs:
+        with _released_on_failure(runs, status, status_path, request.status_file):
+            for index, run in enumerate(runs):
                 if run.prepared is not None:
                     _open(run, gpus, previous, started, say)
                     for task in _to_run(run):
                         assert run.cell is not None
-                        cell = run.cell.model_copy(update={"task": task})
-                        handle = cluster.submit(cell, _cell_id(runs, run, task), request.cpus_per_task, gpus,
-                                                request.retries)  # fmt: skip
-                        handles[handle] = (run, task)
-                    _finish_if_done(run, request.output_dir, say)
+                        cells.submit(run.cell.model_copy(update={"task": task}), CellKey(index, task),
+                                     request.cpus_per_task, gpus, request.retries)  # fmt: skip
+                    _finish_if_done(run, say)
             _save(status, status_path, request.status_file, view)
-            while handles:
-                changed = _note_starts(cluster.started(), runs)
-                for handle, result in cluster.wait(list(handles), timeout=0.5):
-                    run, task = handles.pop(handle)
+            while cells.pending():
+                changed = _note_starts(cells.started(), runs)
+                for key, result in cells.wait(timeout=0.5):
+                    run = runs[key.run]
                     changed = True
                     if isinstance(result, CellResult):
                         _done(run, result, say)
-                        _finish_if_done(run, request.output_dir, say)
+                        _finish_if_done(run, say)
                     elif run.status.state is not State.FAILED:
-                        run.status.cell(task).state, run.status.cell(task).error = State.FAILED, result.line
-                        _fail(run, ModelFailure(run.status.model, f"{task}: {result.line}", result.error), say)
-                        for other, (owner, _) in list(handles.items()):
-                            if owner is run:
-                                cluster.cancel(other)
+                        run.status.cell(key.task).state, run.status.cell(key.task).error = State.FAILED, result.line
+                        _fail(run, ModelFailure(run.status.model, f"{key.task}: {result.line}", result.error), say)
+                        for task in _to_run(run):
+                            cells.cancel(CellKey(key.run, task))
                 if changed:
                     _save(status, status_path, request.status_file, view)
-        except KeyboardInterrupt as e:
-            saved = any(r.checkpoint is not None and r.checkpoint.holds_progress() for r in runs)
-            _release(runs)
-            _save(status, status_path, request.status_file, None)
-            raise Interrupted(saved) from e
-        except BaseException:
-            _release(runs)
-            raise
     _release(runs)
     _save(status, status_path, request.status_file, view)
     return SweepOutcome(
@@ -346,22 +350,32 @@ def run_sweep(
     )
 
 
-def _cell_id(runs: list[_ModelRun], run: _ModelRun, task: str) -> str:
-    return f"{runs.index(run)}/{task}"
+@contextmanager
+def _released_on_failure(runs: list[_ModelRun], status: SweepStatus, path: Path, write: bool) -> Iterator[None]:
+    """Every model's checkpoint let go (and taken away where nothing was saved) when the sweep stops early;
+    Ctrl-C comes out as Interrupted, saying whether anything was saved, with the status file as it stood."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        saved = any(r.checkpoint is not None and r.checkpoint.holds_progress() for r in runs)
+        _release(runs)
+        _save(status, path, write, None)
+        raise Interrupted(saved) from e
+    except BaseException:
+        _release(runs)
+        raise
 
 
 def _open(run: _ModelRun, gpus: float, previous: SweepStatus | None, started: float, say: Progress) -> None:
     """The model's run as the cluster will run it: its key, its checkpoint (resumed if an earlier sweep or run
-    left one), its cells. A model an earlier sweep wrote with the same key is done."""
+    left one, as `evalsuite run` resumes it), its cells. A model an earlier sweep wrote with the same key is
+    done."""
     prepared = run.prepared
     assert prepared is not None
-    request = prepared.request
-    device = request.device or ("cuda" if gpus > 0 else "cpu")  # where the cells run: the driver may have no GPU
-    precision_dtype = prepared.precision.dtype if prepared.precision is not None else None  # float16, bfloat16
-    dtype = request.dtype or precision_dtype or Dtype.default_for(device)
+    # where the cells run: the driver may have no GPU
+    plan = load_plan(prepared, device=prepared.request.device or ("cuda" if gpus > 0 else "cpu"))
     run.loadable = engine.locate_model(prepared.weights.base)
-    run.status.key = run_key(prepared, run.loadable, model_settings(prepared, device, dtype), 1)
-    model_dir = request.output_dir / prepared.ref.results_dir_name
+    run.status.key = run_key(prepared, run.loadable, plan, 1)
     earlier = next((m for m in previous.models if m.model == run.status.model), None) if previous else None
     if earlier and earlier.state is State.DONE and earlier.key == run.status.key and earlier.run_dir \
             and is_written(Path(earlier.run_dir)):  # fmt: skip
@@ -371,25 +385,25 @@ def _open(run: _ModelRun, gpus: float, previous: SweepStatus | None, started: fl
         run.outcome = RunOutcome(results=read_results(Path(earlier.run_dir)), run_dir=Path(earlier.run_dir))
         say(f"{run.status.model}: written by an earlier sweep to {earlier.run_dir}, not run again")
         return
-    now = datetime.now(UTC)
     try:
-        run.checkpoint = Checkpoint.open(model_dir, run.status.key, new_run_id(now), now, engine.FinishedTask)
+        run.checkpoint = open_checkpoint(prepared, run.loadable, plan)
     except EvalsuiteError as e:
         _fail(run, ModelFailure(run.status.model, e.marked, e), say)
         return
     for note in run.checkpoint.notes:
         say(f"{run.status.model}: {note}")
     run.builder = ResultsBuilder(prepared, run.loadable, run.checkpoint, started)
-    run.cell = Cell(request=request, task="", device=device, dtype=dtype, versions=Versions.installed())
-    if is_written(model_dir / run.checkpoint.run_id):  # killed after its folder was renamed into place
+    run.cell = Cell(request=prepared.request, task="", device=plan.device, dtype=plan.dtype,
+                    versions=Versions.installed())  # fmt: skip
+    if run.checkpoint.state.written:  # killed after its folder was renamed into place
+        run_dir = prepared.request.output_dir / prepared.ref.results_dir_name / run.checkpoint.run_id
         run.checkpoint.finish()
-        run.outcome = RunOutcome(read_results(model_dir / run.checkpoint.run_id), model_dir / run.checkpoint.run_id)
-        _mark_done(run, str(run.outcome.run_dir))
+        run.outcome = RunOutcome(read_results(run_dir), run_dir)
+        _mark_done(run, str(run_dir))
         return
     for task in sorted(run.checkpoint.finished_at_open):
-        try:
-            facts = ModelFacts.model_validate_json(run.checkpoint.finished_file(task, MODEL_FACTS))
-        except (EvalsuiteError, ValidationError):  # saved by an evalsuite before 0.5, which kept no facts
+        finished, facts = read_finished(run.checkpoint, task)
+        if facts is None:  # saved by an evalsuite from before sweeps, which kept no facts
             say(f"{run.status.model}: {task} was finished by an older evalsuite, which did not record the model; "
                 "it runs again")  # fmt: skip
             continue
@@ -398,7 +412,7 @@ def _open(run: _ModelRun, gpus: float, previous: SweepStatus | None, started: fl
         if earlier_cell is not None and earlier_cell.state is State.DONE:
             run.status.cells[run.status.cells.index(cell_status)] = cell_status = earlier_cell
         cell_status.state, cell_status.reused, cell_status.error = State.DONE, True, None
-        run.finished[task], run.facts = run.checkpoint.finished(task, engine.FinishedTask), facts
+        run.finished[task], run.facts = finished, facts
         say(f"{run.status.model}: {task} finished before, not rerun")
 
 
@@ -406,15 +420,15 @@ def _to_run(run: _ModelRun) -> list[str]:
     return [c.task for c in run.status.cells if c.state is not State.DONE] if run.checkpoint is not None else []
 
 
-def _note_starts(starts: list[Any], runs: list[_ModelRun]) -> bool:
+def _note_starts(starts: list[Started], runs: list[_ModelRun]) -> bool:
     for started in starts:
-        index, task = started.cell.split("/", 1)
-        cell = runs[int(index)].status.cell(task)
-        if cell.state is State.DONE or runs[int(index)].status.state is State.FAILED:
+        run = runs[started.key.run]
+        cell = run.status.cell(started.key.task)
+        if cell.state is State.DONE or run.status.state is State.FAILED:
             continue
         cell.state, cell.node, cell.gpus, cell.started_at = State.RUNNING, started.node, started.gpus, started.at
         cell.attempts += 1
-        runs[int(index)].status.state = State.RUNNING
+        run.status.state = State.RUNNING
     return bool(starts)
 
 
@@ -423,7 +437,7 @@ def _done(run: _ModelRun, result: CellResult, say: Progress) -> None:
     assert run.checkpoint is not None
     if run.status.state is State.FAILED:
         return
-    run.checkpoint.save(result.task, result.finished, files={MODEL_FACTS: result.model.model_dump_json()})
+    save_finished(run.checkpoint, result.task, result.finished, result.model)
     run.finished[result.task] = result.finished
     run.facts = result.model
     cell = run.status.cell(result.task)
@@ -436,7 +450,7 @@ def _done(run: _ModelRun, result: CellResult, say: Progress) -> None:
         f"[{done}/{len(run.status.cells)}]")  # fmt: skip
 
 
-def _finish_if_done(run: _ModelRun, output_dir: Path, say: Progress) -> None:
+def _finish_if_done(run: _ModelRun, say: Progress) -> None:
     """All of a model's tasks in: its results, built and written as `evalsuite run` writes them."""
     if run.builder is None or run.checkpoint is None or run.outcome is not None or run.status.state is State.FAILED:
         return
@@ -445,13 +459,10 @@ def _finish_if_done(run: _ModelRun, output_dir: Path, say: Progress) -> None:
     assert run.prepared is not None and run.facts is not None
     for data in run.prepared.plan.tasks:  # suite order, as a local run adds them
         run.builder.add(data, run.finished[data.spec.key])
-    results = run.builder.build(run.facts)
-    run_dir = write_run(results, run.builder.lm_eval_files(), output_dir, run.prepared.ref.results_dir_name,
-                        run.checkpoint.folder)  # fmt: skip
+    run.outcome = write_results(run.builder, run.facts)
     run.checkpoint.finish()
-    run.outcome = RunOutcome(results=results, run_dir=run_dir)
-    _mark_done(run, str(run_dir))
-    say(f"{run.status.model}: written to {run_dir}")
+    _mark_done(run, str(run.outcome.run_dir))
+    say(f"{run.status.model}: written to {run.outcome.run_dir}")
 
 
 def _mark_done(run: _ModelRun, run_dir: str) -> None:

@@ -15,15 +15,18 @@ Two ship with evalsuite (`BUILTIN`):
   (option `generation`: evalsuite's loop or transformers' manager, generation.GreedyGenerator);
 - `lm-eval-hf` (backends/lm_eval_hf.py): lm-eval's HF model itself.
 
-A new backend is one module that defines a `ModelBackend`, and one registry line:
+A new backend is one module that defines a `ModelBackend`, made known in one of two ways:
+- an entry point of the group `evalsuite.backends` in the package that ships it (pyproject.toml:
+  `[project.entry-points."evalsuite.backends"] my-backend = "my_package.backend:BACKEND"`): found in every
+  process that asks for a backend, a Ray worker or a torchrun rank as well as the CLI, as inspect_ai
+  (`ensure_entry_points`, group `inspect_ai`) and vLLM (`vllm.general_plugins`) find their plugins;
+- `register_backend("my-backend", "my_package.backend:BACKEND")` in this process only (tests, notebooks).
 
-    register_backend("vllm", "my_package.vllm_backend:BACKEND")
-
-(tests/toy_backend.py is one, registered by its test). The registry holds `module:attribute` strings and
-imports a backend only when it is asked for by name, so naming backends (the CLI's help, results files) loads
-no model library. Why not lm-eval's own registry (`@register_model`): it maps names to `LM` classes and knows
-nothing of what must be checked before a model loads; inspect_ai's `@modelapi` is lazy for the same reason as
-this one.
+The registry holds `module:attribute` strings and imports a backend only when it is asked for by name, so naming
+backends (the CLI's help, results files) loads no model library; entry points are read (not imported) the
+first time a name is looked up. Why not lm-eval's own registry (`@register_model`): it maps names to `LM` classes
+and knows nothing of what must be checked before a model loads; inspect_ai's `@modelapi` is lazy for the same
+reason as this one.
 """
 
 from __future__ import annotations
@@ -40,21 +43,22 @@ from evalsuite.engine.processes import Processes
 from evalsuite.errors import OptionError, param
 from evalsuite.model import LoadableModel, ModelRef
 from evalsuite.records import FrozenRecord
-from evalsuite.settings import Backend, BatchSize, Dtype, Precision, WeightType
+from evalsuite.settings import DEFAULT_BACKEND, BatchSize, Dtype, Precision, WeightType
 
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
 
     from evalsuite.engine.neighbours import CausalLM
 
-# name -> "module:attribute" of its ModelBackend; registered backends join these
+# name -> "module:attribute" of its ModelBackend: the two that ship; entry points and registered backends join them
 BUILTIN: dict[str, str] = {
-    Backend.SHARED_PREFIX.value: "evalsuite.engine.backends.shared_prefix:BACKEND",
-    Backend.LM_EVAL_HF.value: "evalsuite.engine.backends.lm_eval_hf:BACKEND",
+    DEFAULT_BACKEND: "evalsuite.engine.backends.shared_prefix:BACKEND",  # shared-prefix
+    "lm-eval-hf": "evalsuite.engine.backends.lm_eval_hf:BACKEND",
 }
-DEFAULT_BACKEND = Backend.SHARED_PREFIX.value
+ENTRY_POINT_GROUP = "evalsuite.backends"
 
 _registry: dict[str, str | ModelBackend] = dict(BUILTIN)
+_entry_points_read = False
 
 
 class BackendOptions(FrozenRecord):
@@ -103,6 +107,8 @@ class ModelBackend(ABC):
     options: ClassVar[type[BackendOptions]] = BackendOptions
     data_parallel: ClassVar[bool] = False
     hflm_exact: ClassVar[bool] = False
+    # why a task it ran is not the leaderboard's, as results.json and cards say it (backends not hflm_exact)
+    not_exact_because: ClassVar[str] = "its requests or numbers are not lm-eval HFLM's"
     reprobes_batch_size: ClassVar[bool] = False  # takes lm-eval's `auto:N` (probe the batch size again N times)
 
     def parse_options(self, given: Mapping[str, Any], flag: str = "backend_options") -> BackendOptions:
@@ -155,13 +161,38 @@ class ModelBackend(ABC):
 
 
 def register_backend(name: str, target: str | ModelBackend) -> None:
-    """Make `name` a backend: `target` is a ModelBackend, or `module:attribute` naming one (imported when asked
-    for). A name already taken is replaced (tests; a package that improves a built-in)."""
+    """Make `name` a backend in this process: `target` is a ModelBackend, or `module:attribute` naming one
+    (imported when asked for). A name already taken is replaced (tests; a package that improves a built-in).
+    A backend other processes must find too (a cluster's workers) is an entry point (the module's docstring)."""
+    _check_name(name, target)
+    _read_entry_points()  # so an entry point of the same name read later cannot replace this one
+    _registry[name] = target
+
+
+def _check_name(name: str, target: str | ModelBackend) -> None:
     if not name or any(c.isspace() or c in ",=" for c in name):
         raise ValueError(f"backend name {name!r}: no spaces, commas or '='")
     if isinstance(target, str) and ":" not in target:
         raise ValueError(f"backend {name}: give 'module:attribute', not {target!r}")
-    _registry[name] = target
+
+
+def _read_entry_points() -> None:
+    """The installed distributions' backends (group `evalsuite.backends`), read once per process: names and
+    targets only, nothing imported. A built-in name is not taken over by an entry point."""
+    global _entry_points_read
+    if _entry_points_read:
+        return
+    _entry_points_read = True
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name in _registry:
+            continue
+        try:
+            _check_name(point.name, point.value)
+        except ValueError:
+            continue  # a distribution's malformed entry: not a backend, and no reason to fail every run
+        _registry[point.name] = point.value
 
 
 def unregister_backend(name: str) -> None:
@@ -173,12 +204,14 @@ def unregister_backend(name: str) -> None:
 
 
 def backend_names() -> list[str]:
-    """Every registered name (nothing is imported)."""
+    """Every backend's name: the built-ins, the installed entry points, the registered (nothing is imported)."""
+    _read_entry_points()
     return list(_registry)
 
 
 def get_backend(name: str) -> ModelBackend:
     """The backend registered as `name` (imported on first use); an unknown name is one OptionError."""
+    _read_entry_points()
     target = _registry.get(name)
     if target is None:
         raise OptionError(f"{param('backend')} {name!r}: choose {' or '.join(backend_names())}")
@@ -194,6 +227,7 @@ def get_backend(name: str) -> ModelBackend:
 __all__ = [
     "BUILTIN",
     "DEFAULT_BACKEND",
+    "ENTRY_POINT_GROUP",
     "BackendOptions",
     "LoadedModel",
     "ModelBackend",

@@ -17,7 +17,6 @@ from lm_eval.models.huggingface import HFLM
 from evalsuite.engine.backends.hf import HFBackend, LoadsWeights
 from evalsuite.progress import bar_open
 from evalsuite.progress import requests as requests_progress
-from evalsuite.settings import Backend
 
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
@@ -26,7 +25,7 @@ MODEL_NAME = "evalsuite-lm-eval-hf"  # lm-eval registry name
 
 
 class LmEvalHFBackend(HFBackend):
-    name = Backend.LM_EVAL_HF.value
+    name = "lm-eval-hf"
     summary = "lm-eval's HF model itself, request by request: plain lm-eval's numbers"
     data_parallel = False
     hflm_exact = True

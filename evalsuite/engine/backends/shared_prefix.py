@@ -57,7 +57,7 @@ from evalsuite.engine.processes import Processes
 from evalsuite.errors import GenerationFailed, RunError, param
 from evalsuite.progress import bar_open
 from evalsuite.progress import requests as requests_progress
-from evalsuite.settings import Backend, BatchSize, GenerationEngine
+from evalsuite.settings import DEFAULT_BACKEND, BatchSize, GenerationEngine
 
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
@@ -98,7 +98,7 @@ class SharedPrefixOptions(BackendOptions):
 
 
 class SharedPrefixBackend(HFBackend):
-    name = Backend.SHARED_PREFIX.value
+    name = DEFAULT_BACKEND  # shared-prefix
     summary = "each shared few-shot prefix forwarded once; GSM8K decoded with continuous batching"
     options = SharedPrefixOptions
     data_parallel = True  # it splits forwards itself (engine/processes.py), with the single-process numbers
