@@ -1,5 +1,6 @@
 """The README and docs/ stay true: the command reference is what the CLI says, every `evalsuite` command line
-shown parses against the CLI, and every file, folder and link they name exists."""
+shown parses against the CLI, every file, folder and link they name exists, and the README's Documentation list
+links every page of docs/."""
 
 from __future__ import annotations
 
@@ -34,6 +35,16 @@ def test_the_command_reference_is_what_the_cli_says():
 
 def test_the_readme_is_short():
     assert len(README.read_text(encoding="utf-8").splitlines()) <= 200, "the reference belongs in docs/"
+
+
+def test_every_docs_page_is_in_the_readmes_documentation_list():
+    text = README.read_text(encoding="utf-8")
+    section = text.partition("\n## Documentation\n")[2].partition("\n## ")[0]
+    assert section, "README.md has no `## Documentation` section"
+    targets = re.findall(r"\]\(([^)\s]+)\)", section)
+    linked = {(README.parent / target.partition("#")[0]).resolve() for target in targets}
+    unlinked = [_page_id(page) for page in DOCS if page.resolve() not in linked]
+    assert not unlinked, f"README.md's Documentation list does not link {unlinked}: add them there"
 
 
 def _command_lines(text: str) -> list[str]:

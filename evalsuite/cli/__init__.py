@@ -1,7 +1,7 @@
 """The `evalsuite` command (typer): options in, library calls, output out; the only layer that knows flags.
 
 Data (tables, JSON) goes to stdout; progress and errors go to stderr. Known errors become one line naming the
-flag that fixes them, and exit code 1 (2 for compare/history, where 1 means "regression"); EVALSUITE_DEBUG=1
+flag that fixes them, exit code 1 (2 for compare/history, where 1 means "regression", and details); EVALSUITE_DEBUG=1
 shows the traceback. Commands import the library inside their bodies, so `evalsuite --help` loads no model
 library, no pandas and no huggingface_hub (tests/test_startup.py).
 """

@@ -1,16 +1,21 @@
-"""Crash-safe, resumable runs: the one resume mechanism of every command that runs a model (`evalsuite run` and
-`evalsuite contamination`).
+"""Crash-safe, resumable runs: the one resume mechanism of every command that runs a model (`evalsuite run`,
+`evalsuite contamination`, and `evalsuite sweep` and `run --cluster`, whose driver holds each model's checkpoint).
 
 A run in progress lives in `<output_dir>/<org>__<name>/.inprogress-<key>/`, where `key` is the `fingerprint`
-of every setting that moves its numbers (the command's kind among them), so running the same command again
-finds it:
+of every setting that moves its numbers (a run's `run_key`, which a sweep computes as a one-process run does,
+so each resumes what the other finished; a contamination check's identity names its kind), so running the
+same command again finds it:
 
-    lock            flock'ed by the process that owns the run (released by the OS even on kill -9)
+    lock            flock'ed by the one process that writes the run (its pid; released by the OS even on kill -9)
     state.json      run id and start time, so the resumed run keeps them
-    tasks/<key>.json  one finished task's record (a run's evalsuite.engine.FinishedTask: lm-eval's output, its
-                      samples, its wall time; a contamination check's ContaminationTask), written last
-    tasks/<key>.<x>   files that go with the record (a check's item lines), written before it
-    requests-<key>_rank0.db  lm-eval's request cache (`use_cache`) of one task: each request as answered (runs)
+    tasks/<key>.json  one finished task's record and the checksum of its content (a run's or a sweep cell's
+                      evalsuite.engine.FinishedTask; a contamination check's ContaminationTask), written last
+    tasks/<key>.<x>   files that go with the record (`model`: the loaded model's facts; a check's item lines),
+                      written before it
+    requests-<key>_rank0.db  lm-eval's request cache (`use_cache`) of one task of a one-process run
+
+Data-parallel ranks other than 0 `follow` rank 0's checkpoint and write nothing; damaged files are dropped on
+`open`, one line each, and only their part is redone.
 
 Each file is written atomically (temp file + rename), so a kill at any instant leaves a usable state.
 When the run completes, its results folder is written and this folder removed.
