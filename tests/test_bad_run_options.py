@@ -145,3 +145,20 @@ def test_datasets_from_an_unreachable_hub_ask_for_a_data_dir(model_folder: Path,
     (line,) = result.stderr.strip().splitlines()
     assert "the datasets come from it: pass --data-dir" in line
     assert not out.exists()
+
+
+@pytest.mark.subprocess
+def test_a_hub_adapter_the_hub_cannot_be_asked_for_is_not_called_missing(tmp_path: Path):
+    """Offline, `--adapter org/some-lora` said "no adapter_config.json (not a PEFT adapter)": a file not fetched was
+    read as a file the repo lacks."""
+    out = tmp_path / "results"
+    args = ["run", "--adapter", "org/some-lora", "--data-dir", str(SAMPLE_DATA), "--output-dir", str(out),
+            "--tasks", "arc"]  # fmt: skip
+    unreachable = _evalsuite(args, tmp_path, **UNREACHABLE)
+    assert unreachable.returncode == 1
+    assert unreachable.stderr == (
+        "error: the Hugging Face Hub is unreachable (ConnectError) and adapter_config.json of org/some-lora is not in "
+        "the local cache; run where the Hub is reachable, or download it there (`hf download org/some-lora`) and "
+        "pass its folder\n"
+    )
+    assert not out.exists()

@@ -16,8 +16,8 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -401,9 +401,14 @@ def local_env() -> Iterator[tuple[dict[str, str], Path]]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _ray_folders(temp: Path) -> list[str]:
-    """Ray's session folders under `temp` (its own `ray/`, or evalsuite's); torch's caches may be there too."""
-    return [p.name for p in temp.iterdir() if "ray" in p.name]
+RAY_DEFAULT_TEMP = Path("/tmp/ray")  # where Ray puts its sessions unless told otherwise (whatever TMPDIR says)
+
+
+def _ray_folders(temp: Path, before: set[Path]) -> list[str]:
+    """Ray's session folders left under `temp` (evalsuite's) or in Ray's own default place since `before`; torch's
+    caches may be in `temp` too."""
+    sessions = set(RAY_DEFAULT_TEMP.glob("session_2*")) - before
+    return [p.name for p in temp.iterdir() if "ray" in p.name] + sorted(p.name for p in sessions)
 
 
 def test_tasks_asking_gpus_no_node_has_are_refused_before_any_is_submitted(
@@ -411,6 +416,7 @@ def test_tasks_asking_gpus_no_node_has_are_refused_before_any_is_submitted(
 ) -> None:
     """On a cluster without GPUs, `--gpus-per-task 1` waited for ever (its cells queued by Ray as infeasible)."""
     env, temp = local_env
+    before = set(RAY_DEFAULT_TEMP.glob("session_2*"))
     command = [str(BIN / "evalsuite"), "sweep", str(config_only), "--gpus-per-task", "1", "--cluster", "local",
                "--tasks", "arc", "--data-dir", str(SAMPLE_DATA), "--output-dir", str(tmp_path / "out")]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
@@ -419,7 +425,7 @@ def test_tasks_asking_gpus_no_node_has_are_refused_before_any_is_submitted(
     assert done.stderr == (f"error: --gpus-per-task 1: no node of the cluster has 1 GPU(s) (local: 1 node(s), "
                            f"{cpus:g} CPUs); ask for less, or use a cluster with such a node\n")  # fmt: skip
     assert not (tmp_path / "out").exists()
-    assert _ray_folders(temp) == [], "Ray's temporary folder is taken away"
+    assert _ray_folders(temp, before) == [], "Ray's temporary folder is taken away"
 
 
 def test_sigterm_ends_a_sweep_as_ctrl_c_does(
@@ -427,6 +433,7 @@ def test_sigterm_ends_a_sweep_as_ctrl_c_does(
 ) -> None:
     """A job's timeout sends SIGTERM: it gave exit 1 and Ray's signal dump, no line of evalsuite's."""
     env, temp = local_env
+    before = set(RAY_DEFAULT_TEMP.glob("session_2*"))
     command = [str(BIN / "evalsuite"), "sweep", model_folder, "--cluster", "local", "--tasks", "arc,truthfulqa",
                "--limit", "2", "--device", "cpu", "--data-dir", str(SAMPLE_DATA),
                "--output-dir", str(tmp_path / "out")]  # fmt: skip
@@ -442,4 +449,4 @@ def test_sigterm_ends_a_sweep_as_ctrl_c_does(
     status = _status(tmp_path / "out")
     assert [m["state"] for m in status["models"]] == ["interrupted"]
     assert {c["state"] for _, c in _cells(status)} == {"interrupted"}
-    assert _ray_folders(temp) == [], "the cluster it started is shut down, its temporary folder taken away"
+    assert _ray_folders(temp, before) == [], "the cluster it started is shut down, its temporary folder taken away"

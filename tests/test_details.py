@@ -450,3 +450,25 @@ def test_pushed_details_are_read_from_the_hub_then_offline_from_the_cache(detail
     cold = _evalsuite(compare, hub.endpoint, tmp_path / "empty-home", HF_HUB_OFFLINE="1")
     assert cold.returncode == 2
     assert cold.stderr.strip().count("\n") == 0 and "is not in the Hugging Face cache" in cold.stderr
+
+
+def test_export_of_a_damaged_samples_file_or_under_a_file_is_one_line(tmp_path: Path):
+    """A truncated samples file was a JSONDecodeError (82 lines); a folder under a regular file, 62 lines."""
+    run = tmp_path / "run"
+    shutil.copytree(SAKURA, run)
+    (run / "lm_eval").mkdir()
+    sample = {"doc_id": 0, "doc": {}, "arguments": [["Q: ?", " A"]], "filtered_resps": [[-1.0, True]], "filter": "none"}
+    samples = run / "lm_eval" / "samples_h6_arc.jsonl"
+    samples.write_text(json.dumps(sample) + "\n" + json.dumps(sample)[:40])  # killed while writing its last line
+    exported = tmp_path / "exported"
+    damaged = runner.invoke(app, ["details", "export", str(run), str(exported)])
+    assert damaged.exit_code == 2
+    assert damaged.stderr.startswith(f"error: {samples}: line 2 is not a sample as lm-eval writes them "
+                                     "(JSONDecodeError: Expecting value: line 1 column 41")  # fmt: skip
+    assert damaged.stderr.endswith("; the file is damaged: run the task again with --log-samples\n")
+    assert len(damaged.stderr.splitlines()) == 1 and not exported.exists()
+    (afile := tmp_path / "afile").write_text("kept\n")
+    under = runner.invoke(app, ["details", "export", str(run), str(afile / "exported")])
+    assert under.exit_code == 2
+    assert under.stderr == f"error: {afile / 'exported'}: {afile} is not a folder; give a new folder under one\n"
+    assert afile.read_text() == "kept\n"

@@ -395,6 +395,9 @@ def test_an_interrupted_sweep_resumes_without_running_a_finished_cell_again(
         run_sweep(request, progress=lambda line: None, executor=_in_process(stopped))
     assert interrupted.value.saved
     assert len(stopped.calls) == 5
+    stopped_status = read_status(tmp_path / "out" / "sweep.json")  # what was left to do says it was interrupted
+    assert stopped_status is not None and [m.state for m in stopped_status.models] == ["done", "interrupted"]
+    assert [c.state for c in stopped_status.models[1].cells] == ["done", "interrupted", "interrupted"]
     resumed, lines = FakeCells(), list[str]()
     outcome = run_sweep(request, progress=lines.append, executor=_in_process(resumed))
     # the first model was written before the Ctrl-C; the second's arc is read back from its checkpoint
@@ -408,3 +411,133 @@ def test_an_interrupted_sweep_resumes_without_running_a_finished_cell_again(
     assert [(c.task, c.reused) for c in status.models[1].cells] == [
         ("arc", True), ("truthfulqa", False), ("winogrande", False)
     ]  # fmt: skip
+
+
+# --- bad input (issue 44): one line, exit 1, nothing written, no cluster joined where it can be helped
+
+
+def test_a_sweep_whose_every_model_fails_its_checks_joins_no_cluster_and_writes_nothing(
+    config_only: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each model's line once (it was a FileNotFoundError traceback into a new --output-dir, and into an existing
+    one Ray started for 16 s after the only model had failed, its line printed twice)."""
+    from contextlib import contextmanager
+
+    from evalsuite.run import cluster
+
+    @contextmanager
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the cluster was joined")
+        yield
+
+    monkeypatch.setattr(cluster, "connect", connect)
+    (adapter := tmp_path / "not-an-adapter").mkdir()
+    path = tmp_path / "models.yaml"
+    path.write_text(f"- model: {config_only}\n  model_args: {{bogus_key: 1}}\n- adapter: {adapter}\n")
+    for output in (tmp_path / "new", tmp_path / "existing"):
+        if output.name == "existing":
+            output.mkdir()
+        result = runner.invoke(app, ["sweep", "--models-file", str(path), "--tasks", "arc", "--data-dir",
+                                     str(SAMPLE_DATA), "--output-dir", str(output)])  # fmt: skip
+        assert result.exit_code == 1, result.output
+        lines = result.stderr.splitlines()
+        assert len(lines) == 2 and all(line.startswith("error: ") for line in lines), result.stderr
+        assert lines[0].startswith("error: --model-args bogus_key") and lines[0].endswith(f"({config_only})")
+        assert f"{adapter}" in lines[1] and "adapter_config.json" in lines[1] and lines[1].endswith(f"({adapter})")
+        assert result.stdout == ""
+        assert not output.exists() or not any(output.iterdir())
+
+
+def test_a_sweep_into_an_output_dir_that_is_a_file_is_one_line(config_only: Path, tmp_path: Path) -> None:
+    (afile := tmp_path / "afile").write_text("kept\n")
+    result = runner.invoke(app, ["sweep", str(config_only), "--tasks", "arc", "--data-dir", str(SAMPLE_DATA),
+                                 "--output-dir", str(afile)])  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr == f"error: --output-dir {afile}: {afile} is not a directory\n"
+    assert afile.read_text() == "kept\n"
+
+
+def test_cpus_per_task_0_without_gpus_is_refused(config_only: Path, tmp_path: Path) -> None:
+    """It started every cell at once."""
+    result = runner.invoke(app, ["sweep", str(config_only), "--cpus-per-task", "0", "--cluster", "127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert result.stderr == ("error: --cpus-per-task 0: every task would start at once; give more than 0 "
+                             "(or --gpus-per-task above 0, so that GPUs bound them)\n")  # fmt: skip
+    run = RunRequest(model=str(config_only), output_dir=tmp_path)
+    SweepRequest(runs=[run], cpus_per_task=0, gpus_per_task=1)  # GPUs bound them
+
+
+def test_resources_no_node_has_are_refused_before_any_cell_is_submitted(
+    two_models: list[Path], tmp_path: Path
+) -> None:
+    """`--gpus-per-task 1` on a cluster without GPUs waited for ever."""
+    from evalsuite.errors import in_terms
+    from evalsuite.run.executors import InProcessExecutor, Node
+    from evalsuite.run.sweep import _lacking, run_sweep
+
+    cells, lines = FakeCells(), list[str]()
+    for options, says in [
+        ({"gpus_per_task": 1}, r"^gpus_per_task 1: no node of the cluster has 1 GPU\(s\) \(local: this process\); "
+                               r"ask for less, or use a cluster with such a node$"),
+        ({"cpus_per_task": 3}, r"^cpus_per_task 3: no node of the cluster has 3 CPU\(s\) "),
+    ]:  # fmt: skip
+        executor = InProcessExecutor(runner=cells, node="here", cpus=2, gpus=0)
+        with pytest.raises(ClusterError, match=says):
+            run_sweep(_sweep_request(two_models, tmp_path / "out", ["arc"], **options), progress=lines.append,
+                      executor=executor)  # fmt: skip
+    assert cells.calls == [] and lines == []
+    assert not (tmp_path / "out").exists()
+    # each is on some node, never both on one
+    nodes = [Node(cpus=8, gpus=0), Node(cpus=2, gpus=1)]
+    both = _lacking(nodes, 4, 1)
+    assert both is not None
+    assert in_terms(both) == "cpus_per_task 4 with gpus_per_task 1: no node of the cluster has both"
+    assert _lacking(nodes, 2, 1) is None and _lacking(nodes, 8, 0) is None
+
+
+def test_a_cell_no_live_node_can_run_any_more_fails_its_model_instead_of_waiting(
+    two_models: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evalsuite.errors import in_terms
+    from evalsuite.run import sweep
+    from evalsuite.run.executors import InProcessExecutor
+    from evalsuite.run.sweep import State, run_sweep
+
+    monkeypatch.setattr(sweep, "NODES_CHECK_S", 0.0)
+    monkeypatch.setattr(sweep, "INFEASIBLE_AFTER_S", 0.0)
+    fake = FakeCells()
+
+    def node_gone(cell: Cell, node: str) -> Any:
+        executor.cpus = 0  # the only node that had a CPU is gone after this cell
+        return fake(cell, node)
+
+    executor = InProcessExecutor(runner=node_gone, node="here", cpus=2)
+    outcome = run_sweep(_sweep_request(two_models, tmp_path / "out", ["arc", "truthfulqa"]),
+                        progress=lambda line: None, executor=executor)  # fmt: skip
+    assert fake.calls == [("first-model", "arc")]
+    line = "cpus_per_task 1: no node of the cluster has 1 CPU(s) any more (this process); the cells left cannot run"
+    assert [(f.model, in_terms(f.line)) for f in outcome.failures] == [(str(m), line) for m in two_models]
+    status = read_status(tmp_path / "out" / "sweep.json")
+    assert status is not None and [m.state for m in status.models] == [State.FAILED, State.FAILED]
+    assert [c.state for c in status.models[0].cells] == [State.DONE, State.FAILED]
+
+
+def test_sweep_json_says_errors_in_the_librarys_terms_and_the_cli_in_its_own(
+    two_models: list[Path], tmp_path: Path
+) -> None:
+    """sweep.json held the CLI's \\x1f markers."""
+    from evalsuite.cli._app import error_line
+    from evalsuite.errors import param
+    from evalsuite.run.sweep import run_sweep
+
+    error = OptionError(f"{param('model_args')} x=1: not an argument of this model")
+    cells = FakeCells(fail={("first-model", "arc"): error})
+    outcome = run_sweep(_sweep_request(two_models[:1], tmp_path / "out", ["arc"]), progress=lambda line: None,
+                        executor=_in_process(cells))  # fmt: skip
+    text = (tmp_path / "out" / "sweep.json").read_text()
+    assert "\\u001f" not in text and "\x1f" not in text
+    status = read_status(tmp_path / "out" / "sweep.json")
+    assert status is not None
+    assert status.models[0].error == "arc: model_args x=1: not an argument of this model"
+    assert status.models[0].cells[0].error == "model_args x=1: not an argument of this model"
+    assert error_line(outcome.failures[0].line) == "error: arc: --model-args x=1: not an argument of this model"

@@ -80,6 +80,46 @@ def test_adapter_on_another_base_is_one_line(tmp_path: Path):
         resolve_weights(str(other), str(adapter), str(other))
 
 
+def _lora(adapter: Path, tensors: dict[str, list[int]]) -> None:
+    """An adapter's safetensors header under PEFT's names (base_model.model.<module>.lora_A/B.weight)."""
+    named = {f"base_model.model.{n}": {"dtype": "F32", "shape": s, "data_offsets": [0, 0]} for n, s in tensors.items()}
+    header = json.dumps(named)
+    (adapter / "adapter_model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header.encode())
+
+
+def test_an_adapter_whose_tensors_do_not_fit_the_base_is_one_line_before_loading(tmp_path: Path):
+    """A LoRA trained on a model of another width, its config naming this base: PEFT's size mismatch (169 lines)
+    after the model had loaded."""
+    from typer.testing import CliRunner
+
+    from evalsuite.cli import app
+
+    q = "model.layers.0.self_attn.q_proj"
+    base = _folder(tmp_path, "SmolLM2-135M", tensors={f"{q}.weight": [576, 576], "model.norm.weight": [576]})
+    adapter = _adapter(tmp_path, str(base))
+    _lora(adapter, {f"{q}.lora_A.weight": [4, 576], f"{q}.lora_B.weight": [576, 4]})
+    assert resolve_weights(None, str(adapter), None).type is WeightType.ADAPTER  # fits
+    _lora(adapter, {f"{q}.lora_A.weight": [4, 960], f"{q}.lora_B.weight": [960, 4]})  # trained on a 960-wide model
+    says = (f"adapter {adapter}: tensor base_model.model.{q}.lora_A.weight is [4, 960] (input features 960), which "
+            f"does not fit {q}.weight [576, 576] of the base {base}; the adapter was trained on another model: give "
+            "its own base")  # fmt: skip
+    with pytest.raises(ModelRefError) as raised:
+        resolve_weights(None, str(adapter), None)
+    assert str(raised.value) == says
+    _lora(adapter, {f"{q}.lora_A.weight": [4, 576], f"{q}.lora_B.weight": [576, 4], "model.norm.weight": [960]})
+    with pytest.raises(ModelRefError, match=r"model\.norm\.weight is \[960\], which does not fit model\.norm"):
+        resolve_weights(None, str(adapter), None)  # a module saved whole (modules_to_save)
+    _lora(adapter, {f"{q}.lora_A.weight": [4, 576], f"{q}.lora_B.weight": [960, 4]})
+    with pytest.raises(ModelRefError, match=r"lora_B\.weight is \[960, 4\] \(output features 960\)"):
+        resolve_weights(str(base), str(adapter), None)
+    _lora(adapter, {f"{q}.lora_A.weight": [4, 960], f"{q}.lora_B.weight": [960, 4]})
+    result = CliRunner().invoke(app, ["run", "--adapter", str(adapter), "--tasks", "arc", "--data-dir",
+                                      str(SAMPLE_DATA), "--output-dir", str(tmp_path / "out")])  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr == f"error: --{says}\n"
+    assert not (tmp_path / "out").exists()
+
+
 def test_delta_whose_shapes_differ_is_one_line(tmp_path: Path):
     base = _folder(tmp_path, "base", tensors={"lm_head.weight": [10, 4], "model.norm.weight": [4]})
     good = _folder(tmp_path, "good", tensors={"lm_head.weight": [10, 4], "model.norm.weight": [4]})
@@ -252,6 +292,30 @@ def test_tables_cards_and_compare_say_the_precision_and_weights(tmp_path: Path):
     adapter = _quantized_copy(tmp_path, "bfloat16", weight_type="Adapter", base_model="upstage/SOLAR-10.7B-v1.0")
     compared = runner.invoke(app, ["compare", str(SAKURA), str(adapter)])
     assert "weights differ (bfloat16 vs bfloat16, adapter over upstage/SOLAR-10.7B-v1.0)" in compared.output
+
+
+def test_leaderboard_json_and_html_say_the_precision_and_weights_as_markdown_does(tmp_path: Path):
+    """JSON had no precision or weight type (an adapter row was `{"model": ..., "dtype": "float32"}`, a 4bit row
+    put 4bit in `dtype`), and HTML dropped the "(Adapter)" markdown shows."""
+    from typer.testing import CliRunner
+
+    from evalsuite.cli import app
+
+    runner = CliRunner()
+    _quantized_copy(tmp_path)
+    _quantized_copy(tmp_path, "float32", id="lora", weight_type="Adapter", base_model="upstage/SOLAR-10.7B-v1.0")
+    listed = json.loads(runner.invoke(app, ["leaderboard", str(tmp_path), "--format", "json"]).stdout)["rows"]
+    shown = {row["model"]: {k: row[k] for k in ("dtype", "precision", "weight_type", "base_model")} for row in listed}
+    assert shown == {
+        "kyujinpy/Sakura-SOLAR-Instruct": {"dtype": "4bit", "precision": "4bit", "weight_type": "Original",
+                                           "base_model": None},
+        "lora": {"dtype": "float32", "precision": "float32", "weight_type": "Adapter",
+                 "base_model": "upstage/SOLAR-10.7B-v1.0"},
+    }  # fmt: skip
+    markdown = runner.invoke(app, ["leaderboard", str(tmp_path), "--format", "markdown"]).stdout
+    html = runner.invoke(app, ["leaderboard", str(tmp_path), "--format", "html"]).stdout
+    for label in ("kyujinpy/Sakura-SOLAR-Instruct (4bit)", "lora (Adapter)"):
+        assert label in markdown and label in html, label
 
 
 # ---- real stack ----

@@ -115,7 +115,8 @@ def sweep(
     )
     outcome = drive(request, verbose)
     _print_leaderboard(outcome)
-    typer.echo(f"status: {output_dir / 'sweep.json'}", err=True)
+    if outcome.status_file is not None:
+        typer.echo(f"status: {outcome.status_file}", err=True)
     for failure in outcome.failures:
         typer.echo(f"{error_line(failure.line)} ({failure.model})", err=True)
     if outcome.failures:

@@ -82,14 +82,28 @@ def check_hub_access(ref: ModelRef, hub_dataset: str | None) -> None:
 
 def hub_file(ref: ModelRef, filename: str) -> Path | None:
     """One small file of a Hub repo at the ref's revision, through the Hub's cache (offline: the cache alone);
-    None when the repo has no such file. The Hub's failures are one line."""
+    None when the Hub says the repo has no such file. The Hub's failures are one line: a file the Hub could not be
+    asked for and the cache lacks (offline, unreachable) is never taken for a file the repo lacks."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         return Path(hf_hub_download(ref.location, filename, revision=ref.revision))
-    except EntryNotFoundError:
+    except RemoteEntryNotFoundError:  # the Hub answered: no such file
         return None
+    except LocalEntryNotFoundError as e:  # the Hub not asked (offline) or not answering, and nothing cached
+        cause = e.__cause__ or e.__context__
+        why = "HF_HUB_OFFLINE is set" if _truthy(os.environ.get("HF_HUB_OFFLINE")) else \
+            f"the Hugging Face Hub is unreachable ({type(cause).__name__ if cause else 'no connection'})"  # fmt: skip
+        raise HubError(
+            f"{why} and {filename} of {ref.location} is not in the local cache; run where the Hub is reachable, or "
+            f"download it there (`hf download {ref.location}`) and pass its folder"
+        ) from e
     except RevisionNotFoundError as e:
         raise ModelRefError(f"{ref.location} has no revision {ref.revision!r} on the Hub") from e
     except RepositoryNotFoundError as e:

@@ -60,6 +60,7 @@ def resolve_weights(model: str | None, adapter: str | None, delta: str | None) -
             raise ModelRefError(f"{param('adapter')} {adapter}: its {ADAPTER_CONFIG} names no base model; give MODEL")
         else:
             base = parse_model_ref(named)
+        check_adapter_shapes(part, base)
         return ModelWeights(WeightType.ADAPTER, base, part)
     if not model:
         raise ModelRefError("give MODEL (a Hub id, a model folder or a .gguf file)")
@@ -161,6 +162,42 @@ def check_delta_shapes(delta: ModelRef, base: ModelRef) -> None:
             raise ModelRefError(
                 f"{param('delta')}: tensor {name} is {list(found or [])} in MODEL {delta.location} but "
                 f"{list(shape)} in the base {base.location}; a delta must have the base's shapes"
+            )
+
+
+# PEFT's names in a saved adapter: `base_model.model.<the base's module>.lora_A.weight` ([rank, in features]) and
+# `.lora_B.weight` ([out features, rank]); other tensors (modules_to_save) under the base's own names.
+_PEFT_PREFIX = "base_model.model."
+_LORA_SIDES = {".lora_A.weight": -1, ".lora_B.weight": 0}  # the dimension each shares with the base's weight
+
+
+def check_adapter_shapes(adapter: ModelRef, base: ModelRef) -> None:
+    """Each adapter tensor fits the base's weight it goes on (LoRA's A its input features, B its output features;
+    a saved whole module its shape), read from the safetensors headers of two local folders, before anything
+    loads; Hub models, and tensors under names the base has none of, are left to PEFT as it loads."""
+    if adapter.source is not ModelSource.LOCAL or base.source is not ModelSource.LOCAL:
+        return
+    adapter_shapes, base_shapes = tensor_shapes(Path(adapter.location)), tensor_shapes(Path(base.location))
+    for name, shape in sorted(adapter_shapes.items()):
+        module = name.removeprefix(_PEFT_PREFIX)
+        side = next((suffix for suffix in _LORA_SIDES if module.endswith(suffix)), None)
+        target = module.removesuffix(side) + ".weight" if side else module
+        expected = base_shapes.get(target)
+        if expected is None or not shape:
+            continue
+        if side is None:
+            fits, what = shape == expected, f"{list(shape)}"
+        else:
+            if len(shape) != 2 or len(expected) != 2:
+                continue  # a convolution's or an embedding's LoRA: PEFT checks it
+            dim = _LORA_SIDES[side]
+            features = f"{'input' if dim else 'output'} features {shape[dim]}"
+            fits, what = shape[dim] == expected[dim], f"{list(shape)} ({features})"
+        if not fits:
+            raise ModelRefError(
+                f"{param('adapter')} {adapter.location}: tensor {name} is {what}, which does not fit {target} "
+                f"{list(expected)} of the base {base.location}; the adapter was trained on another model: give its "
+                "own base"
             )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from evalsuite.archive import details as layout
 from evalsuite.archive.tasks import LEADERBOARD_TASKS
-from evalsuite.errors import OptionError, ResultsSchemaError
+from evalsuite.errors import OptionError, OutputDirError, ResultsSchemaError
 from evalsuite.files import write_folder
 from evalsuite.results import Run, TaskResult
 from evalsuite.results.lm_eval_files import LoggedDocument, logged_documents
@@ -31,6 +31,9 @@ def export_details(run: Run, folder: Path) -> list[str]:
     returns the files written, relative to it. OptionError when the run kept no samples."""
     if folder.exists():
         raise OptionError(f"{folder}: already exists; give a new folder (nothing is written over)")
+    existing = next((p for p in folder.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OutputDirError(f"{folder}: {existing} is not a folder; give a new folder under one")
     results = run.results
     timestamp = results.created_at.strftime("%Y-%m-%dT%H-%M-%S.%f")
     files: dict[str, bytes] = {}
@@ -45,7 +48,11 @@ def export_details(run: Run, folder: Path) -> list[str]:
     files[f"results_{timestamp}.json"] = json.dumps(document, indent=2).encode()
     files[f"results_{timestamp}.parquet"] = _parquet([document])  # the JSON as one row, as the writer made it
     files["README.md"] = _card(results.model.id, sorted(scores), timestamp).encode()
-    write_folder(folder, files)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        write_folder(folder, files)
+    except OSError as e:
+        raise OutputDirError(f"{folder}: cannot write it ({e.strerror or e})") from e
     return sorted(files)
 
 

@@ -57,6 +57,8 @@ class Row:
     # said after the name: a peer's precision when the archive holds it in several; a run's when it is quantized,
     # and its weight type when not Original (`4bit, Adapter`)
     shown_precision: str | None = None
+    weight_type: str | None = None  # a run's: Original, Adapter, Delta (the archive's rows hold none)
+    base_model: str | None = None  # an Adapter's or a Delta's base
 
     @property
     def label(self) -> str:
@@ -118,6 +120,8 @@ def leaderboard_rows(
                 run_id=run.run_id,
                 contamination=contamination_cell(check) if check else None,
                 shown_precision=run.model.weights_label(with_precision=several) or None,
+                weight_type=run.model.weight_type.value,
+                base_model=run.model.base_model,
             )
         )
     return ranked(rows)
@@ -222,7 +226,8 @@ def render_leaderboard(rows: list[Row], suite: SuiteSpec, fmt: BoardFormat, with
     return render(
         "leaderboard.html.j2",
         rows=[
-            {"model": r.model, "label": r.label, "published": r.published, "partial": r.partial,
+            {"model": r.model, "label": r.label, "shown": r.shown_precision, "published": r.published,
+             "partial": r.partial,
              "not_comparable": r.not_comparable, "revision": r.revision, "dtype": r.dtype, "size": r.size,
              "average": _pct(r.average), "scores": [_pct(r.scores[c]) for c in columns],
              "contamination": r.contamination or "", "source": r.source}
@@ -248,7 +253,10 @@ def render_json(rows: list[Row]) -> str:
             "model": row.model,
             "source": row.source,
             "revision": row.revision,
-            "dtype": row.dtype,
+            "dtype": row.dtype,  # the precision, as the leaderboard's own column named it (kept for readers)
+            "precision": row.dtype,
+            "weight_type": row.weight_type,
+            "base_model": row.base_model,
             "average": row.average,
             "scores": row.scores,
             "size": row.size,

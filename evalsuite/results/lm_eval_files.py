@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalsuite.errors import ResultsSchemaError
+
 LM_EVAL_DIR = "lm_eval"  # a run folder's copy of lm-eval's own output
 REQUEST_CACHE = "requests"  # lm-eval's request cache of one suite task: `requests-<key>` + `_rank<N>.db`
 _CACHE_TABLE = "unnamed"  # SqliteDict's default table, where lm-eval's CachingLM keeps answered requests
@@ -105,28 +107,43 @@ def logged_documents(run_dir: Path, task: str, filter_name: str) -> list[LoggedD
     if not path.is_file():
         return None
     documents = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        sample = json.loads(line)
-        if sample.get("filter", "none") != filter_name:
-            continue
-        requests = [list(arguments) for arguments in sample["arguments"]]  # [context, continuation or kwargs]
-        generative = any(isinstance(r[1], Mapping) for r in requests if len(r) > 1)
-        responses = sample.get("filtered_resps") or []
-        documents.append(
-            LoggedDocument(
-                task=task,
-                doc_id=int(sample["doc_id"]),
-                doc=sample.get("doc") or {},
-                contexts=tuple(str(r[0]) for r in requests),
-                continuations=() if generative else tuple(str(r[1]) for r in requests),
-                loglikelihoods=() if generative else tuple((float(r[0]), bool(r[1])) for r in responses),
-                generated=str(sample["resps"][0][0]) if generative else None,
-                answer=str(responses[0]) if generative and responses else None,
-                target=sample.get("target"),
-                metrics={m: float(sample[m]) for m in sample.get("metrics", []) if m in sample},
-            )
-        )
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ResultsSchemaError(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e})") from e
+    for number, line in enumerate(lines, start=1):
+        try:
+            document = _logged_document(task, json.loads(line), filter_name)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:  # truncated, or not lm-eval's
+            why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
+            raise ResultsSchemaError(
+                f"{path}: line {number} is not a sample as lm-eval writes them ({why}); the file is damaged: run "
+                "the task again with --log-samples"
+            ) from e
+        if document is not None:
+            documents.append(document)
     return documents
+
+
+def _logged_document(task: str, sample: Any, filter_name: str) -> LoggedDocument | None:
+    """One line of a samples file as a LoggedDocument; None when it is another filter's."""
+    if sample.get("filter", "none") != filter_name:
+        return None
+    requests = [list(arguments) for arguments in sample["arguments"]]  # [context, continuation or kwargs]
+    generative = any(isinstance(r[1], Mapping) for r in requests if len(r) > 1)
+    responses = sample.get("filtered_resps") or []
+    return LoggedDocument(
+        task=task,
+        doc_id=int(sample["doc_id"]),
+        doc=sample.get("doc") or {},
+        contexts=tuple(str(r[0]) for r in requests),
+        continuations=() if generative else tuple(str(r[1]) for r in requests),
+        loglikelihoods=() if generative else tuple((float(r[0]), bool(r[1])) for r in responses),
+        generated=str(sample["resps"][0][0]) if generative else None,
+        answer=str(responses[0]) if generative and responses else None,
+        target=sample.get("target"),
+        metrics={m: float(sample[m]) for m in sample.get("metrics", []) if m in sample},
+    )
 
 
 # ------------------------------------------------------------------------------------- request cache

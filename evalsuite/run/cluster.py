@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import signal
 import socket
+import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,7 +30,7 @@ from typing import Any
 
 from evalsuite.errors import ClusterError, param
 from evalsuite.run.cells import Cell, CellResult, run_cell
-from evalsuite.run.executors import CellFailure, CellKey, Outcome, Started
+from evalsuite.run.executors import CellFailure, CellKey, Node, Outcome, Started
 
 INSTALL = "pip install 'evalsuite[cluster]'"
 LOCAL = "local"
@@ -62,6 +66,10 @@ class RayExecutor:
 
     def has_gpus(self) -> bool:
         return self.resources().get("GPU", 0) > 0
+
+    def nodes(self) -> list[Node]:
+        live = (node.get("Resources") or {} for node in self._ray.nodes() if node.get("Alive"))
+        return [Node(float(held.get("CPU", 0)), float(held.get("GPU", 0))) for held in live]
 
     def submit(self, cell: Cell, key: CellKey, cpus: float, gpus: float, retries: int) -> None:
         self._handles[key] = self._cell.options(
@@ -173,20 +181,48 @@ def _usage_stats_off_unless_asked() -> Iterator[None]:
 
 def _joined(ray: Any, address: str, verbose: bool) -> Iterator[RayExecutor]:
     options: dict[str, Any] = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.ERROR}
+    temp_dir = None
     if address == LOCAL:
+        # Ray's session folder (logs, sockets) in a folder of the command's own, taken away with the cluster; short,
+        # as Ray's socket paths must be
+        temp_dir = tempfile.mkdtemp(prefix="evalsuite-ray-")
         options |= {"address": "local", "include_dashboard": False, "_node_ip_address": "127.0.0.1",
-                    "object_store_memory": LOCAL_OBJECT_STORE_BYTES}  # fmt: skip
+                    "object_store_memory": LOCAL_OBJECT_STORE_BYTES, "_temp_dir": temp_dir}  # fmt: skip
     else:
         options["address"] = address
     try:
-        ray.init(**options)
+        with _sigterm_kept():
+            ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as e:
+        ray.shutdown()
+        _remove(temp_dir)
         first = (str(e).strip().splitlines() or [""])[0]
         raise ClusterError(f"{param('cluster')} {address}: cannot join the Ray cluster ({first})") from e
     try:
         yield RayExecutor(ray, address)
     finally:
         ray.shutdown()
+        _remove(temp_dir)
+
+
+@contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """`ray.init` puts in a SIGTERM handler of its own (`sys.exit`, which leaves Ray's dump and no line of the
+    caller's); the caller's handler (the CLI's: SIGTERM stops the sweep as Ctrl-C does) is put back."""
+    if threading.current_thread() is not threading.main_thread():  # Ray sets none there either
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler not set from Python, which cannot be put back
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _remove(temp_dir: str | None) -> None:
+    if temp_dir is not None:
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _check_answers(address: str) -> None:

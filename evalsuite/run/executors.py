@@ -15,6 +15,7 @@ Two implement it:
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +72,14 @@ class CellFailure:
 Outcome = CellResult | CellFailure
 
 
+@dataclass(frozen=True)
+class Node:
+    """What one live node of the cluster has, all told (a cell asks for its CPUs and GPUs on one node)."""
+
+    cpus: float
+    gpus: float
+
+
 class Executor(Protocol):
     """What a sweep needs of the place its cells run."""
 
@@ -79,6 +88,10 @@ class Executor(Protocol):
         ...
 
     def has_gpus(self) -> bool: ...
+
+    def nodes(self) -> list[Node]:
+        """Each live node's resources, as they are now (a node gone is not in it)."""
+        ...
 
     def submit(self, cell: Cell, key: CellKey, cpus: float, gpus: float, retries: int) -> None:
         """Queue one cell; `retries`: times it runs again when its worker or node is lost."""
@@ -119,10 +132,13 @@ class _Queued:
 class InProcessExecutor:
     """Cells in this process, one at a time, in the order submitted. A `wait` first announces the next cell
     (it shows as running), the next `wait` runs it, as a cluster's worker would; a `WorkerLost` from the runner
-    runs the cell again, up to its retries."""
+    runs the cell again, up to its retries. `cpus`, `gpus`: what this process offers as the cluster's one node (its
+    CPUs, and no GPU unless told: nothing pins one for a cell here)."""
 
     runner: CellRunner = run_cell
     node: str = field(default_factory=socket.gethostname)
+    cpus: float = field(default_factory=lambda: float(os.cpu_count() or 1))
+    gpus: float = 0.0
     _queue: dict[CellKey, _Queued] = field(default_factory=dict)
     _starts: list[Started] = field(default_factory=list)
     _announced: CellKey | None = None
@@ -137,7 +153,10 @@ class InProcessExecutor:
         return "this process"
 
     def has_gpus(self) -> bool:
-        return False
+        return self.gpus > 0
+
+    def nodes(self) -> list[Node]:
+        return [Node(self.cpus, self.gpus)]
 
     def submit(self, cell: Cell, key: CellKey, cpus: float, gpus: float, retries: int) -> None:
         self._queue[key] = _Queued(cell, retries)

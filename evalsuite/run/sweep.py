@@ -31,15 +31,15 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from evalsuite import engine
-from evalsuite.errors import EvalsuiteError, Interrupted, OptionError, invalid_file, param
+from evalsuite.errors import ClusterError, EvalsuiteError, Interrupted, OptionError, in_terms, invalid_file, param
 from evalsuite.files import write_text_atomic
 from evalsuite.model import LoadableModel
 from evalsuite.records import FrozenRecord, Record
-from evalsuite.results import Versions, is_written, read_results
+from evalsuite.results import Versions, check_output_dir, is_written, read_results
 from evalsuite.run.cells import Cell, CellResult
 from evalsuite.run.checkpoint import Checkpoint
 from evalsuite.run.common import Progress, progress_or_log
-from evalsuite.run.executors import CellKey, Executor, Started
+from evalsuite.run.executors import CellKey, Executor, Node, Started
 from evalsuite.run.pipeline import (
     ModelFacts,
     PreparedRun,
@@ -56,6 +56,10 @@ from evalsuite.run.pipeline import (
 )
 
 SWEEP_FILE = "sweep.json"
+# How often the driver looks at the cluster's live nodes while cells wait, and for how long no node may have what a
+# cell asks before its model fails (Ray would keep such a cell queued for ever: a node gone, not coming back).
+NODES_CHECK_S = 5.0
+INFEASIBLE_AFTER_S = 60.0
 
 
 class SweepRequest(FrozenRecord):
@@ -86,6 +90,15 @@ class SweepRequest(FrozenRecord):
             name, how = twice[0]
             shown = name if len({a for a in asked if a[0] == name}) == 1 else f"{name} [{how}]"
             raise OptionError(f"model {shown} is given twice; give each model once")
+        return self
+
+    @model_validator(mode="after")
+    def _bounded_cells(self) -> SweepRequest:
+        if self.cpus_per_task == 0 and not self.gpus_per_task:  # nothing would bound how many cells run at once
+            raise OptionError(
+                f"{param('cpus_per_task')} 0: every task would start at once; give more than 0 "
+                f"(or {param('gpus_per_task')} above 0, so that GPUs bound them)"
+            )
         return self
 
     def labels(self) -> list[str]:
@@ -185,6 +198,7 @@ class State(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM stopped the sweep before it finished (the next one resumes)
 
 
 class CellStatus(Record):
@@ -254,6 +268,7 @@ class SweepOutcome:
     status: SweepStatus
     runs: list[RunOutcome]  # every model written, in the order asked
     failures: list[ModelFailure]
+    status_file: Path | None = None  # sweep.json, where one was written (none when every model failed its checks)
 
 
 @dataclass
@@ -288,7 +303,12 @@ def run_sweep(
     is in `failures`, the others finish; Ctrl-C keeps every finished cell and raises Interrupted.
 
     `executor`: where the cells run; None, the Ray cluster `request.cluster` names (run/cluster.py). An
-    `InProcessExecutor` (run/executors.py) runs them here, one after another."""
+    `InProcessExecutor` (run/executors.py) runs them here, one after another.
+
+    Before anything is written or the cluster is joined: the output folder, Ray and the address, and every
+    model's checks; a sweep whose every model fails them joins no cluster and writes nothing. Resources that no
+    node of the cluster has are a ClusterError before any cell is submitted."""
+    check_output_dir(request.output_dir)
     if executor is None:
         from evalsuite.run import cluster as ray_cluster
 
@@ -303,19 +323,28 @@ def run_sweep(
         try:
             run.prepared = prepare_run(run.request, here=False)
         except EvalsuiteError as e:
-            _fail(run, ModelFailure(run.status.model, e.marked, e), say)
+            _fail(run, ModelFailure(run.status.model, e.marked, e), None)
         else:
-            for warning in run.prepared.warnings:
-                say(f"{run.status.model}: {warning}")
             run.status.cells = [CellStatus(task=t.spec.key) for t in run.prepared.plan.tasks]
     status = SweepStatus(cluster=request.cluster, started_at=now, updated_at=now, models=[r.status for r in runs])
+    if all(run.prepared is None for run in runs):  # nothing to run: no cluster joined, nothing written
+        return SweepOutcome(status=status, runs=[], failures=[r.failure for r in runs if r.failure is not None])
+    for run in runs:
+        if run.failure is not None:
+            say(f"{run.status.model}: failed: {run.failure.line}")
+        for warning in run.prepared.warnings if run.prepared is not None else []:
+            say(f"{run.status.model}: {warning}")
 
     with executor as cells:
         status.resources = cells.describe()
         gpus = request.gpus_per_task if request.gpus_per_task is not None else (1.0 if cells.has_gpus() else 0.0)
+        if (lacking := _lacking(cells.nodes(), request.cpus_per_task, gpus)) is not None:
+            raise ClusterError(f"{lacking} ({request.cluster}: {status.resources}); ask for less, or use a cluster "
+                               "with such a node")  # fmt: skip
         say(f"cluster {request.cluster}: {status.resources}; each task asks {request.cpus_per_task:g} CPU(s), "
             f"{gpus:g} GPU(s)")  # fmt: skip
         started = time.perf_counter()
+        nodes = _NodesWatch(cells, request.cpus_per_task, gpus)
         with _released_on_failure(runs, status, status_path, request.status_file):
             for index, run in enumerate(runs):
                 if run.prepared is not None:
@@ -335,10 +364,19 @@ def run_sweep(
                         _done(run, result, say)
                         _finish_if_done(run, say)
                     elif run.status.state is not State.FAILED:
-                        run.status.cell(key.task).state, run.status.cell(key.task).error = State.FAILED, result.line
+                        run.status.cell(key.task).state = State.FAILED
+                        run.status.cell(key.task).error = in_terms(result.line)
                         _fail(run, ModelFailure(run.status.model, f"{key.task}: {result.line}", result.error), say)
                         for task in _to_run(run):
                             cells.cancel(CellKey(key.run, task))
+                if (lacking := nodes.lacking()) is not None:  # no live node can run what is left: never waits on
+                    changed = True
+                    line = f"{lacking} any more ({nodes.described()}); the cells left cannot run"
+                    for index, run in enumerate(runs):
+                        if waiting := [t for t in _to_run(run) if run.status.state is not State.FAILED]:
+                            _fail(run, ModelFailure(run.status.model, line, None), say)
+                            for task in waiting:
+                                cells.cancel(CellKey(index, task))
                 if changed:
                     _save(status, status_path, request.status_file, view)
     _release(runs)
@@ -347,7 +385,47 @@ def run_sweep(
         status=status,
         runs=[r.outcome for r in runs if r.outcome is not None],
         failures=[r.failure for r in runs if r.failure is not None],
+        status_file=status_path if request.status_file else None,
     )
+
+
+def _lacking(nodes: list[Node], cpus: float, gpus: float) -> str | None:
+    """Why no node of `nodes` can run a cell asking `cpus` and `gpus` (marked as errors.param marks it), or None
+    when one can."""
+    if any(node.cpus >= cpus and node.gpus >= gpus for node in nodes):
+        return None
+    if not any(node.gpus >= gpus for node in nodes):
+        return f"{param('gpus_per_task')} {gpus:g}: no node of the cluster has {gpus:g} GPU(s)"
+    if not any(node.cpus >= cpus for node in nodes):
+        return f"{param('cpus_per_task')} {cpus:g}: no node of the cluster has {cpus:g} CPU(s)"
+    return (f"{param('cpus_per_task')} {cpus:g} with {param('gpus_per_task')} {gpus:g}: no node of the cluster has "
+            f"both")  # fmt: skip
+
+
+class _NodesWatch:
+    """The cluster's live nodes looked at every NODES_CHECK_S while cells wait: `lacking` says why, once no node
+    has been able to run a cell for INFEASIBLE_AFTER_S (a node lost for a moment, or replaced, is waited for)."""
+
+    def __init__(self, cells: Executor, cpus: float, gpus: float) -> None:
+        self._cells, self._cpus, self._gpus = cells, cpus, gpus
+        self._looked = time.monotonic()
+        self._since: float | None = None  # when no node could run a cell, first seen
+        self._why: str | None = None
+
+    def lacking(self) -> str | None:
+        now = time.monotonic()
+        if now - self._looked < NODES_CHECK_S:
+            return None
+        self._looked = now
+        self._why = _lacking(self._cells.nodes(), self._cpus, self._gpus)
+        if self._why is None:
+            self._since = None
+            return None
+        self._since = now if self._since is None else self._since
+        return self._why if now - self._since >= INFEASIBLE_AFTER_S else None
+
+    def described(self) -> str:
+        return self._cells.describe()
 
 
 @contextmanager
@@ -359,6 +437,12 @@ def _released_on_failure(runs: list[_ModelRun], status: SweepStatus, path: Path,
     except KeyboardInterrupt as e:
         saved = any(r.checkpoint is not None and r.checkpoint.holds_progress() for r in runs)
         _release(runs)
+        for model in status.models:  # what was left to do, said so (the next sweep runs it)
+            if model.state in (State.PENDING, State.RUNNING):
+                model.state = State.INTERRUPTED
+            for cell in model.cells:
+                if cell.state in (State.PENDING, State.RUNNING):
+                    cell.state = State.INTERRUPTED
         _save(status, path, write, None)
         raise Interrupted(saved) from e
     except BaseException:
@@ -471,17 +555,19 @@ def _mark_done(run: _ModelRun, run_dir: str) -> None:
         cell.state = State.DONE
 
 
-def _fail(run: _ModelRun, failure: ModelFailure, say: Progress) -> None:
-    """The model fails alone: what its cells finished stays in its checkpoint for the next sweep."""
+def _fail(run: _ModelRun, failure: ModelFailure, say: Progress | None) -> None:
+    """The model fails alone: what its cells finished stays in its checkpoint for the next sweep. sweep.json says
+    why in the library's terms (`model_args`), the CLI's lines in its own (`--model-args`)."""
     run.failure = failure
-    run.status.state, run.status.error = State.FAILED, failure.line
+    run.status.state, run.status.error = State.FAILED, in_terms(failure.line)
     for cell in run.status.cells:
         if cell.state in (State.PENDING, State.RUNNING):
             cell.state = State.FAILED
     if run.checkpoint is not None:
         run.checkpoint.discard_if_empty()
         run.checkpoint.release()
-    say(f"{run.status.model}: failed: {failure.line}")
+    if say is not None:
+        say(f"{run.status.model}: failed: {failure.line}")
 
 
 def _release(runs: list[_ModelRun]) -> None:
@@ -494,6 +580,7 @@ def _release(runs: list[_ModelRun]) -> None:
 def _save(status: SweepStatus, path: Path, write: bool, view: StatusView | None) -> None:
     status.updated_at = datetime.now(UTC)
     if write:
+        path.parent.mkdir(parents=True, exist_ok=True)  # every model may have failed before making it
         write_text_atomic(path, status.model_dump_json(indent=2, by_alias=True) + "\n")
     if view is not None:
         view(status)
