@@ -52,6 +52,16 @@ def test_empty_history(tmp_path: Path):
     _refused(["nobody/model", str(RESULTS)], "no runs of 'nobody/model'; models with runs:")
 
 
+def test_the_only_results_file_unreadable_says_why(tmp_path: Path):
+    """A truncated results.json, the only one there: the line says it is unreadable and why, not that there is
+    none (and JSON's "starting at" is not doubled)."""
+    truncated = tmp_path / "org__m" / "run-1" / "results.json"
+    truncated.parent.mkdir(parents=True)
+    truncated.write_text('{\n  "schema_version": 2,\n  "model": "org/m')
+    _refused(["org/m", str(tmp_path)], f"error: the only results.json under {tmp_path} is unreadable: {truncated}: "
+             "not JSON (Unterminated string starting at line 3)")  # fmt: skip
+
+
 def test_plot_in_a_missing_folder_writes_nothing(tmp_path: Path):
     target = tmp_path / "missing" / "plot.png"
     _refused(["tiny", str(RESULTS), "--plot", str(target)], "does not exist")

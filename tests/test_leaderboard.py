@@ -55,6 +55,20 @@ def test_out_file_and_bad_input(tmp_path: Path):
     empty.mkdir()
     result = runner.invoke(app, ["leaderboard", str(empty)])
     assert result.exit_code == 1 and result.stderr.strip().startswith("error: no results.json under")
+    (truncated := empty / "org__m" / "run-1" / "results.json").parent.mkdir(parents=True)
+    truncated.write_text('{\n  "schema_version": 2,\n  "model": "org/m')
+    result = runner.invoke(app, ["leaderboard", str(empty)])  # the only one there, unreadable: why
+    why = f"{truncated}: not JSON (Unterminated string starting at line 3)"
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"error: the only results.json under {empty} is unreadable: {why}\n",
+    )
+    (second := empty / "org__m" / "run-2" / "results.json").parent.mkdir()
+    second.write_text("{}")
+    result = runner.invoke(app, ["leaderboard", str(empty)])  # several, none readable: each skipped, then one error
+    assert result.exit_code == 1
+    assert [line.split(":")[0] for line in result.stderr.splitlines()] == ["warning", "warning", "error"]
+    assert result.stderr.splitlines()[-1] == f"error: none of the 2 results.json under {empty} can be read"
     missing_folder = runner.invoke(app, ["leaderboard", str(RESULTS), "--output", str(tmp_path / "nope" / "x.md")])
     assert missing_folder.exit_code == 1 and "does not exist" in missing_folder.stderr
     assert not (tmp_path / "nope").exists()

@@ -127,6 +127,13 @@ def test_peers_with_an_empty_results_folder(tmp_path: Path):
         app, ["leaderboard", str(empty), "--peers", "Qwen/Qwen-14B", "--published-contents", str(CONTENTS)]
     )
     assert result.exit_code == 0 and "|Qwen/Qwen-14B|65.86|58.28|" in result.stdout
+    (truncated := empty / "org__m" / "run-1" / "results.json").parent.mkdir(parents=True)
+    truncated.write_text('{"schema_version": 2, "mod')
+    result = runner.invoke(  # its only results.json unreadable: skipped, said so, and the peers alone
+        app, ["leaderboard", str(empty), "--peers", "Qwen/Qwen-14B", "--published-contents", str(CONTENTS)]
+    )
+    assert result.exit_code == 0 and "|Qwen/Qwen-14B|65.86|58.28|" in result.stdout
+    assert result.stderr == f"warning: skipped: {truncated}: not JSON (Unterminated string starting at line 1)\n"
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,9 @@ def test_a_yaml_models_file_gives_each_model_its_own_settings(tmp_path: Path) ->
         ("- model: org/a\n  dtyp: float16\n", "models.yaml entry 1: invalid model at dtyp: Extra inputs are not"),
         ("model: org/a\n", "give a YAML list of models"),
         ("[]\n", "names no model"),
-        ("- model: org/a\n  dtype: float8\n", "dtype 'float8': choose"),
+        ("- model: org/a\n  dtype: float8\n", "models.yaml entry 1: dtype 'float8': choose"),
+        ("- org/b\n- model: org/a\n  precision: 3bit\n", "models.yaml entry 2: precision '3bit': choose float32"),
+        ("- model: org/a\n  batch_size: lots\n", "models.yaml entry 1: batch_size 'lots': give a positive int"),
     ],
 )
 def test_a_bad_models_file_is_one_line(tmp_path: Path, text: str, says: str) -> None:
@@ -62,6 +64,19 @@ def test_a_bad_models_file_is_one_line(tmp_path: Path, text: str, says: str) -> 
     with pytest.raises(OptionError, match=says):
         base = RunRequest(model="", output_dir=tmp_path)
         [m.request(base) for m in read_models_file(path)]
+
+
+def test_an_entrys_bad_value_names_the_file_and_entry_not_the_option(tmp_path: Path) -> None:
+    """The entry's key is what to fix, not the sweep's --precision (which was not given); nothing is written."""
+    path = tmp_path / "models.yaml"
+    path.write_text("- org/b\n- model: org/a\n  precision: 3bit\n")
+    result = runner.invoke(app, ["sweep", "--models-file", str(path), "--output-dir", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: --models-file {path} entry 2: precision '3bit': choose float32, float16, bfloat16, 8bit, 4bit or "
+        "GPTQ\n"
+    )
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_sweep_request_refuses_a_model_twice_and_negative_resources(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ Fast: the checks a run makes before anything loads (one line each), the schema 3
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,32 @@ def test_an_adapter_whose_tensors_do_not_fit_the_base_is_one_line_before_loading
     assert result.exit_code == 1
     assert result.stderr == f"error: --{says}\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_base_says_which_option_or_config_named_it(tmp_path: Path):
+    """A base model folder that is not there: the line names where its path came from (the adapter's config, or
+    --delta), not only the path."""
+    from typer.testing import CliRunner
+
+    from evalsuite.cli import app
+
+    adapter = _adapter(tmp_path, str(tmp_path / "gone-base"))
+    says = (f"{tmp_path / 'gone-base'}: no such file or directory (the base model named by adapter {adapter}'s "
+            "adapter_config.json; give the base model as MODEL)")  # fmt: skip
+    with pytest.raises(ModelRefError, match=f"^{re.escape(says)}$"):
+        resolve_weights(None, str(adapter), None)
+    model = _folder(tmp_path, "model")
+    with pytest.raises(ModelRefError, match=f"^delta {re.escape(str(tmp_path / 'gone'))}: no such file or directory$"):
+        resolve_weights(str(model), None, str(tmp_path / "gone"))
+    gone = tmp_path / "gone"
+    for args, line in [
+        (["--adapter", str(adapter)], "error: " + says.replace("named by adapter", "named by --adapter")),
+        ([str(model), "--delta", str(gone)], f"error: --delta {gone}: no such file or directory"),
+    ]:
+        result = CliRunner().invoke(app, ["run", *args, "--tasks", "arc", "--data-dir", str(SAMPLE_DATA),
+                                          "--output-dir", str(tmp_path / "out")])  # fmt: skip
+        assert (result.exit_code, result.stderr) == (1, line + "\n")
+        assert not (tmp_path / "out").exists()
 
 
 def test_delta_whose_shapes_differ_is_one_line(tmp_path: Path):

@@ -337,7 +337,7 @@ def _board_dirs(results_dirs: list[Path] | None, peers_only: bool) -> list[Path]
 
 
 def _runs(dirs: list[Path], peers_only: bool) -> list[SuiteResults]:
-    from evalsuite.errors import NoResultsError
+    from evalsuite.errors import EvalsuiteError, NoResultsError
     from evalsuite.results import find_runs
 
     if not dirs:
@@ -347,8 +347,10 @@ def _runs(dirs: list[Path], peers_only: bool) -> list[SuiteResults]:
         raise NoResultsError(f"{missing[0]}: no such directory")
     try:
         return find_runs(dirs, on_unreadable=skipped)
-    except NoResultsError:
+    except NoResultsError as e:
         if peers_only:  # empty folders: the table is the peers alone
+            if isinstance(e.__cause__, EvalsuiteError):  # the one results.json there, unreadable: say it is skipped
+                skipped(e.__cause__)
             return []
         raise
 

@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from evalsuite.errors import ModelRefError
+from evalsuite.errors import ModelRefError, param
 
 # Hub ids are `name` or `org/name` (letters, digits, `-`, `_`, `.`); an optional `@revision` follows.
 _HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*(?:/[\w.-]+)?)(?:@(?P<rev>[\w./-]+))?$")
@@ -66,28 +66,33 @@ class LoadableModel:
     file_sha256: str | None = None
 
 
-def parse_model_ref(text: str) -> ModelRef:
-    """Classify MODEL; raise ModelRefError for paths that do not exist and strings that are no Hub id."""
+def parse_model_ref(text: str, option: str | None = None) -> ModelRef:
+    """Classify MODEL, or the model the parameter `option` names (`delta`); raise ModelRefError for paths that do
+    not exist and strings that are no Hub id."""
+    named = f"{param(option)} " if option else ""  # a message names the option the model came from
+    what = param(option) if option else "MODEL"
     text = text.strip()
     if not text:
-        raise ModelRefError("MODEL is empty: give a Hub id (org/name[@revision]), a model folder or a .gguf file")
+        raise ModelRefError(f"{what} is empty: give a Hub id (org/name[@revision]), a model folder or a .gguf file")
     path = Path(text).expanduser()
     looks_like_path = text.startswith((".", "/", "~")) or text.endswith(".gguf") or text.count("/") > 1
     if path.exists():
         if path.is_dir():
             if not (path / "config.json").is_file():
-                raise ModelRefError(f"{text}: folder has no config.json; point MODEL at a Hugging Face model folder")
+                raise ModelRefError(
+                    f"{named}{text}: folder has no config.json; point {what} at a Hugging Face model folder"
+                )
             read_config(path)
             return ModelRef(ModelSource.LOCAL, str(path.resolve()))
         if path.suffix == ".gguf":
             check_gguf_header(path)
             return ModelRef(ModelSource.GGUF, str(path.resolve()))
-        raise ModelRefError(f"{text}: not a model folder or a .gguf file")
+        raise ModelRefError(f"{named}{text}: not a model folder or a .gguf file")
     if looks_like_path:
-        raise ModelRefError(f"{text}: no such file or directory")
+        raise ModelRefError(f"{named}{text}: no such file or directory")
     match = _HUB_ID.match(text)
     if not match:
-        raise ModelRefError(f"{text!r} is not a Hub id (org/name[@revision]) nor an existing path")
+        raise ModelRefError(f"{named}{text!r} is not a Hub id (org/name[@revision]) nor an existing path")
     return ModelRef(ModelSource.HUB, match["repo"], match["rev"])
 
 

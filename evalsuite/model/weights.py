@@ -59,14 +59,20 @@ def resolve_weights(model: str | None, adapter: str | None, delta: str | None) -
         elif named is None:
             raise ModelRefError(f"{param('adapter')} {adapter}: its {ADAPTER_CONFIG} names no base model; give MODEL")
         else:
-            base = parse_model_ref(named)
+            try:
+                base = parse_model_ref(named)
+            except ModelRefError as e:  # say where the name came from: not MODEL, the adapter's own config
+                raise ModelRefError(
+                    f"{e.marked} (the base model named by {param('adapter')} {adapter}'s {ADAPTER_CONFIG}; give "
+                    "the base model as MODEL)"
+                ) from e
         check_adapter_shapes(part, base)
         return ModelWeights(WeightType.ADAPTER, base, part)
     if not model:
         raise ModelRefError("give MODEL (a Hub id, a model folder or a .gguf file)")
     ref = parse_model_ref(model)
     if delta:
-        base = parse_model_ref(delta)
+        base = parse_model_ref(delta, "delta")
         if base.source is ModelSource.GGUF or ref.source is ModelSource.GGUF:
             raise ModelRefError(f"{param('delta')}: a delta adds safetensors weights; a .gguf cannot be either side")
         check_delta_shapes(ref, base)

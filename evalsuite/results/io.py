@@ -106,7 +106,8 @@ def read_versioned(path: Path, what: str, current: int) -> tuple[dict[str, Any],
     except UnicodeDecodeError as e:
         raise ResultsSchemaError(f"{path}: not UTF-8 (byte {e.start}); not a {what} evalsuite wrote") from e
     except json.JSONDecodeError as e:
-        raise ResultsSchemaError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from e
+        why = e.msg.removesuffix(" at")  # "Unterminated string starting at"
+        raise ResultsSchemaError(f"{path}: not JSON ({why} at line {e.lineno})") from e
     version = raw.get("schema_version") if isinstance(raw, dict) else None
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ResultsSchemaError(f"{path}: not an evalsuite {what} (no integer schema_version)")
@@ -163,9 +164,10 @@ def find_runs(
 
     In-progress and staging folders (names starting with a dot) are never read as runs, whatever they hold.
     A results file that cannot be read is an error, unless `on_unreadable` takes it (a table of many runs
-    goes on without it, saying so)."""
+    goes on without it, saying so); where it leaves nothing, the error says why the only one is unreadable."""
     paths = list(paths)
-    found = []
+    found: list[SuiteResults] = []
+    unreadable: list[ResultsSchemaError] = []
     for root in paths:
         if root.is_file():
             found.append(read_results(root))
@@ -180,7 +182,16 @@ def find_runs(
             except ResultsSchemaError as e:
                 if on_unreadable is None:
                     raise
-                on_unreadable(e)
+                unreadable.append(e)
+    where = ", ".join(map(str, paths))
+    if not found and len(unreadable) == 1:  # why the one there cannot be read, not that there is none
+        only = unreadable[0]
+        raise NoResultsError(f"the only {RESULTS_FILE} under {where} is unreadable: {only.marked}") from only
+    if on_unreadable is not None:
+        for error in unreadable:
+            on_unreadable(error)
+    if not found and unreadable:
+        raise NoResultsError(f"none of the {len(unreadable)} {RESULTS_FILE} under {where} can be read")
     if not found:
-        raise NoResultsError(f"no {RESULTS_FILE} under {', '.join(map(str, paths))}; run `evalsuite run` first")
+        raise NoResultsError(f"no {RESULTS_FILE} under {where}; run `evalsuite run` first")
     return found

@@ -184,10 +184,15 @@ def read_models_file(path: Path) -> list[SweepModel]:
             raise OptionError(f"{param('models_file')} {path}: give a YAML list of models (strings or mappings)")
         models = []
         for number, entry in enumerate(entries, start=1):
+            where = f"{path} entry {number}"
             try:
-                models.append(SweepModel(model=entry) if isinstance(entry, str) else SweepModel.model_validate(entry))
+                model = SweepModel(model=entry) if isinstance(entry, str) else SweepModel.model_validate(entry)
+                model.request(RunRequest(model=None))  # its own values, parsed as a run's (a bad dtype, precision)
             except ValidationError as e:
-                raise OptionError(f"{param('models_file')} {invalid_file(f'{path} entry {number}', 'model', e)}") from e
+                raise OptionError(f"{param('models_file')} {invalid_file(where, 'model', e)}") from e
+            except OptionError as e:  # named by the entry's key, not by the option the command line would give
+                raise OptionError(f"{param('models_file')} {where}: {in_terms(e.marked)}") from e
+            models.append(model)
     if not models:
         raise OptionError(f"{param('models_file')} {path}: names no model")
     return models
