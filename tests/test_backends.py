@@ -42,8 +42,8 @@ def _request(model: Path, tmp_path: Path, **settings: object) -> RunRequest:
 
 
 def test_the_registry_names_its_backends_and_refuses_unknown_ones(toy: str):
-    assert engine.backend_names() == ["shared-prefix", "lm-eval-hf", "toy"]
-    with pytest.raises(OptionError, match=r"^backend 'vllm': choose shared-prefix or lm-eval-hf or toy$"):
+    assert engine.backend_names() == ["shared-prefix", "lm-eval-hf", "served", "toy"]
+    with pytest.raises(OptionError, match=r"^backend 'vllm': choose shared-prefix or lm-eval-hf or served or toy$"):
         get_backend("vllm")
     with pytest.raises(ValueError, match="module:attribute"):
         register_backend("vllm", "vllm_backend")
@@ -188,7 +188,7 @@ def test_the_registry_reads_installed_entry_points_without_importing_them(
     monkeypatch.syspath_prepend(str(toy_distribution))
     monkeypatch.setattr(backends, "_registry", dict(backends.BUILTIN))
     monkeypatch.setattr(backends, "_entry_points_read", False)
-    assert engine.backend_names() == ["shared-prefix", "lm-eval-hf", "toy"]
+    assert engine.backend_names() == ["shared-prefix", "lm-eval-hf", "served", "toy"]
     assert backends._registry["toy"] == "evalsuite_toy:BACKEND" and "evalsuite_toy" not in sys.modules
 
 
@@ -209,5 +209,5 @@ def test_a_backend_installed_as_a_distribution_runs_through_the_cli(
     assert done.returncode == 0, done.stderr
     results = json.loads(next((tmp_path / "out").glob("*/*/results.json")).read_text())
     assert (results["settings"]["backend"], results["settings"]["backend_options"]) == ("toy", {"per_character": -1.0})
-    with pytest.raises(OptionError, match=r"^backend 'toy': choose shared-prefix or lm-eval-hf$"):
+    with pytest.raises(OptionError, match=r"^backend 'toy': choose shared-prefix or lm-eval-hf or served$"):
         get_backend("toy")  # this process does not have the distribution

@@ -158,7 +158,7 @@ def test_unknown_backend(tmp_path: Path, gguf_stub: Path):
     """Backends are a registry, not a closed choice: an unknown name is one line naming the registered ones."""
     result = runner.invoke(app, ["run", str(gguf_stub), "--backend", "vllm", "--output-dir", str(tmp_path / "out")])
     assert result.exit_code == 1 and "vllm" in result.output
-    assert result.stderr == "error: --backend 'vllm': choose shared-prefix or lm-eval-hf\n"
+    assert result.stderr == "error: --backend 'vllm': choose shared-prefix or lm-eval-hf or served\n"
     assert not (tmp_path / "out").exists()
 
 

@@ -629,3 +629,22 @@ def test_gptqmodel_layers_logger_and_environment(monkeypatch: pytest.MonkeyPatch
     assert BaseQuantLinear in TorchAtenLinear.__mro__
     assert LogBar.shared().level >= logging.INFO
     assert LogBar.shared() is logging.getLogger("logbar")
+
+
+def test_template_lm_splits_requests_as_the_served_backend_relies_on():
+    """The served backend (engine/backends/served.py) is a TemplateLM: lm-eval's `loglikelihood` splits each
+    (context, continuation) with `_encode_pair` (HFLM inherits it too) and hands `_loglikelihood_tokens` tuples of
+    (request, context ids, continuation ids); its `tok_encode` copies HFLM's rules through lm-eval's own helpers."""
+    from lm_eval.api.model import TemplateLM
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
+
+    assert issubclass(HFLM, TemplateLM) and "_encode_pair" not in HFLM.__dict__
+    assert "self._encode_pair(context, continuation)" in inspect.getsource(TemplateLM.loglikelihood)
+    assert "_loglikelihood_tokens(new_reqs" in inspect.getsource(TemplateLM.loglikelihood)
+    assert {"tok_encode", "_loglikelihood_tokens", "eot_token_id", "generate_until"} <= TemplateLM.__abstractmethods__
+    assert _add_special_kwargs(None, False) == {"add_special_tokens": False}
+    assert _add_special_kwargs(True, False) == {"add_special_tokens": True}
+    assert has_bos_prefix("<s>x", "<s>") and not has_bos_prefix("x", None)
+    hflm = inspect.getsource(HFLM.tok_encode)
+    assert "_add_special_kwargs(" in hflm and "has_bos_prefix(" in hflm and "self.prefix_token_id" in hflm

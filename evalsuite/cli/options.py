@@ -102,7 +102,8 @@ BackendOpt = Annotated[
     typer.Option(
         help="How the model runs. shared-prefix: each shared few-shot prefix is forwarded once (same choices "
         "as lm-eval, log-likelihoods equal to float rounding); lm-eval-hf: lm-eval's HF model, request by "
-        "request; or a registered backend (docs/backends-and-gpus.md). Recorded."
+        "request; served: a model behind an OpenAI-compatible server such as vLLM (docs/served.md); or an "
+        "installed backend (docs/backends-and-gpus.md). Recorded."
     ),
 ]
 
@@ -110,7 +111,8 @@ BackendOptionsOpt = Annotated[
     str | None,
     typer.Option(
         help="The backend's options, k=v,k2=v2; shared-prefix: pack_tokens=N (tokens per packed row, 1024), "
-        "generation=evalsuite|transformers (what decodes GSM8K). Checked before the model loads; recorded."
+        "generation=evalsuite|transformers (what decodes GSM8K); served: url=http://HOST:PORT/v1, api_key_env, "
+        "served_name, concurrency, timeout. Checked before the model loads; recorded."
     ),
 ]
 

@@ -316,6 +316,8 @@ def load_plan(prepared: PreparedRun, device: str | None = None) -> engine.ModelS
 def describe_load(prepared: PreparedRun, plan: engine.ModelSettings) -> str:
     """The load as the loading line says it: `float32, cpu`; `4bit, computing in float32, cuda`;
     `float32, adapter over ORG/BASE, cpu`."""
+    if (elsewhere := prepared.backend.where(plan)) is not None:  # a served model: only its tokenizer loads here
+        return elsewhere
     how = loaded_as(plan.precision, plan.dtype, plan.weight_type, prepared.weights.base.model_id)
     return f"{how}, {plan.device}"
 

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 BUILTIN: dict[str, str] = {
     DEFAULT_BACKEND: "evalsuite.engine.backends.shared_prefix:BACKEND",  # shared-prefix
     "lm-eval-hf": "evalsuite.engine.backends.lm_eval_hf:BACKEND",
+    "served": "evalsuite.engine.backends.served:BACKEND",  # a model behind an OpenAI-compatible server (vLLM)
 }
 ENTRY_POINT_GROUP = "evalsuite.backends"
 
@@ -146,6 +147,10 @@ class ModelBackend(ABC):
         """(model args, options) from `--model-args` of older versions, where this backend's options were model
         args (`generation=`, `pack_tokens=`): the options among them are taken out. Default: none move."""
         return dict(args), {}
+
+    def where(self, settings: ModelSettings) -> str | None:
+        """Where the model runs, when not in this process on `settings.device` (the loading line says it)."""
+        return None
 
     @abstractmethod
     def load(self, model: LoadableModel, settings: ModelSettings) -> LoadedModel:
