@@ -648,3 +648,12 @@ def test_template_lm_splits_requests_as_the_served_backend_relies_on():
     assert has_bos_prefix("<s>x", "<s>") and not has_bos_prefix("x", None)
     hflm = inspect.getsource(HFLM.tok_encode)
     assert "_add_special_kwargs(" in hflm and "has_bos_prefix(" in hflm and "self.prefix_token_id" in hflm
+
+
+def test_ray_says_a_version_mismatch_as_run_cluster_reads_it():
+    """run/cluster.py turns only Ray's version check among ray.init's RuntimeErrors into the user's one line (the
+    others are misuses of init: bugs, raised as they are)."""
+    import ray._private.utils as ray_utils
+
+    source = inspect.getsource(ray_utils.check_version_info)
+    assert 'f"Version mismatch: {mismatch_msg}"' in source and "raise RuntimeError(error_message)" in source

@@ -197,6 +197,9 @@ def _joined(ray: Any, address: str, verbose: bool) -> Iterator[RayExecutor]:
         ray.shutdown()
         _remove(temp_dir)
         first = (str(e).strip().splitlines() or [""])[0]
+        # Ray's RuntimeErrors from init are its version check (the user's to fix) or a misuse of init (ours: a bug)
+        if isinstance(e, RuntimeError) and not first.startswith("Version mismatch"):
+            raise
         raise ClusterError(f"{param('cluster')} {address}: cannot join the Ray cluster ({first})") from e
     try:
         yield RayExecutor(ray, address)
