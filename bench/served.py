@@ -111,7 +111,7 @@ def main() -> None:
     for task in local.results.tasks:
         mine = next(t for t in served.results.tasks if t.key == task.key)
         keys = [k for k in theirs if k[0] in task.lm_eval_tasks]
-        worst, flips, texts_differ, requests = 0.0, 0, 0, 0
+        worst, flips, texts_differ, requests, mc2_delta = 0.0, 0, 0, 0, 0.0
         for key in keys:
             a, b = ours[key], theirs[key]
             requests += len(a["resps"])
@@ -121,13 +121,17 @@ def main() -> None:
             deltas = [abs(float(x[0][0]) - float(y[0][0])) for x, y in zip(a["resps"], b["resps"], strict=True)]
             worst = max([worst, *deltas])
             metric = "acc_norm" if "acc_norm" in a else "acc"
-            flips += a[metric] != b[metric]
+            if task.key == "truthfulqa":  # MC2 is a share of probability, not a choice: its largest move instead
+                mc2_delta = max(mc2_delta, abs(float(a[metric]) - float(b[metric])))
+            else:
+                flips += a[metric] != b[metric]
         rows.append({
             "task": task.key, "documents": len(keys), "requests": requests,
             "seconds_in_process": task.seconds, "seconds_served": mine.seconds,
             "requests_per_s_in_process": requests / task.seconds if task.seconds else None,
             "requests_per_s_served": requests / mine.seconds if mine.seconds else None,
             "max_abs_delta_loglikelihood": worst, "flips": flips, "gsm8k_texts_differ": texts_differ,
+            "max_abs_delta_mc2": mc2_delta,
             "value_in_process": task.value, "value_served": mine.value,
         })  # fmt: skip
     print(f"model {args.model}, device {args.device}, dtype {args.dtype}, limit {args.limit}, server {root}")
