@@ -657,3 +657,16 @@ def test_ray_says_a_version_mismatch_as_run_cluster_reads_it():
 
     source = inspect.getsource(ray_utils.check_version_info)
     assert 'f"Version mismatch: {mismatch_msg}"' in source and "raise RuntimeError(error_message)" in source
+
+
+def test_lm_evals_cache_hook_holds_the_request_cache_the_served_backend_flushes():
+    """ServedLM commits lm-eval's request cache (blocking) before a task gives up: the CacheHook it is given holds
+    CachingLM's SqliteDict as `dbdict`, whose writes commit in a thread of their own (`commit(blocking=True)`
+    waits for them)."""
+    from lm_eval.api.model import CacheHook, CachingLM
+    from sqlitedict import SqliteDict
+
+    assert "self.dbdict = cachinglm.dbdict" in inspect.getsource(CacheHook.__init__)
+    assert "self.dbdict[hsh] = res" in inspect.getsource(CacheHook.add_partial)
+    assert "SqliteDict(" in inspect.getsource(CachingLM.__init__)
+    assert "blocking" in inspect.signature(SqliteDict.commit).parameters

@@ -460,6 +460,7 @@ class ServedLM(TemplateLM):
             except ServerGone as e:
                 for future in pending:
                     future.cancel()
+                self._flush_answers()
                 raise RunError(
                     f"the server at {self.client.url} stopped answering during {task} ({e}); the answers so far are "
                     "kept: start it again and run the same command to go on"
@@ -467,11 +468,20 @@ class ServedLM(TemplateLM):
             except ServerError as e:
                 for future in pending:
                     future.cancel()
+                self._flush_answers()
                 raise RunError(f"the server at {self.client.url} refused a request of {task} ({e})") from e
             except BaseException:
                 for future in pending:
                     future.cancel()
+                self._flush_answers()
                 raise
+
+    def _flush_answers(self) -> None:
+        """The answers so far on disk before the task gives up: lm-eval's request cache (a SqliteDict) commits in
+        a thread of its own, and a run that fails takes its checkpoint away when the cache still looks empty."""
+        dbdict = getattr(self.cache_hook, "dbdict", None)
+        if dbdict is not None:
+            dbdict.commit(blocking=True)
 
     def _check_lengths(self, task: str, lengths: list[int], what: str) -> None:
         limit = self.served.max_model_len
