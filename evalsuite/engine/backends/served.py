@@ -37,7 +37,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -392,7 +392,7 @@ class ServedLM(TemplateLM):
                     self.cache_hook.add_partial("loglikelihood", requests[index][0], answer)
                     progress.update(1)
 
-        self._send(chunks, lambda chunk: self._echo(chunk), finished, task, len(requests))
+        self._send(chunks, self._echo, finished, task)
         progress.close()
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
@@ -439,24 +439,29 @@ class ServedLM(TemplateLM):
             answer = self.client.post("/completions", body)
             return [answer["choices"][0]["text"]]
 
-        self._send([[i] for i in range(len(requests))], generate, finished, task, len(requests))
+        self._send([[i] for i in range(len(requests))], generate, finished, task)
         progress.close()
         return [t if t is not None else "" for t in texts]
 
-    def _send(self, chunks: list[Any], call: Callable[[Any], list[Any]], finished: Callable[[Any, list[Any]], None],
-              task: str, total: int) -> None:  # fmt: skip
+    def _send(
+        self, chunks: list[Any], call: Callable[[Any], list[Any]], finished: Callable[[Any, list[Any]], None], task: str
+    ) -> None:
         """`call` on every chunk, `concurrency` at once; each answer handed to `finished` (in this thread) as it
         comes. A server that stops answering ends the task with one line; what was answered is kept."""
-        done = 0
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             pending: dict[Future[list[Any]], Any] = {pool.submit(call, chunk): chunk for chunk in chunks}
             try:
                 while pending:
-                    ready, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                    ready, _ = wait(pending, return_when=FIRST_COMPLETED)  # each answer kept as it comes
+                    failed = None
                     for future in ready:
                         chunk = pending.pop(future)
+                        if future.exception() is not None:
+                            failed = failed or future
+                            continue
                         finished(chunk, future.result())
-                        done += len(chunk)
+                    if failed is not None:  # the answers that came with it are kept first
+                        failed.result()
             except ServerGone as e:
                 for future in pending:
                     future.cancel()
