@@ -126,7 +126,7 @@ def test_served_tokens_are_hflms(model_folder: str) -> None:
     from evalsuite.engine.backends.served import ServedLM, ServedModel
 
     tokenizer = AutoTokenizer.from_pretrained(model_folder)
-    served = ServedLM(None, ServedModel("u", "m", None, None), tokenizer, 8, 1, add_bos=False)  # type: ignore[arg-type]
+    served = ServedLM(None, ServedModel("m", None, None), tokenizer, 8, 1, add_bos=False)  # type: ignore[arg-type]
     hflm = SimpleNamespace(tokenizer=tokenizer, add_bos_token=False, prefix_token_id=served.prefix_token_id)
     texts = ["Question: What is 2+2?\nAnswer:", " 4", "<|im_start|>system", "  trailing  ", "Ünïcode ✓"]
     for text in texts:

@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import ValidationError, field_validator
 
 from evalsuite import engine, faults
 from evalsuite._version import __version__
 from evalsuite.data import DataPlan, TaskData, no_download_count_pings, plan_data
-from evalsuite.errors import OptionError, OutputDirError, RunError, param
+from evalsuite.errors import EvalsuiteError, OptionError, OutputDirError, RunError, param
 from evalsuite.model import LoadableModel, ModelRef, ModelWeights, check_hub_access, check_precision, resolve_weights
 from evalsuite.progress import task_bar
 from evalsuite.records import FrozenRecord
@@ -424,10 +424,6 @@ def save_finished(checkpoint: Checkpoint, task: str, finished: engine.FinishedTa
 def read_finished(checkpoint: Checkpoint, task: str) -> tuple[engine.FinishedTask, ModelFacts | None]:
     """A task finished before (`checkpoint.finished_at_open`): its record, and the model's facts (None for a
     record saved without them, by an evalsuite from before sweeps, which resume from them)."""
-    from pydantic import ValidationError
-
-    from evalsuite.errors import EvalsuiteError
-
     finished = checkpoint.finished(task, engine.FinishedTask)
     try:
         facts = ModelFacts.model_validate_json(checkpoint.finished_file(task, MODEL_FACTS))

@@ -371,17 +371,14 @@ def run_sweep(
                     elif run.status.state is not State.FAILED:
                         run.status.cell(key.task).state = State.FAILED
                         run.status.cell(key.task).error = in_terms(result.line)
-                        _fail(run, ModelFailure(run.status.model, f"{key.task}: {result.line}", result.error), say)
-                        for task in _to_run(run):
-                            cells.cancel(CellKey(key.run, task))
+                        failure = ModelFailure(run.status.model, f"{key.task}: {result.line}", result.error)
+                        _give_up(cells, key.run, run, failure, say)
                 if (lacking := nodes.lacking()) is not None:  # no live node can run what is left: never waits on
                     changed = True
                     line = f"{lacking} any more ({nodes.described()}); the cells left cannot run"
                     for index, run in enumerate(runs):
-                        if waiting := [t for t in _to_run(run) if run.status.state is not State.FAILED]:
-                            _fail(run, ModelFailure(run.status.model, line, None), say)
-                            for task in waiting:
-                                cells.cancel(CellKey(index, task))
+                        if run.status.state is not State.FAILED and _to_run(run):
+                            _give_up(cells, index, run, ModelFailure(run.status.model, line, None), say)
                 if changed:
                     _save(status, status_path, request.status_file, view)
     _release(runs)
@@ -558,6 +555,13 @@ def _mark_done(run: _ModelRun, run_dir: str) -> None:
     run.status.state, run.status.run_dir = State.DONE, run_dir
     for cell in run.status.cells:
         cell.state = State.DONE
+
+
+def _give_up(cells: Executor, index: int, run: _ModelRun, failure: ModelFailure, say: Progress) -> None:
+    """The model fails, and its cells not done are cancelled (what finished stays in its checkpoint)."""
+    _fail(run, failure, say)
+    for task in _to_run(run):
+        cells.cancel(CellKey(index, task))
 
 
 def _fail(run: _ModelRun, failure: ModelFailure, say: Progress | None) -> None:

@@ -31,14 +31,13 @@ from __future__ import annotations
 import email.utils
 import json
 import os
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +103,6 @@ class ServerError(Exception):
 
     def __init__(self, status: int, body: str) -> None:
         super().__init__(f"HTTP {status}: {body[:300]}")
-        self.status, self.body = status, body
 
 
 class ServerGone(Exception):
@@ -118,9 +116,6 @@ class ServerClient:
     url: str
     api_key_env: str | None = None
     timeout: float = 600.0
-    sleep: Callable[[float], None] = time.sleep
-    requests_sent: int = 0  # POSTs that got an answer (tests read it: nothing asked twice)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def root(self) -> str:
@@ -140,10 +135,7 @@ class ServerClient:
         return self._call("GET", (self.root if root else self.url) + path, None)
 
     def post(self, path: str, body: dict[str, Any], root: bool = False) -> Any:
-        answer = self._call("POST", (self.root if root else self.url) + path, body)
-        with self._lock:
-            self.requests_sent += 1
-        return answer
+        return self._call("POST", (self.root if root else self.url) + path, body)
 
     def _call(self, method: str, url: str, body: dict[str, Any] | None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -161,7 +153,7 @@ class ServerClient:
                     raise OptionError(f"the server at {self.url} refused {who} (HTTP {e.code}); {fix}") from e
                 if e.code not in (429, 503) or attempt == RETRY_TRIES:
                     raise ServerError(e.code, text) from e
-                self.sleep(min(RETRY_MAX_WAIT_S, _retry_after(e.headers.get("Retry-After")) or wait_s))
+                time.sleep(min(RETRY_MAX_WAIT_S, _retry_after(e.headers.get("Retry-After")) or wait_s))
                 wait_s = min(RETRY_MAX_WAIT_S, wait_s * 2)
             except TimeoutError as e:
                 raise ServerGone(f"no answer within {self.timeout:g}s (backend option timeout=)") from e
@@ -192,7 +184,6 @@ def _retry_after(value: str | None) -> float | None:
 class ServedModel:
     """What the checks found on the server, recorded in results.json (settings.model_args)."""
 
-    url: str
     name: str  # the id requests name
     max_model_len: int | None
     version: str | None  # vLLM's /version
@@ -210,23 +201,18 @@ class ServedBackend(ModelBackend):
 
     def parse_options(self, given: Mapping[str, Any], flag: str = "backend_options") -> BackendOptions:
         options = super().parse_options(given, flag)
-        assert isinstance(options, ServedOptions)
-        if options.url is None:  # before anything loads: the server is the whole point
-            raise OptionError(f"{param('backend')} served needs the server: {_option('url', 'http://HOST:PORT/v1')}")
+        _url(options)  # before anything loads: the server is the whole point
         return options
 
     def where(self, settings: ModelSettings) -> str | None:
-        options = self.options_of(settings)
-        assert isinstance(options, ServedOptions)
-        return f"served at {options.url}"
+        return f"served at {_url(self.options_of(settings))}"
 
     def load(self, model: LoadableModel, settings: ModelSettings) -> LoadedModel:
         from transformers import AutoTokenizer
 
         options = self.options_of(settings)
         assert isinstance(options, ServedOptions)
-        if options.url is None:
-            raise OptionError(f"{param('backend')} served needs the server: {_option('url', 'http://HOST:PORT/v1')}")
+        url = _url(options)
         if settings.precision is not None and settings.precision.quantized:
             raise OptionError(f"{param('precision')} {settings.precision}: a served model is quantized where the "
                               "server loads it (vLLM --quantization); drop it")  # fmt: skip
@@ -234,22 +220,30 @@ class ServedBackend(ModelBackend):
             raise OptionError(f"{param('backend')} served: an adapter or a delta is loaded by the server (vLLM "
                               "--lora-modules); serve the merged model, or give it as MODEL")  # fmt: skip
         started = time.perf_counter()
-        client = ServerClient(options.url, options.api_key_env, options.timeout)
+        client = ServerClient(url, options.api_key_env, options.timeout)
         tokenizer = AutoTokenizer.from_pretrained(model.pretrained, revision=model.revision)
         served = check_server(client, model, options.served_name, tokenizer, settings.add_bos_token)
         rows = settings.batch_size.rows or 8  # prompts per request; auto: 8
         lm = ServedLM(client, served, tokenizer, rows, options.concurrency, settings.add_bos_token)
         return LoadedModel(
             lm=lm,
-            model_args={"pretrained": model.pretrained, "revision": model.revision, "url": options.url,
+            model_args={"pretrained": model.pretrained, "revision": model.revision, "url": url,
                         "served_model": served.name, "server_version": served.version,
                         "max_model_len": served.max_model_len},  # fmt: skip
-            device=f"server {options.url}",
+            device=f"server {url}",
             parameters=None,
             dtype=settings.dtype,
             load_seconds=round(time.perf_counter() - started, 3),
             backend=self.name,
         )
+
+
+def _url(options: BackendOptions) -> str:
+    """The server's URL from the backend's options; none given is one line."""
+    assert isinstance(options, ServedOptions)
+    if options.url is None:
+        raise OptionError(f"{param('backend')} served needs the server: {_option('url', 'http://HOST:PORT/v1')}")
+    return options.url
 
 
 def check_server(
@@ -292,15 +286,14 @@ def check_server(
         ) from e
     except ServerGone as e:
         raise RunError(f"the server at {client.url} stopped answering ({e}); start it again") from e
-    except (KeyError, IndexError, TypeError) as e:
+    except (KeyError, IndexError, TypeError):  # an answer without them
         ok = False
-        del e
     if not ok:
         raise OptionError(
             f"the server at {client.url} returned no prompt log-probabilities for an echoed prompt, which scoring "
             f"multiple choice needs: {LOGPROBS_OPTION}; TGI, llama.cpp's server and Ollama cannot score it"
         )
-    return ServedModel(client.url, name, int(max_len) if isinstance(max_len, int) else None, version)
+    return ServedModel(name, int(max_len) if isinstance(max_len, int) else None, version)
 
 
 def _serves(listed: str, model: LoadableModel, served_name: str | None) -> bool:
@@ -377,16 +370,16 @@ class ServedLM(TemplateLM):
         prompts = [(context + continuation, len(context)) for _, context, continuation in requests]
         self._check_lengths(task, [len(p) for p, _ in prompts], "log-likelihood request")
         self._check_tokenizer(task, [context + continuation for (context, continuation), _, _ in requests])
-        unique = list(dict.fromkeys(tuple(p) for p, _ in prompts))  # MMLU's one-token choices share prompts
-        answers: dict[tuple[int, ...], list[Any]] = {}
+        waiting: dict[tuple[int, ...], list[int]] = {}  # each distinct prompt once: the requests that share it
+        for index, (prompt, _) in enumerate(prompts):
+            waiting.setdefault(tuple(prompt), []).append(index)
+        unique = list(waiting)
         chunks = [unique[i : i + self.rows] for i in range(0, len(unique), self.rows)]
         progress = requests_progress(total=len(requests), desc="Running loglikelihood requests", disable=disable_tqdm)
-        waiting = {p: [i for i, (q, _) in enumerate(prompts) if tuple(q) == p] for p in unique}
         results: list[tuple[float, bool] | None] = [None] * len(requests)
 
         def finished(chunk: list[tuple[int, ...]], choices: list[Any]) -> None:
             for prompt, choice in zip(chunk, choices, strict=True):
-                answers[prompt] = choice
                 for index in waiting[prompt]:
                     results[index] = answer = _score(choice, prompts[index][1], len(prompt))
                     self.cache_hook.add_partial("loglikelihood", requests[index][0], answer)
@@ -462,23 +455,17 @@ class ServedLM(TemplateLM):
                         finished(chunk, future.result())
                     if failed is not None:  # the answers that came with it are kept first
                         failed.result()
-            except ServerGone as e:
+            except BaseException as e:
                 for future in pending:
                     future.cancel()
                 self._flush_answers()
-                raise RunError(
-                    f"the server at {self.client.url} stopped answering during {task} ({e}); the answers so far are "
-                    "kept: start it again and run the same command to go on"
-                ) from e
-            except ServerError as e:
-                for future in pending:
-                    future.cancel()
-                self._flush_answers()
-                raise RunError(f"the server at {self.client.url} refused a request of {task} ({e})") from e
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                self._flush_answers()
+                if isinstance(e, ServerGone):
+                    raise RunError(
+                        f"the server at {self.client.url} stopped answering during {task} ({e}); the answers so far "
+                        "are kept: start it again and run the same command to go on"
+                    ) from e
+                if isinstance(e, ServerError):
+                    raise RunError(f"the server at {self.client.url} refused a request of {task} ({e})") from e
                 raise
 
     def _flush_answers(self) -> None:
