@@ -529,7 +529,8 @@ def test_ray_calls_the_cluster_makes():
 
     init = inspect.signature(ray.init).parameters
     assert {"address", "log_to_driver", "logging_level", "include_dashboard", "object_store_memory"} <= set(init)
-    # private, popped from **kwargs: binds a local instance to 127.0.0.1
+    # private, popped from **kwargs: a local instance's node address (127.0.0.1 only with Ray's loopback switch off:
+    # test_ray_keeps_a_private_cluster_on_the_loopback_and_its_token_off_disk)
     assert 'kwargs.pop("_node_ip_address"' in inspect.getsource(ray._private.worker.init)
     assert {"num_cpus", "num_gpus", "max_retries", "retry_exceptions", "scheduling_strategy"} <= set(
         ray_option_utils.task_options
@@ -544,6 +545,69 @@ def test_ray_calls_the_cluster_makes():
     for lost in (exceptions.WorkerCrashedError, exceptions.NodeDiedError, exceptions.ObjectLostError,
                  exceptions.TaskCancelledError):  # fmt: skip
         assert issubclass(lost, exceptions.RayError) and not issubclass(lost, exceptions.RayTaskError), lost
+
+
+def test_ray_keeps_a_private_cluster_on_the_loopback_and_its_token_off_disk(tmp_path, monkeypatch):
+    """run/cluster.py `_private_cluster` (`--cluster local`), through Ray's internals:
+    - `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER` is read into `ray_constants.ENABLE_RAY_CLUSTER` on import; with it off, a
+      node's address is the loopback (`get_node_ip_address`, which ray.init's `_node_ip_address="127.0.0.1"` goes
+      through), with no 8.8.8.8 probe; services.py reads the constant from the module at each call, so setting it
+      after the import counts;
+    - ray.init of a new cluster sets `RAY_AUTH_MODE=token` in os.environ when unset, and writes ~/.ray/auth_token
+      only when the token loader finds no token; the loader looks at `RAY_AUTH_TOKEN`, then the file
+      `RAY_AUTH_TOKEN_PATH` names, then ~/.ray/auth_token, keeps what it found until `reset_cache`, and
+      `Config.initialize("")` reads the mode from the environment again."""
+    import ray
+    import ray._private.authentication.authentication_token_setup as token_setup
+    from ray._private import ray_constants, services
+    from ray._raylet import AuthenticationMode, AuthenticationTokenLoader, Config, get_authentication_mode
+
+    from evalsuite.run import cluster
+
+    assert ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR == cluster.LOOPBACK_ONLY
+    assert isinstance(ray_constants.ENABLE_RAY_CLUSTER, bool)
+    assert services.ray_constants is ray_constants  # the module, not a copy of its value
+    node_ip = inspect.getsource(services.get_node_ip_address)
+    assert "if not ray_constants.ENABLE_RAY_CLUSTER:" in node_ip and "return get_localhost_ip()" in node_ip
+    assert "services.resolve_ip_for_localhost(_node_ip_address)" in inspect.getsource(ray._private.worker.init)
+    assert "return get_node_ip_address()" in inspect.getsource(services.resolve_ip_for_localhost)
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
+    assert services.resolve_ip_for_localhost("127.0.0.1") == "127.0.0.1"
+
+    assert token_setup.AUTH_MODE_ENV_VAR == cluster.AUTH_MODE
+    assert 'os.environ[AUTH_MODE_ENV_VAR] = "token"' in inspect.getsource(token_setup._enable_token_auth)
+    assert "_enable_token_auth()" in inspect.getsource(token_setup.enable_token_auth_by_default)
+    ensure = inspect.getsource(token_setup.ensure_token_if_auth_enabled)
+    assert 0 <= ensure.index("has_token(ignore_auth_mode=True)") < ensure.index("generate_and_save_token()")
+    assert token_setup._get_default_token_path() == Path.home() / ".ray" / "auth_token"
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("in-home")
+    (tmp_path / "named").write_text("in-named-file")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv(cluster.AUTH_TOKEN, "in-variable")
+    monkeypatch.setenv(cluster.AUTH_TOKEN_PATH, str(tmp_path / "named"))
+    monkeypatch.setenv(cluster.AUTH_MODE, "token")
+    loader = AuthenticationTokenLoader.instance()
+    try:
+        found = []
+        for unset in (cluster.AUTH_TOKEN, cluster.AUTH_TOKEN_PATH, None):
+            loader.reset_cache()
+            found.append(loader.get_raw_token(ignore_auth_mode=True))
+            monkeypatch.setenv("HOME", str(tmp_path / "elsewhere"))  # the loader keeps what it found
+            assert loader.get_raw_token(ignore_auth_mode=True) == found[-1]
+            monkeypatch.setenv("HOME", str(tmp_path))
+            if unset:
+                monkeypatch.delenv(unset)
+        assert found == ["in-variable", "in-named-file", "in-home"]
+        Config.initialize("")
+        assert get_authentication_mode() == AuthenticationMode.TOKEN
+        monkeypatch.delenv(cluster.AUTH_MODE)
+        Config.initialize("")
+        assert get_authentication_mode() != AuthenticationMode.TOKEN
+    finally:
+        monkeypatch.undo()
+        Config.initialize("")
+        loader.reset_cache()
 
 
 def test_hflm_creates_its_model_where_loads_weights_hooks_in():  # the only test of this touch point

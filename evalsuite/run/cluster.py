@@ -1,14 +1,16 @@
 """The Ray cluster a sweep or a run is spread over: the only module that imports ray (an import-linter contract).
 
 `connect` joins a cluster by its address (`ray://HOST:PORT`, `HOST:PORT`, `auto`) or starts a private one on
-this machine for the length of the command (`local`, bound to 127.0.0.1), and gives a `RayExecutor`: the sweep's
+this machine for the length of the command (`local`: see `_private_cluster`), and gives a `RayExecutor`: the sweep's
 executor (run/executors.py) over Ray. `submit` sends one cell (run/cells.py) as a Ray task that asks for its CPUs
 and GPUs (Ray pins them: CUDA_VISIBLE_DEVICES) and is run again elsewhere when its worker process or node is lost
 (`max_retries`); an exception the cell raises (a bad model, a gated repo) is never retried. Workers say when a
 cell starts through a small actor (`_Board`), so the driver can show what runs where.
 
 Ray's usage statistics are off unless the caller's environment turns them on (`RAY_USAGE_STATS_ENABLED`), for
-library callers as for the CLI: set while Ray starts its processes, and put back after.
+library callers as for the CLI: set while Ray starts its processes, and put back after. A private cluster also
+stays on the loopback and writes nothing in ~/.ray (`_private_cluster`); every variable and Ray constant changed
+for it is put back after, as is every variable ray.init sets in this process (PYTHONBREAKPOINT, RAY_AUTH_MODE).
 
 Ray stays optional (`pip install 'evalsuite[cluster]'`): nothing imports this module until a command is given
 `--cluster`.
@@ -18,13 +20,14 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -152,6 +155,13 @@ def check(address: str) -> None:
 
 
 USAGE_STATS = "RAY_USAGE_STATS_ENABLED"
+# Ray's switch for a cluster of one machine on the loopback (what it does on macOS and Windows): off ("0"), a node's
+# IP is 127.0.0.1, never looked up by a UDP "connection" to 8.8.8.8:53 (which logs `network_util.cc ... 8.8.8.8:53`
+# on stderr where the network is closed). Ray reads it into `ray_constants.ENABLE_RAY_CLUSTER` when imported.
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# Ray's token authentication: the mode, and where a process finds the token (in this order: the variable, the
+# file it names, then ~/.ray/auth_token, which `ray.init` writes for a new cluster when it finds none).
+AUTH_MODE, AUTH_TOKEN, AUTH_TOKEN_PATH = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
 
 
 @contextmanager
@@ -190,22 +200,77 @@ def _joined(ray: Any, address: str, verbose: bool) -> Iterator[RayExecutor]:
                     "object_store_memory": LOCAL_OBJECT_STORE_BYTES, "_temp_dir": temp_dir}  # fmt: skip
     else:
         options["address"] = address
+    with _private_cluster(ray) if address == LOCAL else nullcontext():
+        before = dict(os.environ)
+        try:
+            with _sigterm_kept():
+                ray.init(**options)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            ray.shutdown()
+            _remove(temp_dir)
+            _put_back(_changed_since(before))
+            first = (str(e).strip().splitlines() or [""])[0]
+            # Ray's RuntimeErrors from init are its version check (the user's to fix) or a misuse of init (ours: a
+            # bug)
+            if isinstance(e, RuntimeError) and not first.startswith("Version mismatch"):
+                raise
+            raise ClusterError(f"{param('cluster')} {address}: cannot join the Ray cluster ({first})") from e
+        # what ray.init set in this process's environment (PYTHONBREAKPOINT: Ray's debugger for breakpoint();
+        # RAY_AUTH_MODE), put back once the cluster is left
+        set_by_init = _changed_since(before)
+        try:
+            yield RayExecutor(ray, address)
+        finally:
+            ray.shutdown()
+            _remove(temp_dir)
+            _put_back(set_by_init)
+
+
+def _changed_since(before: dict[str, str]) -> dict[str, str | None]:
+    """The environment variables that differ from `before`, with their values there (None: unset)."""
+    now = os.environ
+    return {name: before.get(name) for name in now.keys() | before.keys() if now.get(name) != before.get(name)}
+
+
+def _put_back(values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@contextmanager
+def _private_cluster(ray: Any) -> Iterator[None]:
+    """What `--cluster local` needs beyond ray.init's keywords, for the block (ray.init to ray.shutdown):
+    - on the loopback: Ray's `LOOPBACK_ONLY` switch off, so the node's IP is 127.0.0.1, where its servers listen
+      (with it on, Linux's default, Ray turns `_node_ip_address="127.0.0.1"` into the address its 8.8.8.8 probe
+      finds: the machine's LAN address, and a warning on stderr where the network is closed). The variable for the
+      processes Ray starts (they inherit it), the constant it was read into for this one (Ray is imported before:
+      `check`);
+    - token authentication on (Ray's default for a new cluster) with a token held in the cluster's environment
+      alone: without one, ray.init writes a new token to ~/.ray/auth_token, which every `ray start` on this machine
+      then asks for. Unless the caller chose (any `RAY_AUTH_*` of Ray's set): then Ray does as they said.
+    Afterwards (the cluster shut down) the variables, the constant and what Ray read from them in this process are
+    as they were: ray.init sets `RAY_AUTH_MODE=token` here and reads it into its config, and keeps the token it
+    found."""
+    constants = ray._private.ray_constants
+    saved = {name: os.environ.get(name) for name in (LOOPBACK_ONLY, AUTH_MODE, AUTH_TOKEN, AUTH_TOKEN_PATH)}
+    enabled = constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_ONLY] = "0"
+    constants.ENABLE_RAY_CLUSTER = False
+    if all(saved[name] is None for name in (AUTH_MODE, AUTH_TOKEN, AUTH_TOKEN_PATH)):
+        os.environ[AUTH_TOKEN] = secrets.token_hex(32)  # the cluster's own
     try:
-        with _sigterm_kept():
-            ray.init(**options)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        ray.shutdown()
-        _remove(temp_dir)
-        first = (str(e).strip().splitlines() or [""])[0]
-        # Ray's RuntimeErrors from init are its version check (the user's to fix) or a misuse of init (ours: a bug)
-        if isinstance(e, RuntimeError) and not first.startswith("Version mismatch"):
-            raise
-        raise ClusterError(f"{param('cluster')} {address}: cannot join the Ray cluster ({first})") from e
-    try:
-        yield RayExecutor(ray, address)
+        yield
     finally:
-        ray.shutdown()
-        _remove(temp_dir)
+        ray.shutdown()  # done already unless ray.init itself was stopped (Ctrl-C): nothing of it may read what follows
+        constants.ENABLE_RAY_CLUSTER = enabled
+        _put_back(saved)
+        # a later cluster of this process reads the caller's settings, not this one's: Ray's config (read from the
+        # environment again) and its token loader (which keeps the first token it found until told to forget it)
+        ray._raylet.Config.initialize("")
+        ray._raylet.AuthenticationTokenLoader.instance().reset_cache()
 
 
 @contextmanager
