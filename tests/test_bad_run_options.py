@@ -148,6 +148,23 @@ def test_datasets_from_an_unreachable_hub_ask_for_a_data_dir(model_folder: Path,
 
 
 @pytest.mark.subprocess
+def test_a_hub_adapter_the_hub_does_not_have_is_named_as_the_adapter(tmp_path: Path):
+    """A mistyped `--adapter` id said "org/mistyped-id: not found on the Hub", as if MODEL were mistyped."""
+    from fake_hub import FakeHub
+
+    out = tmp_path / "results"
+    args = ["run", "--adapter", "org/mistyped-id", "--data-dir", str(SAMPLE_DATA), "--output-dir", str(out),
+            "--tasks", "arc"]  # fmt: skip
+    with FakeHub().serving() as hub:  # a Hub that has no repo at all
+        result = _evalsuite(args, tmp_path, HF_ENDPOINT=hub.endpoint)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: --adapter org/mistyped-id: not found on the Hub (a typo, or private: log in with `hf auth login`)\n"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.subprocess
 def test_a_hub_adapter_the_hub_cannot_be_asked_for_is_not_called_missing(tmp_path: Path):
     """Offline, `--adapter org/some-lora` said "no adapter_config.json (not a PEFT adapter)": a file not fetched was
     read as a file the repo lacks."""

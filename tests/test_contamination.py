@@ -102,7 +102,7 @@ def test_the_statistic_on_known_losses():
         (["--neighbours", "1"], "--neighbours 1: r(x) is a share of neighbours; give at least 2"),
         (["--tasks", "arc,bbh"], "--tasks arc,bbh: choose among arc, hellaswag, mmlu, truthfulqa, winogrande, gsm8k"),
         (["--prefix-ratio", "1.5"], "--prefix-ratio 1.5: give a fraction between 0 and 1"),
-        (["--reference", "/no/such/model"], "/no/such/model: no such file or directory"),
+        (["--reference", "/no/such/model"], "--reference /no/such/model: no such file or directory"),
         (["--dtype", "foo"], "--dtype 'foo': choose float32, bfloat16, float16 or auto"),
         (["--batch-size", "0"], "--batch-size '0': give a positive int or 'auto'"),
         (["--batch-size", "big"], "--batch-size 'big': give a positive int or 'auto'"),

@@ -49,12 +49,14 @@ def test_schema_errors_are_reported_with_their_line(tmp_path: Path):
     path.write_text("\n".join(lines) + "\n")
     (root / "gsm8k" / "test.jsonl").write_text('{"question": "q", "answer": 3}\n')
     (root / "mmlu" / "dev.jsonl").write_text("not json\n")
+    (root / "hellaswag" / "validation.jsonl").write_text('{"ctx": "a truncated row')  # cut mid-row: said "starting at"
     (root / "truthful_qa" / "validation.jsonl").unlink()
     errors = {f.file: f.message for f in verify_snapshot(root, SUITE) if f.level is Level.ERROR}
     assert errors == {
         "winogrande/validation.jsonl": "line 3: column 'option1' missing",
         "gsm8k/test.jsonl": "line 1: column 'answer' should be string, found int",
-        "mmlu/dev.jsonl": "line 1: not JSON (Expecting value)",
+        "mmlu/dev.jsonl": "line 1: not JSON (Expecting value at column 1)",
+        "hellaswag/validation.jsonl": "line 1: not JSON (Unterminated string starting at column 9)",
         "truthful_qa/validation.jsonl": "missing: truthfulqa is scored on this split",
     }
 

@@ -63,7 +63,8 @@ def _check_file(path: Path, rel: str, spec: TaskSpec, full_rows: int) -> Finding
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                return Finding(Level.ERROR, rel, f"line {line_no}: not JSON ({e.msg})")
+                why = e.msg.removesuffix(" at")  # "Unterminated string starting at": the position is ours to add
+                return Finding(Level.ERROR, rel, f"line {line_no}: not JSON ({why} at column {e.colno})")
             if problem := row_problem(row, spec):
                 return Finding(Level.ERROR, rel, f"line {line_no}: {problem}")
     if rows == 0:

@@ -80,10 +80,12 @@ def check_hub_access(ref: ModelRef, hub_dataset: str | None) -> None:
         ) from e
 
 
-def hub_file(ref: ModelRef, filename: str) -> Path | None:
+def hub_file(ref: ModelRef, filename: str, option: str | None = None) -> Path | None:
     """One small file of a Hub repo at the ref's revision, through the Hub's cache (offline: the cache alone);
     None when the Hub says the repo has no such file. The Hub's failures are one line: a file the Hub could not be
-    asked for and the cache lacks (offline, unreachable) is never taken for a file the repo lacks."""
+    asked for and the cache lacks (offline, unreachable) is never taken for a file the repo lacks. A repo or
+    revision the Hub does not have is said as the parameter `option` that named it (`adapter`), when given."""
+    named = f"{param(option)} " if option else ""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         LocalEntryNotFoundError,
@@ -92,29 +94,53 @@ def hub_file(ref: ModelRef, filename: str) -> Path | None:
         RevisionNotFoundError,
     )
 
+    offline = _truthy(os.environ.get("HF_HUB_OFFLINE"))
+    if not offline and (unreachable := _unreachable_and_not_cached(ref, filename)) is not None:
+        raise _not_cached(f"the Hugging Face Hub is unreachable ({type(unreachable).__name__})", ref, filename) \
+            from unreachable  # fmt: skip
     try:
         return Path(hf_hub_download(ref.location, filename, revision=ref.revision))
     except RemoteEntryNotFoundError:  # the Hub answered: no such file
         return None
     except LocalEntryNotFoundError as e:  # the Hub not asked (offline) or not answering, and nothing cached
         cause = e.__cause__ or e.__context__
-        why = "HF_HUB_OFFLINE is set" if _truthy(os.environ.get("HF_HUB_OFFLINE")) else \
+        why = "HF_HUB_OFFLINE is set" if offline else \
             f"the Hugging Face Hub is unreachable ({type(cause).__name__ if cause else 'no connection'})"  # fmt: skip
-        raise HubError(
-            f"{why} and {filename} of {ref.location} is not in the local cache; run where the Hub is reachable, or "
-            f"download it there (`hf download {ref.location}`) and pass its folder"
-        ) from e
+        raise _not_cached(why, ref, filename) from e
     except RevisionNotFoundError as e:
-        raise ModelRefError(f"{ref.location} has no revision {ref.revision!r} on the Hub") from e
+        raise ModelRefError(f"{named}{ref.location} has no revision {ref.revision!r} on the Hub") from e
     except RepositoryNotFoundError as e:
         raise ModelRefError(
-            f"{ref.location}: not found on the Hub (a typo, or private: log in with `hf auth login`)"
+            f"{named}{ref.location}: not found on the Hub (a typo, or private: log in with `hf auth login`)"
         ) from e
     except Exception as e:  # offline without a cache, the Hub down or refusing
         if (refused := access_refused(e, ref.location)) is not None:
             raise refused from e
         why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
         raise HubError(f"cannot read {filename} of {ref.location} from the Hub or its cache ({why})") from e
+
+
+def _unreachable_and_not_cached(ref: ModelRef, filename: str) -> BaseException | None:
+    """The connection error of one quick question for `filename`, when the Hub cannot be reached and the file is not
+    in the cache; else None. hf_hub_download, in that case, asks five more times with growing pauses (about 25 s)
+    before it gives up: a user without the Hub learns it at once. A Hub that answers (a 404, a 401, a 5xx) is left
+    to hf_hub_download, which says what it answered."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(ref.location, filename, revision=ref.revision), str):
+        return None  # cached: hf_hub_download falls back to it
+    try:
+        get_hf_file_metadata(hf_hub_url(ref.location, filename, revision=ref.revision), timeout=10)
+    except Exception as e:  # anything the Hub answered is hf_hub_download's to say
+        return e if _http_status(e) is None and _is_network_error(e) else None
+    return None
+
+
+def _not_cached(why: str, ref: ModelRef, filename: str) -> HubError:
+    return HubError(
+        f"{why} and {filename} of {ref.location} is not in the local cache; run where the Hub is reachable, or "
+        f"download it there (`hf download {ref.location}`) and pass its folder"
+    )
 
 
 def _http_status(error: BaseException) -> int | None:

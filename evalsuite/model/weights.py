@@ -89,7 +89,7 @@ def parse_adapter_ref(text: str) -> ModelRef:
         return ModelRef(ModelSource.LOCAL, str(path.resolve()))
     if path.exists() or text.startswith((".", "/", "~")):
         raise ModelRefError(f"{param('adapter')} {text}: not a folder holding a PEFT adapter")
-    return parse_model_ref(text)  # a Hub id (a path that does not exist was refused above)
+    return parse_model_ref(text, "adapter")  # a Hub id (a path that does not exist was refused above)
 
 
 def adapter_base_model(adapter: ModelRef) -> str | None:
@@ -98,7 +98,7 @@ def adapter_base_model(adapter: ModelRef) -> str | None:
     if adapter.source is ModelSource.HUB:
         from evalsuite.model.hub import hub_file
 
-        path = hub_file(adapter, ADAPTER_CONFIG)
+        path = hub_file(adapter, ADAPTER_CONFIG, "adapter")
         if path is None:
             raise ModelRefError(f"{param('adapter')} {adapter.location}: no {ADAPTER_CONFIG} (not a PEFT adapter)")
     elif adapter.source is ModelSource.LOCAL:

@@ -45,7 +45,7 @@ from evalsuite.results import (
     read_contamination,
     write_check,
 )
-from evalsuite.run.checkpoint import Checkpoint, fingerprint, model_identity
+from evalsuite.run.checkpoint import Checkpoint, fingerprint, model_folder, model_identity
 from evalsuite.run.common import Progress, new_run_id, progress_or_log
 from evalsuite.settings import BatchSize, BatchSizeField, Dtype, DtypeField, Seeds, SeedsField
 from evalsuite.suite import SuiteSpec, load_suite
@@ -134,7 +134,7 @@ def prepare_check(request: ContaminationRequest, suite: SuiteSpec | None = None)
     and the items selected, all before a model loads."""
     suite = suite or load_suite()
     check_request(request)
-    target, reference = parse_model_ref(request.model), parse_model_ref(request.reference)
+    target, reference = parse_model_ref(request.model), parse_model_ref(request.reference, "reference")
     scorer = engine.get_backend(engine.DEFAULT_BACKEND)
     scorer.check_scorer_model_args(request.model_args, target.config_keys() | reference.config_keys())
     specs = suite.select(list(request.tasks))
@@ -167,8 +167,9 @@ def run_contamination(
         "data": prepared.data_sha256,
     }
     now = datetime.now(UTC)
-    model_dir = request.output_dir / prepared.target.results_dir_name
-    checkpoint = Checkpoint.open(model_dir, fingerprint(identity), new_run_id(now), now, ContaminationTask)
+    key = fingerprint(identity)
+    model_dir = model_folder(request.output_dir, prepared.target, key)  # beside the target's runs
+    checkpoint = Checkpoint.open(model_dir, key, new_run_id(now), now, ContaminationTask, prepared.target.location)
     with checkpoint.cleaning_up():  # a failure before a task was saved leaves nothing behind
         for note in checkpoint.notes:
             say(note)
@@ -186,7 +187,7 @@ def run_contamination(
         _check_tasks(prepared, models, finished, checkpoint, builder, say)
         results = builder.build()
         items = "".join(checkpoint.finished_file(task.key, ITEMS_SUFFIX) for task in results.tasks)
-        folder = write_check(results, items, request.output_dir, prepared.target.results_dir_name, checkpoint.folder)
+        folder = write_check(results, items, request.output_dir, model_dir.name, checkpoint.folder)
         faults.reached("renamed")
     checkpoint.finish()
     return ContaminationOutcome(results, folder)
