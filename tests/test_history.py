@@ -73,3 +73,36 @@ def test_history_finds_a_local_model_by_its_results_folder_name():
     result = runner.invoke(app, ["history", "local__tiny", str(folder.parent)])
     assert result.exit_code == 0, result.output
     assert "20240105T000000Z-0000" in result.stdout
+
+
+def _two_loras(tmp_path: Path) -> Path:
+    """Runs of two local models both named `lora` (at /a/lora and /b/lora), each in the folder a run files it in:
+    `local__lora` for the first, `local__lora__<8 hex of its location's sha256>` for the second."""
+    import hashlib
+    import json
+
+    gpt2 = RESULTS / "other-models" / "openai-community__gpt2" / "20240103T000000Z-0000" / "results.json"
+    out = tmp_path / "out"
+    for location, run_id in (("/a/lora", "20240103T000000Z-0000"), ("/b/lora", "20240104T000000Z-0000")):
+        raw = json.loads(gpt2.read_text())
+        raw["run_id"], raw["created_at"] = run_id, f"{run_id[:4]}-{run_id[4:6]}-{run_id[6:8]}T00:00:00Z"
+        raw["model"] |= {"id": "lora", "source": "local", "location": location, "sha": None}
+        tag = hashlib.sha256(location.encode()).hexdigest()[:8]
+        folder = "local__lora" if location == "/a/lora" else f"local__lora__{tag}"
+        (out / folder / run_id).mkdir(parents=True)
+        (out / folder / run_id / "results.json").write_text(json.dumps(raw))
+    return out
+
+
+def test_an_id_two_local_models_share_is_refused_and_each_folder_name_gives_its_own_runs(tmp_path: Path):
+    """`history lora` mixed two models' runs into one line of scores; now it names their folders, and each folder
+    name gives exactly its model's runs."""
+    out = _two_loras(tmp_path)
+    distinct = next(p.name for p in out.iterdir() if p.name != "local__lora")
+    _refused(["lora", str(out)], f"'lora' names models at 2 locations; give one of their results folders instead: "
+             f"local__lora, {distinct}")  # fmt: skip
+    for folder, run_id in (("local__lora", "20240103T000000Z-0000"), (distinct, "20240104T000000Z-0000")):
+        result = runner.invoke(app, ["history", folder, str(out)])
+        assert result.exit_code == 0, result.output
+        rows = result.stdout.splitlines()[2:]
+        assert len(rows) == 1 and run_id in rows[0], result.stdout

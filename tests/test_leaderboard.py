@@ -174,3 +174,28 @@ def test_contamination_column_shows_each_models_latest_check(tmp_path: Path):
     plain = runner.invoke(app, ["leaderboard", str(results)])
     assert plain.exit_code == 0 and "Contamination" not in plain.stdout
     assert plain.stdout.splitlines()[0] == "|Model|Average|ARC|HellaSwag|MMLU|TruthfulQA|Winogrande|GSM8K|"
+
+
+def test_two_local_models_of_one_name_are_two_rows_each_saying_which(tmp_path: Path):
+    """Two local folders named `lora` (different models, the same id) were one row, the newer run hiding the
+    other's; now a row each, named with its location's tag (the 8 hex a second model's folder name ends with)."""
+    import hashlib
+    import json
+
+    gpt2 = RESULTS / "other-models" / "openai-community__gpt2" / "20240103T000000Z-0000" / "results.json"
+    out = tmp_path / "out"
+    tags = {}
+    for location in ("/a/lora", "/b/lora"):
+        raw = json.loads(gpt2.read_text())
+        raw["model"] |= {"id": "lora", "source": "local", "location": location, "sha": None}
+        tags[location] = hashlib.sha256(location.encode()).hexdigest()[:8]
+        folder = "local__lora" + ("" if location == "/a/lora" else f"__{tags[location]}")
+        (out / folder / raw["run_id"]).mkdir(parents=True)
+        (out / folder / raw["run_id"] / "results.json").write_text(json.dumps(raw))
+    result = runner.invoke(app, ["leaderboard", str(out), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert [r["model"] for r in rows] == ["lora", "lora"]
+    assert sorted((r["model"], r["location_tag"]) for r in rows) == sorted(("lora", t) for t in tags.values())
+    table = runner.invoke(app, ["leaderboard", str(out)]).stdout
+    assert all(f"|lora [{tag}]|" in table for tag in tags.values()), table

@@ -428,6 +428,98 @@ def test_an_interrupted_sweep_resumes_without_running_a_finished_cell_again(
     ]  # fmt: skip
 
 
+# --- two local models of one name (issue 44): a folder each, kept on every later run and resume
+
+
+def _adapters_named_lora(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """A base model folder (`smollm2-hf`) and two adapters over it, both saved as `.../lora`."""
+    (base := tmp_path / "smollm2-hf").mkdir()
+    (base / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    adapters = []
+    for parent in ("run-a", "run-b"):
+        (adapter := tmp_path / parent / "lora").mkdir(parents=True)
+        (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base)}))
+        adapters.append(adapter)
+    return base, adapters
+
+
+def _adapter_sweep(adapters: list[Path], output: Path, tasks: list[str], limit: int = 2) -> SweepRequest:
+    return SweepRequest(runs=[RunRequest(model=None, adapter=str(a), tasks=tasks, limit=limit, data_dir=SAMPLE_DATA,
+                                         output_dir=output) for a in adapters])  # fmt: skip
+
+
+def test_two_local_models_of_one_name_get_a_folder_each_and_keep_it(tmp_path: Path) -> None:
+    """Two adapters saved as `.../lora` shared `local__lora` (history, leaderboards, resume and sweeps mixed
+    them): the first keeps it, the second gets `local__lora__<8 hex of its location's sha256>`, and each is filed
+    in its own again on a later run. results.json records the base's location beside its name."""
+    import hashlib
+
+    from evalsuite.results import read_results
+    from evalsuite.run.sweep import run_sweep
+
+    base, (first, second) = _adapters_named_lora(tmp_path)
+    out = tmp_path / "out"
+    distinct = f"local__lora__{hashlib.sha256(str(second).encode()).hexdigest()[:8]}"
+    outcome = run_sweep(_adapter_sweep([first, second], out, ["arc"]), progress=lambda line: None,
+                        executor=_in_process(FakeCells()))  # fmt: skip
+    assert outcome.failures == []
+    assert [(r.run_dir.parent.name, r.results.model.location) for r in outcome.runs] == [
+        ("local__lora", str(first)), (distinct, str(second))
+    ]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == sorted(["local__lora", distinct, "sweep.json"])
+    model = outcome.runs[1].results.model
+    assert (model.id, model.base_model, model.base_location) == ("lora", "smollm2-hf", str(base))
+    assert json.loads((outcome.runs[1].run_dir / "results.json").read_text())["model"]["base_location"] == str(base)
+
+    # later runs of each (other settings: new runs), the second first: each into its own folder again
+    for adapter, folder in ((second, distinct), (first, "local__lora")):
+        again = run_sweep(_adapter_sweep([adapter], out, ["arc"], limit=3), progress=lambda line: None,
+                          executor=_in_process(FakeCells()))  # fmt: skip
+        [run] = again.runs
+        assert run.run_dir.parent.name == folder and read_results(run.run_dir).model.location == str(adapter)
+    assert {p.name: len(list(p.iterdir())) for p in out.iterdir() if p.is_dir()} == {"local__lora": 2, distinct: 2}
+
+
+def test_the_second_model_of_a_name_resumes_from_its_own_folder(tmp_path: Path) -> None:
+    """Interrupted, the second `lora` resumes the checkpoint it left in its own folder (not a new run in the
+    first's), and is written there."""
+    from evalsuite.errors import Interrupted
+    from evalsuite.run.sweep import run_sweep
+
+    _, (first, second) = _adapters_named_lora(tmp_path)
+    out = tmp_path / "out"
+    run_sweep(_adapter_sweep([first], out, ["arc"]), progress=lambda line: None, executor=_in_process(FakeCells()))
+    request = _adapter_sweep([second], out, ["arc", "truthfulqa"])
+    with pytest.raises(Interrupted):
+        run_sweep(request, progress=lambda line: None,
+                  executor=_in_process(FakeCells(fail={("lora", "truthfulqa"): KeyboardInterrupt()})))  # fmt: skip
+    [checkpoint] = out.glob("local__lora__*/.inprogress-*")
+    resumed, lines = FakeCells(), list[str]()
+    [run] = run_sweep(request, progress=lines.append, executor=_in_process(resumed)).runs
+    assert resumed.calls == [("lora", "truthfulqa")], lines  # arc read back from its checkpoint
+    assert run.run_dir.parent == checkpoint.parent and not checkpoint.exists()
+    assert len(list((out / "local__lora").iterdir())) == 1  # the first's run alone
+
+
+def test_a_run_resumes_its_own_checkpoint_even_one_that_recorded_no_location(tmp_path: Path) -> None:
+    """A checkpoint from before state.json recorded the model's location is still found by its key, in the plain
+    folder, even when that folder also holds another location's runs; a new key goes to the distinct folder."""
+    from evalsuite.model import ModelRef, ModelSource
+    from evalsuite.run.checkpoint import model_folder
+
+    out = tmp_path / "out"
+    mine, other = ModelRef(ModelSource.LOCAL, "/b/lora"), ModelRef(ModelSource.LOCAL, "/a/lora")
+    assert model_folder(out, mine, "k1") == out / "local__lora"  # nothing there yet
+    (out / "local__lora" / ".inprogress-k0").mkdir(parents=True)
+    (out / "local__lora" / ".inprogress-k0" / "state.json").write_text(json.dumps({"location": other.location}))
+    (out / "local__lora" / ".inprogress-k1").mkdir()  # mine, from an older evalsuite: no location
+    (out / "local__lora" / ".inprogress-k1" / "state.json").write_text('{"run_id": "r", "created_at": "2026-01-01"}')
+    assert model_folder(out, mine, "k1") == out / "local__lora"
+    assert model_folder(out, mine, "k2") == out / mine.distinct_dir_name
+    assert model_folder(out, other, "k3") == out / "local__lora"  # the other is at home there
+    assert model_folder(out, ModelRef(ModelSource.HUB, "org/lora"), "k4") == out / "org__lora"
+
+
 # --- bad input (issue 44): one line, exit 1, nothing written, no cluster joined where it can be helped
 
 

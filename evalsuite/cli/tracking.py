@@ -167,7 +167,8 @@ def _against_leaderboard(
 def history(
     model: Annotated[
         str | None,
-        typer.Argument(help="Model id (org/name) or its results folder name (org__name).", show_default=False),
+        typer.Argument(help="Model id (org/name) or its results folder name (org__name, local__name).",
+                       show_default=False),
     ] = None,
     results_dirs: Annotated[
         list[Path] | None, typer.Argument(help="Results folders (default: results/).", show_default=False)
@@ -178,7 +179,7 @@ def history(
 ) -> None:
     """MODEL's H6 and per-task scores over its runs, oldest first (--format json: every point, as fractions)."""
     from evalsuite.cli.tables import format_history
-    from evalsuite.results import find_runs
+    from evalsuite.results import find_run_folders
     from evalsuite.suite import load_suite
     from evalsuite.track.history import model_history, plot_history
 
@@ -187,7 +188,8 @@ def history(
         model = renamed(None, model_option, "MODEL", "--model")
     if model is None:
         raise OptionError("give MODEL, a model id (org/name) or its results folder name (org__name)")
-    points = model_history(find_runs(results_dirs or [Path("results")], on_unreadable=skipped), model, load_suite())
+    runs = find_run_folders(results_dirs or [Path("results")], on_unreadable=skipped)
+    points = model_history(runs, model, load_suite())
     if plot is not None:
         plot_history(points, model, plot)
     if format is DataFormat.JSON:

@@ -11,6 +11,7 @@ from evalsuite.model.ref import (
     ModelRef,
     ModelSource,
     check_gguf_header,
+    location_digest,
     parse_model_ref,
     read_config,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "check_gguf_header",
     "access_refused",
     "check_hub_access",
+    "location_digest",
     "parse_model_ref",
     "read_config",
     "unreachable_reason",

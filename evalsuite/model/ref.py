@@ -3,6 +3,7 @@ checked without loading anything (a .gguf is dequantized when it loads: evalsuit
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -41,11 +42,18 @@ class ModelRef:
 
     @property
     def results_dir_name(self) -> str:
-        """`<org>__<name>`, as the leaderboard's details datasets name models; `local__<name>` off the Hub."""
+        """`<org>__<name>`, as the leaderboard's details datasets name models; `local__<name>` off the Hub (a local
+        model's folder is this one unless another location's runs hold it: evalsuite.run.checkpoint.model_folder)."""
         if self.source is ModelSource.HUB:
             org, _, name = self.location.rpartition("/")
             return f"{org or 'hub'}__{name}"
         return f"local__{self.model_id}"
+
+    @property
+    def distinct_dir_name(self) -> str:
+        """`local__<name>__<8 hex>`: the folder of a local model whose plain `results_dir_name` already holds
+        another location's runs (decided by evalsuite.run.checkpoint.model_folder)."""
+        return f"{self.results_dir_name}__{location_digest(self.location)}"
 
     def config_keys(self) -> frozenset[str]:
         """The attributes of a local model folder's config.json (which --model-args may override); none known
@@ -53,6 +61,12 @@ class ModelRef:
         if self.source is not ModelSource.LOCAL:
             return frozenset()
         return frozenset(read_config(Path(self.location)))
+
+
+def location_digest(location: str) -> str:
+    """The first 8 hex of the sha256 of a model's location (its absolute path): what tells two local models of
+    one name apart, in a results folder's name and a leaderboard's row."""
+    return hashlib.sha256(location.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)

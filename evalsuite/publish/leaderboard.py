@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from evalsuite.archive import PublishedEvaluation
+from evalsuite.model import location_digest
 from evalsuite.publish.render import render
 from evalsuite.results import ContaminationResults, SuiteResults, model_size, percent
 from evalsuite.suite import SuiteSpec
@@ -59,10 +60,18 @@ class Row:
     shown_precision: str | None = None
     weight_type: str | None = None  # a run's: Original, Adapter, Delta (the archive's rows hold none)
     base_model: str | None = None  # an Adapter's or a Delta's base
+    # where another measured row's model has the same id at another location (two local folders of one name): the
+    # first 8 hex of the sha256 of this one's location, as a second model's results folder ends with
+    location_tag: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The model's id, with its location's tag where the id alone is ambiguous: `lora [1f0e3dad]`."""
+        return self.model + (f" [{self.location_tag}]" if self.location_tag else "")
 
     @property
     def label(self) -> str:
-        named = self.model + (f" ({self.shown_precision})" if self.shown_precision else "")
+        named = self.name + (f" ({self.shown_precision})" if self.shown_precision else "")
         if self.published:
             return named
         return named + (" (partial)" if self.partial else " (not comparable)" if self.not_comparable else "")
@@ -81,18 +90,21 @@ def contamination_cell(check: ContaminationResults) -> str:
 
 
 def _latest_check(run: SuiteResults, checks: list[ContaminationResults]) -> ContaminationResults | None:
-    """The newest check of the run's model at the same revision."""
-    same = [c for c in checks if c.target.id == run.model.id and c.target.revision == run.model.revision]
+    """The newest check of the run's model (the same id at the same location) at the same revision."""
+    model = run.model
+    same = [c for c in checks
+            if (c.target.id, c.target.location, c.target.revision) == (model.id, model.location, model.revision)]
     return max(same, key=lambda c: c.created_at, default=None)
 
 
 def latest_runs(runs: list[SuiteResults], include_partial: bool = True) -> list[SuiteResults]:
-    """Per (model, revision, dtype): the latest complete run, else (if allowed) the latest partial one."""
-    chosen: dict[tuple[str, str, str], SuiteResults] = {}  # (model, revision, precision and weights)
+    """Per (model, revision, dtype): the latest complete run, else (if allowed) the latest partial one. A model is
+    its id at its location: two local folders of one name are two models."""
+    chosen: dict[tuple[str, str, str, str], SuiteResults] = {}  # (model, location, revision, precision and weights)
     for run in sorted(runs, key=lambda r: r.created_at):
         if not run.is_complete and not include_partial:
             continue
-        key = (run.model.id, run.model.revision or run.model.sha or "", run.model.loaded_as)
+        key = (run.model.id, run.model.location, run.model.revision or run.model.sha or "", run.model.loaded_as)
         current = chosen.get(key)
         if current is None or run.is_complete or not current.is_complete:
             chosen[key] = run
@@ -103,10 +115,14 @@ def leaderboard_rows(
     runs: list[SuiteResults], suite: SuiteSpec, checks: list[ContaminationResults] | None = None
 ) -> list[Row]:
     rows = []
-    ids = [run.model.id for run in runs]
+    models = [(run.model.id, run.model.location) for run in runs]
+    locations: dict[str, set[str]] = {}
+    for model_id, location in models:
+        locations.setdefault(model_id, set()).add(location)
     for run in runs:
         check = _latest_check(run, checks or [])
-        several = ids.count(run.model.id) > 1  # one model at several precisions: each row says its own
+        several = models.count((run.model.id, run.model.location)) > 1  # at several precisions: each row says its own
+        ambiguous = len(locations[run.model.id]) > 1  # one id, models at several locations: each row says which
         rows.append(
             Row(
                 model=run.model.id,
@@ -122,6 +138,7 @@ def leaderboard_rows(
                 shown_precision=run.model.weights_label(with_precision=several) or None,
                 weight_type=run.model.weight_type.value,
                 base_model=run.model.base_model,
+                location_tag=location_digest(run.model.location) if ambiguous else None,
             )
         )
     return ranked(rows)
@@ -226,7 +243,7 @@ def render_leaderboard(rows: list[Row], suite: SuiteSpec, fmt: BoardFormat, with
     return render(
         "leaderboard.html.j2",
         rows=[
-            {"model": r.model, "label": r.label, "shown": r.shown_precision, "published": r.published,
+            {"model": r.name, "label": r.label, "shown": r.shown_precision, "published": r.published,
              "partial": r.partial,
              "not_comparable": r.not_comparable, "revision": r.revision, "dtype": r.dtype, "size": r.size,
              "average": _pct(r.average), "scores": [_pct(r.scores[c]) for c in columns],
@@ -257,6 +274,7 @@ def render_json(rows: list[Row]) -> str:
             "precision": row.dtype,
             "weight_type": row.weight_type,
             "base_model": row.base_model,
+            "location_tag": row.location_tag,
             "average": row.average,
             "scores": row.scores,
             "size": row.size,

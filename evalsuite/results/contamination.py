@@ -18,7 +18,7 @@ from evalsuite.errors import ResultsSchemaError, invalid_file
 from evalsuite.files import is_hidden_under
 from evalsuite.model import ModelSource
 from evalsuite.records import Record
-from evalsuite.results.io import read_versioned, write_results_folder
+from evalsuite.results.io import read_versioned, recorded_location, write_results_folder
 from evalsuite.results.schema import RecordedBatchSize, Versions
 from evalsuite.settings import Dtype, Seeds
 
@@ -152,6 +152,12 @@ def write_check(
     files = {ITEMS_FILE: items_jsonl, CONTAMINATION_FILE: results.model_dump_json(indent=2) + "\n"}
     name = f"{CHECK_FOLDER_PREFIX}{results.run_id}"
     return write_results_folder(output_dir, model_dir_name, name, files, staging_in)
+
+
+def check_locations(model_dir: Path) -> set[str]:
+    """The target locations the contamination checks in a model's results folder record."""
+    paths = model_dir.glob(f"{CHECK_FOLDER_PREFIX}*/{CONTAMINATION_FILE}")
+    return {where for path in paths if (where := recorded_location(path, "target"))}
 
 
 def find_contamination(folders: Iterable[Path]) -> list[ContaminationResults]:

@@ -124,6 +124,22 @@ def run_dirs(path: Path) -> list[Path]:
     return sorted(p.parent for p in path.glob(f"*/{RESULTS_FILE}") if not p.parent.name.startswith("."))
 
 
+def run_locations(model_dir: Path) -> set[str]:
+    """The model locations (`model.location`) the runs in a model's results folder record."""
+    return {where for run in run_dirs(model_dir) if (where := recorded_location(run / RESULTS_FILE, "model"))}
+
+
+def recorded_location(path: Path, record: str) -> str | None:
+    """`<record>.location` of a file evalsuite wrote (a results file's model, a check's target), read without
+    validation (every schema records it there); None when the file does not say."""
+    try:
+        raw = json.loads(path.read_bytes())
+        where = raw[record]["location"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return where if isinstance(where, str) else None
+
+
 @dataclass(frozen=True)
 class Run:
     """A run's results with the folder they were read from (where its lm-eval files and samples are), and, when a
@@ -165,12 +181,19 @@ def find_runs(
     In-progress and staging folders (names starting with a dot) are never read as runs, whatever they hold.
     A results file that cannot be read is an error, unless `on_unreadable` takes it (a table of many runs
     goes on without it, saying so); where it leaves nothing, the error says why the only one is unreadable."""
+    return [run.results for run in find_run_folders(paths, on_unreadable)]
+
+
+def find_run_folders(
+    paths: Iterable[Path], on_unreadable: Callable[[ResultsSchemaError], None] | None = None
+) -> list[Run]:
+    """`find_runs`, each run with its folder (whose parent is its model's folder)."""
     paths = list(paths)
-    found: list[SuiteResults] = []
+    found: list[Run] = []
     unreadable: list[ResultsSchemaError] = []
     for root in paths:
         if root.is_file():
-            found.append(read_results(root))
+            found.append(Run(root.parent, read_results(root)))
             continue
         if not root.is_dir():
             raise NoResultsError(f"{root}: no such directory")
@@ -178,7 +201,7 @@ def find_runs(
             if is_hidden_under(path, root):
                 continue
             try:
-                found.append(read_results(path))
+                found.append(Run(path.parent, read_results(path)))
             except ResultsSchemaError as e:
                 if on_unreadable is None:
                     raise

@@ -45,6 +45,7 @@ class ModelInfo(Record):
         "base_model) or Delta (this model's weights added to base_model's)",
     )
     base_model: str | None = Field(None, description="the base model of an Adapter or a Delta")
+    base_location: str | None = Field(None, description="the base model's Hub id or absolute path as loaded")
     base_revision: str | None = Field(None, description="the base model's revision asked for")
     base_sha: str | None = Field(None, description="the base model's Hub commit (or .gguf sha256)")
 

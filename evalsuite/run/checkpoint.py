@@ -1,13 +1,14 @@
 """Crash-safe, resumable runs: the one resume mechanism of every command that runs a model (`evalsuite run`,
 `evalsuite contamination`, and `evalsuite sweep` and `run --cluster`, whose driver holds each model's checkpoint).
 
-A run in progress lives in `<output_dir>/<org>__<name>/.inprogress-<key>/`, where `key` is the `fingerprint`
-of every setting that moves its numbers (a run's `run_key`, which a sweep computes as a one-process run does,
-so each resumes what the other finished; a contamination check's identity names its kind), so running the
-same command again finds it:
+A run in progress lives in `<model folder>/.inprogress-<key>/`, where the model folder is `model_folder`'s
+(`<output_dir>/<org>__<name>`, `local__<name>` off the Hub) and `key` is the `fingerprint` of every setting that
+moves its numbers (a run's `run_key`, which a sweep computes as a one-process run does, so each resumes what the
+other finished; a contamination check's identity names its kind), so running the same command again finds it:
 
     lock            flock'ed by the one process that writes the run (its pid; released by the OS even on kill -9)
-    state.json      run id and start time, so the resumed run keeps them
+    state.json      run id, start time and the model's location, so the resumed run keeps them (and another
+                    model of the same name is filed elsewhere: `model_folder`)
     tasks/<key>.json  one finished task's record and the checksum of its content (a run's or a sweep cell's
                       evalsuite.engine.FinishedTask; a contamination check's ContaminationTask), written last
     tasks/<key>.<x>   files that go with the record (`model`: the loaded model's facts; a check's item lines),
@@ -40,12 +41,13 @@ from pydantic import BaseModel, ValidationError
 
 from evalsuite.errors import Interrupted, OutputDirError, RunError, invalid_file, param
 from evalsuite.files import missing_folders, remove_empty_folders, write_text_atomic
-from evalsuite.model import LoadableModel
-from evalsuite.results import lm_eval_files
+from evalsuite.model import LoadableModel, ModelRef, ModelSource
+from evalsuite.results import check_locations, lm_eval_files, run_locations
 
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 TASKS = "tasks"
+IN_PROGRESS = ".inprogress-"  # <model folder>/.inprogress-<key>/
 
 Record = TypeVar("Record", bound=BaseModel)
 
@@ -64,6 +66,35 @@ def model_identity(model: LoadableModel) -> list[Any]:
     if model.file_sha256 is None and folder.is_dir():
         files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
     return [model.ref.source.value, model.pretrained, model.revision, model.file_sha256, files]
+
+
+def model_folder(output_dir: Path, ref: ModelRef, key: str) -> Path:
+    """The folder a model's runs and checks are filed in under `output_dir`, the one place that decides it (a run,
+    a sweep, a contamination check): `ref.results_dir_name` (`org__name`; `local__<name>` for a local folder or
+    .gguf), unless that folder already holds runs (results.json, contamination checks, or checkpoints of
+    unfinished ones) of a local model at another location: then `local__<name>__<8 hex of its location's
+    sha256>` (`ref.distinct_dir_name`). A run's own checkpoint (`key`) is resumed where it is."""
+    plain = output_dir / ref.results_dir_name
+    if ref.source is ModelSource.HUB:  # a Hub id names one model
+        return plain
+    distinct = output_dir / ref.distinct_dir_name
+    for folder in (plain, distinct):
+        if (folder / f"{IN_PROGRESS}{key}").is_dir():
+            return folder
+    others = run_locations(plain) | check_locations(plain) | checkpoint_locations(plain)
+    return distinct if others - {ref.location} else plain
+
+
+def checkpoint_locations(model_dir: Path) -> set[str]:
+    """The model locations the unfinished runs in a model's folder recorded (a state.json written before evalsuite
+    recorded it says none)."""
+    locations = set()
+    for path in model_dir.glob(f"{IN_PROGRESS}*/{STATE_FILE}"):
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            where = json.loads(path.read_bytes()).get("location")
+            if isinstance(where, str):
+                locations.add(where)
+    return locations
 
 
 def _canonical_sha256(record: Any) -> str:
@@ -112,6 +143,11 @@ class Checkpoint:
         return self.state.folder
 
     @property
+    def model_dir(self) -> Path:
+        """The model's folder (`model_folder`) the run is written to, beside this one."""
+        return self.state.folder.parent
+
+    @property
     def run_id(self) -> str:
         return self.state.run_id
 
@@ -133,10 +169,19 @@ class Checkpoint:
         return cls(state, lock=None)
 
     @classmethod
-    def open(cls, model_dir: Path, key: str, run_id: str, created_at: datetime, kind: type[BaseModel]) -> Checkpoint:
+    def open(
+        cls,
+        model_dir: Path,
+        key: str,
+        run_id: str,
+        created_at: datetime,
+        kind: type[BaseModel],
+        location: str | None = None,
+    ) -> Checkpoint:
         """Take the run's in-progress folder (made if need be) under its lock, and read what it holds: the run
-        id and start time of an interrupted run, and its finished tasks' records of type `kind`."""
-        folder = model_dir / f".inprogress-{key}"
+        id and start time of an interrupted run, and its finished tasks' records of type `kind`. `location`: the
+        model's (ModelRef.location), recorded in a new run's state.json for `model_folder`."""
+        folder = model_dir / f"{IN_PROGRESS}{key}"
         created = missing_folders(folder)
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -169,7 +214,8 @@ class Checkpoint:
                     f"warning: {folder / STATE_FILE} was damaged; the run goes on as run {run_id}, keeping "
                     f"{len(finished)} finished task(s) and the answered requests",
                 )
-            write_text_atomic(folder / STATE_FILE, json.dumps({"run_id": run_id, "created_at": created_at.isoformat()}))
+            state_text = {"run_id": run_id, "created_at": created_at.isoformat(), "location": location}
+            write_text_atomic(folder / STATE_FILE, json.dumps(state_text))
             resumed = bool(finished) or bool(notes)
             return cls(CheckpointState(folder, run_id, created_at, resumed, finished), lock, created, notes)
         except OSError as e:

@@ -46,7 +46,7 @@ from evalsuite.results import (
     task_result,
     write_run,
 )
-from evalsuite.run.checkpoint import Checkpoint, CheckpointState, fingerprint, model_identity
+from evalsuite.run.checkpoint import Checkpoint, CheckpointState, fingerprint, model_folder, model_identity
 from evalsuite.run.common import Progress, new_run_id, progress_or_log, silent
 from evalsuite.settings import (
     BatchSize,
@@ -267,7 +267,6 @@ def run_suite(
             "an interrupted task restarts from its beginning (finished tasks are kept)"
         )
     checkpoint = open_checkpoint(prepared, loadable, plan, processes)
-    model_dir = request.output_dir / prepared.ref.results_dir_name
     with checkpoint.cleaning_up():  # a failure before anything was saved leaves nothing behind
         for note in checkpoint.notes:
             say(note)
@@ -276,7 +275,7 @@ def run_suite(
                 checkpoint.release()
                 return None
             checkpoint.finish()
-            run_dir = model_dir / checkpoint.run_id
+            run_dir = checkpoint.model_dir / checkpoint.run_id
             say(f"run {checkpoint.run_id} was already written to {run_dir}; its leftover in-progress folder is removed")
             return RunOutcome(results=read_results(run_dir), run_dir=run_dir)
         if checkpoint.resumed:
@@ -393,19 +392,20 @@ def open_checkpoint(
     plan: engine.ModelSettings,
     processes: engine.Processes | None = None,
 ) -> Checkpoint:
-    """The run's checkpoint, opened (or resumed: the same key) under its model's folder: what an earlier run of
-    the same settings finished, and whether it was already written (`state.written`: killed after its folder
-    was renamed into place). Rank 0 opens it, the other ranks of a data-parallel run follow the state it
-    shares; a sweep's driver opens its models' as one process."""
+    """The run's checkpoint, opened (or resumed: the same key) under its model's folder (`model_folder`, which
+    the run is written to: `Checkpoint.model_dir`): what an earlier run of the same settings finished, and
+    whether it was already written (`state.written`: killed after its folder was renamed into place). Rank 0
+    opens it, the other ranks of a data-parallel run follow the state it shares; a sweep's driver opens its
+    models' as one process."""
     processes = processes or engine.Processes()
     if not processes.is_main:
         state: CheckpointState = processes.share(None)  # rank 0's
         return Checkpoint.follow(state)
-    model_dir = prepared.request.output_dir / prepared.ref.results_dir_name
     key = run_key(prepared, loadable, plan, processes.count)
     now = datetime.now(UTC)
     try:
-        checkpoint = Checkpoint.open(model_dir, key, new_run_id(now), now, engine.FinishedTask)
+        model_dir = model_folder(prepared.request.output_dir, prepared.ref, key)
+        checkpoint = Checkpoint.open(model_dir, key, new_run_id(now), now, engine.FinishedTask, prepared.ref.location)
         checkpoint.state = replace(checkpoint.state, written=is_written(model_dir / checkpoint.run_id))
     except BaseException as e:
         processes.share(e)  # every rank raises it
@@ -435,10 +435,9 @@ def read_finished(checkpoint: Checkpoint, task: str) -> tuple[engine.FinishedTas
 def write_results(builder: ResultsBuilder, facts: ModelFacts) -> RunOutcome:
     """The run's results built from every task added to `builder`, and its folder written at once beside
     lm-eval's files (the checkpoint is the caller's to finish)."""
-    prepared = builder.prepared
     results = builder.build(facts)
-    run_dir = write_run(results, builder.lm_eval_files(), prepared.request.output_dir, prepared.ref.results_dir_name,
-                        builder.checkpoint.folder)  # fmt: skip
+    model_dir = builder.checkpoint.model_dir  # decided when it opened (model_folder)
+    run_dir = write_run(results, builder.lm_eval_files(), model_dir.parent, model_dir.name, builder.checkpoint.folder)
     faults.reached("renamed")
     return RunOutcome(results=results, run_dir=run_dir)
 
@@ -522,6 +521,7 @@ class ResultsBuilder:
                 precision=self.prepared.precision or Precision.of_dtype(model.dtype),
                 weight_type=weights.type,
                 base_model=weights.base.model_id if weights.part is not None else None,
+                base_location=weights.base.location if weights.part is not None else None,
                 base_revision=weights.base.revision if weights.part is not None else None,
                 base_sha=base_sha if weights.part is not None else None,
             ),

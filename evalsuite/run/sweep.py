@@ -482,7 +482,7 @@ def _open(run: _ModelRun, gpus: float, previous: SweepStatus | None, started: fl
     run.cell = Cell(request=prepared.request, task="", device=plan.device, dtype=plan.dtype,
                     versions=Versions.installed())  # fmt: skip
     if run.checkpoint.state.written:  # killed after its folder was renamed into place
-        run_dir = prepared.request.output_dir / prepared.ref.results_dir_name / run.checkpoint.run_id
+        run_dir = run.checkpoint.model_dir / run.checkpoint.run_id
         run.checkpoint.finish()
         run.outcome = RunOutcome(read_results(run_dir), run_dir)
         _mark_done(run, str(run_dir))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalsuite.errors import HistoryError, param
 from evalsuite.files import replacing
-from evalsuite.results import SuiteResults
+from evalsuite.results import Run
 from evalsuite.suite import SuiteSpec
 
 if TYPE_CHECKING:
@@ -34,12 +34,24 @@ class HistoryPoint:
         }  # fmt: skip
 
 
-def model_history(runs: list[SuiteResults], model: str, suite: SuiteSpec) -> list[HistoryPoint]:
-    """Runs of `model` (its id, or its results folder name `org__name`), oldest first."""
-    # the model id, or its results folder's name (org__name; local__name for a model off the Hub)
-    mine = [r for r in runs if model in (r.model.id, r.model.id.replace("/", "__"), f"local__{r.model.id}")]
+def model_history(runs: list[Run], model: str, suite: SuiteSpec) -> list[HistoryPoint]:
+    """Runs of `model`, oldest first: the runs in its results folder (`org__name`, `local__name`,
+    `local__name__<8 hex>`: exactly that folder's model), else its id's. An id that names models at several
+    locations (two local folders of one name) is refused, naming the folders to give instead."""
+    mine = [r.results for r in runs if r.folder.parent.name == model]
     if not mine:
-        known = sorted({r.model.id for r in runs})
+        # the model id, or the name of its results folder had its runs been read from elsewhere
+        named = [r for r in runs if model in (r.results.model.id, r.results.model.id.replace("/", "__"),
+                                               f"local__{r.results.model.id}")]  # fmt: skip
+        if len({r.results.model.location for r in named}) > 1:
+            folders = sorted({r.folder.parent.name for r in named})
+            raise HistoryError(
+                f"{model!r} names models at {len({r.results.model.location for r in named})} locations; give one "
+                f"of their results folders instead: {', '.join(folders)}"
+            )
+        mine = [r.results for r in named]
+    if not mine:
+        known = sorted({r.results.model.id for r in runs})
         raise HistoryError(f"no runs of {model!r}; models with runs: {', '.join(known) or 'none'}")
     points = []
     for run in sorted(mine, key=lambda r: r.created_at):
