@@ -33,6 +33,11 @@ def in_terms(text: str, term: Callable[[str], str] = lambda name: name) -> str:
     return "".join(parts)
 
 
+def params_in(text: str) -> list[str]:
+    """The names of the parameters `text` marks (`param`), in order."""
+    return text.split(_PARAM)[1::2]
+
+
 class EvalsuiteError(Exception):
     """Base class: the message must tell the user what to fix."""
 

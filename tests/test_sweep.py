@@ -527,7 +527,8 @@ def test_a_sweep_whose_every_model_fails_its_checks_joins_no_cluster_and_writes_
     config_only: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each model's line once (it was a FileNotFoundError traceback into a new --output-dir, and into an existing
-    one Ray started for 16 s after the only model had failed, its line printed twice)."""
+    one Ray started for 16 s after the only model had failed, its line printed twice), naming the models file's
+    entry and key that gave the value (it named `--model-args` and `--adapter`, options the command did not have)."""
     from contextlib import contextmanager
 
     from evalsuite.run import cluster
@@ -549,8 +550,10 @@ def test_a_sweep_whose_every_model_fails_its_checks_joins_no_cluster_and_writes_
         assert result.exit_code == 1, result.output
         lines = result.stderr.splitlines()
         assert len(lines) == 2 and all(line.startswith("error: ") for line in lines), result.stderr
-        assert lines[0].startswith("error: --model-args bogus_key") and lines[0].endswith(f"({config_only})")
-        assert f"{adapter}" in lines[1] and "adapter_config.json" in lines[1] and lines[1].endswith(f"({adapter})")
+        assert lines[0].startswith(f"error: --models-file {path} entry 1: model_args bogus_key=1: 'bogus_key' is not")
+        assert lines[0].endswith(f"({config_only})")
+        assert lines[1].startswith(f"error: --models-file {path} entry 2: adapter {adapter}: no adapter_config.json")
+        assert lines[1].endswith(f"({adapter})")
         assert result.stdout == ""
         assert not output.exists() or not any(output.iterdir())
 

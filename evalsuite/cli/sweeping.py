@@ -108,6 +108,7 @@ def sweep(
     )  # fmt: skip
     request = SweepRequest(
         runs=[entry.request(base) for entry in entries],
+        origins=[entry.origin for entry in entries],
         cluster=cluster,
         gpus_per_task=gpus_per_task,
         cpus_per_task=cpus_per_task,

@@ -28,10 +28,19 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from evalsuite import engine
-from evalsuite.errors import ClusterError, EvalsuiteError, Interrupted, OptionError, in_terms, invalid_file, param
+from evalsuite.errors import (
+    ClusterError,
+    EvalsuiteError,
+    Interrupted,
+    OptionError,
+    in_terms,
+    invalid_file,
+    param,
+    params_in,
+)
 from evalsuite.files import write_text_atomic
 from evalsuite.model import LoadableModel
 from evalsuite.records import FrozenRecord, Record
@@ -62,11 +71,29 @@ NODES_CHECK_S = 5.0
 INFEASIBLE_AFTER_S = 60.0
 
 
+class EntryOrigin(FrozenRecord):
+    """A models file's entry a sweep's model came from: `where` (`PATH entry N`) and the keys it set."""
+
+    where: str
+    keys: frozenset[str]
+
+    def says(self, error: EvalsuiteError) -> str:
+        """The error's line (marked) as the entry's: an error about a value the entry set (its `model_args`, its
+        `adapter`) names the file and entry and the entry's key, not the option a command line would give; any
+        other error (a sweep-wide option's) is left as it is."""
+        if not set(params_in(error.marked)) & self.keys:
+            return error.marked
+        return f"{param('models_file')} {self.where}: {in_terms(error.marked)}"
+
+
 class SweepRequest(FrozenRecord):
     """What `evalsuite sweep` asks: a run per model (their settings may differ; their output folder may not),
     and how the cluster runs their cells."""
 
     runs: Sequence[RunRequest] = Field(min_length=1)
+    # where each run's own settings came from (a models file's entry), for its error lines; empty: all from the
+    # command line
+    origins: Sequence[EntryOrigin | None] = ()
     cluster: str = "local"  # a Ray address (HOST:PORT, ray://HOST:PORT, auto), or local: a private one here
     gpus_per_task: float | None = None  # None: 1 on a cluster that has GPUs, else 0
     cpus_per_task: float = 1.0
@@ -145,6 +172,17 @@ class SweepModel(FrozenRecord):
     adapter: str | None = None  # a PEFT adapter over `model`, or over the base its config names
     delta: str | None = None  # `model` holds delta weights over this base
 
+    # the models file's entry this model came from (`PATH entry N`), for its error lines; None: a MODEL argument
+    _entry: str | None = PrivateAttr(default=None)
+
+    @property
+    def origin(self) -> EntryOrigin | None:
+        """Where this model's own settings came from: a models file's entry and the keys it set; None for a MODEL
+        argument (its settings are the command line's)."""
+        if self._entry is None:
+            return None
+        return EntryOrigin(where=self._entry, keys=frozenset(self.model_dump(exclude_none=True)))
+
     @model_validator(mode="after")
     def _a_model(self) -> SweepModel:
         if self.model is None and self.adapter is None:
@@ -188,6 +226,7 @@ def read_models_file(path: Path) -> list[SweepModel]:
             try:
                 model = SweepModel(model=entry) if isinstance(entry, str) else SweepModel.model_validate(entry)
                 model.request(RunRequest(model=None))  # its own values, parsed as a run's (a bad dtype, precision)
+                model._entry = where
             except ValidationError as e:
                 raise OptionError(f"{param('models_file')} {invalid_file(where, 'model', e)}") from e
             except OptionError as e:  # named by the entry's key, not by the option the command line would give
@@ -324,11 +363,12 @@ def run_sweep(
     previous = read_status(status_path) if request.status_file else None
     now = datetime.now(UTC)
     runs = [_ModelRun(ModelStatus(model=label), r) for label, r in zip(request.labels(), request.runs, strict=True)]
-    for run in runs:  # every cheap check first: a bad model fails alone, before the cluster is asked
-        try:
+    origins = list(request.origins) or [None] * len(runs)
+    for run, origin in zip(runs, origins, strict=True):  # every cheap check first: a bad model fails alone, before
+        try:  # the cluster is asked
             run.prepared = prepare_run(run.request, here=False)
         except EvalsuiteError as e:
-            _fail(run, ModelFailure(run.status.model, e.marked, e), None)
+            _fail(run, ModelFailure(run.status.model, origin.says(e) if origin else e.marked, e), None)
         else:
             run.status.cells = [CellStatus(task=t.spec.key) for t in run.prepared.plan.tasks]
     status = SweepStatus(cluster=request.cluster, started_at=now, updated_at=now, models=[r.status for r in runs])
