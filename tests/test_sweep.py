@@ -651,3 +651,31 @@ def test_sweep_json_says_errors_in_the_librarys_terms_and_the_cli_in_its_own(
     assert status.models[0].error == "arc: model_args x=1: not an argument of this model"
     assert status.models[0].cells[0].error == "model_args x=1: not an argument of this model"
     assert error_line(outcome.failures[0].line) == "error: arc: --model-args x=1: not an argument of this model"
+
+
+def test_a_private_clusters_folder_left_by_a_killed_command_is_taken_away_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A driver killed with kill -9 leaves its private cluster's folder (Ray's session: logs, sockets; about 230 KB)
+    in the temp folder; the next private cluster takes away those whose owner lock is free, never a live one's."""
+    import fcntl
+    import tempfile
+
+    from evalsuite.run import cluster
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    killed, live, foreign = (tmp_path / f"{cluster.TEMP_PREFIX}{name}" for name in ("killed", "live", "foreign"))
+    for folder in (killed, live, foreign):
+        (folder / "session_latest").mkdir(parents=True)
+    (killed / cluster.OWNER_LOCK).touch()  # its command is gone: nothing holds the lock
+    (live / cluster.OWNER_LOCK).touch()
+    with (live / cluster.OWNER_LOCK).open() as held:  # a running command's
+        fcntl.flock(held, fcntl.LOCK_EX)
+        temp_dir, owner = cluster._private_temp_dir()
+        assert not killed.exists() and live.is_dir() and foreign.is_dir()  # a folder without a lock is left
+        made = Path(temp_dir)
+        assert made.parent == tmp_path and made.name.startswith(cluster.TEMP_PREFIX)
+        with (made / cluster.OWNER_LOCK).open() as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while the cluster runs
+        cluster._remove(temp_dir, owner)
+        assert not made.exists()

@@ -18,6 +18,7 @@ Ray stays optional (`pip install 'evalsuite[cluster]'`): nothing imports this mo
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import secrets
@@ -29,7 +30,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from evalsuite.errors import ClusterError, param
 from evalsuite.run.cells import Cell, CellResult, run_cell
@@ -191,11 +193,11 @@ def _usage_stats_off_unless_asked() -> Iterator[None]:
 
 def _joined(ray: Any, address: str, verbose: bool) -> Iterator[RayExecutor]:
     options: dict[str, Any] = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.ERROR}
-    temp_dir = None
+    temp_dir, owner = None, None
     if address == LOCAL:
         # Ray's session folder (logs, sockets) in a folder of the command's own, taken away with the cluster; short,
         # as Ray's socket paths must be
-        temp_dir = tempfile.mkdtemp(prefix="evalsuite-ray-")
+        temp_dir, owner = _private_temp_dir()
         options |= {"address": "local", "include_dashboard": False, "_node_ip_address": "127.0.0.1",
                     "object_store_memory": LOCAL_OBJECT_STORE_BYTES, "_temp_dir": temp_dir}  # fmt: skip
     else:
@@ -207,7 +209,7 @@ def _joined(ray: Any, address: str, verbose: bool) -> Iterator[RayExecutor]:
                 ray.init(**options)
         except (ConnectionError, RuntimeError, ValueError) as e:
             ray.shutdown()
-            _remove(temp_dir)
+            _remove(temp_dir, owner)
             _put_back(_changed_since(before))
             first = (str(e).strip().splitlines() or [""])[0]
             # Ray's RuntimeErrors from init are its version check (the user's to fix) or a misuse of init (ours: a
@@ -222,7 +224,7 @@ def _joined(ray: Any, address: str, verbose: bool) -> Iterator[RayExecutor]:
             yield RayExecutor(ray, address)
         finally:
             ray.shutdown()
-            _remove(temp_dir)
+            _remove(temp_dir, owner)
             _put_back(set_by_init)
 
 
@@ -288,9 +290,35 @@ def _sigterm_kept() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _remove(temp_dir: str | None) -> None:
+def _remove(temp_dir: str | None, owner: IO[str] | None) -> None:
+    """A private cluster's folder taken away, then its owner lock let go."""
     if temp_dir is not None:
         shutil.rmtree(temp_dir, ignore_errors=True)
+    if owner is not None:
+        owner.close()
+
+
+TEMP_PREFIX = "evalsuite-ray-"  # a private cluster's folder in the system's temp folder
+OWNER_LOCK = "owner.lock"  # flock'ed by the command whose cluster it is, for the cluster's life
+
+
+def _private_temp_dir() -> tuple[str, IO[str]]:
+    """A folder for a private cluster's session, and its owner lock, held (the OS lets it go even on kill -9).
+    First the folders of private clusters whose command was killed are taken away: their lock is free. A folder
+    is made under another name and renamed once locked, so no command ever sees one of a live cluster unlocked."""
+    for stale in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        try:
+            with (stale / OWNER_LOCK).open() as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:  # held: a running command's; no lock: not ours to judge
+            continue
+    making = Path(tempfile.mkdtemp(prefix=f".{TEMP_PREFIX}"))
+    owner = (making / OWNER_LOCK).open("a+")
+    fcntl.flock(owner, fcntl.LOCK_EX)
+    temp_dir = making.with_name(making.name.removeprefix("."))
+    making.rename(temp_dir)
+    return str(temp_dir), owner
 
 
 def _check_answers(address: str) -> None:
