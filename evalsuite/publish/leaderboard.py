@@ -6,6 +6,7 @@ compact `| Model | H6 | Model Size |` table model cards carry. Renderers get pla
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -115,13 +116,13 @@ def leaderboard_rows(
     runs: list[SuiteResults], suite: SuiteSpec, checks: list[ContaminationResults] | None = None
 ) -> list[Row]:
     rows = []
-    models = [(run.model.id, run.model.location) for run in runs]
+    models = Counter((run.model.id, run.model.location) for run in runs)
     locations: dict[str, set[str]] = {}
     for model_id, location in models:
         locations.setdefault(model_id, set()).add(location)
     for run in runs:
         check = _latest_check(run, checks or [])
-        several = models.count((run.model.id, run.model.location)) > 1  # at several precisions: each row says its own
+        several = models[(run.model.id, run.model.location)] > 1  # at several precisions: each row says its own
         ambiguous = len(locations[run.model.id]) > 1  # one id, models at several locations: each row says which
         rows.append(
             Row(

@@ -43,11 +43,12 @@ def model_history(runs: list[Run], model: str, suite: SuiteSpec) -> list[History
         # the model id, or the name of its results folder had its runs been read from elsewhere
         named = [r for r in runs if model in (r.results.model.id, r.results.model.id.replace("/", "__"),
                                                f"local__{r.results.model.id}")]  # fmt: skip
-        if len({r.results.model.location for r in named}) > 1:
+        locations = {r.results.model.location for r in named}
+        if len(locations) > 1:
             folders = sorted({r.folder.parent.name for r in named})
             raise HistoryError(
-                f"{model!r} names models at {len({r.results.model.location for r in named})} locations; give one "
-                f"of their results folders instead: {', '.join(folders)}"
+                f"{model!r} names models at {len(locations)} locations; give one of their results folders instead: "
+                f"{', '.join(folders)}"
             )
         mine = [r.results for r in named]
     if not mine:
