@@ -7,6 +7,7 @@ requests; batch sizing and out-of-memory back-off; lm-eval's own batches where n
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -27,11 +28,23 @@ from evalsuite.suite import Protocol
 GSM8K_GEN = {"until": ["Question:", "</s>", "<|im_end|>"], "do_sample": False, "temperature": 0.0}
 
 
-def _lms(folder: str, batch_size: int | str, generation: str = "evalsuite", **extra):
+def _args(folder: str, batch_size: int | str, **extra) -> dict:
+    return {"pretrained": folder, "dtype": "float32", "device": "cpu", "batch_size": batch_size, **extra}
+
+
+def _hflm(folder: str, batch_size: int | str, **extra):
+    """lm-eval's HFLM alone (each build loads the model: a test builds only the LMs it uses)."""
     from lm_eval.models.huggingface import HFLM
 
-    args = {"pretrained": folder, "dtype": "float32", "device": "cpu", "batch_size": batch_size, **extra}
-    return HFLM(**args), SharedPrefixLM(**args, generation=generation)
+    return HFLM(**_args(folder, batch_size, **extra))
+
+
+def _shared(folder: str, batch_size: int | str, generation: str = "evalsuite", **extra) -> SharedPrefixLM:
+    return SharedPrefixLM(**_args(folder, batch_size, **extra), generation=generation)
+
+
+def _lms(folder: str, batch_size: int | str, generation: str = "evalsuite", **extra):
+    return _hflm(folder, batch_size, **extra), _shared(folder, batch_size, generation, **extra)
 
 
 def _gsm8k_requests(count: int, max_gen_toks: int, shots: int = 2) -> list:
@@ -87,10 +100,10 @@ def test_generated_tokens_equal_generate_prompt_by_prompt(model_folder: str):
     # prompts of very different lengths, so rows joining the batch are padded, and left padding trimmed
     prompts = [tokenizer(r.args[0])["input_ids"][-(120 + 90 * i) :] for i, r in enumerate(_gsm8k_requests(6, 1))]
     expected = []
-    for prompt in prompts:
+    for i, prompt in enumerate(prompts):  # as many tokens as row i keeps (4 + 3i): all the comparison reads
         out = model.generate(
             torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-            max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+            max_new_tokens=4 + 3 * i, do_sample=False, pad_token_id=tokenizer.pad_token_id,
         )  # fmt: skip
         expected.append(out[0, len(prompt) :].tolist())
     finished: list[int] = []
@@ -135,10 +148,9 @@ def _fail_above(lm, rows: int) -> None:
 
 def test_auto_generation_backs_off_on_out_of_memory_with_the_same_texts(model_folder: str):
     requests = _gsm8k_requests(5, max_gen_toks=24)
-    plain, _ = _lms(model_folder, batch_size=2)
-    expected = plain.generate_until(requests, disable_tqdm=True)
+    expected = _hflm(model_folder, batch_size=2).generate_until(requests, disable_tqdm=True)
 
-    _, auto = _lms(model_folder, batch_size="auto")
+    auto = _shared(model_folder, batch_size="auto")
     _fail_above(auto, 3)  # the free memory allows all 5; the "GPU" takes 3
     got = auto.generate_until(requests, disable_tqdm=True)
     assert got == expected
@@ -146,7 +158,7 @@ def test_auto_generation_backs_off_on_out_of_memory_with_the_same_texts(model_fo
 
 
 def test_out_of_memory_with_a_fixed_batch_size_is_raised(model_folder: str):
-    _, fixed = _lms(model_folder, batch_size=4)
+    fixed = _shared(model_folder, batch_size=4)
     _fail_above(fixed, 2)
     with pytest.raises(torch.OutOfMemoryError):
         fixed.generate_until(_gsm8k_requests(4, max_gen_toks=4), disable_tqdm=True)
@@ -159,9 +171,8 @@ def test_generation_config_processors_keep_lm_evals_batches(model_folder: str, m
     from lm_eval.models.huggingface import HFLM
 
     requests = _gsm8k_requests(7, max_gen_toks=12)
-    plain, auto = _lms(model_folder, batch_size="auto")
-    fixed, _ = _lms(model_folder, batch_size=2)
-    for lm in (plain, auto, fixed):  # a penalty generate applies on its own: greedy choices change
+    auto, fixed = _shared(model_folder, batch_size="auto"), _hflm(model_folder, batch_size=2)
+    for lm in (auto, fixed):  # a penalty generate applies on its own: greedy choices change
         lm.model.generation_config.repetition_penalty = 1.3
     assert "repetition_penalty" in (supports(auto.model) or "")
     expected = fixed.generate_until(requests, disable_tqdm=True)
@@ -184,10 +195,10 @@ def test_generation_config_processors_keep_lm_evals_batches(model_folder: str, m
 
 
 def test_sampling_keeps_lm_evals_generation(model_folder: str):
-    _, shared = _lms(model_folder, batch_size=2)
+    shared = _shared(model_folder, batch_size=2)
     sampled = _gsm8k_requests(1, max_gen_toks=4)
     sampled[0].args[1].update(do_sample=True, temperature=0.7)
-    assert "do_sample" in shared._continuous_unsupported(sampled)
+    assert "do_sample" in (shared._continuous_unsupported(sampled) or "")
     assert shared._continuous_unsupported(_gsm8k_requests(2, max_gen_toks=4)) is None
 
 
@@ -339,17 +350,40 @@ def _model(folder: str):
     return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval(), tokenizer
 
 
+HflmTexts = Callable[[Protocol, int, int], list[str]]
+
+
+@pytest.fixture(scope="module")
+def hflm_texts(model_folder: str) -> HflmTexts:
+    """Plain HFLM's texts (batch size 3) for `_run_requests(count, budget, protocol)`: one HFLM, and each
+    (protocol, count, budget) generated once per module, for the tests that compare the manager with it."""
+    made: dict[tuple[Protocol, int, int], list[str]] = {}
+    plain: list = []
+
+    def texts(protocol: Protocol, count: int, budget: int) -> list[str]:
+        if (protocol, count, budget) not in made:
+            if not plain:
+                plain.append(_hflm(model_folder, batch_size=3))
+            requests = _run_requests(count, max_gen_toks=budget, protocol=protocol)
+            made[protocol, count, budget] = plain[0].generate_until(requests, disable_tqdm=True)
+        return list(made[protocol, count, budget])
+
+    return texts
+
+
 @pytest.mark.parametrize("protocol, count, budget", [(Protocol.LEADERBOARD_V1, 3, 32), (Protocol.LM_EVAL, 4, 24)])
-def test_the_managers_texts_are_hflms_on_real_gsm8k_requests(model_folder: str, protocol, count, budget):
+def test_the_managers_texts_are_hflms_on_real_gsm8k_requests(
+    model_folder: str, hflm_texts: HflmTexts, protocol, count, budget
+):
     requests = _run_requests(count, max_gen_toks=budget, protocol=protocol)
     stops = requests[0].args[1]["until"]
     assert (":" in stops) == (protocol is Protocol.LEADERBOARD_V1)  # the leaderboard's first stop is ':'
-    plain, shared = _lms(model_folder, batch_size=3, generation="transformers")
+    shared = _shared(model_folder, batch_size=3, generation="transformers")
     requests_per_forward: list[int] = []
     shared.model.register_forward_pre_hook(
         lambda _m, args, kwargs: requests_per_forward.append(len(kwargs["cu_seq_lens_q"]) - 1), with_kwargs=True
     )
-    expected = plain.generate_until(requests, disable_tqdm=True)
+    expected = hflm_texts(protocol, count, budget)
     got = shared.generate_until(requests, disable_tqdm=True)
     assert got == expected  # text by text, in the caller's order
     assert requests_per_forward and max(requests_per_forward) <= 3  # --batch-size 3: at most 3 requests at once
@@ -362,17 +396,17 @@ def test_the_managers_texts_are_hflms_on_real_gsm8k_requests(model_folder: str, 
 def test_endings_by_end_of_sequence_and_by_budget_are_generates(model_folder: str):
     model, tokenizer = _model(model_folder)
     prompts = [tokenizer(r.args[0])["input_ids"][-(150 + 60 * i) :] for i, r in enumerate(_run_requests(4, 1))]
+    budgets = [12, 12, 3, 7]
     expected = []
-    for prompt in prompts:
+    for prompt, budget in zip(prompts, budgets, strict=True):  # each prompt's budget: all the checks read
         ids = torch.tensor([prompt])
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=budget, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=None)  # fmt: skip
         expected.append(out[0, len(prompt) :].tolist())
     # an "end-of-sequence" token the model emits for the first time 4th or later in the first prompt's answer:
     # that request ends on it, the token kept last
     first = next(k for k in range(3, 12) if expected[0][k] not in expected[0][:k])
     eos = expected[0][first]
-    budgets = [12, 12, 3, 7]
     finished: list[int] = []
     generator = ManagedGreedy(
         model, budget=CacheBudget(slots=2, tokens=400), eos={eos}, pad_token_id=tokenizer.pad_token_id,
@@ -390,8 +424,9 @@ def test_endings_by_end_of_sequence_and_by_budget_are_generates(model_folder: st
 def test_a_text_final_at_a_stop_string_is_cancelled_with_the_tokens_it_had(model_folder: str):
     model, tokenizer = _model(model_folder)
     prompts = [tokenizer(r.args[0])["input_ids"][-200:] for r in _run_requests(3, 1)]
+    # the reference decodes exactly the tokens each prompt keeps (4 + 3i); the cancelled run gets 20 each
     whole = ManagedGreedy(model, budget=CacheBudget(slots=3, tokens=300), eos=set(), pad_token_id=0).run(
-        prompts, [20] * 3
+        prompts, [4 + 3 * i for i in range(3)]
     )
     generator = ManagedGreedy(
         model, budget=CacheBudget(slots=3, tokens=300), eos=set(), pad_token_id=0,
@@ -415,7 +450,7 @@ def test_a_prompt_longer_than_the_context_window_is_cut_as_lm_eval_cuts_it(model
 
 
 def test_a_failed_generation_is_an_error_naming_the_prompts_never_an_empty_answer(model_folder: str):
-    _, shared = _lms(model_folder, batch_size=2, generation="transformers")
+    shared = _shared(model_folder, batch_size=2, generation="transformers")
     calls: list[int] = []
 
     def fails_on_the_third_forward(_module, args, kwargs):
@@ -448,20 +483,23 @@ def _fail_above_tokens(lm, tokens: int) -> None:
     lm.model.register_forward_pre_hook(forward_or_oom, with_kwargs=True)
 
 
-def test_the_manager_backs_off_on_out_of_memory_under_auto_with_the_same_texts(model_folder: str):
-    requests = _run_requests(3, max_gen_toks=8)
-    plain, _ = _lms(model_folder, batch_size=3)
-    expected = plain.generate_until(requests, disable_tqdm=True)
+def test_the_manager_backs_off_on_out_of_memory_under_auto_with_the_same_texts(
+    model_folder: str, hflm_texts: HflmTexts
+):
+    # the requests and HFLM's texts of test_the_managers_texts_are_hflms_on_real_gsm8k_requests[leaderboard-v1]
+    requests = _run_requests(3, max_gen_toks=32)
+    expected = hflm_texts(Protocol.LEADERBOARD_V1, 3, 32)
 
-    _, auto = _lms(model_folder, batch_size="auto", generation="transformers")
+    auto = _shared(model_folder, batch_size="auto", generation="transformers")
     _fail_above_tokens(auto, 1500)  # the free memory allows all 3 prompts (~2,900 tokens) in one forward; the "GPU" not
+    assert sum(len(auto.tok_encode(r.args[0])) for r in requests) > 1500  # so the first forward fails
     got = auto.generate_until(requests, disable_tqdm=True)
     assert got == expected
     assert auto.stats.oom_backoffs >= 1
 
 
 def test_the_managers_out_of_memory_with_a_fixed_batch_size_is_raised(model_folder: str):
-    _, fixed = _lms(model_folder, batch_size=4, generation="transformers")
+    fixed = _shared(model_folder, batch_size=4, generation="transformers")
     _fail_above_tokens(fixed, 1500)
     with pytest.raises(torch.OutOfMemoryError):
         fixed.generate_until(_run_requests(4, max_gen_toks=4), disable_tqdm=True)

@@ -261,9 +261,6 @@ def test_gsm8k_generation_stops_at_the_first_colon_under_leaderboard_v1_only(bac
                    if i.doc_id in COLON_DOCUMENTS]  # fmt: skip
     lm_eval_settings = gsm8k_group(Protocol.LM_EVAL, 1).tasks["gsm8k"].instances[0].args[1]
     assert leaderboard[0].args[1]["until"] == GSM8K_V1_STOPS and ":" not in lm_eval_settings["until"]
-    # the same contexts with lm-eval 0.4's generation settings
-    plain = [Instance("generate_until", i.doc, (i.args[0], dict(lm_eval_settings)), 0, ("gsm8k", i.doc_id, 1))
-             for i in leaderboard]  # fmt: skip
     model = runner.load_model(
         prepare_model(parse_model_ref(str(gguf_path))),
         runner.ModelSettings(
@@ -271,6 +268,13 @@ def test_gsm8k_generation_stops_at_the_first_colon_under_leaderboard_v1_only(bac
         ),
     )
     stopped = model.lm.generate_until(leaderboard)
+    # the same contexts with lm-eval 0.4's generation settings, decoded a little past the stopped texts' length
+    # instead of lm-eval's 256 tokens: greedy decoding gives the same first tokens whatever the budget, so the
+    # colon the stopped run ended before is in them (and a run that did not stop at it sets a longer budget)
+    budget = max(len(model.lm.tok_encode(text)) for text in stopped) + 16
+    settings = {**lm_eval_settings, "max_gen_toks": budget}
+    plain = [Instance("generate_until", i.doc, (i.args[0], dict(settings)), 0, ("gsm8k", i.doc_id, 1))
+             for i in leaderboard]  # fmt: skip
     unstopped = model.lm.generate_until(plain)
     for text, longer in zip(stopped, unstopped, strict=True):
         print(f"\n{backend}: leaderboard-v1 {text!r}\n{' ' * len(backend)}  lm-eval        {longer!r}")
