@@ -1,5 +1,5 @@
 """`evalsuite contamination`: the original's item selection on the real rows, the statistic on known losses,
-bad input before a model loads, and the story that matters on the real model: SmolLM2 fine-tuned on 10 ARC
+bad input before a model loads, and the story that matters on the real model: SmolLM2 fine-tuned on 5 ARC
 items is flagged, the clean model is not.
 """
 
@@ -155,12 +155,14 @@ def test_the_shared_prefix_way_gives_the_originals_neighbours_and_ranks(gguf_pat
 
     scorer = get_backend(DEFAULT_BACKEND)  # the check's scorer: the registry's, as run_contamination loads it
     model = scorer.load_scorer(prepare_model(parse_model_ref(str(gguf_path))), Dtype.FLOAT32, "cpu", {})
+    # a short ARC item and GSM8K's long one (its neighbours fill a pack of hundreds of tokens); 6 neighbours in
+    # batches of 4: the original's way pads its last batch, as with more
     items = (
-        select_items("arc", _rows(shared_data, "arc"), 2).items
+        select_items("arc", _rows(shared_data, "arc"), 1).items
         + select_items("gsm8k", _rows(shared_data, "gsm8k"), 1).items
     )
-    original = score_items(items, model, model, 10, 0.4, 0, 4, shared_prefix=False)
-    shared = score_items(items, model, model, 10, 0.4, 0, 4, shared_prefix=True)
+    original = score_items(items, model, model, 6, 0.4, 0, 4, shared_prefix=False)
+    shared = score_items(items, model, model, 6, 0.4, 0, 4, shared_prefix=True)
     for a, b in zip(original, shared, strict=True):
         assert a.neighbours == b.neighbours
         assert a.rank == b.rank
@@ -240,7 +242,7 @@ def test_a_killed_check_resumes_by_task_and_gives_the_uninterrupted_numbers(
     assert (resumed.folder / "items.jsonl").read_text() == (uninterrupted.folder / "items.jsonl").read_text()
 
 
-ITEMS_TRAINED_ON = 10
+ITEMS_TRAINED_ON = 5
 
 
 def _fine_tune_on(texts: list[str], clean: Path, into: Path) -> None:
@@ -272,8 +274,9 @@ def test_a_model_trained_on_the_items_is_flagged_and_the_clean_one_is_not(
     from evalsuite.model import parse_model_ref
 
     clean = Path(prepare_model(parse_model_ref(str(gguf_path))).pretrained)
-    # 10 items keep the margin at a third of the cost (measured shares: 0.97 vs 0.07 on 30 items, 1.00 vs 0.07 on
-    # 15, 1.00 vs 0.00 on 10)
+    # 5 items keep the margin at a sixth of the cost (measured shares: 0.97 vs 0.07 on 30 items, 1.00 vs 0.07 on
+    # 15, 1.00 vs 0.00 on 10); with 5 the thresholds below ask at least 3 of 5 flagged, and 3 more than the clean
+    # model's
     items = select_items("arc", _rows(shared_data, "arc"), ITEMS_TRAINED_ON).items  # as the seeded shuffle selects
     contaminated = tmp_path / "SmolLM2-contaminated"
     _fine_tune_on([item.text for item in items], clean, contaminated)

@@ -4,8 +4,10 @@ and `evalsuite card update --push ORG/MODEL --create-pr` (huggingface_hub's preu
 
 The datasets are published too, as their Hub repositories lay them out today (dataset cards whose `configs`
 name parquet shards, built from the sample rows; HellaSwag without its train split, as ../shared lacks it),
-and the real `datasets` library loads them through lm-eval. Each command runs as the installed `evalsuite`
-in its own process, since huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE once, when imported.
+and the real `datasets` library loads them through lm-eval. Each command that reads the Hub runs as the installed
+`evalsuite` in its own process, since huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE once, when
+imported; the local runs they are compared with are the session's real run (conftest's `real_run`) or in this
+process.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_DATA, ChangedModels, LoraModels
+from conftest import REAL_RUN_BATCH_SIZE, REAL_RUN_LIMIT, SAMPLE_DATA, ChangedModels, LoraModels
 from fake_hub import FakeHub, h6_dataset_repos
+from typer.testing import CliRunner
+
+from evalsuite.cli import app
 
 pytestmark = pytest.mark.subprocess  # the real clients, in the command's own process (reading HF_ENDPOINT)
 
@@ -37,6 +42,10 @@ def _evalsuite(args: list[str], hub: FakeHub, home: Path, **env: str) -> subproc
 
 def _values(output_dir: Path) -> dict[str, float]:
     (results,) = output_dir.glob("*/*/results.json")
+    return _values_in(results)
+
+
+def _values_in(results: Path) -> dict[str, float]:
     return {t["key"]: t["value"] for t in json.loads(results.read_text())["tasks"]}
 
 
@@ -57,12 +66,12 @@ def published(model_folder: str, tmp_path_factory: pytest.TempPathFactory):
         yield hub, first, main
 
 
-def test_a_hub_model_and_hub_datasets_give_the_local_values_and_rerun_offline(
-    published, model_folder: str, tmp_path: Path
-):
+def test_a_hub_model_and_hub_datasets_give_the_local_values_and_rerun_offline(published, real_run, tmp_path: Path):
     hub, first, main = published
     assert first != main
-    tasks = ["--tasks", "truthfulqa,winogrande", "--limit", "2"]
+    # the session's real run's settings (conftest), so that its values are the local run's (below)
+    tasks = ["--tasks", "truthfulqa,winogrande", "--limit", str(REAL_RUN_LIMIT), "--batch-size",
+             str(REAL_RUN_BATCH_SIZE)]  # fmt: skip
     home = tmp_path / "hf-home"
 
     # no --data-dir: lm-eval loads truthfulqa/truthful_qa and allenai/winogrande (its few-shot train split too)
@@ -80,14 +89,17 @@ def test_a_hub_model_and_hub_datasets_give_the_local_values_and_rerun_offline(
     assert hub.count("GET", "/datasets/allenai/winogrande/resolve/") >= 2  # its train (few-shot) and validation shards
     assert TOKEN not in online.stdout + online.stderr
 
-    # the same rows read from the snapshot by the same weights from a local folder: the same values
-    local = _evalsuite(
-        ["run", model_folder, *tasks, "--data-dir", str(SAMPLE_DATA), "--output-dir", str(tmp_path / "local")],
-        hub,
-        home,
-    )
-    assert local.returncode == 0, local.stderr[-3000:]
-    assert _values(tmp_path / "hub") == _values(tmp_path / "local")
+    # the same rows read from the snapshot by the same weights from a local folder: the same values. The local run
+    # is the session's real run (the GGUF, whose dequantized folder the Hub's weights are a copy of: `published`;
+    # the sample rows; the same limit, batch size and seeds), which ran these two tasks among its six
+    outcome, _ = real_run
+    local = json.loads((outcome.run_dir / "results.json").read_text())
+    assert local["settings"]["data_dir"] == str(SAMPLE_DATA.resolve())
+    for setting in ("protocol", "limit", "batch_size", "seeds", "add_bos_token", "backend", "backend_options"):
+        assert local["settings"][setting] == recorded["settings"][setting], setting
+    assert local["model"]["dtype"] == recorded["model"]["dtype"]
+    local_values = _values_in(outcome.run_dir / "results.json")
+    assert _values(tmp_path / "hub") == {key: local_values[key] for key in ("truthfulqa", "winogrande")}
 
     # the air-gapped recipe: the same command with HF_HUB_OFFLINE=1 runs from the cache, asking the Hub nothing
     before = len(hub.requests)
@@ -210,9 +222,10 @@ def test_a_contamination_check_reads_the_hub_datasets_as_the_snapshot(published,
                             "--output-dir", str(tmp_path / "hub")], hub, tmp_path / "hf-home")  # fmt: skip
     assert hub_check.returncode == 0, hub_check.stderr[-3000:]
     assert hub.count("GET", "/datasets/cais/mmlu/resolve/") >= 1  # MMLU as the original reads it: the `all` config
+    # the local check reads nothing from the Hub: in this process
     local_args = ["contamination", model_folder, "--reference", model_folder, *check, "--data-dir", str(SAMPLE_DATA)]
-    local_check = _evalsuite([*local_args, "--output-dir", str(tmp_path / "local")], hub, tmp_path / "hf-home")
-    assert local_check.returncode == 0, local_check.stderr[-3000:]
+    local_check = CliRunner().invoke(app, [*local_args, "--output-dir", str(tmp_path / "local")])
+    assert local_check.exit_code == 0, local_check.output[-3000:]
     (hub_items,) = (tmp_path / "hub").glob("*/contamination-*/items.jsonl")
     (local_items,) = (tmp_path / "local").glob("*/contamination-*/items.jsonl")
     assert hub_items.read_text() == local_items.read_text()  # same items, neighbours' losses and r(x)
@@ -230,7 +243,8 @@ def test_a_hub_adapter_and_a_hub_delta_run_online_then_offline_from_the_cache(
     adapter_sha = hub.publish_model("org/smollm2-lora", tmp_path / "adapter")
     hub.publish_model("org/smollm2-delta", changed.delta)
 
-    tasks = ["--tasks", "truthfulqa", "--limit", "2", "--data-dir", str(SAMPLE_DATA)]
+    # one document: TruthfulQA's MC2 is a continuous score, so one document tells the changed model from the adapter
+    tasks = ["--tasks", "truthfulqa", "--limit", "1", "--data-dir", str(SAMPLE_DATA)]
     home = tmp_path / "hf-home"
     online = _evalsuite(["run", "--adapter", f"org/smollm2-lora@{adapter_sha}", *tasks,
                          "--output-dir", str(tmp_path / "online")], hub, home)  # fmt: skip

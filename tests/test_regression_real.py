@@ -4,15 +4,17 @@ SmolLM2-135M is near chance on most H6 tasks, so zeroing a layer or two moves it
 the noise of a cheap run (tried: TruthfulQA MC2 48.7 -> 36.9 on 20 documents, p = 0.20). A realistic
 failure that a cheap nightly run must catch is a checkpoint trained on bad labels: here the model is
 fine-tuned for a few steps on Winogrande sentences completed with the *wrong* option (the scored
-documents' own, so the damage lands where it is measured). Real runs over the same 60 Winogrande documents
+documents' own, so the damage lands where it is measured). Real runs over the first Winogrande documents
 (in this process: `evalsuite run`'s own code, without its start-up), then `evalsuite compare` with McNemar's
 test on the logged samples (the installed command for the regression's exit code, the CLI in-process after):
 
-- baseline vs the broken checkpoint: regressed, exit 1;
+- baseline vs the broken checkpoint, on 60 documents: regressed, exit 1;
 - under protocol lm-eval, whose exemplars follow lm-eval's few-shot seed (leaderboard-v1's follow the
   leaderboard's walk, whatever the seed), the model with two few-shot seeds (different exemplars, same
-  documents): no regression, exit 0, with a warning that the seeds differ;
-- the baseline against a protocol lm-eval run: refused (exit 2), the model was asked other things.
+  documents), on 20 documents (the seeds' warnings and the prompts' fingerprints need no more): no regression,
+  exit 0, with a warning that the seeds differ;
+- the baseline against a protocol lm-eval run: refused (exit 2), the model was asked other things (their limits
+  differ too; the refusal names every difference, the protocol among them).
 """
 
 from __future__ import annotations
@@ -28,14 +30,15 @@ from typer.testing import CliRunner
 
 from evalsuite.cli import app
 
-DOCUMENTS = 60
+DOCUMENTS = 60  # the regression's runs (baseline and broken)
+RESEEDED_DOCUMENTS = 20  # the two seeds' runs under protocol lm-eval
 EPOCHS = 4
 
 
-def _run(model: str | Path, data_dir: Path, out: Path, **settings: Any) -> Path:
+def _run(model: str | Path, data_dir: Path, out: Path, documents: int = DOCUMENTS, **settings: Any) -> Path:
     from evalsuite.run import RunRequest, run_suite
 
-    request = RunRequest(model=str(model), data_dir=data_dir, tasks=["winogrande"], limit=DOCUMENTS,
+    request = RunRequest(model=str(model), data_dir=data_dir, tasks=["winogrande"], limit=documents,
                          log_samples=True, output_dir=out, **settings)  # fmt: skip
     outcome = run_suite(request)
     assert outcome is not None
@@ -94,11 +97,12 @@ def runs(gguf_path: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFa
     broken = scratch / "SmolLM2-135M-Instruct-wrong-labels"
     loss = _train_on_wrong_options(folder, rows, broken)
     print(f"\nbroken checkpoint: {EPOCHS} epochs on {DOCUMENTS} wrong-option sentences, final loss {loss:.3f}")
+    few = RESEEDED_DOCUMENTS
     return {
         "baseline": _run(gguf_path, shared_data, scratch / "baseline"),
         "broken": _run(broken, shared_data, scratch / "broken"),
-        "lm-eval": _run(gguf_path, shared_data, scratch / "lm-eval", protocol="lm-eval"),
-        "reseeded": _run(gguf_path, shared_data, scratch / "reseeded", protocol="lm-eval", seeds="0,1234,1234,42"),
+        "lm-eval": _run(gguf_path, shared_data, scratch / "lm-eval", few, protocol="lm-eval"),
+        "reseeded": _run(gguf_path, shared_data, scratch / "reseeded", few, protocol="lm-eval", seeds="0,1234,1234,42"),
     }
 
 
