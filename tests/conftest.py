@@ -57,9 +57,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # The slowest test files first (the seconds per file `make test` prints): `make test` hands whole files to two
 # workers in this order, so the long ones start early and the short ones fill in around them.
 SLOWEST_FIRST = (
-    "test_generation", "test_served", "test_parity", "test_weights", "test_hub_end_to_end", "test_regression_real",
-    "test_cluster", "test_faults", "test_contamination", "test_leaderboard_v1", "test_quiet_run",
-    "test_data_parallel", "test_bench", "test_details", "test_backends",
+    "test_generation", "test_served", "test_cluster", "test_parity", "test_regression_real", "test_faults",
+    "test_hub_end_to_end", "test_contamination", "test_weights", "test_quiet_run", "test_leaderboard_v1",
+    "test_data_parallel", "test_details", "test_offline", "test_bad_run_options", "test_backends", "test_bench",
 )  # fmt: skip
 
 
