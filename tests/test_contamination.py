@@ -274,9 +274,8 @@ def test_a_model_trained_on_the_items_is_flagged_and_the_clean_one_is_not(
     from evalsuite.model import parse_model_ref
 
     clean = Path(prepare_model(parse_model_ref(str(gguf_path))).pretrained)
-    # 5 items keep the margin at a sixth of the cost (measured shares: 0.97 vs 0.07 on 30 items, 1.00 vs 0.07 on
-    # 15, 1.00 vs 0.00 on 10); with 5 the thresholds below ask at least 3 of 5 flagged, and 3 more than the clean
-    # model's
+    # 5 items keep the margin (measured shares: 0.97 vs 0.07 on 30 items, 1.00 vs 0.07 on 15, 1.00 vs 0.00 on 10
+    # and on 5); with 5 the thresholds below ask at least 3 of 5 flagged, and 3 more than the clean model's
     items = select_items("arc", _rows(shared_data, "arc"), ITEMS_TRAINED_ON).items  # as the seeded shuffle selects
     contaminated = tmp_path / "SmolLM2-contaminated"
     _fine_tune_on([item.text for item in items], clean, contaminated)

@@ -358,14 +358,12 @@ def hflm_texts(model_folder: str) -> HflmTexts:
     """Plain HFLM's texts (batch size 3) for `_run_requests(count, budget, protocol)`: one HFLM, and each
     (protocol, count, budget) generated once per module, for the tests that compare the manager with it."""
     made: dict[tuple[Protocol, int, int], list[str]] = {}
-    plain: list = []
+    plain = _hflm(model_folder, batch_size=3)
 
     def texts(protocol: Protocol, count: int, budget: int) -> list[str]:
         if (protocol, count, budget) not in made:
-            if not plain:
-                plain.append(_hflm(model_folder, batch_size=3))
             requests = _run_requests(count, max_gen_toks=budget, protocol=protocol)
-            made[protocol, count, budget] = plain[0].generate_until(requests, disable_tqdm=True)
+            made[protocol, count, budget] = plain.generate_until(requests, disable_tqdm=True)
         return list(made[protocol, count, budget])
 
     return texts

@@ -32,7 +32,7 @@ from evalsuite.settings import Dtype, Precision, WeightType
 
 TASKS = ["arc", "truthfulqa"]
 # The quantized runs' task, checked request by request against a plain transformers forward: Winogrande's few short
-# requests (4 at --limit 2, about 250 tokens each) against ARC's 8 of about 1,900, which took the three quantized
+# requests (4 at --limit 2, 133-155 tokens each) against ARC's 8 of 940-990, which took the three quantized
 # tests 150 s on one thread for the same check (measured, in float32's distance: 4bit 7.1, 8bit 1.3, GPTQ 3.5; a
 # run that ignored the precision would be 0 from it and fail each test).
 QUANTIZED_TASK = "winogrande"
