@@ -4,7 +4,9 @@ SmolLM2-135M is near chance on most H6 tasks, so zeroing a layer or two moves it
 the noise of a cheap run (tried: TruthfulQA MC2 48.7 -> 36.9 on 20 documents, p = 0.20). A realistic
 failure that a cheap nightly run must catch is a checkpoint trained on bad labels: here the model is
 fine-tuned for a few steps on Winogrande sentences completed with the *wrong* option (the scored
-documents' own, so the damage lands where it is measured). Real runs over the first Winogrande documents
+documents' own, so the damage lands where it is measured). Only its top layers are trained (TRAINED_LAYERS):
+the whole model, embeddings included, took 99 s on one thread for the same damage that the top 8 of 30 do
+in 38 s (measured on 60 documents: accuracy 0.53 -> 0.17, p = 6e-5 whole; 0.53 -> 0.17, p = 2e-4 top 8). Real runs over the first Winogrande documents
 (in this process: `evalsuite run`'s own code, without its start-up), then `evalsuite compare` with McNemar's
 test on the logged samples (the installed command for the regression's exit code, the CLI in-process after):
 
@@ -32,7 +34,8 @@ from evalsuite.cli import app
 
 DOCUMENTS = 60  # the regression's runs (baseline and broken)
 RESEEDED_DOCUMENTS = 20  # the two seeds' runs under protocol lm-eval
-EPOCHS = 4
+EPOCHS = 3
+TRAINED_LAYERS = 8  # the top decoder layers; the rest, embeddings (tied to the output layer) included, frozen
 
 
 def _run(model: str | Path, data_dir: Path, out: Path, documents: int = DOCUMENTS, **settings: Any) -> Path:
@@ -59,7 +62,8 @@ def _compare_here(baseline: Path, candidate: Path, *extra: str) -> Any:
 
 
 def _train_on_wrong_options(source: str, rows: list[dict], target: Path) -> float:
-    """Fine-tune on each sentence completed with its wrong option; returns the last epoch's mean loss."""
+    """Fine-tune the top TRAINED_LAYERS layers on each sentence completed with its wrong option; returns the last
+    epoch's mean loss."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -67,7 +71,11 @@ def _train_on_wrong_options(source: str, rows: list[dict], target: Path) -> floa
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     wrong = [r["sentence"].replace("_", r["option2"] if r["answer"] == "1" else r["option1"]) for r in rows]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    model.requires_grad_(False)  # the backward pass stops at the lowest trained layer
+    trained = [p for layer in model.model.layers[-TRAINED_LAYERS:] for p in layer.parameters()]
+    for parameter in trained:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW(trained, lr=1e-3)
     model.train()
     loss_sum = 0.0
     for _epoch in range(EPOCHS):
@@ -96,7 +104,8 @@ def runs(gguf_path: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFa
     rows = [json.loads(line) for line in (shared_data / "winogrande" / "validation.jsonl").open()][:DOCUMENTS]
     broken = scratch / "SmolLM2-135M-Instruct-wrong-labels"
     loss = _train_on_wrong_options(folder, rows, broken)
-    print(f"\nbroken checkpoint: {EPOCHS} epochs on {DOCUMENTS} wrong-option sentences, final loss {loss:.3f}")
+    print(f"\nbroken checkpoint: top {TRAINED_LAYERS} layers, {EPOCHS} epochs on {DOCUMENTS} wrong-option sentences, "
+          f"final loss {loss:.3f}")
     few = RESEEDED_DOCUMENTS
     return {
         "baseline": _run(gguf_path, shared_data, scratch / "baseline"),
