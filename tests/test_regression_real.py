@@ -6,9 +6,10 @@ failure that a cheap nightly run must catch is a checkpoint trained on bad label
 fine-tuned for a few steps on Winogrande sentences completed with the *wrong* option (the scored
 documents' own, so the damage lands where it is measured). Only its top layers are trained (TRAINED_LAYERS):
 the whole model, embeddings included, took 99 s on one thread for the same damage that the top 8 of 30 do
-in 38 s (measured on 60 documents: accuracy 0.53 -> 0.17, p = 6e-5 whole; 0.53 -> 0.17, p = 2e-4 top 8). Real runs over the first Winogrande documents
-(in this process: `evalsuite run`'s own code, without its start-up), then `evalsuite compare` with McNemar's
-test on the logged samples (the installed command for the regression's exit code, the CLI in-process after):
+in 38 s (measured on 60 documents: accuracy 0.53 -> 0.17, p = 6e-5 whole; 0.53 -> 0.17, p = 2e-4 top 8).
+Real runs over the first Winogrande documents (in this process: `evalsuite run`'s own code, without its
+start-up), then `evalsuite compare` with McNemar's test on the logged samples (the installed command for the
+regression's exit code, the CLI in-process after):
 
 - baseline vs the broken checkpoint, on 60 documents: regressed, exit 1;
 - under protocol lm-eval, whose exemplars follow lm-eval's few-shot seed (leaderboard-v1's follow the
@@ -104,8 +105,10 @@ def runs(gguf_path: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFa
     rows = [json.loads(line) for line in (shared_data / "winogrande" / "validation.jsonl").open()][:DOCUMENTS]
     broken = scratch / "SmolLM2-135M-Instruct-wrong-labels"
     loss = _train_on_wrong_options(folder, rows, broken)
-    print(f"\nbroken checkpoint: top {TRAINED_LAYERS} layers, {EPOCHS} epochs on {DOCUMENTS} wrong-option sentences, "
-          f"final loss {loss:.3f}")
+    print(
+        f"\nbroken checkpoint: top {TRAINED_LAYERS} layers, {EPOCHS} epochs on {DOCUMENTS} wrong-option sentences, "
+        f"final loss {loss:.3f}"
+    )
     few = RESEEDED_DOCUMENTS
     return {
         "baseline": _run(gguf_path, shared_data, scratch / "baseline"),
