@@ -331,14 +331,14 @@ def changed(model_folder: str, tmp_path_factory: pytest.TempPathFactory) -> Chan
 
 @pytest.fixture(scope="session")
 def changed_run(changed: ChangedModels, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The changed model's run of ARC, TruthfulQA and Winogrande over the sample rows (the real run's limit and batch
+    """The changed model's run of TruthfulQA and Winogrande over the sample rows (the real run's limit and batch
     size, samples logged): made once per test session."""
     from evalsuite.results import read_results
     from evalsuite.run import RunOutcome, RunRequest, run_suite
 
     with once_per_session(tmp_path_factory, "changed-run") as (folder, to_make):
         if to_make:
-            request = RunRequest(model=str(changed.changed), tasks=["arc", "truthfulqa", "winogrande"],
+            request = RunRequest(model=str(changed.changed), tasks=["truthfulqa", "winogrande"],
                                  limit=REAL_RUN_LIMIT, batch_size=REAL_RUN_BATCH_SIZE, data_dir=SAMPLE_DATA,
                                  log_samples=True, output_dir=folder / "results")  # fmt: skip
             outcome = run_suite(request)
