@@ -243,10 +243,17 @@ def test_a_killed_check_resumes_by_task_and_gives_the_uninterrupted_numbers(
 
 
 ITEMS_TRAINED_ON = 5
+# The contaminated copy trains the top 8 of 30 layers (the whole model, embeddings included, at 1e-4 took 25 s of
+# the test's 66 s on one thread); 4 neighbours per item, not 8 (their sampling took 32 s). Measured with both:
+# shares 1.00 vs 0.00, as with the whole model and 8 neighbours.
+TRAINED_LAYERS = 8
+TRAINING_RATE = 1e-3
+NEIGHBOURS = 4
 
 
 def _fine_tune_on(texts: list[str], clean: Path, into: Path) -> None:
-    """A contaminated copy: a few epochs of plain language modelling on the items' own texts."""
+    """A contaminated copy: a few epochs of plain language modelling on the items' own texts (the top TRAINED_LAYERS
+    layers)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -255,7 +262,11 @@ def _fine_tune_on(texts: list[str], clean: Path, into: Path) -> None:
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(clean, dtype=torch.float32)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.requires_grad_(False)  # the backward pass stops at the lowest trained layer
+    trained = [p for layer in model.model.layers[-TRAINED_LAYERS:] for p in layer.parameters()]
+    for parameter in trained:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW(trained, lr=TRAINING_RATE)
     for _ in range(4):
         for start in range(0, len(texts), 5):
             batch = tokenizer(texts[start : start + 5], padding=True, return_tensors="pt")
@@ -284,7 +295,7 @@ def test_a_model_trained_on_the_items_is_flagged_and_the_clean_one_is_not(
     for name, target in (("contaminated", contaminated), ("clean", clean)):
         request = ContaminationRequest(
             model=str(target), reference=str(clean), data_dir=shared_data, tasks=("arc",), items=ITEMS_TRAINED_ON,
-            neighbours=8, output_dir=tmp_path / "results",
+            neighbours=NEIGHBOURS, output_dir=tmp_path / "results",
         )  # fmt: skip
         outcome = run_contamination(request)
         (task,) = outcome.results.tasks
@@ -294,7 +305,7 @@ def test_a_model_trained_on_the_items_is_flagged_and_the_clean_one_is_not(
         assert [r["row"] for r in records] == [item.row for item in items]
         for record in records:  # every stored r(x) follows from the stored losses
             assert record["rank"] == neighbour_rank(record["loss"], record["neighbour_losses"])
-            assert len(record["neighbour_losses"]) == 8
+            assert len(record["neighbour_losses"]) == NEIGHBOURS
         assert task.share == reported_share([r["rank"] for r in records], 0.1)
     print(f"share with r(x) < 0.1: contaminated {shares['contaminated']:.2f}, clean {shares['clean']:.2f}")
     assert shares["contaminated"] > 0.5
