@@ -24,6 +24,7 @@ class Faults:
 
     status: int | None = None  # answer completion requests with this status (429, 503) ...
     status_times: int = 0  # ... this many times
+    status_from: int = 0  # ... once this many were forwarded (1: after the load's probe, on scoring requests)
     retry_after: str | None = None
     cut_after: int | None = None  # forward this many completion requests, then cut every connection
     key: str | None = None  # a key the server asks for (401 without it)
@@ -79,7 +80,8 @@ def start_proxy(upstream: str) -> Proxy:
             if completion:
                 sent = json.loads(body or b"{}")
                 with proxy.lock:
-                    if faults.status is not None and proxy.refused < faults.status_times:
+                    refusing = proxy.refused < faults.status_times and proxy.completions >= faults.status_from
+                    if faults.status is not None and refusing:
                         proxy.refused += 1
                         headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
                         return self._answer(faults.status, {"error": {"message": "busy"}}, headers)

@@ -273,12 +273,13 @@ def test_429_and_503_back_off_and_change_no_value(clean_proxy: Proxy, gguf_path:
     plain = run("plain")
     assert plain.exit_code == 0, plain.stderr
     clean_proxy.reset()
-    clean_proxy.faults = Faults(status=429, status_times=3, retry_after="0.2")
+    # refused after the load's probe: the scoring requests themselves are retried
+    clean_proxy.faults = Faults(status=429, status_times=3, status_from=1, retry_after="0.2")
     busy = run("busy")
     assert busy.exit_code == 0, busy.stderr
     assert clean_proxy.refused == 3
     clean_proxy.reset()
-    clean_proxy.faults = Faults(status=503, status_times=2)
+    clean_proxy.faults = Faults(status=503, status_times=2, status_from=1)
     down = run("down")
     assert down.exit_code == 0, down.stderr
     assert clean_proxy.refused == 2
