@@ -7,7 +7,8 @@ subject by subject on every twentieth of its 57 subjects (3: abstract algebra, h
 medical genetics): plain lm-eval's MMLU is this file's costliest part (every tenth subject, 6, took 51 s on one
 thread against 13 s, half of it high-school US history's long prompts), every subject's requests take the same
 scoring path, and the 57 subjects' requests themselves are checked against the leaderboard's in
-tests/test_leaderboard_v1.py, their plain mean in tests/test_run_real.py.
+tests/test_leaderboard_v1.py, their plain mean in tests/test_run_real.py. ARC runs on its first document, the
+other four on the real run's two (LIMITS), each limit an evalsuite run of its own.
 
 No evalsuite code is in this loop: the protocol is written out here from PROTOCOL.md (shots, few-shot
 split, metric), the model is loaded by lm-eval's own `hf` backend from the same dequantized folder, and
@@ -40,6 +41,10 @@ PROTOCOL = {
     "winogrande": ("winogrande", 5, "train", "acc,none", "winogrande", "validation"),
     "gsm8k": ("gsm8k", 5, "train", "exact_match,strict-match", "gsm8k", "test"),
 }
+# Documents per task: the real run's, but ARC's first only. Its 25-shot requests (~970 tokens each, 4 a document)
+# are the costliest of the five in plain lm-eval's and the lm-eval-hf runs (full-vocabulary log-probabilities at
+# every position); one document's four requests take the same path, and its 25 exemplars still have to be lm-eval's.
+LIMITS = {key: 1 if key == "arc" else REAL_RUN_LIMIT for key in PROTOCOL}
 
 
 def _member(task: str, shots: int, fewshot_split: str | None, folder: str, eval_split: str) -> dict:
@@ -110,7 +115,6 @@ def _plain_lm_eval(model_folder: str) -> tuple[dict[str, float], Responses]:
     common = {
         "batch_size": REAL_RUN_BATCH_SIZE,
         "device": "cpu",
-        "limit": REAL_RUN_LIMIT,
         "task_manager": tm,
         "log_samples": True,
     }
@@ -118,11 +122,11 @@ def _plain_lm_eval(model_folder: str) -> tuple[dict[str, float], Responses]:
     responses: Responses = {}
     for key, (task, shots, fewshot_split, metric, folder, eval_split) in PROTOCOL.items():
         group = {"group": f"parity_{key}", "task": [_member(task, shots, fewshot_split, folder, eval_split)]}
-        out = simple_evaluate(model="hf", model_args=model_args, tasks=[group], **common)
+        out = simple_evaluate(model="hf", model_args=model_args, tasks=[group], limit=LIMITS[key], **common)
         assert out["n-shot"][task] == shots
         values[key] = float(out["results"][task][metric])
         responses |= _responses(out)
-    out = simple_evaluate(model="hf", model_args=model_args, tasks=[_mmlu_group()], **common)
+    out = simple_evaluate(model="hf", model_args=model_args, tasks=[_mmlu_group()], limit=REAL_RUN_LIMIT, **common)
     subjects = sorted(k for k in out["results"] if k.startswith("mmlu_"))
     assert subjects == _mmlu_parity_subjects() and len(subjects) == 3
     values |= {subject: float(out["results"][subject]["acc,none"]) for subject in subjects}
@@ -161,22 +165,43 @@ def plain_lm_eval(real_run) -> tuple[dict[str, float], Responses]:
     return _plain_lm_eval(outcome.results.settings.model_args["pretrained"])
 
 
+def _evalsuite_runs(gguf_path: Path, output: Path, **settings: object) -> list[RunOutcome]:
+    """evalsuite's runs of the five tasks at their LIMITS (one run per limit), protocol lm-eval."""
+    outcomes = []
+    for limit in sorted(set(LIMITS.values())):
+        request = RunRequest(
+            model=str(gguf_path),
+            tasks=[key for key in PROTOCOL if LIMITS[key] == limit],
+            limit=limit,
+            batch_size=REAL_RUN_BATCH_SIZE,
+            data_dir=SAMPLE_DATA,
+            output_dir=output / f"limit-{limit}",
+            log_samples=True,
+            protocol=Protocol.LM_EVAL,
+            **settings,
+        )
+        outcome = run_suite(request, progress=lambda message: None)
+        assert outcome is not None  # one process: it wrote the run
+        assert outcome.results.settings.protocol is Protocol.LM_EVAL
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _values_of(outcomes: list[RunOutcome]) -> dict[str, float]:
+    return {t.key: t.value for outcome in outcomes for t in outcome.results.tasks}
+
+
+def _responses_of(outcomes: list[RunOutcome]) -> Responses:
+    found: Responses = {}
+    for outcome in outcomes:
+        found |= _evalsuite_responses(outcome.run_dir)
+    return found
+
+
 @pytest.fixture(scope="module")
-def lm_eval_protocol_run(gguf_path, tmp_path_factory) -> RunOutcome:
-    """The real run's settings under protocol lm-eval (MMLU: see the module docstring)."""
-    request = RunRequest(
-        model=str(gguf_path),
-        tasks=list(PROTOCOL),
-        limit=REAL_RUN_LIMIT,
-        batch_size=REAL_RUN_BATCH_SIZE,
-        data_dir=SAMPLE_DATA,
-        output_dir=tmp_path_factory.mktemp("lm-eval-protocol"),
-        log_samples=True,
-        protocol=Protocol.LM_EVAL,
-    )
-    outcome = run_suite(request, progress=lambda message: None)
-    assert outcome is not None  # one process: it wrote the run
-    return outcome
+def lm_eval_protocol_run(gguf_path, tmp_path_factory) -> list[RunOutcome]:
+    """The real run's settings under protocol lm-eval, at LIMITS (MMLU: see the module docstring)."""
+    return _evalsuite_runs(gguf_path, tmp_path_factory.mktemp("lm-eval-protocol"))
 
 
 @pytest.mark.lm_eval
@@ -193,18 +218,17 @@ def test_mmlu_requests_are_the_same_under_both_protocols():
 
 
 def test_default_backend_matches_plain_lm_eval(real_run, lm_eval_protocol_run, plain_lm_eval):
-    outcome = lm_eval_protocol_run
+    outcomes = lm_eval_protocol_run
     mmlu_run, _ = real_run  # the default run's MMLU: its requests are the same under protocol lm-eval
-    assert outcome.results.settings.backend == "shared-prefix"
-    assert outcome.results.settings.protocol is Protocol.LM_EVAL
+    assert {outcome.results.settings.backend for outcome in outcomes} == {"shared-prefix"}
     plain, plain_responses = plain_lm_eval
     subjects = _mmlu_parity_subjects()
     mmlu_values = {s.lm_eval_task: s.value for s in mmlu_run.results.task("mmlu").subtasks}
-    ours = {t.key: t.value for t in outcome.results.tasks} | {s: mmlu_values[s] for s in subjects}
+    ours = _values_of(outcomes) | {s: mmlu_values[s] for s in subjects}
     print("\nparity (evalsuite shared-prefix vs plain lm-eval):\n" + json.dumps({k: [ours[k], plain[k]] for k in ours}))
     assert {k: v for k, v in ours.items() if k != "truthfulqa"} == {k: v for k, v in plain.items() if k != "truthfulqa"}
     assert ours["truthfulqa"] == pytest.approx(plain["truthfulqa"], abs=1e-6)
-    our_responses = _evalsuite_responses(outcome.run_dir) | {
+    our_responses = _responses_of(outcomes) | {
         task: docs for task, docs in _evalsuite_responses(mmlu_run.run_dir).items() if task in subjects
     }
     assert our_responses.keys() == plain_responses.keys() and len(our_responses) == 5 + 3
@@ -223,24 +247,13 @@ def test_default_backend_matches_plain_lm_eval(real_run, lm_eval_protocol_run, p
 def test_lm_eval_hf_backend_equals_plain_lm_eval(gguf_path, tmp_path, plain_lm_eval):
     # MMLU (its subjects' minutes of CPU with this backend) is left to the test above: its requests take
     # the same HFLM path as the other five tasks' here.
-    request = RunRequest(
-        model=str(gguf_path),
-        tasks=[key for key in PROTOCOL],
-        limit=REAL_RUN_LIMIT,
-        batch_size=REAL_RUN_BATCH_SIZE,
-        data_dir=SAMPLE_DATA,
-        output_dir=tmp_path,
-        log_samples=True,
-        backend="lm-eval-hf",
-        protocol=Protocol.LM_EVAL,
-    )
-    outcome: RunOutcome = run_suite(request, progress=lambda message: None)
-    assert outcome.results.settings.backend == "lm-eval-hf"
+    outcomes = _evalsuite_runs(gguf_path, tmp_path, backend="lm-eval-hf")
+    assert {outcome.results.settings.backend for outcome in outcomes} == {"lm-eval-hf"}
     plain, plain_responses = plain_lm_eval
-    ours = {t.key: t.value for t in outcome.results.tasks}
+    ours = _values_of(outcomes)
     print("\nparity (evalsuite lm-eval-hf vs plain lm-eval):\n" + json.dumps({k: [ours[k], plain[k]] for k in ours}))
     assert ours == {key: plain[key] for key in PROTOCOL}
     # Beyond the numbers: every log-likelihood and every generation, request by request.
-    our_responses = _evalsuite_responses(outcome.run_dir)
+    our_responses = _responses_of(outcomes)
     assert len(our_responses) == 5
     assert our_responses == {task: plain_responses[task] for task in our_responses}
