@@ -40,6 +40,8 @@ SHARED_DATA = REPO.parent / "shared" / "data" / "h6"
 # Documents per task in the real-stack run (per subject for MMLU, whose sample has one row each).
 REAL_RUN_LIMIT = 2
 REAL_RUN_BATCH_SIZE = 8
+# The changed model's run (`changed_run`): the tasks of the Ray sweep it is compared with (tests/test_cluster.py).
+CHANGED_RUN_TASKS = ["truthfulqa", "winogrande"]
 
 # The markers of what a test needs beyond this process and its fakes; `--fast` leaves them all out.
 SLOW_MARKERS = ("model", "lm_eval", "browser", "subprocess")
@@ -338,7 +340,7 @@ def changed_run(changed: ChangedModels, tmp_path_factory: pytest.TempPathFactory
 
     with once_per_session(tmp_path_factory, "changed-run") as (folder, to_make):
         if to_make:
-            request = RunRequest(model=str(changed.changed), tasks=["truthfulqa", "winogrande"],
+            request = RunRequest(model=str(changed.changed), tasks=CHANGED_RUN_TASKS,
                                  limit=REAL_RUN_LIMIT, batch_size=REAL_RUN_BATCH_SIZE, data_dir=SAMPLE_DATA,
                                  log_samples=True, output_dir=folder / "results")  # fmt: skip
             outcome = run_suite(request)
@@ -377,6 +379,17 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     yield mount
     for folder in mounts:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def train_top_layers(model: Any, count: int) -> list[Any]:
+    """Freeze a causal LM but its top `count` decoder layers, its embeddings (tied to the output layer in SmolLM2)
+    included, and return the parameters left to train: the backward pass stops at the lowest trained layer, so a
+    few steps cost a fraction of the whole model's (the tests' damaged and contaminated copies)."""
+    model.requires_grad_(False)
+    trained = [parameter for layer in model.model.layers[-count:] for parameter in layer.parameters()]
+    for parameter in trained:
+        parameter.requires_grad_(True)
+    return trained
 
 
 def fill(folder: Path) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REAL_RUN_BATCH_SIZE, REAL_RUN_LIMIT, SAMPLE_DATA, ChangedModels, LoraModels
+from conftest import CHANGED_RUN_TASKS, REAL_RUN_BATCH_SIZE, REAL_RUN_LIMIT, SAMPLE_DATA, ChangedModels, LoraModels
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.lm_eval]
 
@@ -35,7 +35,7 @@ BIN = Path(sys.executable).parent
 # Two of the six (CI time): MMLU's 57 subjects take minutes on two cores, GSM8K's generation a minute across the
 # sweep and its references, ARC's 25-shot prompts (~970 tokens a request) ~7 s a model; a cell runs any task alike,
 # and bench/cluster.py sweeps all six.
-TASKS = ["truthfulqa", "winogrande"]
+TASKS = CHANGED_RUN_TASKS  # the changed model's sequential run is the session's (conftest)
 PORT = 6390  # inside the namespace: no other process can hold it
 OBJECT_STORE = str(80 * 1024**2)
 # Ray's token authentication off, explicitly: Ray 2.60 turns it on for any cluster started on a machine where a

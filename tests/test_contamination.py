@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, SAKURA, SAMPLE_DATA
+from conftest import FIXTURES, SAKURA, SAMPLE_DATA, train_top_layers
 from golden import check_golden
 from typer.testing import CliRunner
 
@@ -262,11 +262,7 @@ def _fine_tune_on(texts: list[str], clean: Path, into: Path) -> None:
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(clean, dtype=torch.float32)
     model.train()
-    model.requires_grad_(False)  # the backward pass stops at the lowest trained layer
-    trained = [p for layer in model.model.layers[-TRAINED_LAYERS:] for p in layer.parameters()]
-    for parameter in trained:
-        parameter.requires_grad_(True)
-    optimizer = torch.optim.AdamW(trained, lr=TRAINING_RATE)
+    optimizer = torch.optim.AdamW(train_top_layers(model, TRAINED_LAYERS), lr=TRAINING_RATE)
     for _ in range(4):
         for start in range(0, len(texts), 5):
             batch = tokenizer(texts[start : start + 5], padding=True, return_tensors="pt")

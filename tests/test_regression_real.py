@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import train_top_layers
 from typer.testing import CliRunner
 
 from evalsuite.cli import app
@@ -72,11 +73,7 @@ def _train_on_wrong_options(source: str, rows: list[dict], target: Path) -> floa
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     wrong = [r["sentence"].replace("_", r["option2"] if r["answer"] == "1" else r["option1"]) for r in rows]
-    model.requires_grad_(False)  # the backward pass stops at the lowest trained layer
-    trained = [p for layer in model.model.layers[-TRAINED_LAYERS:] for p in layer.parameters()]
-    for parameter in trained:
-        parameter.requires_grad_(True)
-    optimizer = torch.optim.AdamW(trained, lr=1e-3)
+    optimizer = torch.optim.AdamW(train_top_layers(model, TRAINED_LAYERS), lr=1e-3)
     model.train()
     loss_sum = 0.0
     for _epoch in range(EPOCHS):
