@@ -40,8 +40,8 @@ SHARED_DATA = REPO.parent / "shared" / "data" / "h6"
 # Documents per task in the real-stack run (per subject for MMLU, whose sample has one row each).
 REAL_RUN_LIMIT = 2
 # Rows per forward in the real run and the runs compared with it. 4, not 8: on one CPU thread a forward gains
-# nothing from more rows, and the sample's MMLU prompts run from 248 to 2,724 tokens, so wider forwards mostly add
-# padding (the real run's MMLU: 113 s at 8, 95 s at 4, 87 s at 1). 4 still puts several packs in one forward.
+# nothing from more rows, and the sample's MMLU prompts run from 248 to 2,724 tokens, so wider forwards add padding
+# (the real run's MMLU: 113 s at 8, 95 s at 4, 87 s at 1). 4 still puts several packs in one forward.
 REAL_RUN_BATCH_SIZE = 4
 # The changed model's run (`changed_run`): the tasks of the Ray sweep it is compared with (tests/test_cluster.py).
 CHANGED_RUN_TASKS = ["truthfulqa", "winogrande"]
@@ -385,9 +385,10 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
 
 
 def train_top_layers(model: Any, count: int) -> list[Any]:
-    """Freeze a causal LM but its top `count` decoder layers, its embeddings (tied to the output layer in SmolLM2)
-    included, and return the parameters left to train: the backward pass stops at the lowest trained layer, so a
-    few steps cost a fraction of the whole model's (the tests' damaged and contaminated copies)."""
+    """Freeze every parameter of a causal LM except its top `count` decoder layers (the embeddings, tied to the
+    output layer in SmolLM2, are frozen too) and return the ones left to train: the backward pass stops at the
+    lowest trained layer, so a few steps cost a fraction of the whole model's (the tests' damaged and contaminated
+    copies)."""
     model.requires_grad_(False)
     trained = [parameter for layer in model.model.layers[-count:] for parameter in layer.parameters()]
     for parameter in trained:

@@ -179,7 +179,7 @@ def test_h6_through_a_real_vllm_server_beside_the_in_process_run(
         assert sample["arguments"] == mine["arguments"], key
         metric = "exact_match" if key[0] == "gsm8k" else ("acc_norm" if "acc_norm" in sample else "acc")
         pairs.append((key, sample["resps"], mine["resps"], sample[metric], mine[metric]))
-    # MMLU: every tenth subject's first document, its requests as the shared run logged them, through the LM
+    # MMLU: every twentieth subject's first document, its requests as the shared run logged them, through the LM
     backend = engine.get_backend("served")
     loaded = backend.load(engine.prepare_model(parse_model_ref(str(gguf_path))), ModelSettings(
         dtype=Dtype.FLOAT32, device="cpu", batch_size=BatchSize(8), add_bos_token=False, backend="served",
